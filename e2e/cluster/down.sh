@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# cluster-down: stops every process the harness started (by pid) and unmounts what they
+# mounted, even after a failed run. Data stays in _output/e2e unless --purge is given.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+purge=false
+[ "${1:-}" = --purge ] && purge=true
+
+# Pod tasks first, so their shims exit and release their mounts.
+if alive containerd && command -v ctr >/dev/null; then
+  for t in $(ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks ls -q 2>/dev/null); do
+    ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true
+  done
+fi
+
+stop() { # stop NAME: SIGTERM, then SIGKILL after 10s
+  local name=$1 pid
+  pid=$(pid_of "$name")
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && { log "$name did not stop; killing it"; kill -KILL "$pid" 2>/dev/null; }
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$PIDS/$name.pid"
+}
+for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+  stop "${COMPONENTS[$i]}"
+done
+
+# containerd's shims outlive it by design; they are ours when they name our socket.
+for pid in $(pgrep -f "containerd-shim.*-address $CONTAINERD_SOCK" 2>/dev/null); do
+  kill -KILL "$pid" 2>/dev/null && log "stopped containerd shim (pid $pid)"
+done
+# Container processes whose shim was killed are reparented; their cgroup dirs name them.
+sleep 0.5
+
+# Unmount everything under the harness dir, deepest first.
+mounts() { awk -v d="$E2E_DIR" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2-; }
+for _ in 1 2 3; do
+  m=$(mounts)
+  [ -n "$m" ] || break
+  while read -r mp; do
+    umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
+  done <<<"$m"
+done
+[ -z "$(mounts)" ] || log "WARNING: still mounted: $(mounts | tr '\n' ' ')"
+rm -f "$E2E_DIR/ready"
+
+if $purge; then
+  rm -rf "$E2E_DIR"
+  log "purged $E2E_DIR"
+fi
+log "cluster down"

@@ -1,0 +1,71 @@
+# Shared settings of the e2e harness scripts. Sourced, not run.
+# Every address is on loopback; every file is under $E2E_DIR (default _output/e2e).
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+E2E_DIR=${E2E_DIR:-$repo_root/_output/e2e}
+mkdir -p "$E2E_DIR"
+E2E_DIR=$(cd "$E2E_DIR" && pwd)
+
+# Ports, chosen away from the well-known ones so a harness can run beside a real node.
+ETCD_PORT=22379
+ETCD_PEER_PORT=22380
+APISERVER_PORT=26443
+CONTROLLER_MANAGER_PORT=20257
+SCHEDULER_PORT=20259
+KUBELET_PORT=20250
+KUBELET_HEALTHZ_PORT=20248
+REGISTRY_PORT=25443
+
+# The node is named localhost: the API server reaches the kubelet by the node's Hostname
+# address, and a kubelet refuses a loopback --node-ip.
+NODE_NAME=localhost
+REGISTRY_HOST=localhost:$REGISTRY_PORT
+REGISTRY_USERNAME=pullpass-e2e
+
+PKI=$E2E_DIR/pki
+LOGS=$E2E_DIR/logs
+PIDS=$E2E_DIR/pids
+BIN=$E2E_DIR/bin
+CONTAINERD_DIR=$E2E_DIR/containerd
+CONTAINERD_SOCK=$CONTAINERD_DIR/containerd.sock
+KUBELET_ROOT=$E2E_DIR/kubelet
+CREDENTIAL_PROVIDER_CONFIG=$E2E_DIR/credential-provider/config
+CREDENTIAL_PROVIDER_BIN=$E2E_DIR/credential-provider/bin
+KUBECONFIG_ADMIN=$E2E_DIR/kubeconfig
+# Tools that log in to the registry keep their config here, never in $HOME/.docker, which the
+# kubelet would read and use for pods with no pull secret.
+export DOCKER_CONFIG=$E2E_DIR/docker
+
+log() { printf '%s [harness] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Processes the harness starts, in start order; cluster-down stops them in reverse.
+COMPONENTS=(etcd registry containerd kube-apiserver kube-controller-manager kube-scheduler kubelet)
+
+pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
+alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+
+# wait_for NAME SECONDS COMMAND...: run COMMAND until it succeeds, failing if NAME's process dies.
+wait_for() {
+  local name=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ -f "$PIDS/$name.pid" ] && ! alive "$name"; then
+      tail -n 30 "$LOGS/$name.log" >&2 || true
+      die "$name exited; its log is $LOGS/$name.log"
+    fi
+    [ $SECONDS -lt $deadline ] || { tail -n 30 "$LOGS/$name.log" >&2 || true; die "$name not ready after ${secs}s; its log is $LOGS/$name.log"; }
+    sleep 0.5
+  done
+}
+
+# start NAME COMMAND...: start a process in the background, in its own session, logging to $LOGS.
+start() {
+  local name=$1; shift
+  mkdir -p "$LOGS" "$PIDS"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! >"$PIDS/$name.pid"
+  log "started $name (pid $!)"
+}
+
+kubectl_e2e() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }

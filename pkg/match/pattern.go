@@ -1,0 +1,165 @@
+// Package match decides which registry serves an image, with the kubelet's matchImages rules.
+//
+// A pattern is a host, an optional port and an optional path, like "*.dkr.ecr.*.amazonaws.com",
+// "registry.example.com:5000" or "ghcr.io/my-org". It matches an image repository when
+//   - the hosts have the same number of dot-separated labels and each pattern label is a glob
+//     whose '*' stands for any run of characters, matching the image's label in the same place;
+//   - the ports are equal (no port matches only no port; '*' never matches a port);
+//   - the pattern's path, if any, is a string prefix of the image's path.
+//
+// These are the rules of the kubelet's credentialprovider.URLsMatch, which the kubelet applies
+// both to credential provider plugins' matchImages and to pull secrets' registry keys. The kubelet
+// reads patterns as URLs, so '?' starts a query and '[' an IPv6 literal there: the only glob that
+// works in a kubelet is '*', and ParsePattern refuses the others rather than let them silently
+// mean something else.
+package match
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"strings"
+)
+
+// Pattern is a parsed host pattern.
+type Pattern struct {
+	raw    string
+	labels []string // host split on '.'
+	port   string
+	path   string // with its leading '/', or ""
+	// literal is true when no label holds a glob character.
+	literal bool
+	// wildcards counts glob characters, for precedence.
+	wildcards int
+}
+
+// ParsePattern parses and validates a host pattern. It accepts what the kubelet accepts in
+// matchImages, less what can never match an image: a scheme, a query, a user or an empty label.
+func ParsePattern(s string) (Pattern, error) {
+	if s == "" {
+		return Pattern{}, errors.New("invalid host pattern: empty")
+	}
+	if strings.Contains(s, "://") {
+		return Pattern{}, fmt.Errorf("invalid host pattern %q: remove the scheme, patterns are host[:port][/path]", s)
+	}
+	if strings.ContainsAny(s, "?[]") {
+		return Pattern{}, fmt.Errorf("invalid host pattern %q: only '*' is a glob for the kubelet ('?' and '[' are read as URL syntax)", s)
+	}
+	if strings.ContainsAny(s, " \t\r\n#@\\") {
+		return Pattern{}, fmt.Errorf("invalid host pattern %q: white space, '#', '@' and '\\' are not allowed", s)
+	}
+	u, err := url.Parse("https://" + s)
+	if err != nil {
+		return Pattern{}, fmt.Errorf("invalid host pattern %q: %v", s, errors.Unwrap(err))
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return Pattern{}, fmt.Errorf("invalid host pattern %q: only host[:port][/path] is allowed", s)
+	}
+	p := Pattern{raw: s, path: u.Path, literal: true}
+	var host string
+	p.labels, host, p.port = splitHost(u.Host)
+	if host == "" {
+		return Pattern{}, fmt.Errorf("invalid host pattern %q: no host", s)
+	}
+	if p.port != "" {
+		for _, c := range p.port {
+			if c < '0' || c > '9' {
+				return Pattern{}, fmt.Errorf("invalid host pattern %q: port %q must be digits (the kubelet never globs ports)", s, p.port)
+			}
+		}
+	}
+	for _, l := range p.labels {
+		if l == "" {
+			return Pattern{}, fmt.Errorf("invalid host pattern %q: empty label in host %q", s, host)
+		}
+		if !validLabel(l) {
+			return Pattern{}, fmt.Errorf("invalid host pattern %q: label %q may hold only letters, digits, '-', '_' and '*'", s, l)
+		}
+		if n := strings.Count(l, "*"); n > 0 {
+			p.literal = false
+			p.wildcards += n
+		}
+	}
+	return p, nil
+}
+
+func validLabel(l string) bool {
+	for _, c := range l {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '*') {
+			return false
+		}
+	}
+	return true
+}
+
+// splitHost splits a URL host into labels, the bare host and the port, as the kubelet does.
+func splitHost(hostport string) (labels []string, host, port string) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, port = hostport, ""
+	}
+	return strings.Split(host, "."), host, port
+}
+
+// String returns the pattern as written.
+func (p Pattern) String() string { return p.raw }
+
+// Literal reports whether the pattern's host has no glob.
+func (p Pattern) Literal() bool { return p.literal }
+
+// Port returns the pattern's port, or "".
+func (p Pattern) Port() string { return p.port }
+
+// Path returns the pattern's path prefix, or "".
+func (p Pattern) Path() string { return p.path }
+
+// Matches reports whether the pattern matches an image repository ("host[:port]/path").
+func (p Pattern) Matches(repository string) bool {
+	t, ok := parseTarget(repository)
+	return ok && p.matches(t)
+}
+
+// target is an image repository split the way patterns are.
+type target struct {
+	hostport string
+	labels   []string
+	port     string
+	path     string
+}
+
+func parseTarget(repository string) (target, bool) {
+	// Images hold no scheme, query or user, so a split on the first '/' is what url.Parse
+	// would give; it is done by hand because it runs for every image of every pod.
+	hostport, rest, _ := strings.Cut(repository, "/")
+	if hostport == "" {
+		return target{}, false
+	}
+	t := target{hostport: hostport}
+	if rest != "" || strings.HasSuffix(repository, "/") {
+		t.path = "/" + rest
+	}
+	t.labels, _, t.port = splitHost(hostport)
+	return t, true
+}
+
+func (p Pattern) matches(t target) bool {
+	if p.port != t.port || len(p.labels) != len(t.labels) || !strings.HasPrefix(t.path, p.path) {
+		return false
+	}
+	if p.literal {
+		for i, l := range p.labels {
+			if l != t.labels[i] {
+				return false
+			}
+		}
+		return true
+	}
+	for i, l := range p.labels {
+		if ok, _ := path.Match(l, t.labels[i]); !ok {
+			return false
+		}
+	}
+	return true
+}

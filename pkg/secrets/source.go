@@ -1,0 +1,93 @@
+// Package secrets reads credentials out of the Secrets users point registries at, and names the
+// labels pullpass puts on the Secrets it owns.
+package secrets
+
+import (
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pullpass/pullpass/pkg/dockerconfig"
+	"github.com/pullpass/pullpass/pkg/match"
+)
+
+// Labels on Secrets that pullpass owns. A Secret without them is never changed or deleted.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedByValue = "pullpass"
+	LabelRegistry  = "pullpass.io/registry"
+)
+
+// Credentials are a username and password (or token).
+type Credentials struct {
+	Username string
+	Password string
+}
+
+// String never prints the password.
+func (c Credentials) String() string { return fmt.Sprintf("{username:%q password:<redacted>}", c.Username) }
+
+// FromSecret reads the credentials for a registry from its source Secret:
+//   - kubernetes.io/dockerconfigjson (or .dockercfg): the entry whose key matches one of the
+//     registry's host patterns, or the only entry;
+//   - kubernetes.io/basic-auth or Opaque: the "username" and "password" keys.
+func FromSecret(s *corev1.Secret, hosts []string) (Credentials, error) {
+	where := fmt.Sprintf("secret %s/%s", s.Namespace, s.Name)
+	cfgData, isDockerConfig := s.Data[corev1.DockerConfigJsonKey]
+	if !isDockerConfig {
+		cfgData, isDockerConfig = s.Data[corev1.DockerConfigKey]
+	}
+	if isDockerConfig {
+		cfg, err := dockerconfig.Parse(cfgData)
+		if err != nil {
+			return Credentials{}, fmt.Errorf("%s: %w", where, err)
+		}
+		e, ok := entryFor(cfg, hosts)
+		if !ok {
+			return Credentials{}, fmt.Errorf("%s: no entry for %v (it has %v)", where, hosts, cfg.Hosts())
+		}
+		if e.Username == "" && e.Password == "" {
+			return Credentials{}, fmt.Errorf("%s: the entry for %v has no username or password", where, hosts)
+		}
+		return Credentials{Username: e.Username, Password: e.Password}, nil
+	}
+	u, p := s.Data[corev1.BasicAuthUsernameKey], s.Data[corev1.BasicAuthPasswordKey]
+	if len(u) == 0 || len(p) == 0 {
+		return Credentials{}, fmt.Errorf("%s: has neither %q nor %q and %q keys", where, corev1.DockerConfigJsonKey, corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey)
+	}
+	return Credentials{Username: string(u), Password: string(p)}, nil
+}
+
+// Username returns just the username, for listings.
+func Username(s *corev1.Secret, hosts []string) (string, error) {
+	c, err := FromSecret(s, hosts)
+	return c.Username, err
+}
+
+// entryFor picks the docker config entry for a registry: an entry whose key equals a host
+// pattern, else one whose key the patterns match, else the only entry.
+func entryFor(cfg *dockerconfig.Config, hosts []string) (dockerconfig.AuthEntry, bool) {
+	for _, h := range hosts {
+		if e, ok := cfg.Lookup(h); ok {
+			return e, true
+		}
+	}
+	for _, key := range cfg.Hosts() {
+		for _, h := range hosts {
+			if p, err := match.ParsePattern(h); err == nil && p.Matches(key+"/") {
+				return cfg.Lookup(key)
+			}
+		}
+	}
+	if hs := cfg.Hosts(); len(hs) == 1 {
+		return cfg.Lookup(hs[0])
+	}
+	return dockerconfig.AuthEntry{}, false
+}
+
+// ErrNotOwned is returned when pullpass is asked to change a Secret it does not own.
+var ErrNotOwned = errors.New("secret is not managed by pullpass")
+
+// Owned reports whether pullpass owns a Secret.
+func Owned(s *corev1.Secret) bool { return s.Labels[LabelManagedBy] == ManagedByValue }
