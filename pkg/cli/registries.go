@@ -94,6 +94,9 @@ func (a *addOptions) run(ctx context.Context, o *options, host string) error {
 	if err != nil {
 		return err
 	}
+	if existing != nil && a.name != "" && existing.Name != a.name {
+		return badInput("host %s is already served by registry %q: use --name %s to update it, or remove it first", host, existing.Name, existing.Name)
+	}
 	name := a.name
 	switch {
 	case existing != nil:
@@ -227,7 +230,7 @@ func ensureNamespace(ctx context.Context, c *Clients, ns string) error {
 	return nil
 }
 
-// findRegistry finds the registry named name, or else the one whose hosts include host.
+// findRegistry finds the registry named name, or else one whose hosts include host.
 func findRegistry(ctx context.Context, c *Clients, name, host string) (*v1alpha1.Registry, error) {
 	if name != "" {
 		r, err := c.Registries.Get(ctx, name, metav1.GetOptions{})
@@ -246,7 +249,7 @@ func findRegistry(ctx context.Context, c *Clients, name, host string) (*v1alpha1
 		return nil, fmt.Errorf("listing registries: %w", err)
 	}
 	for i := range list.Items {
-		if contains(list.Items[i].Spec.Hosts, host) && (name == "" || name == list.Items[i].Name) {
+		if contains(list.Items[i].Spec.Hosts, host) {
 			return &list.Items[i], nil
 		}
 	}

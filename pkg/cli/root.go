@@ -134,15 +134,14 @@ func isUsageError(err error) bool {
 }
 
 func newRootCommand(program string, o *options) *cobra.Command {
-	use := "pullpass"
-	if strings.HasPrefix(filepath.Base(program), "kubectl-") {
-		use = "kubectl pullpass"
-	}
 	root := &cobra.Command{
-		Use:           use,
+		Use:           "pullpass",
 		Short:         "Manage the registry table that lets pods pull from private registries",
 		SilenceErrors: true,
 		SilenceUsage:  true,
+	}
+	if strings.HasPrefix(filepath.Base(program), "kubectl-") {
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl pullpass"}
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")

@@ -55,24 +55,37 @@ func Parse(s string) (Reference, error) {
 	if strings.TrimSpace(s) != s {
 		return Reference{}, fmt.Errorf("invalid image reference %q: leading or trailing white space", s)
 	}
+	if ref, ok := parseFast(s); ok {
+		return foldDockerHub(ref), nil
+	}
+	return parseSlow(s)
+}
+
+// parseSlow parses with the reference library, the authority on the grammar.
+func parseSlow(s string) (Reference, error) {
 	named, err := reference.ParseNormalizedNamed(s)
 	if err != nil {
 		return Reference{}, fmt.Errorf("invalid image reference %q: %s", s, explain(s, err))
 	}
 	ref := Reference{Host: reference.Domain(named), Path: reference.Path(named)}
-	if dockerHubAliases[ref.Host] {
-		ref.Host = DockerHub
-		if !strings.Contains(ref.Path, "/") {
-			ref.Path = "library/" + ref.Path
-		}
-	}
 	if t, ok := named.(reference.Tagged); ok {
 		ref.Tag = t.Tag()
 	}
 	if d, ok := named.(reference.Digested); ok {
 		ref.Digest = d.Digest().String()
 	}
-	return ref, nil
+	return foldDockerHub(ref), nil
+}
+
+// foldDockerHub folds Docker Hub's other names into docker.io.
+func foldDockerHub(ref Reference) Reference {
+	if dockerHubAliases[ref.Host] {
+		ref.Host = DockerHub
+		if !strings.Contains(ref.Path, "/") {
+			ref.Path = "library/" + ref.Path
+		}
+	}
+	return ref
 }
 
 // explain turns the reference library's terse errors into ones that say what is wrong.

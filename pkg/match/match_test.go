@@ -220,7 +220,8 @@ func FuzzPattern(f *testing.F) {
 		}
 		if got && p.Literal() && p.Path() == "" {
 			host, _, _ := strings.Cut(target, "/")
-			if host != glob {
+			// An empty port is no port, for the kubelet as here ("0:" is host "0").
+			if strings.TrimSuffix(host, ":") != glob {
 				t.Fatalf("literal %q matched host %q", glob, host)
 			}
 		}

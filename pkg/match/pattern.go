@@ -50,6 +50,12 @@ func ParsePattern(s string) (Pattern, error) {
 	if strings.ContainsAny(s, " \t\r\n#@\\") {
 		return Pattern{}, fmt.Errorf("invalid host pattern %q: white space, '#', '@' and '\\' are not allowed", s)
 	}
+	if _, path, ok := strings.Cut(s, "/"); ok && !validPath(path) {
+		return Pattern{}, fmt.Errorf("invalid host pattern %q: the path may hold only lower-case letters, digits, '.', '_', '-' and '/', as image paths do", s)
+	}
+	if hostport, _, _ := strings.Cut(s, "/"); strings.HasSuffix(hostport, ":") {
+		return Pattern{}, fmt.Errorf("invalid host pattern %q: empty port", s)
+	}
 	u, err := url.Parse("https://" + s)
 	if err != nil {
 		return Pattern{}, fmt.Errorf("invalid host pattern %q: %v", s, errors.Unwrap(err))
@@ -83,6 +89,15 @@ func ParsePattern(s string) (Pattern, error) {
 		}
 	}
 	return p, nil
+}
+
+func validPath(p string) bool {
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '/') {
+			return false
+		}
+	}
+	return true
 }
 
 func validLabel(l string) bool {
@@ -136,11 +151,17 @@ func parseTarget(repository string) (target, bool) {
 	if hostport == "" {
 		return target{}, false
 	}
-	t := target{hostport: hostport}
+	t := target{}
 	if rest != "" || strings.HasSuffix(repository, "/") {
 		t.path = "/" + rest
 	}
-	t.labels, _, t.port = splitHost(hostport)
+	var host string
+	t.labels, host, t.port = splitHost(hostport)
+	// The index key is rebuilt from the parts, as a pattern's is: "0:" and "0" are one host.
+	t.hostport = host
+	if t.port != "" {
+		t.hostport = host + ":" + t.port
+	}
 	return t, true
 }
 

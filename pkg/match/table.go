@@ -22,18 +22,21 @@ type Entry[V any] struct {
 //
 // A Table is immutable once built and safe for concurrent use.
 type Table[V any] struct {
-	// Entries are indexed so a lookup tries only those that could match: exact hosts by
-	// host:port, globs by label count, port and (when literal) last label.
+	// Entries are indexed so a lookup tries only those that could match. Exact hosts are keyed
+	// by host:port. A glob is keyed by one of its literal labels (the rarest in the table, so
+	// "*.dkr.ecr.*.amazonaws.com" patterns that differ only by account land apart) with its
+	// position, label count and port; a glob with no literal label by label count and port.
 	exact    map[string][]*Entry[V]
 	globs    map[globKey][]*Entry[V]
-	wildLast map[globKey][]*Entry[V]
+	wildOnly map[globKey][]*Entry[V]
 	size     int
 }
 
 type globKey struct {
 	labels int
 	port   string
-	last   string
+	pos    int
+	label  string
 }
 
 // NewTable builds a table. Entries are copied.
@@ -41,30 +44,52 @@ func NewTable[V any](entries []Entry[V]) *Table[V] {
 	t := &Table[V]{
 		exact:    map[string][]*Entry[V]{},
 		globs:    map[globKey][]*Entry[V]{},
-		wildLast: map[globKey][]*Entry[V]{},
+		wildOnly: map[globKey][]*Entry[V]{},
 		size:     len(entries),
+	}
+	keysOf := func(p Pattern) []globKey {
+		var ks []globKey
+		for i, l := range p.labels {
+			if isLiteral(l) {
+				ks = append(ks, globKey{len(p.labels), p.port, i, l})
+			}
+		}
+		return ks
+	}
+	freq := map[globKey]int{}
+	for _, e := range entries {
+		if !e.Pattern.literal {
+			for _, k := range keysOf(e.Pattern) {
+				freq[k]++
+			}
+		}
 	}
 	for i := range entries {
 		e := entries[i]
 		p := e.Pattern
-		switch last := p.labels[len(p.labels)-1]; {
-		case p.literal:
+		if p.literal {
 			k := hostKey(p)
 			t.exact[k] = append(t.exact[k], &e)
-		case isLiteral(last):
-			k := globKey{len(p.labels), p.port, last}
-			t.globs[k] = append(t.globs[k], &e)
-		default:
+			continue
+		}
+		ks := keysOf(p)
+		if len(ks) == 0 {
 			k := globKey{labels: len(p.labels), port: p.port}
-			t.wildLast[k] = append(t.wildLast[k], &e)
+			t.wildOnly[k] = append(t.wildOnly[k], &e)
+			continue
 		}
-	}
-	for _, m := range []map[string][]*Entry[V]{t.exact} {
-		for _, l := range m {
-			slices.SortFunc(l, compareEntries[V])
+		best := ks[0]
+		for _, k := range ks[1:] {
+			if freq[k] < freq[best] {
+				best = k
+			}
 		}
+		t.globs[best] = append(t.globs[best], &e)
 	}
-	for _, m := range []map[globKey][]*Entry[V]{t.globs, t.wildLast} {
+	for _, l := range t.exact {
+		slices.SortFunc(l, compareEntries[V])
+	}
+	for _, m := range []map[globKey][]*Entry[V]{t.globs, t.wildOnly} {
 		for _, l := range m {
 			slices.SortFunc(l, compareEntries[V])
 		}
@@ -147,10 +172,7 @@ func (t *Table[V]) Lookup(repository string) (Entry[V], bool) {
 			}
 		}
 	}
-	consider(t.exact[tg.hostport])
-	n := len(tg.labels)
-	consider(t.globs[globKey{n, tg.port, tg.labels[n-1]}])
-	consider(t.wildLast[globKey{labels: n, port: tg.port}])
+	t.candidates(tg, consider)
 	if best == nil {
 		return Entry[V]{}, false
 	}
@@ -164,18 +186,31 @@ func (t *Table[V]) All(repository string) []Entry[V] {
 		return nil
 	}
 	var out []*Entry[V]
-	n := len(tg.labels)
-	for _, l := range [][]*Entry[V]{t.exact[tg.hostport], t.globs[globKey{n, tg.port, tg.labels[n-1]}], t.wildLast[globKey{labels: n, port: tg.port}]} {
+	t.candidates(tg, func(l []*Entry[V]) {
 		for _, e := range l {
 			if e.Pattern.matches(tg) {
 				out = append(out, e)
 			}
 		}
-	}
+	})
 	slices.SortFunc(out, compareEntries[V])
 	res := make([]Entry[V], len(out))
 	for i, e := range out {
 		res[i] = *e
 	}
 	return res
+}
+
+// candidates calls f with each index bucket that may hold entries matching tg.
+func (t *Table[V]) candidates(tg target, f func([]*Entry[V])) {
+	f(t.exact[tg.hostport])
+	n := len(tg.labels)
+	if len(t.globs) > 0 {
+		for i, l := range tg.labels {
+			if b := t.globs[globKey{n, tg.port, i, l}]; b != nil {
+				f(b)
+			}
+		}
+	}
+	f(t.wildOnly[globKey{labels: n, port: tg.port}])
 }

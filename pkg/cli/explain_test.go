@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const registriesYAML = `# two registries, one more specific
+apiVersion: pullpass.io/v1alpha1
+kind: Registry
+metadata:
+  name: ghcr
+spec:
+  hosts: ["ghcr.io"]
+  auth:
+    secretRef: {name: ghcr, namespace: pullpass}
+---
+apiVersion: pullpass.io/v1alpha1
+kind: Registry
+metadata:
+  name: ghcr-team
+spec:
+  hosts: ["*.io/team"]
+  scope: Cluster
+  auth:
+    secretRef: {name: team, namespace: pullpass}
+---
+apiVersion: pullpass.io/v1alpha1
+kind: Registry
+metadata:
+  name: hub
+spec:
+  hosts: ["docker.io"]
+  auth:
+    secretRef: {name: hub, namespace: pullpass}
+`
+
+func runOffline(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), "pullpass", args, Streams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, nil)
+	return code, out.String(), errOut.String()
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "registries.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestExplainOffline(t *testing.T) {
+	file := writeFile(t, registriesYAML)
+	tests := []struct {
+		image    string
+		code     int
+		registry string
+		more     []string
+	}{
+		{"ghcr.io/team/app:v1", 0, "ghcr-team", []string{"pattern: *.io/team", "scope: Cluster", "also matches: ghcr (pattern ghcr.io)"}},
+		{"ghcr.io/other/app", 0, "ghcr", []string{"pattern: ghcr.io", "source: secret pullpass/ghcr"}},
+		{"nginx", 0, "hub", []string{"normalized: docker.io/library/nginx", "host: docker.io"}},
+		{"index.docker.io/org/app", 0, "hub", nil},
+		{"quay.io/org/app", 1, "none", nil},
+		{"localhost:5000/app", 1, "none", nil},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runOffline(t, "explain", tt.image, "--registries", file)
+		if code != tt.code {
+			t.Errorf("explain %s: exit %d, want %d (stderr %q)", tt.image, code, tt.code, errOut)
+		}
+		if !strings.Contains(out, "\nregistry: "+tt.registry+"\n") {
+			t.Errorf("explain %s: stdout lacks 'registry: %s':\n%s", tt.image, tt.registry, out)
+		}
+		for _, m := range tt.more {
+			if !strings.Contains(out, m) {
+				t.Errorf("explain %s: stdout lacks %q:\n%s", tt.image, m, out)
+			}
+		}
+	}
+}
+
+func TestExplainBadInput(t *testing.T) {
+	good := writeFile(t, registriesYAML)
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"invalid image", []string{"explain", "Upper/Case", "--registries", good}, "must be lowercase"},
+		{"empty image", []string{"explain", "", "--registries", good}, "empty"},
+		{"no image", []string{"explain", "--registries", good}, "accepts 1 arg"},
+		{"two images", []string{"explain", "a", "b", "--registries", good}, "accepts 1 arg"},
+		{"unknown flag", []string{"explain", "a", "--nope"}, "unknown flag"},
+		{"missing file", []string{"explain", "a", "--registries", "/nonexistent/file.yaml"}, "no such file"},
+		{"not yaml", []string{"explain", "a", "--registries", writeFile(t, "{{{")}, "document 1"},
+		{"wrong kind", []string{"explain", "a", "--registries", writeFile(t, "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n")}, `kind Registry, got "v1" "Secret"`},
+		{"unknown field", []string{"explain", "a", "--registries", writeFile(t, strings.Replace(registriesYAML, "scope: Cluster", "scop: Cluster", 1))}, `document 2: error unmarshaling JSON: while decoding JSON: json: unknown field "scop"`},
+		{"bad pattern", []string{"explain", "a", "--registries", writeFile(t, strings.Replace(registriesYAML, `"ghcr.io"`, `"https://ghcr.io"`, 1))}, "document 1: registry \"ghcr\": spec.hosts[0]"},
+		{"two sources", []string{"explain", "a", "--registries", writeFile(t, strings.Replace(registriesYAML, "auth:\n    secretRef: {name: ghcr, namespace: pullpass}", "auth:\n    secretRef: {name: ghcr, namespace: pullpass}\n    ecr: {}", 1))}, "exactly one credential source"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := runOffline(t, tt.args...)
+			if code != ExitBadInput {
+				t.Fatalf("exit %d, want %d (stderr %q)", code, ExitBadInput, errOut)
+			}
+			if !strings.Contains(errOut, tt.wantErr) {
+				t.Fatalf("stderr %q, want it to contain %q", errOut, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestNameForHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"localhost:5443":   "localhost-5443",
+		"*.azurecr.io":     "wildcard.azurecr.io",
+		"ghcr.io/Team/app": "ghcr.io-team-app",
+		"GHCR.io":          "ghcr.io",
+		"*":                "wildcard",
+	} {
+		if got := NameForHost(in); got != want {
+			t.Errorf("NameForHost(%q) = %q, want %q", in, got, want)
+		}
+		if msg := dnsSubdomain(NameForHost(in)); msg != "" {
+			t.Errorf("NameForHost(%q) = %q: %s", in, NameForHost(in), msg)
+		}
+	}
+}
+
+func TestAddRefusesBadInputBeforeTouchingTheCluster(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(cfg, []byte(`{"auths":{"ghcr.io":{"auth":"not base64!"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// No kubeconfig exists at this path: any of these reaching for the cluster would fail
+	// with a kubeconfig error instead of the input error asserted here.
+	kc := filepath.Join(dir, "no-kubeconfig")
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"bad host", []string{"registries", "add", "https://ghcr.io", "--username", "u", "--password-stdin"}, "remove the scheme"},
+		{"no credentials", []string{"registries", "add", "ghcr.io"}, "credentials are required"},
+		{"username without stdin flag", []string{"registries", "add", "ghcr.io", "--username", "u"}, "credentials are required"},
+		{"both sources", []string{"registries", "add", "ghcr.io", "--username", "u", "--password-stdin", "--from-docker-config", cfg}, "not both"},
+		{"bad scope", []string{"registries", "add", "ghcr.io", "--scope", "Global", "--username", "u", "--password-stdin"}, "--scope"},
+		{"empty stdin", []string{"registries", "add", "ghcr.io", "--username", "u", "--password-stdin"}, "standard input was empty"},
+		{"bad docker config", []string{"registries", "add", "ghcr.io", "--from-docker-config", cfg}, `entry "ghcr.io": "auth" is not valid base64`},
+		{"bad name", []string{"registries", "add", "ghcr.io", "--name", "Bad_Name", "--username", "u", "--password-stdin"}, "DNS subdomain"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdin := ""
+			if tt.name == "bad name" {
+				stdin = "pw"
+			}
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), "pullpass", append([]string{"--kubeconfig", kc}, tt.args...), Streams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut}, nil)
+			if code != ExitBadInput || !strings.Contains(errOut.String(), tt.wantErr) {
+				t.Fatalf("exit %d stderr %q, want exit %d and %q", code, errOut.String(), ExitBadInput, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestKubectlPluginName(t *testing.T) {
+	var out bytes.Buffer
+	code := run(context.Background(), "/usr/local/bin/kubectl-pullpass", []string{"--help"}, Streams{In: strings.NewReader(""), Out: &out, ErrOut: &out}, nil)
+	if code != 0 || !strings.Contains(out.String(), "kubectl pullpass [command]") {
+		t.Fatalf("exit %d, help:\n%s", code, out.String())
+	}
+}
