@@ -57,3 +57,13 @@ bench: ## Run the Go benchmarks (see docs/benchmarks.md)
 .PHONY: clean
 clean: ## Remove build output (the harness must be down)
 	rm -rf $(BIN_DIR) _output
+
+.PHONY: e2e-kind
+e2e-kind: ## On a Docker machine: kind cluster (kind.yaml) + private registry, then the e2e suite (E2E_HOST_NETWORK=false)
+	e2e/kind/up.sh
+	E2E_KUBECONFIG=$(CURDIR)/_output/kind/kubeconfig E2E_REGISTRY_ENV=$(CURDIR)/_output/kind/registry.env \
+	  E2E_HOST_NETWORK=false $(GO) test -tags e2e -count=1 -timeout 30m ./e2e/...
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster and its registry
+	e2e/kind/down.sh

@@ -6,6 +6,8 @@ cache=${PULLPASS_CACHE:-/var/cache/pullpass}/tools
 # Pins: bump them here, nowhere else.
 tools=(
   "crane github.com/google/go-containerregistry/cmd/crane v0.22.1"
+  "helm helm.sh/helm/v3/cmd/helm v3.22.0"
+  "kind sigs.k8s.io/kind v0.33.0"
 )
 if [ "$#" -gt 0 ]; then want=" $* "; else want=""; fi
 mkdir -p "$cache/bin"

@@ -69,3 +69,39 @@ start() {
 }
 
 kubectl_e2e() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+
+# build_image CMDDIR BINARY REF ENTRYPOINT: a static Go binary as a one-layer linux/amd64 image,
+# pushed with crane (no Docker engine, no base image from the internet).
+build_image() {
+  local dir=$1 name=$2 ref=$3 entry=$4 work
+  work=$(mktemp -d "$E2E_DIR/image.XXXXXX")
+  (cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/$name" "./$dir")
+  tar -C "$work" --owner=0 --group=0 -cf "$work/layer.tar" "$name"
+  mkdir -p "$LOGS"
+  "$CRANE" append --platform linux/amd64 -f "$work/layer.tar" -t "$ref" >>"$LOGS/images.log" 2>&1
+  "$CRANE" mutate --set-platform linux/amd64 --entrypoint "$entry" "$ref" -t "$ref" >>"$LOGS/images.log" 2>&1
+  rm -rf "$work"
+}
+
+# install_placeholder_provider CONFIGDIR BINDIR: the kubelet refuses an empty credential provider
+# config and checks each named binary at start, so the harness keeps one placeholder provider
+# that matches no real image and answers "no credentials".
+install_placeholder_provider() {
+  mkdir -p "$1" "$2"
+  cat >"$2/harness-placeholder" <<'PLUGIN'
+#!/bin/sh
+# Placeholder credential provider of the pullpass e2e harness: answers "no credentials".
+cat >/dev/null
+echo '{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","auth":{}}'
+PLUGIN
+  chmod 755 "$2/harness-placeholder"
+  cat >"$1/00-harness-placeholder.yaml" <<CONFIG
+apiVersion: kubelet.config.k8s.io/v1
+kind: CredentialProviderConfig
+providers:
+- name: harness-placeholder
+  apiVersion: credentialprovider.kubelet.k8s.io/v1
+  matchImages: ["placeholder.pullpass-e2e.invalid"]
+  defaultCacheDuration: 1m
+CONFIG
+}

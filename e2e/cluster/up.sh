@@ -41,6 +41,7 @@ TOOLS_BIN=$("$(dirname "$0")/build-tools.sh" crane | tail -n 1)
 mkdir -p "$BIN"
 ln -sf "$KUBE_BIN"/* "$BIN/"
 ln -sf "$TOOLS_BIN/crane" "$BIN/crane"
+CRANE=$BIN/crane
 (cd "$repo_root" && CGO_ENABLED=0 go build -o "$BIN/runcwrapper" ./e2e/cluster/runcwrapper)
 
 # --- PKI ----------------------------------------------------------------------------------------
@@ -147,16 +148,7 @@ code=$(curl -s --cacert "$PKI/ca.crt" -o /dev/null -w '%{http_code}' "https://$R
 # --- images (no Docker, nothing from the internet) ---------------------------------------------
 export SSL_CERT_FILE=$PKI/ca.crt
 mkdir -p "$DOCKER_CONFIG"
-"$BIN/crane" auth login "$REGISTRY_HOST" -u "$REGISTRY_USERNAME" -p "$REGISTRY_PASSWORD" >/dev/null 2>&1
-build_image() { # build_image CMDDIR BINARY REF ENTRYPOINT
-  local dir=$1 name=$2 ref=$3 entry=$4 work
-  work=$(mktemp -d "$E2E_DIR/image.XXXXXX")
-  (cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/$name" "./$dir")
-  tar -C "$work" --owner=0 --group=0 -cf "$work/layer.tar" "$name"
-  "$BIN/crane" append --platform linux/amd64 -f "$work/layer.tar" -t "$ref" >>"$LOGS/images.log" 2>&1
-  "$BIN/crane" mutate --set-platform linux/amd64 --entrypoint "$entry" "$ref" -t "$ref" >>"$LOGS/images.log" 2>&1
-  rm -rf "$work"
-}
+"$CRANE" auth login "$REGISTRY_HOST" -u "$REGISTRY_USERNAME" -p "$REGISTRY_PASSWORD" >/dev/null 2>&1
 PAUSE_IMAGE=$REGISTRY_HOST/e2e/pause:1
 E2E_IMAGE=$REGISTRY_HOST/e2e/hello:1
 build_image e2e/images/pause pause "$PAUSE_IMAGE" /pause
@@ -244,22 +236,7 @@ wait_for kube-scheduler 60 curl -skf "https://127.0.0.1:$SCHEDULER_PORT/healthz"
 # plugin. The kubelet refuses an empty config and checks each named binary at start, so the
 # harness keeps one placeholder provider that matches no real image.
 mkdir -p "$KUBELET_ROOT" "$CREDENTIAL_PROVIDER_CONFIG" "$CREDENTIAL_PROVIDER_BIN"
-cat >"$CREDENTIAL_PROVIDER_BIN/harness-placeholder" <<'EOF'
-#!/bin/sh
-# Placeholder credential provider of the pullpass e2e harness: answers "no credentials".
-cat >/dev/null
-echo '{"kind":"CredentialProviderResponse","apiVersion":"credentialprovider.kubelet.k8s.io/v1","cacheKeyType":"Registry","auth":{}}'
-EOF
-chmod 755 "$CREDENTIAL_PROVIDER_BIN/harness-placeholder"
-cat >"$CREDENTIAL_PROVIDER_CONFIG/00-harness-placeholder.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1
-kind: CredentialProviderConfig
-providers:
-- name: harness-placeholder
-  apiVersion: credentialprovider.kubelet.k8s.io/v1
-  matchImages: ["placeholder.pullpass-e2e.invalid"]
-  defaultCacheDuration: 1m
-EOF
+install_placeholder_provider "$CREDENTIAL_PROVIDER_CONFIG" "$CREDENTIAL_PROVIDER_BIN"
 cat >"$E2E_DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration

@@ -26,7 +26,9 @@ type Credentials struct {
 }
 
 // String never prints the password.
-func (c Credentials) String() string { return fmt.Sprintf("{username:%q password:<redacted>}", c.Username) }
+func (c Credentials) String() string {
+	return fmt.Sprintf("{username:%q password:<redacted>}", c.Username)
+}
 
 // FromSecret reads the credentials for a registry from its source Secret:
 //   - kubernetes.io/dockerconfigjson (or .dockercfg): the entry whose key matches one of the
