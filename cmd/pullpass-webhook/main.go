@@ -1,0 +1,26 @@
+// Command pullpass-webhook is the admission webhook that adds the pull secrets each new pod needs.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pullpass/pullpass/webhook/app"
+)
+
+func main() {
+	o := app.DefaultOptions()
+	o.AddFlags(flag.CommandLine)
+	flag.Parse()
+	log := app.NewLogger(o)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := app.Run(ctx, o, log); err != nil {
+		fmt.Fprintln(os.Stderr, "pullpass-webhook:", err)
+		os.Exit(1)
+	}
+}

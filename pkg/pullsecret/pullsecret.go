@@ -1,0 +1,80 @@
+// Package pullsecret builds the kubernetes.io/dockerconfigjson Secrets that pullpass keeps in
+// namespaces, one per (registry, namespace), and names them.
+package pullsecret
+
+import (
+	"bytes"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/dockerconfig"
+	"github.com/pullpass/pullpass/pkg/image"
+	"github.com/pullpass/pullpass/pkg/secrets"
+)
+
+// Prefix starts the name of every pull secret pullpass makes.
+const Prefix = "pullpass-"
+
+// Name is the pull secret's name for a registry: "pullpass-<registry>".
+func Name(registry string) string {
+	n := Prefix + registry
+	if len(n) > 253 {
+		n = n[:253]
+	}
+	return n
+}
+
+// Data is the .dockerconfigjson for a registry: one entry per host pattern, each with the same
+// credentials. The kubelet matches pull secret keys with the same rules as matchImages, globs
+// included, so the patterns can be written as they are.
+func Data(reg *v1alpha1.Registry, c secrets.Credentials) ([]byte, error) {
+	cfg := &dockerconfig.Config{Auths: map[string]dockerconfig.AuthEntry{}}
+	for _, h := range reg.Spec.Hosts {
+		cfg.Auths[h] = dockerconfig.AuthEntry{Username: c.Username, Password: c.Password}
+		if host, _, _ := cutPath(h); host == image.DockerHub {
+			// Docker clients look Docker Hub up under its legacy key.
+			cfg.Auths["https://index.docker.io/v1/"] = dockerconfig.AuthEntry{Username: c.Username, Password: c.Password}
+		}
+	}
+	return cfg.Marshal()
+}
+
+func cutPath(h string) (string, string, bool) {
+	for i := 0; i < len(h); i++ {
+		if h[i] == '/' {
+			return h[:i], h[i:], true
+		}
+	}
+	return h, "", false
+}
+
+// Build returns the pull secret for a registry in a namespace.
+func Build(namespace string, reg *v1alpha1.Registry, c secrets.Credentials) (*corev1.Secret, error) {
+	data, err := Data(reg, c)
+	if err != nil {
+		return nil, fmt.Errorf("registry %s: %w", reg.Name, err)
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      Name(reg.Name),
+			Namespace: namespace,
+			Labels: map[string]string{
+				secrets.LabelManagedBy: secrets.ManagedByValue,
+				secrets.LabelRegistry:  reg.Name,
+			},
+		},
+		Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: data},
+	}, nil
+}
+
+// UpToDate reports whether an existing pull secret already holds what want holds.
+func UpToDate(have, want *corev1.Secret) bool {
+	return have.Type == want.Type &&
+		bytes.Equal(have.Data[corev1.DockerConfigJsonKey], want.Data[corev1.DockerConfigJsonKey]) &&
+		have.Labels[secrets.LabelManagedBy] == secrets.ManagedByValue &&
+		have.Labels[secrets.LabelRegistry] == want.Labels[secrets.LabelRegistry]
+}

@@ -1,0 +1,233 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	kwhhttp "github.com/slok/kubewebhook/v2/pkg/http"
+	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
+	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
+	kwhmutating "github.com/slok/kubewebhook/v2/pkg/webhook/mutating"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/pullpass/pullpass/pkg/registryclient"
+	"github.com/pullpass/pullpass/pkg/secrets"
+	"github.com/pullpass/pullpass/webhook/certs"
+	"github.com/pullpass/pullpass/webhook/inject"
+	"github.com/pullpass/pullpass/webhook/state"
+)
+
+// NewLogger builds the slog logger the options ask for.
+func NewLogger(o *Options) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(o.LogLevel))
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, hopts))
+}
+
+type certSource interface {
+	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	Ready() bool
+	Run(ctx context.Context)
+}
+
+// Run runs the webhook until ctx ends, then shuts its servers down gracefully.
+func Run(ctx context.Context, o *Options, log *slog.Logger) error {
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("invalid options: %w", err)
+	}
+	cfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.UserAgent = "pullpass-webhook"
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	regClient, err := registryclient.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Informers: every namespace; pullpass's own secrets in every namespace; the sources in
+	// pullpass's namespace. Nothing else is watched.
+	nsFactory := informers.NewSharedInformerFactory(kube, 10*time.Minute)
+	managedFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute,
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+			lo.LabelSelector = secrets.LabelManagedBy + "=" + secrets.ManagedByValue
+		}))
+	sourceFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(o.Namespace))
+	nsInformer := nsFactory.Core().V1().Namespaces()
+	managedInformer := managedFactory.Core().V1().Secrets()
+	sourceInformer := sourceFactory.Core().V1().Secrets()
+	table := state.NewRegistryTable(regClient, log.With("component", "registries"))
+
+	recorder, err := inject.NewPrometheusRecorder(reg)
+	if err != nil {
+		return err
+	}
+	excluded := append([]string{o.Namespace}, o.ExcludedNamespaces...)
+	mutator, err := inject.New(inject.Config{
+		Namespaces: &state.Namespaces{Lister: nsInformer.Lister(), Client: kube},
+		Registries: table,
+		Secrets: &state.PullSecrets{
+			Managed: managedInformer.Lister(), Sources: sourceInformer.Lister(), SourceNamespace: o.Namespace,
+			Client: kube, Log: log.With("component", "pullsecrets"),
+		},
+		ClusterWide:        o.ClusterWide,
+		ExcludedNamespaces: excluded,
+		Logger:             log.With("component", "inject"),
+		Metrics:            recorder,
+	})
+	if err != nil {
+		return err
+	}
+	handler, err := NewHandler(mutator, reg)
+	if err != nil {
+		return err
+	}
+
+	var certSrc certSource
+	if o.TLSCertFile != "" {
+		f := &certs.Files{CertFile: o.TLSCertFile, KeyFile: o.TLSKeyFile, Logger: log.With("component", "certs")}
+		if err := f.Load(); err != nil {
+			return fmt.Errorf("loading --tls-cert-file: %w", err)
+		}
+		certSrc = f
+	} else {
+		m, err := certs.New(certs.Config{
+			Client: kube, Namespace: o.Namespace, SecretName: o.TLSSecretName,
+			DNSNames: o.DNSNames(), IPs: o.TLSIPAddresses, WebhookConfigName: o.WebhookConfigName,
+			Logger: log.With("component", "certs"),
+		})
+		if err != nil {
+			return err
+		}
+		certSrc = m
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go certSrc.Run(ctx)
+	nsInformer.Informer()
+	managedInformer.Informer()
+	sourceInformer.Informer()
+	nsFactory.Start(ctx.Done())
+	managedFactory.Start(ctx.Done())
+	sourceFactory.Start(ctx.Done())
+	go table.Run(ctx)
+
+	synced := func() bool {
+		return table.HasSynced() && nsInformer.Informer().HasSynced() && managedInformer.Informer().HasSynced() && sourceInformer.Informer().HasSynced()
+	}
+	ready := func() error {
+		if !synced() {
+			return errors.New("informers not synced")
+		}
+		if !certSrc.Ready() {
+			return errors.New("no serving certificate")
+		}
+		return nil
+	}
+
+	webhookSrv := &http.Server{
+		Addr:              o.ListenAddress,
+		Handler:           handler,
+		TLSConfig:         &tls.Config{GetCertificate: certSrc.GetCertificate, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	opsMux := http.NewServeMux()
+	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	opsMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	opsMux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	opsSrv := &http.Server{Addr: o.MetricsAddress, Handler: opsMux, ReadHeaderTimeout: 5 * time.Second}
+
+	errs := make(chan error, 2)
+	go func() { errs <- serve("webhook", func() error { return webhookSrv.ListenAndServeTLS("", "") }) }()
+	go func() { errs <- serve("metrics", opsSrv.ListenAndServe) }()
+	log.Info("pullpass webhook started", "listen", o.ListenAddress, "metrics", o.MetricsAddress, "namespace", o.Namespace, "clusterWide", o.ClusterWide)
+	cache.WaitForCacheSync(ctx.Done(), synced)
+	log.Info("caches synced", "registries", table.String())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+	defer scancel()
+	_ = webhookSrv.Shutdown(sctx)
+	_ = opsSrv.Shutdown(sctx)
+	return runErr
+}
+
+func serve(name string, f func() error) error {
+	if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s server: %w", name, err)
+	}
+	return nil
+}
+
+// NewHandler serves AdmissionReviews with the mutator, measured with kubewebhook's recorder.
+func NewHandler(m kwhmutating.Mutator, reg prometheus.Registerer) (http.Handler, error) {
+	wh, err := kwhmutating.NewWebhook(kwhmutating.WebhookConfig{ID: "pullpass-inject", Obj: &corev1.Pod{}, Mutator: m})
+	if err != nil {
+		return nil, err
+	}
+	rec, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
+	if err != nil {
+		return nil, err
+	}
+	h, err := kwhhttp.HandlerFor(kwhhttp.HandlerConfig{Webhook: kwhwebhook.NewMeasuredWebhook(rec, wh)})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/mutate", h)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	return mux, nil
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			return cfg, nil
+		}
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	return cfg, nil
+}

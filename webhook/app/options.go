@@ -1,0 +1,129 @@
+// Package app wires the webhook binary: flags, clients, informers, TLS, HTTP servers.
+package app
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Options are the webhook's flags, grouped by concern.
+type Options struct {
+	// Cluster access.
+	Kubeconfig string
+	Namespace  string // pullpass's own namespace: source secrets, TLS secret
+
+	// Serving.
+	ListenAddress   string // HTTPS, AdmissionReviews
+	MetricsAddress  string // HTTP: /metrics, /healthz, /readyz
+	ShutdownTimeout time.Duration
+
+	// TLS: self-managed in a Secret (default), or files kept by cert-manager.
+	TLSSecretName     string
+	WebhookConfigName string
+	ServiceName       string
+	TLSDNSNames       []string
+	TLSIPAddresses    []net.IP
+	TLSCertFile       string
+	TLSKeyFile        string
+
+	// Injection.
+	ClusterWide        bool
+	ExcludedNamespaces []string
+
+	// Logs.
+	LogFormat string
+	LogLevel  string
+}
+
+// DefaultOptions returns the defaults.
+func DefaultOptions() *Options {
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "pullpass"
+	}
+	return &Options{
+		Namespace:          ns,
+		ListenAddress:      ":8443",
+		MetricsAddress:     ":8080",
+		ShutdownTimeout:    10 * time.Second,
+		TLSSecretName:      "pullpass-webhook-tls",
+		WebhookConfigName:  "pullpass",
+		ServiceName:        "pullpass-webhook",
+		ExcludedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"},
+		LogFormat:          "text",
+		LogLevel:           "info",
+	}
+}
+
+// AddFlags registers the flags on fs.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; in-cluster config when empty")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "pullpass's namespace (source secrets, TLS secret); $POD_NAMESPACE by default")
+	fs.StringVar(&o.ListenAddress, "listen-address", o.ListenAddress, "HTTPS address for AdmissionReviews")
+	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may take at shutdown")
+	fs.StringVar(&o.TLSSecretName, "tls-secret-name", o.TLSSecretName, "Secret holding the webhook's CA and serving certificate (self-managed TLS)")
+	fs.StringVar(&o.WebhookConfigName, "webhook-config-name", o.WebhookConfigName, "MutatingWebhookConfiguration whose caBundle the webhook keeps current ('' to leave it alone)")
+	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "Service in front of the webhook; its DNS names go into the certificate")
+	fs.Func("tls-dns-names", "extra DNS names for the certificate, comma-separated", func(s string) error {
+		o.TLSDNSNames = append(o.TLSDNSNames, splitList(s)...)
+		return nil
+	})
+	fs.Func("tls-ip-addresses", "IP addresses for the certificate, comma-separated (for a webhook reached by URL)", func(s string) error {
+		for _, v := range splitList(s) {
+			ip := net.ParseIP(v)
+			if ip == nil {
+				return fmt.Errorf("%q is not an IP address", v)
+			}
+			o.TLSIPAddresses = append(o.TLSIPAddresses, ip)
+		}
+		return nil
+	})
+	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "serve this certificate (cert-manager) instead of a self-managed one")
+	fs.StringVar(&o.TLSKeyFile, "tls-key-file", o.TLSKeyFile, "key of --tls-cert-file")
+	fs.BoolVar(&o.ClusterWide, "cluster-wide", o.ClusterWide, "inject in every namespace but the excluded ones (otherwise only namespaces annotated pullpass.io/inject=enabled)")
+	fs.Func("exclude-namespaces", "namespaces never injected, comma-separated (default kube-system,kube-public,kube-node-lease; pullpass's own is always excluded)", func(s string) error {
+		o.ExcludedNamespaces = splitList(s)
+		return nil
+	})
+	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "text or json")
+	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	if o.Namespace == "" {
+		return fmt.Errorf("--namespace is required")
+	}
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		return fmt.Errorf("--log-format must be text or json")
+	}
+	return nil
+}
+
+// DNSNames are the names the certificate must carry.
+func (o *Options) DNSNames() []string {
+	names := append([]string{}, o.TLSDNSNames...)
+	if o.ServiceName != "" {
+		s := o.ServiceName + "." + o.Namespace
+		names = append(names, o.ServiceName, s, s+".svc", s+".svc.cluster.local")
+	}
+	return names
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,262 @@
+// Package inject is the heart of the admission webhook: for a new pod in an opted-in namespace
+// it finds the registries serving the pod's images and adds their pull secrets.
+package inject
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+
+	"github.com/slok/kubewebhook/v2/pkg/model"
+	"github.com/slok/kubewebhook/v2/pkg/webhook/mutating"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/registrytable"
+)
+
+// The opt-in annotation, on namespaces ("enabled") and pods ("disabled" to opt one pod out).
+const (
+	Annotation = "pullpass.io/inject"
+	Enabled    = "enabled"
+	Disabled   = "disabled"
+)
+
+// NamespaceGetter returns a namespace, from a cache where it can.
+type NamespaceGetter interface {
+	Namespace(ctx context.Context, name string) (*corev1.Namespace, error)
+}
+
+// TableSource returns the current registry table.
+type TableSource interface {
+	Table() *registrytable.Table
+}
+
+// SecretEnsurer makes sure a registry's pull secret is in a namespace and fresh, and returns
+// its name. With dryRun it only names it.
+type SecretEnsurer interface {
+	Ensure(ctx context.Context, namespace string, reg *v1alpha1.Registry, dryRun bool) (string, error)
+}
+
+// Config configures the mutator.
+type Config struct {
+	Namespaces NamespaceGetter
+	Registries TableSource
+	Secrets    SecretEnsurer
+	// ClusterWide injects in every namespace but the excluded ones and those annotated
+	// pullpass.io/inject: disabled. Otherwise only namespaces annotated "enabled" are served.
+	ClusterWide        bool
+	ExcludedNamespaces []string
+	Logger             *slog.Logger
+	Metrics            Recorder
+}
+
+func (c *Config) defaults() error {
+	if c.Namespaces == nil || c.Registries == nil || c.Secrets == nil {
+		return errors.New("namespaces, registries and secrets are required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = NoopRecorder{}
+	}
+	return nil
+}
+
+// Mutator adds pull secrets to pods. It never fails a pod: on any internal error it admits the
+// pod unchanged, counts the error and logs it.
+type Mutator struct {
+	cfg      Config
+	excluded map[string]bool
+}
+
+var _ mutating.Mutator = (*Mutator)(nil)
+
+// New returns a Mutator.
+func New(cfg Config) (*Mutator, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	m := &Mutator{cfg: cfg, excluded: map[string]bool{}}
+	for _, ns := range cfg.ExcludedNamespaces {
+		m.excluded[ns] = true
+	}
+	return m, nil
+}
+
+// Mutate implements kubewebhook's Mutator.
+func (m *Mutator) Mutate(ctx context.Context, ar *model.AdmissionReview, obj metav1.Object) (res *mutating.MutatorResult, err error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok || ar.Operation != model.OperationCreate {
+		return &mutating.MutatorResult{}, nil
+	}
+	namespace := ar.Namespace
+	if namespace == "" {
+		namespace = pod.Namespace
+	}
+	log := m.cfg.Logger.With("namespace", namespace, "pod", podName(pod), "uid", ar.ID)
+	defer func() {
+		// A bug must not block pods either.
+		if r := recover(); r != nil {
+			m.cfg.Metrics.Error(ErrorPanic)
+			log.Error("admitting pod unchanged after a panic", "panic", fmt.Sprint(r))
+			res, err = &mutating.MutatorResult{}, nil
+		}
+	}()
+	added, skip, kind, ierr := m.inject(ctx, namespace, pod, ar.DryRun)
+	switch {
+	case ierr != nil:
+		m.cfg.Metrics.Error(kind)
+		log.Error("admitting pod unchanged", "kind", kind, "err", ierr)
+		return &mutating.MutatorResult{}, nil
+	case skip != "":
+		m.cfg.Metrics.Skipped(skip)
+		return &mutating.MutatorResult{}, nil
+	case len(added) == 0:
+		m.cfg.Metrics.Skipped(SkipNoMatch)
+		return &mutating.MutatorResult{}, nil
+	}
+	for _, a := range added {
+		m.cfg.Metrics.Injected(a.registry)
+	}
+	log.Debug("injected pull secrets", "secrets", secretNames(added), "dryRun", ar.DryRun)
+	return &mutating.MutatorResult{MutatedObject: pod}, nil
+}
+
+type injection struct {
+	registry string
+	secret   string
+}
+
+// Reasons a pod is left alone, and kinds of errors: bounded sets, used as metric labels.
+const (
+	SkipPodOptOut       = "pod_opt_out"
+	SkipNamespaceNotIn  = "namespace_not_opted_in"
+	SkipNamespaceExcl   = "namespace_excluded"
+	SkipNoMatch         = "no_match"
+	ErrorNamespace      = "namespace_lookup"
+	ErrorEnsureSecret   = "ensure_secret"
+	ErrorTableNotLoaded = "table_not_loaded"
+	ErrorPanic          = "panic"
+)
+
+// inject changes pod in place and returns what it added, or why it did nothing.
+func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod, dryRun bool) (added []injection, skip, errKind string, err error) {
+	if pod.Annotations[Annotation] == Disabled {
+		return nil, SkipPodOptOut, "", nil
+	}
+	if m.excluded[namespace] {
+		return nil, SkipNamespaceExcl, "", nil
+	}
+	ns, err := m.cfg.Namespaces.Namespace(ctx, namespace)
+	if err != nil {
+		return nil, "", ErrorNamespace, fmt.Errorf("namespace %s: %w", namespace, err)
+	}
+	switch v := ns.Annotations[Annotation]; {
+	case v == Disabled:
+		return nil, SkipNamespaceNotIn, "", nil
+	case v != Enabled && !m.cfg.ClusterWide:
+		return nil, SkipNamespaceNotIn, "", nil
+	}
+	table := m.cfg.Registries.Table()
+	if table == nil {
+		return nil, "", ErrorTableNotLoaded, errors.New("the registry table is not loaded yet")
+	}
+	regs := registriesFor(table, pod, ns)
+	have := map[string]bool{}
+	for _, s := range pod.Spec.ImagePullSecrets {
+		have[s.Name] = true
+	}
+	var secrets []corev1.LocalObjectReference
+	for _, reg := range regs {
+		name, err := m.cfg.Secrets.Ensure(ctx, namespace, reg, dryRun)
+		if err != nil {
+			return nil, "", ErrorEnsureSecret, fmt.Errorf("pull secret for registry %s: %w", reg.Name, err)
+		}
+		if have[name] {
+			continue
+		}
+		have[name] = true
+		secrets = append(secrets, corev1.LocalObjectReference{Name: name})
+		added = append(added, injection{registry: reg.Name, secret: name})
+	}
+	pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, secrets...)
+	return added, "", "", nil
+}
+
+// registriesFor returns the Namespaced registries serving the pod's images in this namespace,
+// sorted by name so the pod's secret order never depends on map or image order.
+func registriesFor(table *registrytable.Table, pod *corev1.Pod, ns *corev1.Namespace) []*v1alpha1.Registry {
+	seen := map[string]*v1alpha1.Registry{}
+	for _, img := range Images(pod) {
+		m, ok, err := table.Lookup(img)
+		if err != nil || !ok {
+			// An invalid image fails at the kubelet with a clear message; nothing to add here.
+			continue
+		}
+		reg := m.Registry
+		if reg.Spec.EffectiveScope() != v1alpha1.ScopeNamespaced || !selects(reg, ns) {
+			continue
+		}
+		seen[reg.Name] = reg
+	}
+	out := make([]*v1alpha1.Registry, 0, len(seen))
+	for _, r := range seen {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func selects(reg *v1alpha1.Registry, ns *corev1.Namespace) bool {
+	if reg.Spec.NamespaceSelector == nil {
+		return true
+	}
+	sel, err := metav1.LabelSelectorAsSelector(reg.Spec.NamespaceSelector)
+	if err != nil {
+		return false // an invalid selector selects nothing rather than everything
+	}
+	return sel.Matches(labels.Set(ns.Labels))
+}
+
+// Images returns every image of a pod: containers, init containers and ephemeral containers,
+// each once, in spec order.
+func Images(pod *corev1.Pod) []string {
+	var out []string
+	add := func(img string) {
+		if img != "" && !slices.Contains(out, img) {
+			out = append(out, img)
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		add(c.Image)
+	}
+	for _, c := range pod.Spec.Containers {
+		add(c.Image)
+	}
+	for _, c := range pod.Spec.EphemeralContainers {
+		add(c.Image)
+	}
+	return out
+}
+
+func podName(p *corev1.Pod) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.GenerateName + "*"
+}
+
+func secretNames(in []injection) []string {
+	out := make([]string, len(in))
+	for i, a := range in {
+		out[i] = a.secret
+	}
+	return out
+}

@@ -1,0 +1,289 @@
+package inject_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/slok/kubewebhook/v2/pkg/model"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/registrytable"
+	"github.com/pullpass/pullpass/webhook/inject"
+)
+
+type fakeNamespaces map[string]*corev1.Namespace
+
+func (f fakeNamespaces) Namespace(_ context.Context, name string) (*corev1.Namespace, error) {
+	if ns, ok := f[name]; ok {
+		return ns, nil
+	}
+	return nil, errors.New("namespace lookup failed")
+}
+
+type fakeTable struct{ t *registrytable.Table }
+
+func (f fakeTable) Table() *registrytable.Table { return f.t }
+
+type fakeSecrets struct {
+	fail    map[string]bool
+	ensured []string
+}
+
+func (f *fakeSecrets) Ensure(_ context.Context, ns string, reg *v1alpha1.Registry, dryRun bool) (string, error) {
+	if f.fail[reg.Name] {
+		return "", errors.New("apiserver unavailable")
+	}
+	if !dryRun {
+		f.ensured = append(f.ensured, ns+"/"+reg.Name)
+	}
+	return "pullpass-" + reg.Name, nil
+}
+
+type countingRecorder struct{ injected, skipped, errors map[string]int }
+
+func newCounting() *countingRecorder {
+	return &countingRecorder{map[string]int{}, map[string]int{}, map[string]int{}}
+}
+func (c *countingRecorder) Injected(r string) { c.injected[r]++ }
+func (c *countingRecorder) Skipped(r string)  { c.skipped[r]++ }
+func (c *countingRecorder) Error(k string)    { c.errors[k]++ }
+
+func registry(name string, scope v1alpha1.Scope, sel *metav1.LabelSelector, hosts ...string) *v1alpha1.Registry {
+	return &v1alpha1.Registry{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.RegistrySpec{
+			Hosts: hosts, Scope: scope, NamespaceSelector: sel,
+			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: name, Namespace: "pullpass"}},
+		},
+	}
+}
+
+func namespace(name string, annotations, labels map[string]string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations, Labels: labels}}
+}
+
+var optedIn = map[string]string{inject.Annotation: inject.Enabled}
+
+type podSpec struct {
+	init, containers, ephemeral []string
+	secrets                     []string
+	annotations                 map[string]string
+}
+
+func pod(s podSpec) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "team-a", Annotations: s.annotations}}
+	for i, img := range s.init {
+		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "init" + string(rune('a'+i)), Image: img})
+	}
+	for i, img := range s.containers {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "c" + string(rune('a'+i)), Image: img})
+	}
+	for i, img := range s.ephemeral {
+		p.Spec.EphemeralContainers = append(p.Spec.EphemeralContainers, corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "e" + string(rune('a'+i)), Image: img}})
+	}
+	for _, n := range s.secrets {
+		p.Spec.ImagePullSecrets = append(p.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: n})
+	}
+	return p
+}
+
+func TestMutate(t *testing.T) {
+	regs := []*v1alpha1.Registry{
+		registry("ghcr", "", nil, "ghcr.io"),
+		registry("ghcr-team", "", nil, "ghcr.io/team"),
+		registry("ecr", v1alpha1.ScopeNamespaced, nil, "*.dkr.ecr.*.amazonaws.com"),
+		registry("hub", "", nil, "docker.io"),
+		registry("node-served", v1alpha1.ScopeCluster, nil, "quay.io"),
+		registry("team-b-only", "", &metav1.LabelSelector{MatchLabels: map[string]string{"team": "b"}}, "registry.gitlab.com"),
+	}
+	namespaces := fakeNamespaces{
+		"team-a":   namespace("team-a", optedIn, map[string]string{"team": "a"}),
+		"team-b":   namespace("team-b", optedIn, map[string]string{"team": "b"}),
+		"plain":    namespace("plain", nil, nil),
+		"disabled": namespace("disabled", map[string]string{inject.Annotation: inject.Disabled}, nil),
+	}
+	tests := []struct {
+		name        string
+		namespace   string
+		clusterWide bool
+		op          model.AdmissionReviewOp
+		in          podSpec
+		want        podSpec // the whole expected pod
+		wantSkip    string
+		wantErr     string
+		failSecrets map[string]bool
+	}{
+		{
+			name: "one private image gets its secret", namespace: "team-a",
+			in:   podSpec{containers: []string{"ghcr.io/org/app:v1"}},
+			want: podSpec{containers: []string{"ghcr.io/org/app:v1"}, secrets: []string{"pullpass-ghcr"}},
+		},
+		{
+			name: "every container kind, deduplicated, sorted by registry, user's secrets first", namespace: "team-a",
+			in: podSpec{
+				init:       []string{"123456789012.dkr.ecr.eu-west-1.amazonaws.com/migrate:1"},
+				containers: []string{"nginx", "ghcr.io/team/api:2", "ghcr.io/other/x", "ghcr.io/team/api:2"},
+				ephemeral:  []string{"busybox"},
+				secrets:    []string{"my-own", "pullpass-hub"},
+			},
+			want: podSpec{
+				init:       []string{"123456789012.dkr.ecr.eu-west-1.amazonaws.com/migrate:1"},
+				containers: []string{"nginx", "ghcr.io/team/api:2", "ghcr.io/other/x", "ghcr.io/team/api:2"},
+				ephemeral:  []string{"busybox"},
+				secrets:    []string{"my-own", "pullpass-hub", "pullpass-ecr", "pullpass-ghcr", "pullpass-ghcr-team"},
+			},
+		},
+		{
+			name: "Cluster-scope registries are the node agent's", namespace: "team-a",
+			in: podSpec{containers: []string{"quay.io/org/app"}}, want: podSpec{containers: []string{"quay.io/org/app"}}, wantSkip: inject.SkipNoMatch,
+		},
+		{
+			name: "namespaceSelector keeps a registry from other namespaces", namespace: "team-a",
+			in: podSpec{containers: []string{"registry.gitlab.com/g/p"}}, want: podSpec{containers: []string{"registry.gitlab.com/g/p"}}, wantSkip: inject.SkipNoMatch,
+		},
+		{
+			name: "namespaceSelector gives a registry to matching namespaces", namespace: "team-b",
+			in:   podSpec{containers: []string{"registry.gitlab.com/g/p"}},
+			want: podSpec{containers: []string{"registry.gitlab.com/g/p"}, secrets: []string{"pullpass-team-b-only"}},
+		},
+		{
+			name: "namespace not opted in", namespace: "plain",
+			in: podSpec{containers: []string{"ghcr.io/org/app"}}, want: podSpec{containers: []string{"ghcr.io/org/app"}}, wantSkip: inject.SkipNamespaceNotIn,
+		},
+		{
+			name: "cluster-wide mode serves plain namespaces", namespace: "plain", clusterWide: true,
+			in:   podSpec{containers: []string{"ghcr.io/org/app"}},
+			want: podSpec{containers: []string{"ghcr.io/org/app"}, secrets: []string{"pullpass-ghcr"}},
+		},
+		{
+			name: "cluster-wide mode respects a namespace that opted out", namespace: "disabled", clusterWide: true,
+			in: podSpec{containers: []string{"ghcr.io/org/app"}}, want: podSpec{containers: []string{"ghcr.io/org/app"}}, wantSkip: inject.SkipNamespaceNotIn,
+		},
+		{
+			name: "excluded namespace", namespace: "kube-system", clusterWide: true,
+			in: podSpec{containers: []string{"ghcr.io/org/app"}}, want: podSpec{containers: []string{"ghcr.io/org/app"}}, wantSkip: inject.SkipNamespaceExcl,
+		},
+		{
+			name: "pod opted out", namespace: "team-a",
+			in:   podSpec{containers: []string{"ghcr.io/org/app"}, annotations: map[string]string{inject.Annotation: inject.Disabled}},
+			want: podSpec{containers: []string{"ghcr.io/org/app"}, annotations: map[string]string{inject.Annotation: inject.Disabled}}, wantSkip: inject.SkipPodOptOut,
+		},
+		{
+			name: "invalid images are left to the kubelet", namespace: "team-a",
+			in:   podSpec{containers: []string{"Not:Valid:", "ghcr.io/org/app"}},
+			want: podSpec{containers: []string{"Not:Valid:", "ghcr.io/org/app"}, secrets: []string{"pullpass-ghcr"}},
+		},
+		{
+			name: "updates are left alone", namespace: "team-a", op: model.OperationUpdate,
+			in: podSpec{containers: []string{"ghcr.io/org/app"}}, want: podSpec{containers: []string{"ghcr.io/org/app"}},
+		},
+		{
+			name: "namespace lookup failure fails open", namespace: "unknown",
+			in: podSpec{containers: []string{"ghcr.io/org/app"}}, want: podSpec{containers: []string{"ghcr.io/org/app"}}, wantErr: inject.ErrorNamespace,
+		},
+		{
+			name: "a secret that cannot be written fails open, pod unchanged", namespace: "team-a", failSecrets: map[string]bool{"ghcr-team": true},
+			in:   podSpec{containers: []string{"ghcr.io/org/app", "ghcr.io/team/api"}},
+			want: podSpec{containers: []string{"ghcr.io/org/app", "ghcr.io/team/api"}}, wantErr: inject.ErrorEnsureSecret,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newCounting()
+			m, err := inject.New(inject.Config{
+				Namespaces: namespaces, Registries: fakeTable{registrytable.Build(regs)}, Secrets: &fakeSecrets{fail: tt.failSecrets},
+				ClusterWide: tt.clusterWide, ExcludedNamespaces: []string{"kube-system"}, Metrics: rec,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			op := tt.op
+			if op == "" {
+				op = model.OperationCreate
+			}
+			p := pod(tt.in)
+			p.Namespace = tt.namespace
+			res, err := m.Mutate(context.Background(), &model.AdmissionReview{Operation: op, Namespace: tt.namespace}, p)
+			if err != nil {
+				t.Fatalf("Mutate returned an error; it must fail open: %v", err)
+			}
+			got := p
+			if res.MutatedObject != nil {
+				got = res.MutatedObject.(*corev1.Pod)
+			}
+			want := pod(tt.want)
+			want.Namespace = tt.namespace
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("pod (-want +got):\n%s", diff)
+			}
+			if tt.wantSkip != "" && rec.skipped[tt.wantSkip] != 1 {
+				t.Fatalf("skips %v, want one %s", rec.skipped, tt.wantSkip)
+			}
+			if tt.wantErr != "" && rec.errors[tt.wantErr] != 1 {
+				t.Fatalf("errors %v, want one %s", rec.errors, tt.wantErr)
+			}
+			if tt.wantErr == "" && len(rec.errors) != 0 {
+				t.Fatalf("unexpected errors %v", rec.errors)
+			}
+		})
+	}
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	sec := &fakeSecrets{}
+	m, err := inject.New(inject.Config{
+		Namespaces: fakeNamespaces{"team-a": namespace("team-a", optedIn, nil)},
+		Registries: fakeTable{registrytable.Build([]*v1alpha1.Registry{registry("ghcr", "", nil, "ghcr.io")})},
+		Secrets:    sec,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pod(podSpec{containers: []string{"ghcr.io/a/b"}})
+	res, err := m.Mutate(context.Background(), &model.AdmissionReview{Operation: model.OperationCreate, Namespace: "team-a", DryRun: true}, p)
+	if err != nil || res.MutatedObject == nil {
+		t.Fatalf("dry run: %v, %v", res, err)
+	}
+	if got := res.MutatedObject.(*corev1.Pod).Spec.ImagePullSecrets; len(got) != 1 || got[0].Name != "pullpass-ghcr" {
+		t.Fatalf("dry run pod secrets %v", got)
+	}
+	if len(sec.ensured) != 0 {
+		t.Fatalf("dry run wrote secrets: %v", sec.ensured)
+	}
+}
+
+func TestTableNotLoadedFailsOpen(t *testing.T) {
+	rec := newCounting()
+	m, _ := inject.New(inject.Config{
+		Namespaces: fakeNamespaces{"team-a": namespace("team-a", optedIn, nil)},
+		Registries: fakeTable{}, Secrets: &fakeSecrets{}, Metrics: rec,
+	})
+	p := pod(podSpec{containers: []string{"ghcr.io/a/b"}})
+	res, err := m.Mutate(context.Background(), &model.AdmissionReview{Operation: model.OperationCreate, Namespace: "team-a"}, p)
+	if err != nil || res.MutatedObject != nil || len(p.Spec.ImagePullSecrets) != 0 || rec.errors[inject.ErrorTableNotLoaded] != 1 {
+		t.Fatalf("res %v err %v secrets %v errors %v", res, err, p.Spec.ImagePullSecrets, rec.errors)
+	}
+}
+
+type panickingSecrets struct{}
+
+func (panickingSecrets) Ensure(context.Context, string, *v1alpha1.Registry, bool) (string, error) {
+	panic("bug")
+}
+
+func TestPanicFailsOpen(t *testing.T) {
+	rec := newCounting()
+	m, _ := inject.New(inject.Config{
+		Namespaces: fakeNamespaces{"team-a": namespace("team-a", optedIn, nil)},
+		Registries: fakeTable{registrytable.Build([]*v1alpha1.Registry{registry("ghcr", "", nil, "ghcr.io")})},
+		Secrets:    panickingSecrets{}, Metrics: rec,
+	})
+	res, err := m.Mutate(context.Background(), &model.AdmissionReview{Operation: model.OperationCreate, Namespace: "team-a"}, pod(podSpec{containers: []string{"ghcr.io/a/b"}}))
+	if err != nil || res == nil || res.MutatedObject != nil || rec.errors[inject.ErrorPanic] != 1 {
+		t.Fatalf("res %v err %v errors %v", res, err, rec.errors)
+	}
+}

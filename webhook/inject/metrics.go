@@ -1,0 +1,60 @@
+package inject
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Recorder records what the mutator did.
+type Recorder interface {
+	Injected(registry string)
+	Skipped(reason string)
+	Error(kind string)
+}
+
+// NoopRecorder records nothing.
+type NoopRecorder struct{}
+
+var _ Recorder = NoopRecorder{}
+
+func (NoopRecorder) Injected(string) {}
+func (NoopRecorder) Skipped(string)  {}
+func (NoopRecorder) Error(string)    {}
+
+// PrometheusRecorder counts on an injected registry. Label values are bounded: registry names
+// (objects an admin creates), and the fixed reason and kind sets of this package.
+type PrometheusRecorder struct {
+	injections *prometheus.CounterVec
+	skipped    *prometheus.CounterVec
+	errors     *prometheus.CounterVec
+}
+
+var _ Recorder = (*PrometheusRecorder)(nil)
+
+// NewPrometheusRecorder registers the mutator's metrics on reg.
+func NewPrometheusRecorder(reg prometheus.Registerer) (*PrometheusRecorder, error) {
+	r := &PrometheusRecorder{
+		injections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullpass_webhook_injections_total",
+			Help: "Pull secrets added to pods, by registry.",
+		}, []string{"registry"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullpass_webhook_pods_skipped_total",
+			Help: "Pods admitted without a change, by reason.",
+		}, []string{"reason"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullpass_webhook_errors_total",
+			Help: "Pods admitted unchanged because of an internal error (the webhook failed open), by kind.",
+		}, []string{"kind"}),
+	}
+	for _, c := range []prometheus.Collector{r.injections, r.skipped, r.errors} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range []string{ErrorNamespace, ErrorEnsureSecret, ErrorTableNotLoaded, ErrorPanic} {
+		r.errors.WithLabelValues(k) // so alerts see a zero before the first error
+	}
+	return r, nil
+}
+
+func (r *PrometheusRecorder) Injected(registry string) { r.injections.WithLabelValues(registry).Inc() }
+func (r *PrometheusRecorder) Skipped(reason string)    { r.skipped.WithLabelValues(reason).Inc() }
+func (r *PrometheusRecorder) Error(kind string)        { r.errors.WithLabelValues(kind).Inc() }

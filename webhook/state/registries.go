@@ -1,0 +1,104 @@
+// Package state keeps what the webhook reads on every admission in memory, fed by informers:
+// the registry table, namespaces and secrets. No admission makes a live API call for them but
+// on a cache miss.
+package state
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/registryclient"
+	"github.com/pullpass/pullpass/pkg/registrytable"
+)
+
+// RegistryTable is the registry table, rebuilt whenever a Registry changes.
+type RegistryTable struct {
+	informer cache.SharedIndexInformer
+	table    atomic.Pointer[registrytable.Table]
+	log      *slog.Logger
+	// OnChange, when set, is called after each rebuild (tests, metrics).
+	OnChange func(*registrytable.Table)
+}
+
+// NewRegistryTable watches Registry objects through client.
+func NewRegistryTable(client registryclient.Interface, log *slog.Logger) *RegistryTable {
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return client.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return client.Watch(ctx, o)
+		},
+	}
+	t := &RegistryTable{
+		informer: cache.NewSharedIndexInformer(lw, &v1alpha1.Registry{}, 10*time.Minute, cache.Indexers{}),
+		log:      log,
+	}
+	rebuild := func(any) { t.rebuild() }
+	_, _ = t.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    rebuild,
+		UpdateFunc: func(_, _ any) { t.rebuild() },
+		DeleteFunc: rebuild,
+	})
+	return t
+}
+
+// Run runs the informer until ctx ends.
+func (t *RegistryTable) Run(ctx context.Context) { t.informer.RunWithContext(ctx) }
+
+// HasSynced reports whether the first list is in.
+func (t *RegistryTable) HasSynced() bool { return t.informer.HasSynced() }
+
+// Table returns the current table, or nil before the first sync.
+func (t *RegistryTable) Table() *registrytable.Table {
+	if !t.informer.HasSynced() {
+		return nil
+	}
+	if tb := t.table.Load(); tb != nil {
+		return tb
+	}
+	t.rebuild() // synced with no registries at all: no event came
+	return t.table.Load()
+}
+
+// Get returns a registry by name from the cache.
+func (t *RegistryTable) Get(name string) (*v1alpha1.Registry, bool) {
+	obj, ok, err := t.informer.GetStore().GetByKey(name)
+	if err != nil || !ok {
+		return nil, false
+	}
+	return obj.(*v1alpha1.Registry), true
+}
+
+func (t *RegistryTable) rebuild() {
+	items := t.informer.GetStore().List()
+	regs := make([]*v1alpha1.Registry, 0, len(items))
+	for _, o := range items {
+		regs = append(regs, o.(*v1alpha1.Registry))
+	}
+	tb := registrytable.Build(regs)
+	for _, err := range tb.Skipped() {
+		t.log.Warn("ignoring invalid registry", "err", err)
+	}
+	t.table.Store(tb)
+	if t.OnChange != nil {
+		t.OnChange(tb)
+	}
+}
+
+// String describes the table for logs.
+func (t *RegistryTable) String() string {
+	if tb := t.table.Load(); tb != nil {
+		return fmt.Sprintf("%d host patterns", tb.Len())
+	}
+	return "not loaded"
+}
