@@ -67,3 +67,7 @@ e2e-kind: ## On a Docker machine: kind cluster (kind.yaml) + private registry, t
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster and its registry
 	e2e/kind/down.sh
+
+.PHONY: deploy
+deploy: ## Build images from this checkout and install the chart into the harness cluster
+	e2e/cluster/deploy.sh

@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 mod="$here/../tools/kube"
-version=$(awk '$1=="require" && $2=="k8s.io/kubernetes"{print $3}' "$mod/go.mod")
+version=$(cd "$mod" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
 [ -n "$version" ] || { echo "no k8s.io/kubernetes version in $mod/go.mod" >&2; exit 1; }
 cache=${PULLPASS_CACHE:-/var/cache/pullpass}/kube/$version
 mkdir -p "$cache"

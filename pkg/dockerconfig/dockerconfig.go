@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Config is a docker client config. Only the fields pullpass uses are kept; Parse keeps the
@@ -162,6 +163,10 @@ func (c *Config) Marshal() ([]byte, error) {
 		e.Auth = ""
 		if (e.Username != "" || e.Password != "") && !strings.Contains(e.Username, ":") {
 			e.Auth = base64.StdEncoding.EncodeToString([]byte(e.Username + ":" + e.Password))
+			// JSON strings cannot carry bytes that are not UTF-8; "auth" carries them exactly.
+			if !utf8.ValidString(e.Username) || !utf8.ValidString(e.Password) {
+				e.Username, e.Password = "", ""
+			}
 		}
 		auths[k] = e
 	}

@@ -145,16 +145,28 @@ type target struct {
 }
 
 func parseTarget(repository string) (target, bool) {
-	// Images hold no scheme, query or user, so a split on the first '/' is what url.Parse
-	// would give; it is done by hand because it runs for every image of every pod.
-	hostport, rest, _ := strings.Cut(repository, "/")
+	var hostport, path string
+	if plain(repository) && plainHostPort(repository) {
+		// Image repositories hold no scheme, query, escape or user, so a split on the first '/'
+		// is what url.Parse would give; it is done by hand because it runs for every image.
+		var rest string
+		var slash bool
+		hostport, rest, slash = strings.Cut(repository, "/")
+		if slash {
+			path = "/" + rest
+		}
+	} else {
+		// Anything else is read exactly as the kubelet reads it.
+		u, err := url.Parse("https://" + repository)
+		if err != nil {
+			return target{}, false
+		}
+		hostport, path = u.Host, u.Path
+	}
 	if hostport == "" {
 		return target{}, false
 	}
-	t := target{}
-	if rest != "" || strings.HasSuffix(repository, "/") {
-		t.path = "/" + rest
-	}
+	t := target{path: path}
 	var host string
 	t.labels, host, t.port = splitHost(hostport)
 	// The index key is rebuilt from the parts, as a pattern's is: "0:" and "0" are one host.
@@ -163,6 +175,32 @@ func parseTarget(repository string) (target, bool) {
 		t.hostport = host + ":" + t.port
 	}
 	return t, true
+}
+
+// plainHostPort reports whether the host part has at most one ':', followed by digits only.
+func plainHostPort(repository string) bool {
+	hostport, _, _ := strings.Cut(repository, "/")
+	i := strings.IndexByte(hostport, ':')
+	if i < 0 {
+		return true
+	}
+	for _, c := range hostport[i+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// plain reports whether s holds only characters that url.Parse leaves as they are.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c == ':' || c == '*' || c == '/') {
+			return false
+		}
+	}
+	return true
 }
 
 func (p Pattern) matches(t target) bool {

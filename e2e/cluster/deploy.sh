@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# deploy: builds pullpass's images from this checkout, pushes them to the harness registry and
+# installs the chart into the harness cluster with helm. Writes _output/e2e/endpoints.env.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+[ -f "$E2E_DIR/ready" ] || die "the harness cluster is not up: run make cluster-up"
+set -a; . "$E2E_DIR/registry.env"; set +a
+KUBE_BIN=$BIN
+TOOLS_BIN=$("$(dirname "$0")/build-tools.sh" crane helm | tail -n 1)
+CRANE=$TOOLS_BIN/crane
+HELM=$TOOLS_BIN/helm
+export SSL_CERT_FILE=$REGISTRY_CA
+
+# Images: tagged by the binary's content, so a changed build rolls the pods and an unchanged
+# one does not.
+work=$(mktemp -d "$E2E_DIR/deploy.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+(cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/pullpass-webhook" ./cmd/pullpass-webhook)
+tag=dev-$(sha256sum "$work/pullpass-webhook" | cut -c1-12)
+WEBHOOK_REPO=$REGISTRY/pullpass/pullpass-webhook
+if ! "$CRANE" digest "$WEBHOOK_REPO:$tag" >/dev/null 2>&1; then
+  build_image cmd/pullpass-webhook pullpass-webhook "$WEBHOOK_REPO:$tag" /pullpass-webhook
+  log "pushed $WEBHOOK_REPO:$tag"
+fi
+
+# pullpass's own images are in the private registry too: a hand-made pull secret for them.
+kubectl_e2e create namespace pullpass --dry-run=client -o yaml | kubectl_e2e apply -f - >/dev/null
+kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-server="$REGISTRY" \
+  --docker-username="$REGISTRY_USERNAME" --docker-password="$REGISTRY_PASSWORD" --dry-run=client -o yaml |
+  kubectl_e2e apply -f - >/dev/null
+
+"$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_ADMIN" \
+  --namespace pullpass --create-namespace \
+  -f "$(dirname "$0")/values-harness.yaml" \
+  --set image.webhookRepository="$WEBHOOK_REPO" --set image.tag="$tag" \
+  --wait --timeout 3m >"$LOGS/helm.log" 2>&1 || { cat "$LOGS/helm.log" >&2; kubectl_e2e -n pullpass get pods -o wide >&2; die "helm install failed"; }
+
+# Ready means: the pod answers /readyz and its CA bundle is in the webhook configuration.
+wait_for_ok() { curl -sf "http://127.0.0.1:28080/readyz" >/dev/null && [ -n "$(kubectl_e2e get mutatingwebhookconfiguration pullpass -o jsonpath='{.webhooks[0].clientConfig.caBundle}')" ]; }
+deadline=$((SECONDS + 120))
+until wait_for_ok; do
+  [ $SECONDS -lt $deadline ] || { kubectl_e2e -n pullpass logs deploy/pullpass-webhook --tail=50 >&2 || true; die "the webhook did not become ready"; }
+  sleep 1
+done
+cat >"$E2E_DIR/endpoints.env" <<ENV
+WEBHOOK_METRICS_URL=http://127.0.0.1:28080/metrics
+AGENT_METRICS_URL=
+ENV
+log "pullpass deployed ($tag); endpoints in $E2E_DIR/endpoints.env"
