@@ -28,9 +28,9 @@ lint: ## gofmt, go vet
 	$(GO) vet -tags e2e ./e2e/...
 
 .PHONY: test
-test: lint unit ## Run everything: lint, unit tests, then the e2e suite on a fresh harness cluster
+test: lint unit ## Run everything: lint, unit tests, then the e2e suite against pullpass deployed on a fresh harness cluster
 	@set -e; trap 'e2e/cluster/down.sh' EXIT; e2e/cluster/down.sh >/dev/null 2>&1 || true; \
-	  e2e/cluster/up.sh; $(MAKE) --no-print-directory e2e
+	  e2e/cluster/up.sh; e2e/cluster/deploy.sh; $(MAKE) --no-print-directory e2e
 
 .PHONY: e2e
 e2e: ## Run the e2e suite against a running cluster (the harness's, or E2E_KUBECONFIG/E2E_REGISTRY_ENV)
