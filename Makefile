@@ -71,3 +71,11 @@ kind-down: ## Delete the kind cluster and its registry
 .PHONY: deploy
 deploy: ## Build images from this checkout and install the chart into the harness cluster
 	e2e/cluster/deploy.sh
+
+.PHONY: demo
+demo: ## The main job: cluster, pullpass deployed, a pod pulling a private image with no secret written by anyone
+	e2e/cluster/demo.sh
+
+.PHONY: fuzz-kubelet
+fuzz-kubelet: ## Fuzz pullpass's matcher against the kubelet's own code (FUZZTIME, default 2m)
+	cd e2e/tools/kube && $(GO) test -run '^$$' -fuzz '^FuzzMatchesLikeKubelet$$' -fuzztime $(FUZZTIME) .

@@ -14,21 +14,35 @@ if alive containerd && command -v ctr >/dev/null; then
   done
 fi
 
-stop() { # stop NAME: SIGTERM, then SIGKILL after 10s
-  local name=$1 pid
-  pid=$(pid_of "$name")
-  [ -n "$pid" ] || return 0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && { log "$name did not stop; killing it"; kill -KILL "$pid" 2>/dev/null; }
-    log "stopped $name (pid $pid)"
-  fi
-  rm -f "$PIDS/$name.pid"
+# stop NAME...: SIGTERM to each, then SIGKILL to any still running after 10s.
+stop() {
+  local name pid pids=()
+  for name in "$@"; do
+    pid=$(pid_of "$name")
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null && pids+=("$name:$pid")
+    fi
+  done
+  for _ in $(seq 1 100); do
+    local left=0
+    for np in "${pids[@]}"; do kill -0 "${np#*:}" 2>/dev/null && left=1; done
+    [ $left = 0 ] && break
+    sleep 0.1
+  done
+  for np in "${pids[@]}"; do
+    if kill -0 "${np#*:}" 2>/dev/null; then
+      log "${np%%:*} did not stop; killing it"
+      kill -KILL "${np#*:}" 2>/dev/null
+    fi
+    log "stopped ${np%%:*} (pid ${np#*:})"
+  done
+  for name in "$@"; do rm -f "$PIDS/$name.pid"; done
 }
-for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-  stop "${COMPONENTS[$i]}"
-done
+# The kubelet first, so it starts nothing new; then the rest together.
+stop kubelet
+others=()
+for c in "${COMPONENTS[@]}"; do [ "$c" = kubelet ] || others+=("$c"); done
+stop "${others[@]}"
 
 # containerd's shims outlive it by design; they are ours when they name our socket.
 for pid in $(pgrep -f "containerd-shim.*-address $CONTAINERD_SOCK" 2>/dev/null); do

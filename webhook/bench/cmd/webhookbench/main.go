@@ -1,0 +1,34 @@
+// Command webhookbench compares pullpass's webhook with a no-op kubewebhook mutator over HTTPS
+// on loopback and prints p50/p99 latency and reviews/s for both, and their ratios.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/pullpass/pullpass/webhook/bench"
+)
+
+func main() {
+	var cfg bench.Config
+	flag.IntVar(&cfg.Registries, "registries", 1000, "registry table size")
+	flag.IntVar(&cfg.Containers, "containers", 10, "containers per pod")
+	flag.IntVar(&cfg.Concurrency, "concurrency", 8, "concurrent clients")
+	flag.DurationVar(&cfg.Round, "round", 5*time.Second, "length of one round")
+	flag.IntVar(&cfg.Rounds, "rounds", 3, "rounds per server, interleaved")
+	flag.Parse()
+	pp, noop, err := bench.Run(context.Background(), cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "webhookbench:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("| server | requests | p50 | p99 | reviews/s |\n|---|---|---|---|---|\n")
+	for _, r := range []bench.Result{noop, pp} {
+		fmt.Printf("| %s | %d | %s | %s | %.0f |\n", r.Name, r.Requests, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.ReviewsPerSec)
+	}
+	fmt.Printf("\npullpass/no-op: p50 %.2f, p99 %.2f, throughput %.2f\n",
+		float64(pp.P50)/float64(noop.P50), float64(pp.P99)/float64(noop.P99), pp.ReviewsPerSec/noop.ReviewsPerSec)
+}
