@@ -198,12 +198,24 @@ func serve(name string, f func() error) error {
 	return nil
 }
 
-// NewHandler serves AdmissionReviews with the mutator, measured with kubewebhook's recorder.
-func NewHandler(m kwhmutating.Mutator, reg prometheus.Registerer) (http.Handler, error) {
-	wh, err := kwhmutating.NewWebhook(kwhmutating.WebhookConfig{ID: "pullpass-inject", Obj: &corev1.Pod{}, Mutator: m})
+// NewHandler serves AdmissionReviews with pullpass's webhook, measured with kubewebhook's
+// recorder.
+func NewHandler(m *inject.Mutator, reg prometheus.Registerer) (http.Handler, error) {
+	return NewHandlerFor(inject.Webhook{Mutator: m}, reg)
+}
+
+// NewMutatorHandler serves any kubewebhook Mutator through kubewebhook's generic mutating
+// webhook, served exactly as NewHandler serves pullpass's (the benchmark's baseline).
+func NewMutatorHandler(m kwhmutating.Mutator, reg prometheus.Registerer) (http.Handler, error) {
+	wh, err := kwhmutating.NewWebhook(kwhmutating.WebhookConfig{ID: "noop", Obj: &corev1.Pod{}, Mutator: m})
 	if err != nil {
 		return nil, err
 	}
+	return NewHandlerFor(wh, reg)
+}
+
+// NewHandlerFor serves a kubewebhook Webhook on /mutate, measured.
+func NewHandlerFor(wh kwhwebhook.Webhook, reg prometheus.Registerer) (http.Handler, error) {
 	rec, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
 	if err != nil {
 		return nil, err

@@ -90,11 +90,26 @@ func New(cfg Config) (*Mutator, error) {
 	return m, nil
 }
 
-// Mutate implements kubewebhook's Mutator.
-func (m *Mutator) Mutate(ctx context.Context, ar *model.AdmissionReview, obj metav1.Object) (res *mutating.MutatorResult, err error) {
+// Mutate implements kubewebhook's Mutator: it appends Plan's secrets to the pod.
+func (m *Mutator) Mutate(ctx context.Context, ar *model.AdmissionReview, obj metav1.Object) (*mutating.MutatorResult, error) {
 	pod, ok := obj.(*corev1.Pod)
-	if !ok || ar.Operation != model.OperationCreate {
+	if !ok {
 		return &mutating.MutatorResult{}, nil
+	}
+	add := m.Plan(ctx, ar, pod)
+	if len(add) == 0 {
+		return &mutating.MutatorResult{}, nil
+	}
+	pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, add...)
+	return &mutating.MutatorResult{MutatedObject: pod}, nil
+}
+
+// Plan returns the pull secrets to append to a new pod, having made sure they exist (unless
+// the review is a dry run). It leaves the pod as it is. On any internal error, a panic included,
+// it returns nothing: the pod is admitted unchanged, and the error counted and logged.
+func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *corev1.Pod) (add []corev1.LocalObjectReference) {
+	if ar.Operation != model.OperationCreate {
+		return nil
 	}
 	namespace := ar.Namespace
 	if namespace == "" {
@@ -106,27 +121,28 @@ func (m *Mutator) Mutate(ctx context.Context, ar *model.AdmissionReview, obj met
 		if r := recover(); r != nil {
 			m.cfg.Metrics.Error(ErrorPanic)
 			log.Error("admitting pod unchanged after a panic", "panic", fmt.Sprint(r))
-			res, err = &mutating.MutatorResult{}, nil
+			add = nil
 		}
 	}()
-	added, skip, kind, ierr := m.inject(ctx, namespace, pod, ar.DryRun)
+	added, skip, kind, err := m.inject(ctx, namespace, pod, ar.DryRun)
 	switch {
-	case ierr != nil:
+	case err != nil:
 		m.cfg.Metrics.Error(kind)
-		log.Error("admitting pod unchanged", "kind", kind, "err", ierr)
-		return &mutating.MutatorResult{}, nil
+		log.Error("admitting pod unchanged", "kind", kind, "err", err)
+		return nil
 	case skip != "":
 		m.cfg.Metrics.Skipped(skip)
-		return &mutating.MutatorResult{}, nil
+		return nil
 	case len(added) == 0:
 		m.cfg.Metrics.Skipped(SkipNoMatch)
-		return &mutating.MutatorResult{}, nil
+		return nil
 	}
 	for _, a := range added {
 		m.cfg.Metrics.Injected(a.registry)
+		add = append(add, corev1.LocalObjectReference{Name: a.secret})
 	}
-	log.Debug("injected pull secrets", "secrets", secretNames(added), "dryRun", ar.DryRun)
-	return &mutating.MutatorResult{MutatedObject: pod}, nil
+	log.Debug("injecting pull secrets", "secrets", secretNames(added), "dryRun", ar.DryRun)
+	return add
 }
 
 type injection struct {
@@ -144,9 +160,10 @@ const (
 	ErrorEnsureSecret   = "ensure_secret"
 	ErrorTableNotLoaded = "table_not_loaded"
 	ErrorPanic          = "panic"
+	ErrorDecode         = "decode"
 )
 
-// inject changes pod in place and returns what it added, or why it did nothing.
+// inject returns the secrets to add, or why it adds nothing. It does not change pod.
 func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod, dryRun bool) (added []injection, skip, errKind string, err error) {
 	if pod.Annotations[Annotation] == Disabled {
 		return nil, SkipPodOptOut, "", nil
@@ -173,7 +190,6 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 	for _, s := range pod.Spec.ImagePullSecrets {
 		have[s.Name] = true
 	}
-	var secrets []corev1.LocalObjectReference
 	for _, reg := range regs {
 		name, err := m.cfg.Secrets.Ensure(ctx, namespace, reg, dryRun)
 		if err != nil {
@@ -183,10 +199,8 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 			continue
 		}
 		have[name] = true
-		secrets = append(secrets, corev1.LocalObjectReference{Name: name})
 		added = append(added, injection{registry: reg.Name, secret: name})
 	}
-	pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, secrets...)
 	return added, "", "", nil
 }
 

@@ -49,7 +49,7 @@ func NewPrometheusRecorder(reg prometheus.Registerer) (*PrometheusRecorder, erro
 			return nil, err
 		}
 	}
-	for _, k := range []string{ErrorNamespace, ErrorEnsureSecret, ErrorTableNotLoaded, ErrorPanic} {
+	for _, k := range []string{ErrorNamespace, ErrorEnsureSecret, ErrorTableNotLoaded, ErrorPanic, ErrorDecode} {
 		r.errors.WithLabelValues(k) // so alerts see a zero before the first error
 	}
 	return r, nil

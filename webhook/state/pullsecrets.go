@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,27 +27,59 @@ type PullSecrets struct {
 	SourceNamespace string
 	Client          kubernetes.Interface
 	Log             *slog.Logger
+
+	// built caches each registry's pull secret content by the versions it was built from, so
+	// the hot path neither parses the source nor encodes JSON while nothing changes.
+	built sync.Map // registry name -> builtSecret
+}
+
+type builtSecret struct {
+	registryVersion, sourceVersion string
+	secret                         *corev1.Secret // namespace left empty
 }
 
 // Ensure implements inject.SecretEnsurer.
 func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha1.Registry, dryRun bool) (string, error) {
 	name := pullsecret.Name(reg.Name)
-	creds, err := p.credentials(ctx, reg)
-	if err != nil {
-		return "", err
-	}
-	want, err := pullsecret.Build(namespace, reg, creds)
+	tmpl, err := p.desired(ctx, reg)
 	if err != nil {
 		return "", err
 	}
 	have, err := p.Managed.Secrets(namespace).Get(name)
-	if err == nil && pullsecret.UpToDate(have, want) {
+	if err == nil && pullsecret.UpToDate(have, tmpl) {
 		return name, nil
 	}
 	if dryRun {
 		return name, nil
 	}
+	want := tmpl.DeepCopy()
+	want.Namespace = namespace
 	return name, p.write(ctx, want)
+}
+
+// desired returns the registry's pull secret, without a namespace, from the cache when neither
+// the registry nor its source changed since it was built.
+func (p *PullSecrets) desired(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
+	src, err := p.source(ctx, reg)
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := p.built.Load(reg.Name); ok {
+		b := v.(builtSecret)
+		if b.registryVersion == reg.ResourceVersion && b.sourceVersion == src.ResourceVersion && reg.ResourceVersion != "" && src.ResourceVersion != "" {
+			return b.secret, nil
+		}
+	}
+	creds, err := secrets.FromSecret(src, reg.Spec.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	s, err := pullsecret.Build("", reg, creds)
+	if err != nil {
+		return nil, err
+	}
+	p.built.Store(reg.Name, builtSecret{registryVersion: reg.ResourceVersion, sourceVersion: src.ResourceVersion, secret: s})
+	return s, nil
 }
 
 // write creates or updates the secret, going to the API server for the truth: the cache may
@@ -82,11 +115,11 @@ func (p *PullSecrets) write(ctx context.Context, want *corev1.Secret) error {
 	return nil
 }
 
-// credentials reads the registry's source.
-func (p *PullSecrets) credentials(ctx context.Context, reg *v1alpha1.Registry) (secrets.Credentials, error) {
+// source reads the registry's source secret.
+func (p *PullSecrets) source(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
 	ref := reg.Spec.Auth.SecretRef
 	if ref == nil {
-		return secrets.Credentials{}, fmt.Errorf("registry %s: credential source %v is not served by the webhook yet", reg.Name, reg.Spec.Auth.Sources())
+		return nil, fmt.Errorf("registry %s: credential source %v is not served by the webhook yet", reg.Name, reg.Spec.Auth.Sources())
 	}
 	var src *corev1.Secret
 	var err error
@@ -98,7 +131,7 @@ func (p *PullSecrets) credentials(ctx context.Context, reg *v1alpha1.Registry) (
 		src, err = p.Client.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	}
 	if err != nil {
-		return secrets.Credentials{}, fmt.Errorf("registry %s: source secret %s/%s: %w", reg.Name, ref.Namespace, ref.Name, err)
+		return nil, fmt.Errorf("registry %s: source secret %s/%s: %w", reg.Name, ref.Namespace, ref.Name, err)
 	}
-	return secrets.FromSecret(src, reg.Spec.Hosts)
+	return src, nil
 }
