@@ -29,7 +29,7 @@ lint: ## gofmt, go vet
 
 .PHONY: test
 test: lint unit ## Run everything: lint, unit tests, then the e2e suite against pullpass deployed on a fresh harness cluster
-	@set -e; trap 'e2e/cluster/down.sh' EXIT; e2e/cluster/down.sh >/dev/null 2>&1 || true; \
+	@set -e; trap 'e2e/cluster/down.sh; e2e/cluster/check-clean.sh || exit 1' EXIT; e2e/cluster/down.sh >/dev/null 2>&1 || true; \
 	  e2e/cluster/up.sh; e2e/cluster/deploy.sh; $(MAKE) --no-print-directory e2e
 
 .PHONY: e2e

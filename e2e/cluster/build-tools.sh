@@ -8,6 +8,7 @@ tools=(
   "crane github.com/google/go-containerregistry/cmd/crane v0.22.1"
   "helm helm.sh/helm/v3/cmd/helm v3.22.0"
   "kind sigs.k8s.io/kind v0.33.0"
+  "golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint v2.15.0"
 )
 if [ "$#" -gt 0 ]; then want=" $* "; else want=""; fi
 mkdir -p "$cache/bin"
