@@ -18,8 +18,9 @@ build: ## Build the binaries into bin/ (pullpass, kubectl-pullpass)
 	ln -sf pullpass $(BIN_DIR)/kubectl-pullpass
 
 .PHONY: unit
-unit: ## Run unit tests (fuzz seed corpora included)
+unit: ## Run unit tests (fuzz seed corpora included, and the matcher against the kubelet's own code)
 	$(GO) test -count=1 $(PKGS)
+	cd e2e/tools/kube && $(GO) test -count=1 .
 
 .PHONY: lint
 lint: ## gofmt, go vet

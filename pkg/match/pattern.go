@@ -163,9 +163,7 @@ func parseTarget(repository string) (target, bool) {
 		}
 		hostport, path = u.Host, u.Path
 	}
-	if hostport == "" {
-		return target{}, false
-	}
+	// An empty host is one empty label, as for the kubelet: "*" matches it.
 	t := target{path: path}
 	var host string
 	t.labels, host, t.port = splitHost(hostport)
