@@ -115,7 +115,7 @@ func (a *addOptions) run(ctx context.Context, o *options, host string) error {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      name,
 			Namespace: o.namespace,
-			Labels:    map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRegistry: name},
+			Labels:    map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRegistry: name, secrets.LabelRole: secrets.RoleSource},
 		},
 		Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg},

@@ -64,6 +64,7 @@ func Build(namespace string, reg *v1alpha1.Registry, c secrets.Credentials) (*co
 			Labels: map[string]string{
 				secrets.LabelManagedBy: secrets.ManagedByValue,
 				secrets.LabelRegistry:  reg.Name,
+				secrets.LabelRole:      secrets.RolePullSecret,
 			},
 		},
 		Type: corev1.SecretTypeDockerConfigJson,
@@ -76,5 +77,6 @@ func UpToDate(have, want *corev1.Secret) bool {
 	return have.Type == want.Type &&
 		bytes.Equal(have.Data[corev1.DockerConfigJsonKey], want.Data[corev1.DockerConfigJsonKey]) &&
 		have.Labels[secrets.LabelManagedBy] == secrets.ManagedByValue &&
-		have.Labels[secrets.LabelRegistry] == want.Labels[secrets.LabelRegistry]
+		have.Labels[secrets.LabelRegistry] == want.Labels[secrets.LabelRegistry] &&
+		have.Labels[secrets.LabelRole] == secrets.RolePullSecret
 }

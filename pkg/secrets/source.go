@@ -17,6 +17,11 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	ManagedByValue = "pullpass"
 	LabelRegistry  = "pullpass.io/registry"
+	// LabelRole tells a registry's source secret (made by the CLI) from the pull secrets
+	// pullpass keeps in namespaces, so a clean-up of one never takes the other.
+	LabelRole      = "pullpass.io/role"
+	RoleSource     = "source"
+	RolePullSecret = "pull-secret"
 )
 
 // Credentials are a username and password (or token).

@@ -1,0 +1,55 @@
+package pullsecret_test
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/dockerconfig"
+	"github.com/pullpass/pullpass/pkg/pullsecret"
+	"github.com/pullpass/pullpass/pkg/secrets"
+)
+
+func TestBuild(t *testing.T) {
+	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "hub"}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"docker.io", "*.example.com:5000/team"}}}
+	s, err := pullsecret.Build("shop", reg, secrets.Credentials{Username: "u", Password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Name != "pullpass-hub" || s.Namespace != "shop" || s.Type != corev1.SecretTypeDockerConfigJson {
+		t.Fatalf("secret %s/%s type %s", s.Namespace, s.Name, s.Type)
+	}
+	cfg, err := dockerconfig.Parse(s.Data[corev1.DockerConfigJsonKey])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One key per pattern as written (the kubelet globs pull secret keys too), and Docker Hub's
+	// legacy key beside docker.io.
+	for _, key := range []string{"docker.io", "*.example.com:5000/team", "https://index.docker.io/v1/"} {
+		e, ok := cfg.Auths[key]
+		if !ok || e.Username != "u" || e.Password != "p" {
+			t.Errorf("key %q: %v %t", key, e, ok)
+		}
+	}
+	if len(cfg.Auths) != 3 {
+		t.Errorf("keys %v", cfg.Hosts())
+	}
+	if !pullsecret.UpToDate(s, s) {
+		t.Fatal("a secret is not up to date with itself")
+	}
+	changed, _ := pullsecret.Build("shop", reg, secrets.Credentials{Username: "u", Password: "rotated"})
+	if pullsecret.UpToDate(s, changed) {
+		t.Fatal("a rotated password counts as up to date")
+	}
+	foreign := s.DeepCopy()
+	delete(foreign.Labels, secrets.LabelManagedBy)
+	if pullsecret.UpToDate(foreign, s) {
+		t.Fatal("a secret pullpass does not own counts as up to date")
+	}
+	if n := pullsecret.Name(strings.Repeat("a", 300)); len(n) > 253 {
+		t.Fatalf("name of %d characters", len(n))
+	}
+}
