@@ -23,10 +23,13 @@ unit: ## Run unit tests (fuzz seed corpora included, and the matcher against the
 	cd e2e/tools/kube && $(GO) test -count=1 .
 
 .PHONY: lint
-lint: ## gofmt, go vet
+lint: ## gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./e2e/...
+	cd e2e/tools/kube && $(GO) vet .
+	@lint=$$(e2e/cluster/build-tools.sh golangci-lint | tail -n 1)/golangci-lint; \
+	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/...
 
 .PHONY: test
 test: lint unit ## Run everything: lint, unit tests, then the e2e suite against pullpass deployed on a fresh harness cluster

@@ -63,7 +63,7 @@ func Load(t testing.TB) *Env {
 				vars[k] = v
 			}
 		}
-		f.Close()
+		_ = f.Close()
 	}
 	get := func(k string) string {
 		if v := os.Getenv(k); v != "" {

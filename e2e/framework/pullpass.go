@@ -163,7 +163,7 @@ func Metric(t testing.TB, url, name string, labels map[string]string) float64 {
 	if err != nil {
 		t.Fatalf("scraping %s: %v", url, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	return findSample(t, resp.Body, name, labels)
 }
 

@@ -94,7 +94,7 @@ func explain(s string, err error) string {
 	case errors.Is(err, reference.ErrNameContainsUppercase):
 		return "repository name must be lowercase"
 	case errors.Is(err, reference.ErrNameTooLong):
-		return fmt.Sprintf("repository name longer than %d characters", reference.NameTotalLengthMax)
+		return fmt.Sprintf("repository name longer than %d characters", reference.RepositoryNameTotalLengthMax)
 	case errors.Is(err, reference.ErrDigestInvalidFormat):
 		return "digest is not of the form algorithm:hex"
 	case errors.Is(err, reference.ErrNameEmpty):

@@ -108,7 +108,7 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 		}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
-		defer srv.Close()
+		defer func() { _ = srv.Close() }()
 		servers[name] = "https://" + ln.Addr().String() + "/mutate"
 	}
 	body, err := review(cfg.Containers)
@@ -171,7 +171,7 @@ func round(ctx context.Context, c *http.Client, url string, body []byte, workers
 					break
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close()
 				mine = append(mine, time.Since(t0))
 			}
 			mu.Lock()
@@ -188,7 +188,7 @@ func checkAnswer(c *http.Client, url string, body []byte, wantPatch bool) error 
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var out admissionv1.AdmissionReview
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return err
