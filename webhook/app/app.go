@@ -29,6 +29,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/certs"
 	"github.com/pullpass/pullpass/webhook/inject"
+	"github.com/pullpass/pullpass/webhook/keeper"
 	"github.com/pullpass/pullpass/webhook/state"
 )
 
@@ -89,13 +90,14 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		return err
 	}
 	excluded := append([]string{o.Namespace}, o.ExcludedNamespaces...)
+	pullSecrets := &state.PullSecrets{
+		Managed: managedInformer.Lister(), Sources: sourceInformer.Lister(), SourceNamespace: o.Namespace,
+		Client: kube, Log: log.With("component", "pullsecrets"),
+	}
 	mutator, err := inject.New(inject.Config{
-		Namespaces: &state.Namespaces{Lister: nsInformer.Lister(), Client: kube},
-		Registries: table,
-		Secrets: &state.PullSecrets{
-			Managed: managedInformer.Lister(), Sources: sourceInformer.Lister(), SourceNamespace: o.Namespace,
-			Client: kube, Log: log.With("component", "pullsecrets"),
-		},
+		Namespaces:         &state.Namespaces{Lister: nsInformer.Lister(), Client: kube},
+		Registries:         table,
+		Secrets:            pullSecrets,
 		ClusterWide:        o.ClusterWide,
 		ExcludedNamespaces: excluded,
 		Logger:             log.With("component", "inject"),
@@ -108,6 +110,16 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	keep, err := keeper.New(keeper.Config{
+		Client: kube, RegistryAPI: regClient, Registries: table, Desired: pullSecrets,
+		Managed: managedInformer.Lister(), Namespaces: nsInformer.Lister(),
+		Policy: inject.Policy{ClusterWide: o.ClusterWide, Excluded: setOf(excluded)},
+		Logger: log.With("component", "keeper"),
+	})
+	if err != nil {
+		return err
+	}
+	watchForKeeper(keep, table, sourceInformer.Informer(), managedInformer.Informer(), nsInformer.Informer())
 
 	var certSrc certSource
 	if o.TLSCertFile != "" {
@@ -177,6 +189,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	log.Info("pullpass webhook started", "listen", o.ListenAddress, "metrics", o.MetricsAddress, "namespace", o.Namespace, "clusterWide", o.ClusterWide)
 	cache.WaitForCacheSync(ctx.Done(), synced)
 	log.Info("caches synced", "registries", table.String())
+	go runLeader(ctx, kube, o.Namespace, "pullpass-keeper", log.With("component", "leader"), keep.Run)
 
 	var runErr error
 	select {

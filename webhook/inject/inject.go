@@ -175,10 +175,7 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 	if err != nil {
 		return nil, "", ErrorNamespace, fmt.Errorf("namespace %s: %w", namespace, err)
 	}
-	switch v := ns.Annotations[Annotation]; {
-	case v == Disabled:
-		return nil, SkipNamespaceNotIn, "", nil
-	case v != Enabled && !m.cfg.ClusterWide:
+	if !m.policy().NamespaceServed(ns) {
 		return nil, SkipNamespaceNotIn, "", nil
 	}
 	table := m.cfg.Registries.Table()
@@ -215,7 +212,7 @@ func registriesFor(table *registrytable.Table, pod *corev1.Pod, ns *corev1.Names
 			continue
 		}
 		reg := m.Registry
-		if reg.Spec.EffectiveScope() != v1alpha1.ScopeNamespaced || !selects(reg, ns) {
+		if !RegistryServes(reg, ns) {
 			continue
 		}
 		seen[reg.Name] = reg
@@ -228,7 +225,36 @@ func registriesFor(table *registrytable.Table, pod *corev1.Pod, ns *corev1.Names
 	return out
 }
 
-func selects(reg *v1alpha1.Registry, ns *corev1.Namespace) bool {
+func (m *Mutator) policy() Policy {
+	return Policy{ClusterWide: m.cfg.ClusterWide, Excluded: m.excluded}
+}
+
+// Policy says which namespaces pullpass serves; the webhook and the keeper share it.
+type Policy struct {
+	ClusterWide bool
+	Excluded    map[string]bool
+}
+
+// NamespaceServed reports whether pods of ns get pull secrets.
+func (p Policy) NamespaceServed(ns *corev1.Namespace) bool {
+	if p.Excluded[ns.Name] || ns.DeletionTimestamp != nil {
+		return false
+	}
+	switch ns.Annotations[Annotation] {
+	case Enabled:
+		return true
+	case Disabled:
+		return false
+	}
+	return p.ClusterWide
+}
+
+// RegistryServes reports whether a registry's pull secret belongs in ns: a Namespaced
+// registry whose namespaceSelector, if any, selects ns.
+func RegistryServes(reg *v1alpha1.Registry, ns *corev1.Namespace) bool {
+	if reg.Spec.EffectiveScope() != v1alpha1.ScopeNamespaced {
+		return false
+	}
 	if reg.Spec.NamespaceSelector == nil {
 		return true
 	}

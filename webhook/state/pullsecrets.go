@@ -41,7 +41,7 @@ type builtSecret struct {
 // Ensure implements inject.SecretEnsurer.
 func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha1.Registry, dryRun bool) (string, error) {
 	name := pullsecret.Name(reg.Name)
-	tmpl, err := p.desired(ctx, reg)
+	tmpl, err := p.Desired(ctx, reg)
 	if err != nil {
 		return "", err
 	}
@@ -57,9 +57,9 @@ func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha
 	return name, p.write(ctx, want)
 }
 
-// desired returns the registry's pull secret, without a namespace, from the cache when neither
+// Desired returns the registry's pull secret, without a namespace, from the cache when neither
 // the registry nor its source changed since it was built.
-func (p *PullSecrets) desired(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
+func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
 	src, err := p.source(ctx, reg)
 	if err != nil {
 		return nil, err

@@ -79,6 +79,21 @@ func (t *RegistryTable) Get(name string) (*v1alpha1.Registry, bool) {
 	return obj.(*v1alpha1.Registry), true
 }
 
+// List returns every cached registry.
+func (t *RegistryTable) List() []*v1alpha1.Registry {
+	items := t.informer.GetStore().List()
+	out := make([]*v1alpha1.Registry, 0, len(items))
+	for _, o := range items {
+		out = append(out, o.(*v1alpha1.Registry))
+	}
+	return out
+}
+
+// AddHandler adds an event handler to the registry informer.
+func (t *RegistryTable) AddHandler(h cache.ResourceEventHandler) {
+	_, _ = t.informer.AddEventHandler(h)
+}
+
 func (t *RegistryTable) rebuild() {
 	items := t.informer.GetStore().List()
 	regs := make([]*v1alpha1.Registry, 0, len(items))

@@ -1,0 +1,123 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/secrets"
+	"github.com/pullpass/pullpass/webhook/keeper"
+	"github.com/pullpass/pullpass/webhook/state"
+)
+
+// watchForKeeper turns informer events into keeper work: a registry that changed, a source
+// secret that changed (its registries), a pull secret that changed or went (its registry), a
+// namespace whose annotations or labels changed (everything: it is rare).
+func watchForKeeper(k *keeper.Keeper, table *state.RegistryTable, sources, managed, namespaces cache.SharedIndexInformer) {
+	byName := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if r, ok := obj.(*v1alpha1.Registry); ok {
+			k.Enqueue(r.Name)
+		}
+	}
+	table.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: byName, UpdateFunc: func(_, n any) { byName(n) }, DeleteFunc: byName})
+
+	bySource := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		s, ok := obj.(*corev1.Secret)
+		if !ok {
+			return
+		}
+		for _, r := range table.List() {
+			if ref := r.Spec.Auth.SecretRef; ref != nil && ref.Namespace == s.Namespace && ref.Name == s.Name {
+				k.Enqueue(r.Name)
+			}
+		}
+	}
+	_, _ = sources.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: bySource, UpdateFunc: func(_, n any) { bySource(n) }, DeleteFunc: bySource})
+
+	byLabel := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if s, ok := obj.(*corev1.Secret); ok && s.Labels[secrets.LabelRole] == secrets.RolePullSecret {
+			k.Enqueue(s.Labels[secrets.LabelRegistry])
+		}
+	}
+	_, _ = managed.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: byLabel, UpdateFunc: func(_, n any) { byLabel(n) }, DeleteFunc: byLabel})
+
+	_, _ = namespaces.AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(o, n any) {
+		on, ok1 := o.(*corev1.Namespace)
+		nn, ok2 := n.(*corev1.Namespace)
+		if ok1 && ok2 && (!equalMaps(on.Annotations, nn.Annotations) || !equalMaps(on.Labels, nn.Labels) || on.DeletionTimestamp != nn.DeletionTimestamp) {
+			k.EnqueueAll()
+		}
+	}})
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func setOf(list []string) map[string]bool {
+	m := map[string]bool{}
+	for _, s := range list {
+		m[s] = true
+	}
+	return m
+}
+
+// runLeader runs f while this replica holds the Lease, and stands for election again when it
+// loses it, until ctx ends.
+func runLeader(ctx context.Context, kube kubernetes.Interface, namespace, name string, log *slog.Logger, f func(context.Context)) {
+	host, _ := os.Hostname()
+	id := host + "_" + rand.String(6)
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metaOf(namespace, name),
+		Client:     kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	for ctx.Err() == nil {
+		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   15 * time.Second,
+			RenewDeadline:   10 * time.Second,
+			RetryPeriod:     2 * time.Second,
+			ReleaseOnCancel: true,
+			Name:            name,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					log.Info("leading", "lease", namespace+"/"+name, "identity", id)
+					f(ctx)
+				},
+				OnStoppedLeading: func() { log.Info("no longer leading", "identity", id) },
+			},
+		})
+	}
+}
+
+func metaOf(namespace, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: namespace, Name: name}
+}

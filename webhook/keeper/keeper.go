@@ -1,0 +1,224 @@
+// Package keeper keeps the pull secrets pullpass wrote into namespaces present and fresh: a new
+// password in a registry's source reaches every namespace, a namespace that opts out or a
+// registry that goes takes its pull secrets with it, and each Registry's status says whether its
+// credentials can be had. One replica runs it at a time (leader election in app).
+package keeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/pullsecret"
+	"github.com/pullpass/pullpass/pkg/registryclient"
+	"github.com/pullpass/pullpass/pkg/secrets"
+	"github.com/pullpass/pullpass/webhook/inject"
+)
+
+// Registries gives the cached Registry objects.
+type Registries interface {
+	Get(name string) (*v1alpha1.Registry, bool)
+	List() []*v1alpha1.Registry
+}
+
+// Desired builds a registry's pull secret (namespace left empty) from its source.
+type Desired interface {
+	Desired(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error)
+}
+
+// Config configures the Keeper.
+type Config struct {
+	Client       kubernetes.Interface
+	RegistryAPI  registryclient.Interface
+	Registries   Registries
+	Desired      Desired
+	Managed      corelisters.SecretLister
+	Namespaces   corelisters.NamespaceLister
+	Policy       inject.Policy
+	ResyncPeriod time.Duration // default 30s: a source outside the watched namespace is read this often
+	Now          func() time.Time
+	Logger       *slog.Logger
+}
+
+// Keeper reconciles one registry at a time from a rate-limited queue.
+type Keeper struct {
+	cfg   Config
+	queue workqueue.TypedRateLimitingInterface[string]
+}
+
+// New returns a Keeper.
+func New(cfg Config) (*Keeper, error) {
+	if cfg.Client == nil || cfg.RegistryAPI == nil || cfg.Registries == nil || cfg.Desired == nil || cfg.Managed == nil || cfg.Namespaces == nil {
+		return nil, errors.New("invalid configuration: clients, registries, desired, managed and namespaces are required")
+	}
+	if cfg.ResyncPeriod == 0 {
+		cfg.ResyncPeriod = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Keeper{cfg: cfg, queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullpass-keeper"})}, nil
+}
+
+// Enqueue asks for a registry to be reconciled.
+func (k *Keeper) Enqueue(registry string) { k.queue.Add(registry) }
+
+// EnqueueAll asks for every known registry, and every registry that still has pull secrets.
+func (k *Keeper) EnqueueAll() {
+	for _, r := range k.cfg.Registries.List() {
+		k.queue.Add(r.Name)
+	}
+	all, _ := k.cfg.Managed.List(labels.SelectorFromSet(labels.Set{secrets.LabelRole: secrets.RolePullSecret}))
+	for _, s := range all {
+		k.queue.Add(s.Labels[secrets.LabelRegistry])
+	}
+}
+
+// Run works the queue until ctx ends, and resyncs everything every ResyncPeriod.
+func (k *Keeper) Run(ctx context.Context) {
+	defer k.queue.ShutDown()
+	go func() {
+		t := time.NewTicker(k.cfg.ResyncPeriod)
+		defer t.Stop()
+		for {
+			k.EnqueueAll()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		k.queue.ShutDown()
+	}()
+	for {
+		name, quit := k.queue.Get()
+		if quit {
+			return
+		}
+		err := k.Reconcile(ctx, name)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			k.queue.Forget(name)
+		case apierrors.IsConflict(err):
+			// A stale cache: the object changed under us; try again with the new one.
+			k.cfg.Logger.Debug("conflict, retrying", "registry", name)
+			k.queue.AddRateLimited(name)
+		default:
+			k.cfg.Logger.Error("reconciling registry", "registry", name, "err", err)
+			k.queue.AddRateLimited(name)
+		}
+		k.queue.Done(name)
+	}
+}
+
+// Reconcile brings one registry's pull secrets and status up to date.
+func (k *Keeper) Reconcile(ctx context.Context, name string) error {
+	existing, err := k.cfg.Managed.List(labels.SelectorFromSet(labels.Set{secrets.LabelRegistry: name, secrets.LabelRole: secrets.RolePullSecret}))
+	if err != nil {
+		return err
+	}
+	reg, ok := k.cfg.Registries.Get(name)
+	if !ok {
+		// The registry is gone: so are its pull secrets.
+		var errs []error
+		for _, s := range existing {
+			errs = append(errs, k.delete(ctx, s, "registry removed"))
+		}
+		return errors.Join(errs...)
+	}
+	want, srcErr := k.cfg.Desired.Desired(ctx, reg)
+	var errs []error
+	kept, refreshed := 0, false
+	for _, s := range existing {
+		ns, err := k.cfg.Namespaces.Get(s.Namespace)
+		if err != nil || !k.cfg.Policy.NamespaceServed(ns) || !inject.RegistryServes(reg, ns) {
+			errs = append(errs, k.delete(ctx, s, "namespace no longer served"))
+			continue
+		}
+		kept++
+		if srcErr != nil || pullsecret.UpToDate(s, want) {
+			// With no readable source, the last good credentials stay until it is fixed.
+			continue
+		}
+		err = k.update(ctx, s, want)
+		refreshed = refreshed || err == nil
+		errs = append(errs, err)
+	}
+	errs = append(errs, k.status(ctx, reg, srcErr, kept, refreshed))
+	return errors.Join(errs...)
+}
+
+func (k *Keeper) delete(ctx context.Context, s *corev1.Secret, why string) error {
+	err := k.cfg.Client.CoreV1().Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{
+		Preconditions: &metav1.Preconditions{UID: &s.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	k.cfg.Logger.Info("deleted pull secret", "namespace", s.Namespace, "secret", s.Name, "why", why)
+	return nil
+}
+
+func (k *Keeper) update(ctx context.Context, have, want *corev1.Secret) error {
+	s := have.DeepCopy()
+	s.Type, s.Data, s.Labels = want.Type, want.Data, want.Labels
+	if _, err := k.cfg.Client.CoreV1().Secrets(s.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: "pullpass-keeper"}); err != nil {
+		return fmt.Errorf("updating %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	k.cfg.Logger.Info("refreshed pull secret", "namespace", s.Namespace, "secret", s.Name)
+	return nil
+}
+
+// Condition reasons of Registry.status.
+const (
+	ReasonCredentialsAvailable = "CredentialsAvailable"
+	ReasonSourceUnavailable    = "SourceUnavailable"
+)
+
+// status writes the Ready condition and the namespace count, only when they changed.
+func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr error, namespaces int, refreshed bool) error {
+	next := reg.DeepCopy()
+	cond := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonCredentialsAvailable,
+		Message: "credentials read from the source", ObservedGeneration: reg.Generation}
+	if srcErr != nil {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonSourceUnavailable, srcErr.Error()
+	}
+	changed := meta.SetStatusCondition(&next.Status.Conditions, cond)
+	if next.Status.Namespaces != int32(namespaces) || next.Status.ObservedGeneration != reg.Generation {
+		next.Status.Namespaces, next.Status.ObservedGeneration = int32(namespaces), reg.Generation
+		changed = true
+	}
+	// LastRefreshTime: when new credentials from the source were last written out, or first seen.
+	if srcErr == nil && (refreshed || next.Status.LastRefreshTime == nil) {
+		now := metav1.NewTime(k.cfg.Now())
+		next.Status.LastRefreshTime = &now
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	if _, err := k.cfg.RegistryAPI.UpdateStatus(ctx, next, metav1.UpdateOptions{FieldManager: "pullpass-keeper"}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("status of registry %s: %w", reg.Name, err)
+	}
+	return nil
+}
