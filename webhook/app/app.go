@@ -25,6 +25,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/registryclient"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/certs"
@@ -93,6 +95,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	pullSecrets := &state.PullSecrets{
 		Managed: managedInformer.Lister(), Sources: sourceInformer.Lister(), SourceNamespace: o.Namespace,
 		Client: kube, Log: log.With("component", "pullsecrets"),
+		Resolver: &credentials.Resolver{NewECR: ecr.NewAPI, ECREndpoint: o.ECREndpoint},
 	}
 	mutator, err := inject.New(inject.Config{
 		Namespaces:         &state.Namespaces{Lister: nsInformer.Lister(), Client: kube},

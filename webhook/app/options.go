@@ -30,6 +30,9 @@ type Options struct {
 	TLSCertFile       string
 	TLSKeyFile        string
 
+	// Credential sources.
+	ECREndpoint string
+
 	// Injection.
 	ClusterWide        bool
 	ExcludedNamespaces []string
@@ -85,6 +88,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "serve this certificate (cert-manager) instead of a self-managed one")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", o.TLSKeyFile, "key of --tls-cert-file")
+	fs.StringVar(&o.ECREndpoint, "ecr-endpoint", o.ECREndpoint, "ECR API endpoint instead of the region's (a VPC endpoint, or a local ECR API in tests)")
 	fs.BoolVar(&o.ClusterWide, "cluster-wide", o.ClusterWide, "inject in every namespace but the excluded ones (otherwise only namespaces annotated pullpass.io/inject=enabled)")
 	fs.Func("exclude-namespaces", "namespaces never injected, comma-separated (default kube-system,kube-public,kube-node-lease; pullpass's own is always excluded)", func(s string) error {
 		o.ExcludedNamespaces = splitList(s)

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/registryclient"
 	"github.com/pullpass/pullpass/pkg/secrets"
@@ -33,9 +34,12 @@ type Registries interface {
 	List() []*v1alpha1.Registry
 }
 
-// Desired builds a registry's pull secret (namespace left empty) from its source.
+// Desired builds a registry's pull secret (namespace left empty) from its source. With a
+// *credentials.StaleError it returns the last good credentials' secret too.
 type Desired interface {
 	Desired(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error)
+	ExpiresAt(ctx context.Context, reg *v1alpha1.Registry) time.Time
+	NextRefresh(registry string) time.Time
 }
 
 // Config configures the Keeper.
@@ -116,6 +120,11 @@ func (k *Keeper) Run(ctx context.Context) {
 			return
 		}
 		err := k.Reconcile(ctx, name)
+		if next := k.cfg.Desired.NextRefresh(name); time.Until(next) > 0 {
+			// Expiring tokens (ECR) come back on their own schedule; a time already past is
+			// left to the rate limiter, never an immediate requeue.
+			k.queue.AddAfter(name, time.Until(next))
+		}
 		switch {
 		case err == nil || ctx.Err() != nil:
 			k.queue.Forget(name)
@@ -139,7 +148,10 @@ func (k *Keeper) Reconcile(ctx context.Context, name string) error {
 	}
 	reg, ok := k.cfg.Registries.Get(name)
 	if !ok {
-		// The registry is gone: so are its pull secrets.
+		// The registry is gone: so are its pull secrets, and any token kept for it.
+		if f, ok := k.cfg.Desired.(interface{ Forget(string) }); ok {
+			f.Forget(name)
+		}
 		var errs []error
 		for _, s := range existing {
 			errs = append(errs, k.delete(ctx, s, "registry removed"))
@@ -147,6 +159,8 @@ func (k *Keeper) Reconcile(ctx context.Context, name string) error {
 		return errors.Join(errs...)
 	}
 	want, srcErr := k.cfg.Desired.Desired(ctx, reg)
+	var stale *credentials.StaleError
+	usable := want != nil && (srcErr == nil || errors.As(srcErr, &stale))
 	var errs []error
 	kept, refreshed := 0, false
 	for _, s := range existing {
@@ -156,7 +170,7 @@ func (k *Keeper) Reconcile(ctx context.Context, name string) error {
 			continue
 		}
 		kept++
-		if srcErr != nil || pullsecret.UpToDate(s, want) {
+		if !usable || pullsecret.UpToDate(s, want) {
 			// With no readable source, the last good credentials stay until it is fixed.
 			continue
 		}
@@ -164,7 +178,7 @@ func (k *Keeper) Reconcile(ctx context.Context, name string) error {
 		refreshed = refreshed || err == nil
 		errs = append(errs, err)
 	}
-	errs = append(errs, k.status(ctx, reg, srcErr, kept, refreshed))
+	errs = append(errs, k.status(ctx, reg, srcErr, usable, kept, refreshed))
 	return errors.Join(errs...)
 }
 
@@ -193,23 +207,37 @@ func (k *Keeper) update(ctx context.Context, have, want *corev1.Secret) error {
 const (
 	ReasonCredentialsAvailable = "CredentialsAvailable"
 	ReasonSourceUnavailable    = "SourceUnavailable"
+	// ReasonRefreshFailing: the last good token is in use until it expires.
+	ReasonRefreshFailing = "RefreshFailing"
 )
 
 // status writes the Ready condition and the namespace count, only when they changed.
-func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr error, namespaces int, refreshed bool) error {
+func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr error, usable bool, namespaces int, refreshed bool) error {
 	next := reg.DeepCopy()
 	cond := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonCredentialsAvailable,
 		Message: "credentials read from the source", ObservedGeneration: reg.Generation}
-	if srcErr != nil {
+	switch {
+	case srcErr != nil && usable:
+		cond.Reason, cond.Message = ReasonRefreshFailing, srcErr.Error()
+	case srcErr != nil:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonSourceUnavailable, srcErr.Error()
 	}
 	changed := meta.SetStatusCondition(&next.Status.Conditions, cond)
+	var expires *metav1.Time
+	if exp := k.cfg.Desired.ExpiresAt(ctx, reg); usable && !exp.IsZero() {
+		t := metav1.NewTime(exp.Truncate(time.Second))
+		expires = &t
+	}
+	if !expires.Equal(next.Status.ExpiresAt) {
+		next.Status.ExpiresAt = expires
+		changed = true
+	}
 	if next.Status.Namespaces != int32(namespaces) || next.Status.ObservedGeneration != reg.Generation {
 		next.Status.Namespaces, next.Status.ObservedGeneration = int32(namespaces), reg.Generation
 		changed = true
 	}
 	// LastRefreshTime: when new credentials from the source were last written out, or first seen.
-	if srcErr == nil && (refreshed || next.Status.LastRefreshTime == nil) {
+	if usable && (refreshed || next.Status.LastRefreshTime == nil) {
 		now := metav1.NewTime(k.cfg.Now())
 		next.Status.LastRefreshTime = &now
 		changed = true

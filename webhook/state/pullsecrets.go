@@ -2,9 +2,11 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -13,6 +15,8 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
@@ -27,22 +31,48 @@ type PullSecrets struct {
 	SourceNamespace string
 	Client          kubernetes.Interface
 	Log             *slog.Logger
+	// Resolver turns credential sources into credentials; New... fills it when nil.
+	Resolver *credentials.Resolver
 
 	// built caches each registry's pull secret content by the versions it was built from, so
 	// the hot path neither parses the source nor encodes JSON while nothing changes.
-	built sync.Map // registry name -> builtSecret
+	built        sync.Map // registry name -> builtSecret
+	resolverOnce sync.Once
 }
 
 type builtSecret struct {
-	registryVersion, sourceVersion string
-	secret                         *corev1.Secret // namespace left empty
+	registryVersion, credsVersion string
+	secret                        *corev1.Secret // namespace left empty
+}
+
+// Secret implements credentials.SecretGetter: pullpass's own namespace from the informer, any
+// other with a live read.
+func (p *PullSecrets) Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+	if namespace == p.SourceNamespace && p.Sources != nil {
+		if s, err := p.Sources.Secrets(namespace).Get(name); err == nil {
+			return s, nil
+		}
+	}
+	return p.Client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+}
+
+func (p *PullSecrets) resolver() *credentials.Resolver {
+	p.resolverOnce.Do(func() {
+		if p.Resolver == nil {
+			p.Resolver = &credentials.Resolver{NewECR: ecr.NewAPI}
+		}
+		if p.Resolver.Secrets == nil {
+			p.Resolver.Secrets = p
+		}
+	})
+	return p.Resolver
 }
 
 // Ensure implements inject.SecretEnsurer.
 func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha1.Registry, dryRun bool) (string, error) {
 	name := pullsecret.Name(reg.Name)
 	tmpl, err := p.Desired(ctx, reg)
-	if err != nil {
+	if tmpl == nil {
 		return "", err
 	}
 	have, err := p.Managed.Secrets(namespace).Get(name)
@@ -58,29 +88,42 @@ func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha
 }
 
 // Desired returns the registry's pull secret, without a namespace, from the cache when neither
-// the registry nor its source changed since it was built.
+// the registry nor its credentials changed since it was built. With a *credentials.StaleError it
+// also returns the secret of the last good credentials.
 func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
-	src, err := p.source(ctx, reg)
-	if err != nil {
+	creds, err := p.resolver().Resolve(ctx, reg)
+	var stale *credentials.StaleError
+	if err != nil && !errors.As(err, &stale) {
 		return nil, err
 	}
 	if v, ok := p.built.Load(reg.Name); ok {
 		b := v.(builtSecret)
-		if b.registryVersion == reg.ResourceVersion && b.sourceVersion == src.ResourceVersion && reg.ResourceVersion != "" && src.ResourceVersion != "" {
-			return b.secret, nil
+		if b.registryVersion == reg.ResourceVersion && b.credsVersion == creds.Version && reg.ResourceVersion != "" && creds.Version != "secret/" {
+			return b.secret, err
 		}
 	}
-	creds, err := secrets.FromSecret(src, reg.Spec.Hosts)
-	if err != nil {
-		return nil, err
+	s, berr := pullsecret.Build("", reg, secrets.Credentials{Username: creds.Username, Password: creds.Password})
+	if berr != nil {
+		return nil, berr
 	}
-	s, err := pullsecret.Build("", reg, creds)
-	if err != nil {
-		return nil, err
-	}
-	p.built.Store(reg.Name, builtSecret{registryVersion: reg.ResourceVersion, sourceVersion: src.ResourceVersion, secret: s})
-	return s, nil
+	p.built.Store(reg.Name, builtSecret{registryVersion: reg.ResourceVersion, credsVersion: creds.Version, secret: s})
+	return s, err
 }
+
+// ExpiresAt returns when a registry's current credentials expire (zero: they do not).
+func (p *PullSecrets) ExpiresAt(ctx context.Context, reg *v1alpha1.Registry) time.Time {
+	creds, _ := p.resolver().Resolve(ctx, reg)
+	return creds.ExpiresAt
+}
+
+// Forget drops what is cached for a removed registry.
+func (p *PullSecrets) Forget(name string) {
+	p.built.Delete(name)
+	p.resolver().Forget(name)
+}
+
+// NextRefresh returns when the registry's credentials are due again (zero: on change only).
+func (p *PullSecrets) NextRefresh(name string) time.Time { return p.resolver().NextRefresh(name) }
 
 // write creates or updates the secret, going to the API server for the truth: the cache may
 // lag, and other replicas may be writing the same secret.
@@ -113,25 +156,4 @@ func (p *PullSecrets) write(ctx context.Context, want *corev1.Secret) error {
 	}
 	p.Log.Info("updated pull secret", "namespace", want.Namespace, "secret", want.Name)
 	return nil
-}
-
-// source reads the registry's source secret.
-func (p *PullSecrets) source(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
-	ref := reg.Spec.Auth.SecretRef
-	if ref == nil {
-		return nil, fmt.Errorf("registry %s: credential source %v is not served by the webhook yet", reg.Name, reg.Spec.Auth.Sources())
-	}
-	var src *corev1.Secret
-	var err error
-	if ref.Namespace == p.SourceNamespace && p.Sources != nil {
-		src, err = p.Sources.Secrets(ref.Namespace).Get(ref.Name)
-	}
-	if src == nil {
-		// Not in the watched namespace, or not seen yet: ask the API server.
-		src, err = p.Client.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	}
-	if err != nil {
-		return nil, fmt.Errorf("registry %s: source secret %s/%s: %w", reg.Name, ref.Namespace, ref.Name, err)
-	}
-	return src, nil
 }

@@ -1,0 +1,107 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"net"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pullpass/pullpass/e2e/framework"
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials/ecr/ecrtest"
+)
+
+// ecrEndpoint is where the harness's webhook looks for the ECR API (values-harness.yaml).
+const ecrEndpoint = "127.0.0.1:28900"
+
+// An ECR registry, through the real aws-sdk-go-v2 client in the deployed webhook, against a local
+// ECR API whose tokens open the harness registry: a pod pulls with the token, the token is
+// refreshed at half its life, a failing refresh keeps the last good token until it expires, and
+// the status says each of these.
+func TestECRTokensRefreshAndExpire(t *testing.T) {
+	e := framework.Load(t)
+	e.Deployed(t)
+	ctx := framework.Context(t, 5*time.Minute)
+
+	life := 30 * time.Second
+	srv := ecrtest.New(ecrtest.Reply{Username: e.RegistryUsername, Password: e.RegistryPassword, ExpiresAt: time.Now().Add(life)})
+	srv.Close() // rebind on the port the webhook knows
+	ln, err := net.Listen("tcp", ecrEndpoint)
+	if err != nil {
+		t.Fatalf("the local ECR API needs %s: %v", ecrEndpoint, err)
+	}
+	srv.Server = httptest.NewUnstartedServer(srv.Config.Handler)
+	srv.Listener = ln
+	srv.Start()
+	defer srv.Close()
+
+	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "e2e-aws-keys", Namespace: framework.PullpassNamespace},
+		StringData: map[string]string{"aws_access_key_id": "AKIAE2EEXAMPLE", "aws_secret_access_key": "e2e-secret-key"}}
+	if _, err := e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Create(ctx, keys, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Delete(context.Background(), keys.Name, metav1.DeleteOptions{})
+	})
+	reg := &v1alpha1.Registry{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-ecr"},
+		Spec: v1alpha1.RegistrySpec{Hosts: []string{e.Registry}, Auth: v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{
+			Region: "us-east-1", AccessKeySecretRef: &v1alpha1.SecretReference{Name: keys.Name, Namespace: framework.PullpassNamespace},
+		}}},
+	}
+	if _, err := e.Registries.Create(ctx, reg, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Registries.Delete(context.Background(), reg.Name, metav1.DeleteOptions{}) })
+
+	ns := e.Namespace(t, "ecr", optIn)
+	e.WaitServed(t, ns, "pullpass-"+reg.Name)
+	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
+	e.WaitRunning(t, ns, pod.Name)
+	if _, signed := srv.Calls(); signed == 0 {
+		t.Fatal("no SigV4-signed GetAuthorizationToken reached the local ECR API")
+	}
+
+	ready := func() (*v1alpha1.Registry, *metav1.Condition) {
+		r, err := e.Registries.Get(ctx, reg.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, nil
+		}
+		return r, meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionReady)
+	}
+	var firstExpiry time.Time
+	waitFor(t, time.Minute, "Ready with an expiry", func() bool {
+		r, c := ready()
+		if c == nil || c.Status != metav1.ConditionTrue || r.Status.ExpiresAt == nil {
+			return false
+		}
+		firstExpiry = r.Status.ExpiresAt.Time
+		return true
+	})
+
+	// At about half its life the token is refreshed: the next one expires later.
+	srv.SetReplies(ecrtest.Reply{Username: e.RegistryUsername, Password: e.RegistryPassword, ExpiresAt: time.Now().Add(life)})
+	waitFor(t, life, "refreshed before expiry", func() bool {
+		r, _ := ready()
+		return r != nil && r.Status.ExpiresAt != nil && r.Status.ExpiresAt.After(firstExpiry)
+	})
+
+	// ECR starts refusing: the last good token stays, and the status says the refresh fails...
+	srv.SetReplies(ecrtest.Reply{ErrorCode: "AccessDeniedException", Message: "not authorized to perform: ecr:GetAuthorizationToken"})
+	waitFor(t, life, "reporting RefreshFailing while the last token is good", func() bool {
+		_, c := ready()
+		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == "RefreshFailing"
+	})
+	// ... until it expires.
+	waitFor(t, life+30*time.Second, "not Ready once the last token expired", func() bool {
+		_, c := ready()
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "SourceUnavailable"
+	})
+}

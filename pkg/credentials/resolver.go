@@ -1,0 +1,252 @@
+// Package credentials turns a Registry's credential source into a username and password:
+// a Secret (secretRef, dockerHub) or ECR tokens, which it caches and refreshes at about half their
+// lifetime, keeping the last good token until it expires when a refresh fails.
+package credentials
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials/ecr"
+	"github.com/pullpass/pullpass/pkg/secrets"
+)
+
+// Credentials are what a pull secret holds, with when they stop working (zero: never).
+type Credentials struct {
+	Username  string
+	Password  string
+	ExpiresAt time.Time
+	// Version changes whenever the credentials do: a Secret's resourceVersion, a token's expiry.
+	Version string
+}
+
+// String never prints the password.
+func (c Credentials) String() string {
+	return fmt.Sprintf("{username:%q password:<redacted>}", c.Username)
+}
+
+// SecretGetter reads a Secret, from a cache where it can.
+type SecretGetter interface {
+	Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error)
+}
+
+// ECRFactory builds an ECR client; ecr.NewAPI in production.
+type ECRFactory func(ctx context.Context, c ecr.ClientConfig) (ecr.API, error)
+
+// Resolver resolves credential sources.
+type Resolver struct {
+	Secrets SecretGetter
+	NewECR  ECRFactory
+	// ECREndpoint overrides the ECR endpoint (a VPC endpoint, or a local ECR API in tests).
+	ECREndpoint string
+	Now         func() time.Time
+
+	mu      sync.Mutex
+	tokens  map[string]*cachedToken // by registry name
+	clients map[string]ecr.API      // by client config: one HTTP transport each, reused
+}
+
+type cachedToken struct {
+	key       string // what the token was fetched for: region, role, keys' version
+	creds     Credentials
+	refreshAt time.Time
+	// lastErr and failures describe the last fetch when it failed; until refreshAt, callers get
+	// lastErr without another call to AWS.
+	lastErr  error
+	failures int
+}
+
+func (r *Resolver) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Resolve returns a registry's credentials. For ECR, a failed refresh returns the last good
+// token while it is valid, together with the error (Stale reports it).
+func (r *Resolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (Credentials, error) {
+	a := reg.Spec.Auth
+	switch {
+	case a.SecretRef != nil:
+		s, err := r.Secrets.Secret(ctx, a.SecretRef.Namespace, a.SecretRef.Name)
+		if err != nil {
+			return Credentials{}, fmt.Errorf("registry %s: source secret %s/%s: %w", reg.Name, a.SecretRef.Namespace, a.SecretRef.Name, err)
+		}
+		c, err := secrets.FromSecret(s, reg.Spec.Hosts)
+		if err != nil {
+			return Credentials{}, err
+		}
+		return Credentials{Username: c.Username, Password: c.Password, Version: "secret/" + s.ResourceVersion}, nil
+	case a.DockerHub != nil:
+		ref := a.DockerHub.SecretRef
+		s, err := r.Secrets.Secret(ctx, ref.Namespace, ref.Name)
+		if err != nil {
+			return Credentials{}, fmt.Errorf("registry %s: Docker Hub secret %s/%s: %w", reg.Name, ref.Namespace, ref.Name, err)
+		}
+		user, token := string(s.Data["username"]), string(s.Data["token"])
+		if token == "" {
+			token = string(s.Data["password"])
+		}
+		if user == "" || token == "" {
+			return Credentials{}, fmt.Errorf("registry %s: Docker Hub secret %s/%s needs \"username\" and \"token\" (a personal access token)", reg.Name, ref.Namespace, ref.Name)
+		}
+		return Credentials{Username: user, Password: token, Version: "secret/" + s.ResourceVersion}, nil
+	case a.ECR != nil:
+		return r.ecr(ctx, reg)
+	}
+	return Credentials{}, fmt.Errorf("registry %s: no credential source", reg.Name)
+}
+
+// NextRefresh returns when a registry's credentials should be fetched again (zero: only when
+// its source changes).
+func (r *Resolver) NextRefresh(name string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.tokens[name]; ok {
+		return t.refreshAt
+	}
+	return time.Time{}
+}
+
+// Forget drops a removed registry's token.
+func (r *Resolver) Forget(name string) {
+	r.mu.Lock()
+	delete(r.tokens, name)
+	r.mu.Unlock()
+}
+
+// StaleError wraps a refresh failure while the last good token is still in use.
+type StaleError struct{ Err error }
+
+func (e *StaleError) Error() string { return "using the last good token: " + e.Err.Error() }
+func (e *StaleError) Unwrap() error { return e.Err }
+
+func (r *Resolver) ecr(ctx context.Context, reg *v1alpha1.Registry) (Credentials, error) {
+	src := reg.Spec.Auth.ECR
+	cc := ecr.ClientConfig{Region: src.Region, RoleARN: src.RoleARN, Endpoint: r.ECREndpoint}
+	if h, err := ecrHost(reg); err == nil {
+		if cc.Region == "" {
+			cc.Region = h.Region
+		}
+		cc.FIPS = h.FIPS
+	} else if cc.Region == "" {
+		return Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, err)
+	}
+	key := cc.Region + "|" + cc.RoleARN + "|" + strconv.FormatBool(cc.FIPS)
+	if ref := src.AccessKeySecretRef; ref != nil {
+		s, err := r.Secrets.Secret(ctx, ref.Namespace, ref.Name)
+		if err != nil {
+			return Credentials{}, fmt.Errorf("registry %s: AWS keys secret %s/%s: %w", reg.Name, ref.Namespace, ref.Name, err)
+		}
+		id, secret := string(s.Data["aws_access_key_id"]), string(s.Data["aws_secret_access_key"])
+		if id == "" || secret == "" {
+			return Credentials{}, fmt.Errorf("registry %s: AWS keys secret %s/%s needs aws_access_key_id and aws_secret_access_key", reg.Name, ref.Namespace, ref.Name)
+		}
+		cc.Keys = &ecr.Keys{AccessKeyID: id, SecretAccessKey: secret, SessionToken: string(s.Data["aws_session_token"])}
+		key += "|" + s.ResourceVersion
+	}
+	now := r.now()
+	r.mu.Lock()
+	cached := r.tokens[reg.Name]
+	r.mu.Unlock()
+	if cached != nil && cached.key == key && now.Before(cached.refreshAt) {
+		switch {
+		case cached.lastErr == nil:
+			return cached.creds, nil
+		case now.Before(cached.creds.ExpiresAt):
+			return cached.creds, &StaleError{cached.lastErr}
+		default:
+			return Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, cached.lastErr)
+		}
+	}
+	api, err := r.client(ctx, key, cc)
+	if err == nil {
+		var tok ecr.Token
+		if tok, err = ecr.Fetch(ctx, api, now); err == nil {
+			c := Credentials{Username: tok.Username, Password: tok.Password, ExpiresAt: tok.ExpiresAt, Version: "ecr/" + strconv.FormatInt(tok.ExpiresAt.UnixNano(), 10)}
+			life := tok.ExpiresAt.Sub(now)
+			// About half the lifetime, with ±10% jitter so many registries do not refresh together.
+			refresh := time.Duration(float64(life) * (0.45 + 0.1*rand.Float64()))
+			r.store(reg.Name, &cachedToken{key: key, creds: c, refreshAt: now.Add(refresh)})
+			return c, nil
+		}
+	}
+	// Failed: back off (5s doubling to 5 min), and keep the last good token while it is valid.
+	failures := 1
+	var last Credentials
+	if cached != nil && cached.key == key {
+		failures = cached.failures + 1
+		last = cached.creds
+	}
+	retry := now.Add(backoff(failures))
+	if valid := now.Before(last.ExpiresAt); valid && retry.After(last.ExpiresAt) {
+		retry = last.ExpiresAt
+	}
+	r.store(reg.Name, &cachedToken{key: key, creds: last, refreshAt: retry, lastErr: err, failures: failures})
+	if now.Before(last.ExpiresAt) {
+		return last, &StaleError{err}
+	}
+	return Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, err)
+}
+
+func backoff(failures int) time.Duration {
+	d := 5 * time.Second
+	for i := 1; i < failures && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
+}
+
+// client returns the ECR client for a configuration, made once.
+func (r *Resolver) client(ctx context.Context, key string, cc ecr.ClientConfig) (ecr.API, error) {
+	r.mu.Lock()
+	api, ok := r.clients[key]
+	r.mu.Unlock()
+	if ok {
+		return api, nil
+	}
+	api, err := r.NewECR(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if r.clients == nil {
+		r.clients = map[string]ecr.API{}
+	}
+	r.clients[key] = api
+	r.mu.Unlock()
+	return api, nil
+}
+
+func (r *Resolver) store(name string, t *cachedToken) {
+	r.mu.Lock()
+	if r.tokens == nil {
+		r.tokens = map[string]*cachedToken{}
+	}
+	r.tokens[name] = t
+	r.mu.Unlock()
+}
+
+// ecrHost reads the region from the registry's first literal ECR host.
+func ecrHost(reg *v1alpha1.Registry) (ecr.Host, error) {
+	var last error = errors.New("no ECR host among spec.hosts")
+	for _, h := range reg.Spec.Hosts {
+		host, _, _ := strings.Cut(h, "/")
+		eh, err := ecr.ParseHost(host)
+		if err == nil {
+			return eh, nil
+		}
+		last = err
+	}
+	return ecr.Host{}, last
+}
