@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
@@ -123,26 +124,36 @@ func (a *addOptions) run(ctx context.Context, o *options, host string) error {
 	if err := applySecret(ctx, c, secret); err != nil {
 		return err
 	}
-	reg := existing
-	if reg == nil {
-		reg = &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	}
-	if !contains(reg.Spec.Hosts, host) {
-		reg.Spec.Hosts = append(reg.Spec.Hosts, host)
-	}
-	reg.Spec.Scope = scope
-	reg.Spec.Auth = v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: name, Namespace: o.namespace}}
-	if reg.Labels == nil {
-		reg.Labels = map[string]string{}
-	}
-	reg.Labels[secrets.LabelManagedBy] = secrets.ManagedByValue
 	verb := "updated"
-	if existing == nil {
-		verb = "created"
-		_, err = c.Registries.Create(ctx, reg, metav1.CreateOptions{FieldManager: "pullpass-cli"})
-	} else {
-		_, err = c.Registries.Update(ctx, reg, metav1.UpdateOptions{FieldManager: "pullpass-cli"})
-	}
+	var reg *v1alpha1.Registry
+	// The controller writes the status as it goes, so an update may meet a newer version:
+	// read it again and re-apply.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		reg = &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if existing != nil {
+			cur, err := c.Registries.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			reg = cur
+		}
+		if !contains(reg.Spec.Hosts, host) {
+			reg.Spec.Hosts = append(reg.Spec.Hosts, host)
+		}
+		reg.Spec.Scope = scope
+		reg.Spec.Auth = v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: name, Namespace: o.namespace}}
+		if reg.Labels == nil {
+			reg.Labels = map[string]string{}
+		}
+		reg.Labels[secrets.LabelManagedBy] = secrets.ManagedByValue
+		if existing == nil {
+			verb = "created"
+			_, err := c.Registries.Create(ctx, reg, metav1.CreateOptions{FieldManager: "pullpass-cli"})
+			return err
+		}
+		_, err := c.Registries.Update(ctx, reg, metav1.UpdateOptions{FieldManager: "pullpass-cli"})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("registry %q: %w", name, err)
 	}
@@ -191,6 +202,10 @@ func (a *addOptions) credentials(stdin io.Reader, host string) (string, string, 
 }
 
 func applySecret(ctx context.Context, c *Clients, s *corev1.Secret) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error { return applySecretOnce(ctx, c, s) })
+}
+
+func applySecretOnce(ctx context.Context, c *Clients, s *corev1.Secret) error {
 	secretsAPI := c.Kube.CoreV1().Secrets(s.Namespace)
 	cur, err := secretsAPI.Get(ctx, s.Name, metav1.GetOptions{})
 	switch {
