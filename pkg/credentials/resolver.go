@@ -239,7 +239,7 @@ func (r *Resolver) store(name string, t *cachedToken) {
 
 // ecrHost reads the region from the registry's first literal ECR host.
 func ecrHost(reg *v1alpha1.Registry) (ecr.Host, error) {
-	var last error = errors.New("no ECR host among spec.hosts")
+	last := errors.New("no ECR host among spec.hosts")
 	for _, h := range reg.Spec.Hosts {
 		host, _, _ := strings.Cut(h, "/")
 		eh, err := ecr.ParseHost(host)
