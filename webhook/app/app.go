@@ -62,6 +62,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		return err
 	}
 	cfg.UserAgent = "pullpass-webhook"
+	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -13,8 +14,10 @@ import (
 // Options are the webhook's flags, grouped by concern.
 type Options struct {
 	// Cluster access.
-	Kubeconfig string
-	Namespace  string // pullpass's own namespace: source secrets, TLS secret
+	Kubeconfig   string
+	Namespace    string // pullpass's own namespace: source secrets, TLS secret
+	KubeAPIQPS   float32
+	KubeAPIBurst int
 
 	// Serving.
 	ListenAddress   string // HTTPS, AdmissionReviews
@@ -50,6 +53,8 @@ func DefaultOptions() *Options {
 	}
 	return &Options{
 		Namespace:          ns,
+		KubeAPIQPS:         200,
+		KubeAPIBurst:       400,
 		ListenAddress:      ":8443",
 		MetricsAddress:     ":8080",
 		ShutdownTimeout:    10 * time.Second,
@@ -66,6 +71,12 @@ func DefaultOptions() *Options {
 func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; in-cluster config when empty")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "pullpass's namespace (source secrets, TLS secret); $POD_NAMESPACE by default")
+	fs.Func("kube-api-qps", "requests per second to the API server (default 200): a rotation rewrites one secret per namespace", func(v string) error {
+		f, err := strconv.ParseFloat(v, 32)
+		o.KubeAPIQPS = float32(f)
+		return err
+	})
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "burst of requests to the API server")
 	fs.StringVar(&o.ListenAddress, "listen-address", o.ListenAddress, "HTTPS address for AdmissionReviews")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may take at shutdown")

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -52,6 +53,7 @@ type Config struct {
 	Namespaces   corelisters.NamespaceLister
 	Policy       inject.Policy
 	ResyncPeriod time.Duration // default 30s: a source outside the watched namespace is read this often
+	Parallelism  int           // writes in flight at once (default 16)
 	Now          func() time.Time
 	Logger       *slog.Logger
 }
@@ -72,6 +74,9 @@ func New(cfg Config) (*Keeper, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Parallelism <= 0 {
+		cfg.Parallelism = 16
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -161,12 +166,33 @@ func (k *Keeper) Reconcile(ctx context.Context, name string) error {
 	want, srcErr := k.cfg.Desired.Desired(ctx, reg)
 	var stale *credentials.StaleError
 	usable := want != nil && (srcErr == nil || errors.As(srcErr, &stale))
-	var errs []error
-	kept, refreshed := 0, false
+	// Writes go out a few at a time: one registry can have a pull secret in thousands of
+	// namespaces, and a rotation must reach them all within a minute.
+	var (
+		mu        sync.Mutex
+		errs      []error
+		kept      int
+		refreshed bool
+		wg        sync.WaitGroup
+		slots     = make(chan struct{}, k.cfg.Parallelism)
+	)
+	do := func(f func() error, update bool) {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			err := f()
+			<-slots
+			mu.Lock()
+			errs = append(errs, err)
+			refreshed = refreshed || (update && err == nil)
+			mu.Unlock()
+		}()
+	}
 	for _, s := range existing {
 		ns, err := k.cfg.Namespaces.Get(s.Namespace)
 		if err != nil || !k.cfg.Policy.NamespaceServed(ns) || !inject.RegistryServes(reg, ns) {
-			errs = append(errs, k.delete(ctx, s, "namespace no longer served"))
+			do(func() error { return k.delete(ctx, s, "namespace no longer served") }, false)
 			continue
 		}
 		kept++
@@ -174,10 +200,9 @@ func (k *Keeper) Reconcile(ctx context.Context, name string) error {
 			// With no readable source, the last good credentials stay until it is fixed.
 			continue
 		}
-		err = k.update(ctx, s, want)
-		refreshed = refreshed || err == nil
-		errs = append(errs, err)
+		do(func() error { return k.update(ctx, s, want) }, true)
 	}
+	wg.Wait()
 	errs = append(errs, k.status(ctx, reg, srcErr, usable, kept, refreshed))
 	return errors.Join(errs...)
 }
