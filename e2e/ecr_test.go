@@ -100,8 +100,8 @@ func TestECRTokensRefreshAndExpire(t *testing.T) {
 		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == "RefreshFailing"
 	})
 	// ... until it expires.
-	waitFor(t, life+30*time.Second, "not Ready once the last token expired", func() bool {
+	waitFor(t, life+30*time.Second, "not Ready (AccessDenied) once the last token expired", func() bool {
 		_, c := ready()
-		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "SourceUnavailable"
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "AccessDenied"
 	})
 }

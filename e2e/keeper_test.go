@@ -121,7 +121,7 @@ func TestKeeperCleansUpAndReportsStatus(t *testing.T) {
 			return false
 		}
 		c := meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionReady)
-		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "SourceUnavailable"
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "SourceSecretMissing"
 	})
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/registryclient"
 	"github.com/pullpass/pullpass/pkg/secrets"
@@ -228,8 +229,22 @@ func (k *Keeper) update(ctx context.Context, have, want *corev1.Secret) error {
 	return nil
 }
 
+// reasonOf names why a source gives no credentials: ECR's own reasons (AccessDenied,
+// Throttled, CredentialsExpired, ...), a missing Secret, or SourceUnavailable.
+func reasonOf(err error) string {
+	var e *ecr.Error
+	switch {
+	case errors.As(err, &e):
+		return e.Reason
+	case apierrors.IsNotFound(err):
+		return ReasonSourceSecretMissing
+	}
+	return ReasonSourceUnavailable
+}
+
 // Condition reasons of Registry.status.
 const (
+	ReasonSourceSecretMissing  = "SourceSecretMissing"
 	ReasonCredentialsAvailable = "CredentialsAvailable"
 	ReasonSourceUnavailable    = "SourceUnavailable"
 	// ReasonRefreshFailing: the last good token is in use until it expires.
@@ -245,7 +260,7 @@ func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr erro
 	case srcErr != nil && usable:
 		cond.Reason, cond.Message = ReasonRefreshFailing, srcErr.Error()
 	case srcErr != nil:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, ReasonSourceUnavailable, srcErr.Error()
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reasonOf(srcErr), srcErr.Error()
 	}
 	changed := meta.SetStatusCondition(&next.Status.Conditions, cond)
 	var expires *metav1.Time
