@@ -13,7 +13,6 @@ import (
 
 	"github.com/pullpass/pullpass/e2e/framework"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
-	"github.com/pullpass/pullpass/pkg/dockerconfig"
 )
 
 // waitFor polls cond every second for up to d.
@@ -45,27 +44,11 @@ func TestKeeperRotatesSourcePassword(t *testing.T) {
 	}
 
 	// Rotate the source.
-	src, err := e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Get(ctx, "e2e-"+reg.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := dockerconfig.ForHost(e.Registry, e.RegistryUsername, e.RegistryPassword).Marshal()
-	src.Data[corev1.DockerConfigJsonKey] = data
-	if _, err := e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Update(ctx, src, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	e.SetSourcePassword(t, reg.Name, e.RegistryPassword)
 	rotated := time.Now()
 	waitFor(t, time.Minute, "rotated into the namespace", func() bool {
-		s, err := e.Kube.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
-		if err != nil {
-			return false
-		}
-		cfg, err := dockerconfig.Parse(s.Data[corev1.DockerConfigJsonKey])
-		if err != nil {
-			return false
-		}
-		entry, ok := cfg.Lookup(e.Registry)
-		return ok && entry.Password == e.RegistryPassword
+		pw, _ := e.PullSecretPassword(t, ns, secret)
+		return pw == e.RegistryPassword
 	})
 	t.Logf("the new password reached the namespace %s after the source changed", time.Since(rotated).Round(100*time.Millisecond))
 	second := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
@@ -146,15 +129,7 @@ func TestKeeperRestartLosesNothing(t *testing.T) {
 	if err := pods.DeleteCollection(ctx, metav1.DeleteOptions{}, sel); err != nil {
 		t.Fatal(err)
 	}
-	src, err := e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Get(ctx, "e2e-"+reg.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := dockerconfig.ForHost(e.Registry, e.RegistryUsername, "changed-while-down").Marshal()
-	src.Data[corev1.DockerConfigJsonKey] = data
-	if _, err := e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Update(ctx, src, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	e.SetSourcePassword(t, reg.Name, "changed-while-down")
 	waitFor(t, 2*time.Minute, "a webhook pod ready again", func() bool {
 		list, err := pods.List(ctx, sel)
 		if err != nil {
@@ -170,18 +145,10 @@ func TestKeeperRestartLosesNothing(t *testing.T) {
 		return false
 	})
 	waitFor(t, time.Minute, "the change made while down in the namespace", func() bool {
-		s, err := e.Kube.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
-		if err != nil {
-			return false
+		pw, uid := e.PullSecretPassword(t, ns, secret)
+		if uid != "" && uid != string(before.UID) {
+			t.Fatalf("the pull secret was recreated (uid %s -> %s)", before.UID, uid)
 		}
-		if s.UID != before.UID {
-			t.Fatalf("the pull secret was recreated (uid %s -> %s)", before.UID, s.UID)
-		}
-		cfg, err := dockerconfig.Parse(s.Data[corev1.DockerConfigJsonKey])
-		if err != nil {
-			return false
-		}
-		entry, ok := cfg.Lookup(e.Registry)
-		return ok && entry.Password == "changed-while-down"
+		return pw == "changed-while-down"
 	})
 }

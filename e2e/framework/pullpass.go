@@ -217,3 +217,38 @@ func labelsEqual(s string, want map[string]string) bool {
 func (ep Endpoints) String() string {
 	return fmt.Sprintf("webhook metrics %s, agent metrics %s", ep.WebhookMetricsURL, ep.AgentMetricsURL)
 }
+
+// SetSourcePassword rotates the password in the source secret CreateRegistry made.
+func (e *Env) SetSourcePassword(t testing.TB, registry, password string) {
+	t.Helper()
+	ctx := Context(t, time.Minute)
+	api := e.Kube.CoreV1().Secrets(PullpassNamespace)
+	src, err := api.Get(ctx, "e2e-"+registry, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := dockerconfig.ForHost(e.Registry, e.RegistryUsername, password).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Data[corev1.DockerConfigJsonKey] = data
+	if _, err := api.Update(ctx, src, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// PullSecretPassword returns the password a pull secret holds for the test registry, or ""
+// with the secret's UID when it cannot be read.
+func (e *Env) PullSecretPassword(t testing.TB, namespace, name string) (password string, uid string) {
+	t.Helper()
+	s, err := e.Kube.CoreV1().Secrets(namespace).Get(Context(t, time.Minute), name, metav1.GetOptions{})
+	if err != nil {
+		return "", ""
+	}
+	cfg, err := dockerconfig.Parse(s.Data[corev1.DockerConfigJsonKey])
+	if err != nil {
+		return "", string(s.UID)
+	}
+	entry, _ := cfg.Lookup(e.Registry)
+	return entry.Password, string(s.UID)
+}
