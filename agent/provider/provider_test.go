@@ -1,0 +1,102 @@
+package provider_test
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pullpass/pullpass/agent/provider"
+	"github.com/pullpass/pullpass/pkg/nodecache"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden responses")
+
+var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func writeCache(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "credentials.json")
+	err := nodecache.Write(path, nodecache.File{Entries: []nodecache.Entry{
+		{Registry: "harbor", Hosts: []string{"harbor.example.com:5443"}, Username: "robot$ci", Password: "harbor-secret"},
+		{Registry: "ecr", Hosts: []string{"*.dkr.ecr.*.amazonaws.com"}, Username: "AWS", Password: "ecr-token", ExpiresAt: now.Add(30 * time.Minute)},
+		{Registry: "ecr-soon", Hosts: []string{"123456789012.dkr.ecr.eu-west-1.amazonaws.com"}, Username: "AWS", Password: "soon", ExpiresAt: now.Add(90 * time.Second)},
+		{Registry: "expired", Hosts: []string{"old.example.com"}, Username: "u", Password: "p", ExpiresAt: now.Add(-time.Minute)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Byte-for-byte: each testdata/*.request.json is answered with its .response.json.
+func TestGolden(t *testing.T) {
+	cache := writeCache(t)
+	reqs, _ := filepath.Glob("testdata/*.request.json")
+	if len(reqs) < 8 {
+		t.Fatalf("only %d golden requests", len(reqs))
+	}
+	for _, req := range reqs {
+		name := strings.TrimSuffix(filepath.Base(req), ".request.json")
+		t.Run(name, func(t *testing.T) {
+			in, err := os.ReadFile(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			if err := provider.Run(provider.Config{CachePath: cache, Now: func() time.Time { return now }}, bytes.NewReader(in), &out); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			golden := strings.TrimSuffix(req, ".request.json") + ".response.json"
+			if *update {
+				_ = os.WriteFile(golden, out.Bytes(), 0o644)
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), want) {
+				t.Fatalf("response\n%s\nwant\n%s", out.Bytes(), want)
+			}
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	good := writeCache(t)
+	broken := filepath.Join(t.TempDir(), "broken.json")
+	if err := os.WriteFile(broken, []byte(`{"version":1,"entries":[{"registry":"x","password":"leak-me"`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	future := filepath.Join(t.TempDir(), "future.json")
+	if err := os.WriteFile(future, []byte(`{"version":9,"entries":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const v1 = `{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"harbor.example.com:5443/a"}`
+	tests := []struct {
+		name, cache, req, want string
+	}{
+		{"broken cache", broken, v1, "not valid JSON at byte"},
+		{"newer cache format", future, v1, "format version 9"},
+		{"not JSON", good, `hello`, "not JSON"},
+		{"wrong kind", good, `{"kind":"Pod","apiVersion":"v1"}`, `kind "Pod"`},
+		{"unknown version", good, `{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v2","image":"a"}`, "is not served"},
+		{"no image", good, `{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1"}`, "names no image"},
+		{"invalid image", good, `{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"Bad:Image:"}`, "the request's image"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := provider.Run(provider.Config{CachePath: tt.cache, Now: func() time.Time { return now }}, strings.NewReader(tt.req), &out)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "leak-me") || out.Len() != 0 {
+				t.Fatalf("error %q leaks, or output %q was written", err, out.String())
+			}
+		})
+	}
+}
