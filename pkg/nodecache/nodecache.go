@@ -49,7 +49,7 @@ func Write(path string, f File) error {
 	if err != nil {
 		return fmt.Errorf("credential cache: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
+	defer func() { _ = os.Remove(tmp.Name()) }() // a no-op once renamed
 	if err := tmp.Chmod(0o600); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("credential cache: %w", err)
@@ -72,7 +72,7 @@ func Write(path string, f File) error {
 	if err != nil {
 		return fmt.Errorf("credential cache: %w", err)
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 	return d.Sync()
 }
 
