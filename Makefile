@@ -83,3 +83,7 @@ demo: ## The main job: cluster, pullpass deployed, a pod pulling a private image
 .PHONY: fuzz-kubelet
 fuzz-kubelet: ## Fuzz pullpass's matcher against the kubelet's own code (FUZZTIME, default 2m)
 	cd e2e/tools/kube && $(GO) test -run '^$$' -fuzz '^FuzzMatchesLikeKubelet$$' -fuzztime $(FUZZTIME) .
+
+.PHONY: restart-kubelet
+restart-kubelet: ## Restart the harness kubelet alone (it reads its credential provider config at start only)
+	e2e/cluster/restart-kubelet.sh

@@ -105,3 +105,14 @@ providers:
   defaultCacheDuration: 1m
 CONFIG
 }
+
+# start_kubelet: the kubelet runs from its root dir and with HOME there, so no legacy docker
+# config of the user ($HOME/.docker/config.json, ./config.json) is ever read by it. It reads its
+# credential provider config at start only: restart-kubelet.sh restarts it to pick up a change.
+start_kubelet() {
+  (cd "$KUBELET_ROOT" && start kubelet env HOME="$KUBELET_ROOT" "$BIN/kubelet" \
+    --config "$E2E_DIR/kubelet.yaml" --kubeconfig "$E2E_DIR/kubelet.kubeconfig" \
+    --root-dir "$KUBELET_ROOT" --hostname-override "$NODE_NAME" \
+    --image-credential-provider-config "$CREDENTIAL_PROVIDER_CONFIG" \
+    --image-credential-provider-bin-dir "$CREDENTIAL_PROVIDER_BIN")
+}

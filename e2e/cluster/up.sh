@@ -265,13 +265,7 @@ imageGCLowThresholdPercent: 99
 resolvConf: ""
 serializeImagePulls: false
 EOF
-# The kubelet runs from its root dir and with HOME there, so no legacy docker config of the
-# user (\$HOME/.docker/config.json, ./config.json) is ever read by it.
-(cd "$KUBELET_ROOT" && HOME=$KUBELET_ROOT start kubelet "$BIN/kubelet" \
-  --config "$E2E_DIR/kubelet.yaml" --kubeconfig "$E2E_DIR/kubelet.kubeconfig" \
-  --root-dir "$KUBELET_ROOT" --hostname-override "$NODE_NAME" \
-  --image-credential-provider-config "$CREDENTIAL_PROVIDER_CONFIG" \
-  --image-credential-provider-bin-dir "$CREDENTIAL_PROVIDER_BIN")
+start_kubelet
 wait_for kubelet 120 kubectl_e2e get node "$NODE_NAME"
 wait_for kubelet 120 kubectl_e2e -n default get serviceaccount default
 

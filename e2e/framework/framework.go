@@ -42,6 +42,16 @@ type Env struct {
 	Config     *rest.Config
 	Kube       kubernetes.Interface
 	Registries registryclient.Interface
+
+	vars map[string]string
+}
+
+// Var returns a variable of the registry env file (or the environment).
+func (e *Env) Var(k string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return e.vars[k]
 }
 
 // RepoRoot is the repository's top directory.
@@ -80,6 +90,7 @@ func Load(t testing.TB) *Env {
 		Image:            get("E2E_IMAGE"),
 		NodeName:         get("NODE_NAME"),
 		HostNetwork:      getenv("E2E_HOST_NETWORK", "true") == "true",
+		vars:             vars,
 	}
 	for k, v := range map[string]string{"REGISTRY": e.Registry, "REGISTRY_USERNAME": e.RegistryUsername, "REGISTRY_PASSWORD": e.RegistryPassword, "E2E_IMAGE": e.Image} {
 		if v == "" {
