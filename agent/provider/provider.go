@@ -10,14 +10,37 @@ import (
 	"io"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	credv1 "k8s.io/kubelet/pkg/apis/credentialprovider/v1"
-	credv1beta1 "k8s.io/kubelet/pkg/apis/credentialprovider/v1beta1"
-
-	"github.com/pullpass/pullpass/pkg/image"
 	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 )
+
+// The kubelet execs the plugin for every pull of a matching image, so it is kept small: its own
+// copies of the two message types (field for field those of k8s.io/kubelet's
+// credentialprovider/v1 and v1beta1, checked byte for byte by the golden tests) instead of
+// the apimachinery and image-reference packages, whose start-up alone cost milliseconds.
+const (
+	apiV1      = "credentialprovider.kubelet.k8s.io/v1"
+	apiV1beta1 = "credentialprovider.kubelet.k8s.io/v1beta1"
+)
+
+type request struct {
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	Image      string `json:"image"`
+}
+
+type response struct {
+	Kind          string                `json:"kind"`
+	APIVersion    string                `json:"apiVersion"`
+	CacheKeyType  string                `json:"cacheKeyType"`
+	CacheDuration string                `json:"cacheDuration,omitempty"`
+	Auth          map[string]authConfig `json:"auth,omitempty"`
+}
+
+type authConfig struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
 
 // Config configures the plugin.
 type Config struct {
@@ -40,72 +63,38 @@ func Run(cfg Config, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("reading the request: %w", err)
 	}
-	var tm metav1.TypeMeta
-	if err := json.Unmarshal(data, &tm); err != nil {
-		return errors.New("the request is not JSON")
+	var req request
+	if err := json.Unmarshal(data, &req); err != nil {
+		return errors.New("the request is not a JSON object of the kubelet's")
 	}
-	if tm.Kind != "CredentialProviderRequest" {
-		return fmt.Errorf("kind %q, want CredentialProviderRequest", tm.Kind)
+	if req.Kind != "CredentialProviderRequest" {
+		return fmt.Errorf("kind %q, want CredentialProviderRequest", req.Kind)
 	}
-	var img string
-	switch tm.APIVersion {
-	case credv1.SchemeGroupVersion.String():
-		var req credv1.CredentialProviderRequest
-		if err := json.Unmarshal(data, &req); err != nil {
-			return fmt.Errorf("decoding the %s request: %w", tm.APIVersion, err)
-		}
-		img = req.Image
-	case credv1beta1.SchemeGroupVersion.String():
-		var req credv1beta1.CredentialProviderRequest
-		if err := json.Unmarshal(data, &req); err != nil {
-			return fmt.Errorf("decoding the %s request: %w", tm.APIVersion, err)
-		}
-		img = req.Image
-	default:
-		return fmt.Errorf("apiVersion %q is not served (v1 and v1beta1 are)", tm.APIVersion)
+	if req.APIVersion != apiV1 && req.APIVersion != apiV1beta1 {
+		return fmt.Errorf("apiVersion %q is not served (v1 and v1beta1 are)", req.APIVersion)
 	}
-	if img == "" {
+	if req.Image == "" {
 		return errors.New("the request names no image")
 	}
-	auth, ttl, err := lookup(cfg, img)
+	auth, ttl, err := lookup(cfg, req.Image)
 	if err != nil {
 		return err
 	}
-	var resp any
-	switch tm.APIVersion {
-	case credv1.SchemeGroupVersion.String():
-		r := &credv1.CredentialProviderResponse{
-			TypeMeta:      metav1.TypeMeta{Kind: "CredentialProviderResponse", APIVersion: tm.APIVersion},
-			CacheKeyType:  credv1.RegistryPluginCacheKeyType,
-			CacheDuration: &metav1.Duration{Duration: ttl},
-			Auth:          map[string]credv1.AuthConfig{},
-		}
+	resp := response{Kind: "CredentialProviderResponse", APIVersion: req.APIVersion, CacheKeyType: "Registry", CacheDuration: ttl.String()}
+	if len(auth) > 0 {
+		resp.Auth = map[string]authConfig{}
 		for k, v := range auth {
-			r.Auth[k] = credv1.AuthConfig{Username: v[0], Password: v[1]}
+			resp.Auth[k] = authConfig{Username: v[0], Password: v[1]}
 		}
-		resp = r
-	default:
-		r := &credv1beta1.CredentialProviderResponse{
-			TypeMeta:      metav1.TypeMeta{Kind: "CredentialProviderResponse", APIVersion: tm.APIVersion},
-			CacheKeyType:  credv1beta1.RegistryPluginCacheKeyType,
-			CacheDuration: &metav1.Duration{Duration: ttl},
-			Auth:          map[string]credv1beta1.AuthConfig{},
-		}
-		for k, v := range auth {
-			r.Auth[k] = credv1beta1.AuthConfig{Username: v[0], Password: v[1]}
-		}
-		resp = r
 	}
 	return json.NewEncoder(stdout).Encode(resp)
 }
 
 // lookup finds the credentials for an image: auth keyed by the matching host pattern (the kubelet
-// matches those keys with the same rules), and how long the kubelet may cache them.
+// matches those keys with the same rules), and how long the kubelet may cache them. The image is
+// matched as the kubelet sends it (the normalized repository, "docker.io/library/nginx"), with the
+// kubelet's own rules, as the kubelet matched it against matchImages.
 func lookup(cfg Config, img string) (map[string][2]string, time.Duration, error) {
-	ref, err := image.Parse(img)
-	if err != nil {
-		return nil, 0, fmt.Errorf("the request's image: %w", err)
-	}
 	f, err := nodecache.Read(cfg.CachePath)
 	if errors.Is(err, nodecache.ErrNoCache) {
 		// The agent has not written yet: no credentials, briefly cached.
@@ -128,7 +117,7 @@ func lookup(cfg Config, img string) (map[string][2]string, time.Duration, error)
 			entries = append(entries, match.Entry[nodecache.Entry]{Name: e.Registry, Pattern: p, Value: e})
 		}
 	}
-	m, ok := match.NewTable(entries).Lookup(ref.Repository())
+	m, ok := match.NewTable(entries).Lookup(img)
 	if !ok {
 		return map[string][2]string{}, cfg.MaxCacheDuration, nil
 	}

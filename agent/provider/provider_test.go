@@ -81,11 +81,10 @@ func TestErrors(t *testing.T) {
 	}{
 		{"broken cache", broken, v1, "not valid JSON at byte"},
 		{"newer cache format", future, v1, "format version 9"},
-		{"not JSON", good, `hello`, "not JSON"},
+		{"not JSON", good, `hello`, "not a JSON object"},
 		{"wrong kind", good, `{"kind":"Pod","apiVersion":"v1"}`, `kind "Pod"`},
 		{"unknown version", good, `{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v2","image":"a"}`, "is not served"},
 		{"no image", good, `{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1"}`, "names no image"},
-		{"invalid image", good, `{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"Bad:Image:"}`, "the request's image"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
