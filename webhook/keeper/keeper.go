@@ -25,7 +25,6 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
-	"github.com/pullpass/pullpass/pkg/registryclient"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/inject"
 )
@@ -34,6 +33,11 @@ import (
 type Registries interface {
 	Get(name string) (*v1alpha1.Registry, bool)
 	List() []*v1alpha1.Registry
+}
+
+// StatusWriter writes a Registry's status (registryclient.Client does).
+type StatusWriter interface {
+	UpdateStatus(ctx context.Context, r *v1alpha1.Registry, opts metav1.UpdateOptions) (*v1alpha1.Registry, error)
 }
 
 // Desired builds a registry's pull secret (namespace left empty) from its source. With a
@@ -47,7 +51,7 @@ type Desired interface {
 // Config configures the Keeper.
 type Config struct {
 	Client       kubernetes.Interface
-	RegistryAPI  registryclient.Interface
+	RegistryAPI  StatusWriter
 	Registries   Registries
 	Desired      Desired
 	Managed      corelisters.SecretLister

@@ -1,0 +1,186 @@
+package keeper_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/pullsecret"
+	"github.com/pullpass/pullpass/pkg/secrets"
+	"github.com/pullpass/pullpass/webhook/inject"
+	"github.com/pullpass/pullpass/webhook/keeper"
+)
+
+type registries map[string]*v1alpha1.Registry
+
+func (r registries) Get(name string) (*v1alpha1.Registry, bool) { v, ok := r[name]; return v, ok }
+func (r registries) List() []*v1alpha1.Registry {
+	var out []*v1alpha1.Registry
+	for _, v := range r {
+		out = append(out, v)
+	}
+	return out
+}
+
+// desired builds from a password the test sets, or fails like a missing source.
+type desired struct {
+	password string
+	missing  bool
+}
+
+func (d *desired) Desired(_ context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
+	if d.missing {
+		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, "src")
+	}
+	return pullsecret.Build("", reg, secrets.Credentials{Username: "u", Password: d.password})
+}
+func (d *desired) ExpiresAt(context.Context, *v1alpha1.Registry) time.Time { return time.Time{} }
+func (d *desired) NextRefresh(string) time.Time                            { return time.Time{} }
+
+// statusRecorder records the keeper's status writes.
+type statusRecorder struct {
+	updates []*v1alpha1.Registry
+}
+
+func (s *statusRecorder) UpdateStatus(_ context.Context, r *v1alpha1.Registry, _ metav1.UpdateOptions) (*v1alpha1.Registry, error) {
+	s.updates = append(s.updates, r.DeepCopy())
+	return r, nil
+}
+
+type fixture struct {
+	client  *fake.Clientset
+	managed cache.Indexer
+	ns      cache.Indexer
+	regs    registries
+	src     *desired
+	status  *statusRecorder
+	k       *keeper.Keeper
+}
+
+func setup(t *testing.T) *fixture {
+	f := &fixture{
+		client:  fake.NewClientset(),
+		managed: cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}),
+		ns:      cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
+		regs:    registries{"r": {ObjectMeta: metav1.ObjectMeta{Name: "r", Generation: 1}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"r.io"}}}},
+		src:     &desired{password: "p1"},
+		status:  &statusRecorder{},
+	}
+	for _, n := range []string{"a", "b"} {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n, Annotations: map[string]string{inject.Annotation: inject.Enabled}}}
+		_ = f.ns.Add(ns)
+		s, _ := pullsecret.Build(n, f.regs["r"], secrets.Credentials{Username: "u", Password: "p1"})
+		_ = f.managed.Add(s)
+		if _, err := f.client.CoreV1().Secrets(n).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var err error
+	f.k, err = keeper.New(keeper.Config{
+		Client: f.client, RegistryAPI: f.status, Registries: f.regs, Desired: f.src,
+		Managed: corelisters.NewSecretLister(f.managed), Namespaces: corelisters.NewNamespaceLister(f.ns),
+		Policy: inject.Policy{Excluded: map[string]bool{}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.client.ClearActions()
+	return f
+}
+
+func (f *fixture) writes() (updates, deletes []string) {
+	for _, a := range f.client.Actions() {
+		switch a.GetVerb() {
+		case "update":
+			updates = append(updates, a.GetNamespace())
+		case "delete":
+			deletes = append(deletes, a.GetNamespace())
+		}
+	}
+	return
+}
+
+func TestNothingChangedWritesNothingButTheFirstStatus(t *testing.T) {
+	f := setup(t)
+	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	if u, d := f.writes(); len(u)+len(d) != 0 {
+		t.Fatalf("updates %v deletes %v with nothing changed", u, d)
+	}
+	if len(f.status.updates) != 1 {
+		t.Fatalf("%d status writes, want 1", len(f.status.updates))
+	}
+	st := f.status.updates[0].Status
+	c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionTrue || st.Namespaces != 2 || st.LastRefreshTime == nil {
+		t.Fatalf("status %+v", st)
+	}
+	// With that status in place, a second pass writes nothing at all.
+	f.regs["r"] = f.status.updates[0]
+	f.status.updates = nil
+	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.status.updates) != 0 {
+		t.Fatalf("status rewritten with nothing changed: %+v", f.status.updates[0].Status)
+	}
+}
+
+func TestRotationUpdatesEveryNamespace(t *testing.T) {
+	f := setup(t)
+	f.src.password = "p2"
+	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	if u, d := f.writes(); len(u) != 2 || len(d) != 0 {
+		t.Fatalf("updates %v deletes %v, want both namespaces updated", u, d)
+	}
+}
+
+func TestOptOutAndRegistryRemovalDelete(t *testing.T) {
+	f := setup(t)
+	ns, _, _ := f.ns.GetByKey("a")
+	opted := ns.(*corev1.Namespace).DeepCopy()
+	delete(opted.Annotations, inject.Annotation)
+	_ = f.ns.Update(opted)
+	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	if u, d := f.writes(); len(u) != 0 || len(d) != 1 || d[0] != "a" {
+		t.Fatalf("updates %v deletes %v, want only a's deleted", u, d)
+	}
+	f.client.ClearActions()
+	delete(f.regs, "r")
+	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, d := f.writes(); len(d) != 2 {
+		t.Fatalf("deletes %v after the registry went, want its secrets in a and b", d)
+	}
+}
+
+func TestMissingSourceKeepsSecretsAndSaysWhy(t *testing.T) {
+	f := setup(t)
+	f.src.missing = true
+	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	if u, d := f.writes(); len(u)+len(d) != 0 {
+		t.Fatalf("updates %v deletes %v: the last good secrets must stay", u, d)
+	}
+	c := meta.FindStatusCondition(f.status.updates[0].Status.Conditions, v1alpha1.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != keeper.ReasonSourceSecretMissing {
+		t.Fatalf("condition %+v", c)
+	}
+}
