@@ -1,0 +1,92 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pullpass/pullpass/e2e/framework"
+)
+
+// helm finds the pinned helm the harness built (make deploy), or one on PATH.
+func helm(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(framework.RepoRoot(), "e2e/cluster/build-tools.sh"), "helm").Output()
+	if err == nil {
+		return filepath.Join(strings.TrimSpace(lastLine(string(out))), "helm")
+	}
+	if p, err := exec.LookPath("helm"); err == nil {
+		return p
+	}
+	t.Fatalf("no helm: %v", err)
+	return ""
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// The chart renders for each important toggle, and the API server accepts what it renders
+// (server-side dry run); the schema refuses unknown values.
+func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
+	e := framework.Load(t)
+	h := helm(t)
+	chart := filepath.Join(framework.RepoRoot(), "charts/pullpass")
+	kubectl := filepath.Join(framework.RepoRoot(), "_output/e2e/bin/kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		kubectl = "kubectl"
+	}
+	scenarios := map[string][]string{
+		"defaults":             nil,
+		"cluster-wide, Fail":   {"--set", "webhook.clusterWide=true", "--set", "webhook.failurePolicy=Fail"},
+		"host network and url": {"-f", filepath.Join(framework.RepoRoot(), "e2e/cluster/values-harness.yaml")},
+		"one replica, no PDB":  {"--set", "webhook.replicas=1"},
+	}
+	// Namespaced objects of a dry run need their namespace.
+	if out, err := exec.Command(kubectl, "--kubeconfig", e.Kubeconfig, "create", "namespace", "pullpass-chart-test").CombinedOutput(); err != nil && !strings.Contains(string(out), "AlreadyExists") {
+		t.Fatalf("creating the namespace: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command(kubectl, "--kubeconfig", e.Kubeconfig, "delete", "namespace", "pullpass-chart-test", "--wait=false").Run()
+	})
+	for name, args := range scenarios {
+		t.Run(name, func(t *testing.T) {
+			tmpl := exec.Command(h, append([]string{"template", "pullpass", chart, "--namespace", "pullpass-chart-test"}, args...)...)
+			rendered, err := tmpl.Output()
+			if err != nil {
+				t.Fatalf("helm template: %v", err)
+			}
+			s := string(rendered)
+			for _, want := range []string{"kind: MutatingWebhookConfiguration", "kind: Deployment", "failurePolicy:", "sideEffects: NoneOnDryRun", "runAsNonRoot: true"} {
+				if !strings.Contains(s, want) {
+					t.Fatalf("rendered chart lacks %q", want)
+				}
+			}
+			if pdb := strings.Contains(s, "kind: PodDisruptionBudget"); pdb == (name == "one replica, no PDB" || name == "host network and url") {
+				t.Fatalf("PodDisruptionBudget rendered=%t for %s", pdb, name)
+			}
+			apply := exec.Command(kubectl, "--kubeconfig", e.Kubeconfig, "apply", "--dry-run=server", "-f", "-")
+			apply.Stdin = strings.NewReader(s)
+			if out, err := apply.CombinedOutput(); err != nil {
+				t.Fatalf("the API server refused the rendered chart: %v\n%s", err, out)
+			}
+		})
+	}
+	bad := exec.Command(h, "template", "pullpass", chart, "--set", "webhook.bogus=1")
+	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), "bogus") {
+		t.Fatalf("an unknown value was accepted: %v\n%s", err, out)
+	}
+	cm := exec.Command(h, "template", "pullpass", chart, "--set", "webhook.tls.mode=certManager")
+	if out, err := cm.CombinedOutput(); err == nil || !strings.Contains(string(out), "certManagerIssuer.name") {
+		t.Fatalf("certManager mode without an issuer was accepted: %v\n%s", err, out)
+	}
+	withIssuer, err := exec.Command(h, "template", "pullpass", chart, "--set", "webhook.tls.mode=certManager", "--set", "webhook.tls.certManagerIssuer.name=ca").Output()
+	if err != nil || !strings.Contains(string(withIssuer), "cert-manager.io/inject-ca-from") || !strings.Contains(string(withIssuer), "--tls-cert-file=/tls/tls.crt") {
+		t.Fatalf("certManager mode: %v\n%s", err, withIssuer)
+	}
+}
