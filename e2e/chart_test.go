@@ -56,7 +56,7 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 	})
 	for name, args := range scenarios {
 		t.Run(name, func(t *testing.T) {
-			tmpl := exec.Command(h, append([]string{"template", "pullpass", chart, "--namespace", "pullpass-chart-test"}, args...)...)
+			tmpl := exec.Command(h, append([]string{"template", "chart-test", chart, "--namespace", "pullpass-chart-test"}, args...)...)
 			rendered, err := tmpl.Output()
 			if err != nil {
 				t.Fatalf("helm template: %v", err)
