@@ -25,8 +25,6 @@ type RegistryTable struct {
 	informer cache.SharedIndexInformer
 	table    atomic.Pointer[registrytable.Table]
 	log      *slog.Logger
-	// OnChange, when set, is called after each rebuild (tests, metrics).
-	OnChange func(*registrytable.Table)
 }
 
 // NewRegistryTable watches Registry objects through client.
@@ -105,9 +103,6 @@ func (t *RegistryTable) rebuild() {
 		t.log.Warn("ignoring invalid registry", "err", err)
 	}
 	t.table.Store(tb)
-	if t.OnChange != nil {
-		t.OnChange(tb)
-	}
 }
 
 // String describes the table for logs.
