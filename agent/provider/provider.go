@@ -48,7 +48,12 @@ type Config struct {
 	// MaxCacheDuration bounds how long the kubelet may keep an answer (default 5 min); it is
 	// also never longer than the credentials' own life.
 	MaxCacheDuration time.Duration
-	Now              func() time.Time
+	// Generation is the provider config's generation (the agent passes it as an argument); the
+	// plugin records it so the agent knows which config the kubelet runs.
+	Generation string
+	// Record counts requests beside the cache for the agent's metrics.
+	Record bool
+	Now    func() time.Time
 }
 
 // Run answers one CredentialProviderRequest from stdin on stdout.
@@ -76,7 +81,20 @@ func Run(cfg Config, stdin io.Reader, stdout io.Writer) error {
 	if req.Image == "" {
 		return errors.New("the request names no image")
 	}
+	if cfg.Generation != "" {
+		nodecache.RecordGeneration(cfg.CachePath, cfg.Generation)
+	}
 	auth, ttl, err := lookup(cfg, req.Image)
+	if cfg.Record {
+		switch {
+		case err != nil:
+			nodecache.RecordRequest(cfg.CachePath, nodecache.RequestError)
+		case len(auth) > 0:
+			nodecache.RecordRequest(cfg.CachePath, nodecache.RequestHit)
+		default:
+			nodecache.RecordRequest(cfg.CachePath, nodecache.RequestMiss)
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -99,3 +99,29 @@ func TestErrors(t *testing.T) {
 		})
 	}
 }
+
+// The plugin counts its requests and records its config generation beside the cache, for the
+// agent's metrics; a broken cache counts as an error.
+func TestRecordsRequestsAndGeneration(t *testing.T) {
+	cache := writeCache(t)
+	run := func(img string) {
+		req := `{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"` + img + `"}`
+		_ = provider.Run(provider.Config{CachePath: cache, Record: true, Generation: "gen-1", Now: func() time.Time { return now }},
+			strings.NewReader(req), &bytes.Buffer{})
+	}
+	run("harbor.example.com:5443/a")
+	run("harbor.example.com:5443/b")
+	run("nowhere.example.com/a")
+	if err := os.WriteFile(cache, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run("harbor.example.com:5443/a")
+	for result, want := range map[string]float64{nodecache.RequestHit: 2, nodecache.RequestMiss: 1, nodecache.RequestError: 1} {
+		if got := nodecache.CountRequests(cache, result); got != want {
+			t.Errorf("%s: %v, want %v", result, got, want)
+		}
+	}
+	if gen, _ := os.ReadFile(nodecache.GenerationPath(cache)); string(gen) != "gen-1" {
+		t.Errorf("generation %q, want gen-1", gen)
+	}
+}

@@ -6,14 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/pullpass/pullpass/agent/provider"
 )
 
 func main() {
 	cache := flag.String("cache", "/var/lib/pullpass/credentials.json", "the node agent's credential cache")
+	maxCache := flag.Duration("max-cache-duration", 5*time.Minute, "the longest the kubelet may keep an answer")
+	generation := flag.String("generation", "", "the provider config's generation (set by the agent)")
+	noRecord := flag.Bool("no-record", false, "do not count requests beside the cache")
 	flag.Parse()
-	if err := provider.Run(provider.Config{CachePath: *cache}, os.Stdin, os.Stdout); err != nil {
+	cfg := provider.Config{CachePath: *cache, MaxCacheDuration: *maxCache, Generation: *generation, Record: !*noRecord}
+	if err := provider.Run(cfg, os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "pullpass-credential-provider:", err)
 		os.Exit(1)
 	}

@@ -242,3 +242,6 @@ func (c *Config) keys() []string {
 func ForHost(host, username, password string) *Config {
 	return &Config{Auths: map[string]AuthEntry{host: {Username: username, Password: password}}}
 }
+
+// HasExtra reports whether the file had fields besides "auths" (kept by Marshal).
+func (c *Config) HasExtra() bool { return len(c.extra) > 0 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pullpass/pullpass/pkg/atomicfile"
 )
 
 // Version is the format version; a reader refuses others.
@@ -44,36 +46,10 @@ func Write(path string, f File) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("credential cache: %w", err)
 	}
-	defer func() { _ = os.Remove(tmp.Name()) }() // a no-op once renamed
-	if err := tmp.Chmod(0o600); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("credential cache: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("credential cache: writing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("credential cache: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("credential cache: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("credential cache: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("credential cache: %w", err)
-	}
-	defer func() { _ = d.Close() }()
-	return d.Sync()
+	return nil
 }
 
 // ErrNoCache is returned by Read when there is no cache yet.
@@ -104,15 +80,55 @@ func Read(path string) (File, error) {
 }
 
 // CleanTemp removes temp files a killed writer left beside path, and says how many.
-func CleanTemp(path string) (int, error) {
-	left, err := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".*"))
+func CleanTemp(path string) (int, error) { return atomicfile.CleanTemp(path) }
+
+// Files beside the cache through which the plugin, a short-lived process the kubelet runs,
+// tells the agent what it did.
+
+// GenerationPath is where the plugin records the generation of the provider config the kubelet
+// started it with: the agent compares it with the config it wrote to know whether the kubelet
+// must be restarted.
+func GenerationPath(cachePath string) string {
+	return filepath.Join(filepath.Dir(cachePath), "provider-generation")
+}
+
+// Plugin request results.
+const (
+	RequestHit   = "hit"
+	RequestMiss  = "miss"
+	RequestError = "error"
+)
+
+// RequestsPath is the file the plugin appends one byte to per request with that result: its
+// size is the count (the agent exports it), and appending costs the plugin one write.
+func RequestsPath(cachePath, result string) string {
+	return filepath.Join(filepath.Dir(cachePath), "plugin-requests-"+result)
+}
+
+// RecordRequest counts one plugin request. Best effort: counting never fails a request.
+func RecordRequest(cachePath, result string) {
+	f, err := os.OpenFile(RequestsPath(cachePath, result), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return 0, err
+		return
 	}
-	for _, f := range left {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return 0, err
-		}
+	_, _ = f.Write([]byte{'.'})
+	_ = f.Close()
+}
+
+// CountRequests returns how many requests with result the plugin recorded.
+func CountRequests(cachePath, result string) float64 {
+	st, err := os.Stat(RequestsPath(cachePath, result))
+	if err != nil {
+		return 0
 	}
-	return len(left), nil
+	return float64(st.Size())
+}
+
+// RecordGeneration records the config generation the plugin runs with, when it changed.
+func RecordGeneration(cachePath, generation string) {
+	path := GenerationPath(cachePath)
+	if old, err := os.ReadFile(path); err == nil && string(old) == generation {
+		return
+	}
+	_ = atomicfile.Write(path, []byte(generation), 0o600)
 }

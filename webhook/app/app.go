@@ -28,6 +28,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/registryclient"
+	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/certs"
 	"github.com/pullpass/pullpass/webhook/inject"
@@ -86,7 +87,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	nsInformer := nsFactory.Core().V1().Namespaces()
 	managedInformer := managedFactory.Core().V1().Secrets()
 	sourceInformer := sourceFactory.Core().V1().Secrets()
-	table := state.NewRegistryTable(regClient, log.With("component", "registries"))
+	table := registrywatch.New(regClient, log.With("component", "registries"))
 
 	recorder, err := inject.NewPrometheusRecorder(reg)
 	if err != nil {

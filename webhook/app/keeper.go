@@ -15,15 +15,15 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/keeper"
-	"github.com/pullpass/pullpass/webhook/state"
 )
 
 // watchForKeeper turns informer events into keeper work: a registry that changed, a source
 // secret that changed (its registries), a pull secret that changed or went (its registry), a
 // namespace whose annotations or labels changed (everything: it is rare).
-func watchForKeeper(k *keeper.Keeper, table *state.RegistryTable, sources, managed, namespaces cache.SharedIndexInformer) {
+func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources, managed, namespaces cache.SharedIndexInformer) {
 	byName := func(obj any) {
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj

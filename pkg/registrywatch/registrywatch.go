@@ -1,7 +1,6 @@
-// Package state keeps what the webhook reads on every admission in memory, fed by informers:
-// the registry table, namespaces and secrets. No admission makes a live API call for them but
-// on a cache miss.
-package state
+// Package registrywatch keeps the Registry objects and the registry table built from them in
+// memory, fed by an informer; the webhook and the node agent both read it.
+package registrywatch
 
 import (
 	"context"
@@ -20,15 +19,15 @@ import (
 	"github.com/pullpass/pullpass/pkg/registrytable"
 )
 
-// RegistryTable is the registry table, rebuilt whenever a Registry changes.
-type RegistryTable struct {
+// Watcher is the registry table, rebuilt whenever a Registry changes.
+type Watcher struct {
 	informer cache.SharedIndexInformer
 	table    atomic.Pointer[registrytable.Table]
 	log      *slog.Logger
 }
 
-// NewRegistryTable watches Registry objects through client.
-func NewRegistryTable(client registryclient.Interface, log *slog.Logger) *RegistryTable {
+// New watches Registry objects through client.
+func New(client registryclient.Interface, log *slog.Logger) *Watcher {
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return client.List(ctx, o)
@@ -37,7 +36,7 @@ func NewRegistryTable(client registryclient.Interface, log *slog.Logger) *Regist
 			return client.Watch(ctx, o)
 		},
 	}
-	t := &RegistryTable{
+	t := &Watcher{
 		informer: cache.NewSharedIndexInformer(lw, &v1alpha1.Registry{}, 10*time.Minute, cache.Indexers{}),
 		log:      log,
 	}
@@ -51,13 +50,13 @@ func NewRegistryTable(client registryclient.Interface, log *slog.Logger) *Regist
 }
 
 // Run runs the informer until ctx ends.
-func (t *RegistryTable) Run(ctx context.Context) { t.informer.RunWithContext(ctx) }
+func (t *Watcher) Run(ctx context.Context) { t.informer.RunWithContext(ctx) }
 
 // HasSynced reports whether the first list is in.
-func (t *RegistryTable) HasSynced() bool { return t.informer.HasSynced() }
+func (t *Watcher) HasSynced() bool { return t.informer.HasSynced() }
 
 // Table returns the current table, or nil before the first sync.
-func (t *RegistryTable) Table() *registrytable.Table {
+func (t *Watcher) Table() *registrytable.Table {
 	if !t.informer.HasSynced() {
 		return nil
 	}
@@ -69,7 +68,7 @@ func (t *RegistryTable) Table() *registrytable.Table {
 }
 
 // Get returns a registry by name from the cache.
-func (t *RegistryTable) Get(name string) (*v1alpha1.Registry, bool) {
+func (t *Watcher) Get(name string) (*v1alpha1.Registry, bool) {
 	obj, ok, err := t.informer.GetStore().GetByKey(name)
 	if err != nil || !ok {
 		return nil, false
@@ -78,7 +77,7 @@ func (t *RegistryTable) Get(name string) (*v1alpha1.Registry, bool) {
 }
 
 // List returns every cached registry.
-func (t *RegistryTable) List() []*v1alpha1.Registry {
+func (t *Watcher) List() []*v1alpha1.Registry {
 	items := t.informer.GetStore().List()
 	out := make([]*v1alpha1.Registry, 0, len(items))
 	for _, o := range items {
@@ -88,11 +87,11 @@ func (t *RegistryTable) List() []*v1alpha1.Registry {
 }
 
 // AddHandler adds an event handler to the registry informer.
-func (t *RegistryTable) AddHandler(h cache.ResourceEventHandler) {
+func (t *Watcher) AddHandler(h cache.ResourceEventHandler) {
 	_, _ = t.informer.AddEventHandler(h)
 }
 
-func (t *RegistryTable) rebuild() {
+func (t *Watcher) rebuild() {
 	items := t.informer.GetStore().List()
 	regs := make([]*v1alpha1.Registry, 0, len(items))
 	for _, o := range items {
@@ -106,7 +105,7 @@ func (t *RegistryTable) rebuild() {
 }
 
 // String describes the table for logs.
-func (t *RegistryTable) String() string {
+func (t *Watcher) String() string {
 	if tb := t.table.Load(); tb != nil {
 		return fmt.Sprintf("%d host patterns", tb.Len())
 	}

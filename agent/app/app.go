@@ -1,0 +1,269 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/pullpass/pullpass/agent/install"
+	"github.com/pullpass/pullpass/agent/legacy"
+	"github.com/pullpass/pullpass/agent/refresher"
+	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/ecr"
+	"github.com/pullpass/pullpass/pkg/nodecache"
+	"github.com/pullpass/pullpass/pkg/registryclient"
+	"github.com/pullpass/pullpass/pkg/registrywatch"
+)
+
+// NewLogger builds the slog logger the options ask for.
+func NewLogger(o *Options) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(o.LogLevel))
+	hopts := &slog.HandlerOptions{Level: level}
+	if o.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, hopts))
+}
+
+// Run runs the agent until ctx ends.
+func Run(ctx context.Context, o *Options, log *slog.Logger) error {
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("invalid options: %w", err)
+	}
+	if o.NodeName != "" {
+		log = log.With("node", o.NodeName)
+	}
+	if err := os.MkdirAll(filepath.Dir(o.CachePath), 0o700); err != nil {
+		return fmt.Errorf("cache directory: %w", err)
+	}
+	cfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.UserAgent = "pullpass-agent"
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	regClient, err := registryclient.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := refresher.NewPrometheusMetrics(reg)
+	if err != nil {
+		return err
+	}
+
+	// Informers: Registry objects, and the secrets of pullpass's namespace (the sources).
+	registries := registrywatch.New(regClient, log.With("component", "registries"))
+	sourceFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(o.Namespace))
+	sources := sourceFactory.Core().V1().Secrets()
+
+	var sinks []refresher.Sink
+	var installer *install.Installer
+	switch o.Mode {
+	case ModeProvider:
+		installer, err = install.New(install.Config{
+			PluginSource: o.PluginSource, BinDir: o.ProviderBinDir, ConfigPath: o.ProviderConfig,
+			CachePath: o.CachePath, CacheDuration: o.PluginCacheTime, MatchImages: o.MatchImages,
+			Logger: log.With("component", "install"),
+		})
+		if err != nil {
+			return err
+		}
+		if err := installer.InstallPlugin(); err != nil {
+			return err
+		}
+		sinks = append(sinks, installer)
+		if err := registerProviderMetrics(reg, o.CachePath, installer); err != nil {
+			return err
+		}
+	case ModeLegacy:
+		w, err := legacy.New(legacy.Config{
+			Path: o.KubeletDockerConfig, OwnedPath: filepath.Join(filepath.Dir(o.CachePath), "legacy-owned.json"),
+			Logger: log.With("component", "legacy"),
+		})
+		if err != nil {
+			return err
+		}
+		sinks = append(sinks, w)
+	}
+
+	ref, err := refresher.New(refresher.Config{
+		Registries: registries,
+		Resolver: &credentials.Resolver{
+			Secrets: &secretGetter{lister: sources.Lister(), client: kube, namespace: o.Namespace},
+			NewECR:  ecr.NewAPI, ECREndpoint: o.ECREndpoint,
+		},
+		CachePath: o.CachePath,
+		Sinks:     sinks,
+		Metrics:   metrics,
+		Logger:    log.With("component", "refresher"),
+	})
+	if err != nil {
+		return err
+	}
+	kick := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { ref.Kick() },
+		UpdateFunc: func(_, _ any) { ref.Kick() },
+		DeleteFunc: func(any) { ref.Kick() },
+	}
+	registries.AddHandler(kick)
+	_, _ = sources.Informer().AddEventHandler(kick)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sourceFactory.Start(ctx.Done())
+	go registries.Run(ctx)
+
+	var synced atomic.Bool
+	opsMux := http.NewServeMux()
+	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	opsMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	opsMux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !synced.Load() {
+			http.Error(w, "the first sync has not finished", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	opsSrv := &http.Server{Addr: o.MetricsAddress, Handler: opsMux, ReadHeaderTimeout: 5 * time.Second}
+	errs := make(chan error, 1)
+	go func() {
+		if err := opsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("metrics server: %w", err)
+		}
+	}()
+	log.Info("pullpass agent started", "mode", o.Mode, "cache", o.CachePath, "metrics", o.MetricsAddress, "namespace", o.Namespace)
+
+	if !cache.WaitForCacheSync(ctx.Done(), registries.HasSynced, sources.Informer().HasSynced) {
+		return ctx.Err()
+	}
+	ref.Sync(ctx)
+	synced.Store(true)
+	go ref.Run(ctx)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	log.Info("shutting down; the node keeps serving the cache as written")
+	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+	defer scancel()
+	_ = opsSrv.Shutdown(sctx)
+	return runErr
+}
+
+// Uninstall removes what the agent put on the node: the plugin and its config entry, pullpass's
+// entries of the kubelet's docker config, and the cache.
+func Uninstall(o *Options, log *slog.Logger) error {
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("invalid options: %w", err)
+	}
+	var errs []error
+	if o.ProviderConfig != "" && o.ProviderBinDir != "" {
+		in, err := install.New(install.Config{PluginSource: "-", BinDir: o.ProviderBinDir, ConfigPath: o.ProviderConfig, CachePath: o.CachePath})
+		if err == nil {
+			err = in.Remove()
+		}
+		errs = append(errs, err)
+	}
+	w, err := legacy.New(legacy.Config{Path: o.KubeletDockerConfig, OwnedPath: filepath.Join(filepath.Dir(o.CachePath), "legacy-owned.json")})
+	if err == nil {
+		err = w.Remove(context.Background())
+	}
+	errs = append(errs, err)
+	dir := filepath.Dir(o.CachePath)
+	for _, f := range []string{o.CachePath, nodecache.GenerationPath(o.CachePath),
+		nodecache.RequestsPath(o.CachePath, nodecache.RequestHit), nodecache.RequestsPath(o.CachePath, nodecache.RequestMiss),
+		nodecache.RequestsPath(o.CachePath, nodecache.RequestError)} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	log.Info("pullpass removed from this node", "cacheDir", dir)
+	return errors.Join(errs...)
+}
+
+// registerProviderMetrics exports what the plugin recorded beside the cache, read at scrape.
+func registerProviderMetrics(reg prometheus.Registerer, cachePath string, in *install.Installer) error {
+	requests := prometheus.NewDesc("pullpass_agent_plugin_requests_total",
+		"Requests the kubelet made to the credential provider plugin on this node, by result (hit: credentials served, miss: no Cluster-scope registry matched, error).",
+		[]string{"result"}, nil)
+	if err := reg.Register(collectorFunc{desc: requests, collect: func(ch chan<- prometheus.Metric) {
+		for _, r := range []string{nodecache.RequestHit, nodecache.RequestMiss, nodecache.RequestError} {
+			ch <- prometheus.MustNewConstMetric(requests, prometheus.CounterValue, nodecache.CountRequests(cachePath, r), r)
+		}
+	}}); err != nil {
+		return err
+	}
+	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pullpass_agent_kubelet_restart_required",
+		Help: "1 when the kubelet on this node runs an older credential provider config than the agent wrote: restart it to serve hosts new to the config (those with ports).",
+	}, func() float64 {
+		if in.RestartNeeded() {
+			return 1
+		}
+		return 0
+	}))
+}
+
+type collectorFunc struct {
+	desc    *prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+// secretGetter reads sources from the informer of pullpass's namespace; a source elsewhere is
+// read live (and needs RBAC the chart does not give the agent).
+type secretGetter struct {
+	lister    corelisters.SecretLister
+	client    kubernetes.Interface
+	namespace string
+}
+
+func (g *secretGetter) Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+	if namespace == g.namespace {
+		return g.lister.Secrets(namespace).Get(name)
+	}
+	return g.client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			return cfg, nil
+		}
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,128 @@
+// Package app wires the node agent binary: flags, clients, informers, the refresher, the plugin
+// installer or the legacy docker config writer, and the metrics server.
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Modes of serving the kubelet.
+const (
+	// ModeProvider: the credential provider plugin (KEP-2133); the kubelet runs with
+	// --image-credential-provider-config and --image-credential-provider-bin-dir.
+	ModeProvider = "provider"
+	// ModeLegacy: the kubelet's own docker config file, for kubelets whose flags cannot change.
+	ModeLegacy = "legacy"
+)
+
+// Options are the agent's flags, grouped by concern.
+type Options struct {
+	// Cluster access.
+	Kubeconfig string
+	Namespace  string // pullpass's namespace: the source secrets
+	NodeName   string
+
+	// Node files.
+	Mode                string
+	CachePath           string
+	PluginSource        string
+	ProviderBinDir      string
+	ProviderConfig      string
+	PluginCacheTime     time.Duration
+	MatchImages         []string
+	KubeletDockerConfig string
+
+	// Credential sources.
+	ECREndpoint string
+
+	// Serving.
+	MetricsAddress  string
+	ShutdownTimeout time.Duration
+
+	// Logs.
+	LogFormat string
+	LogLevel  string
+}
+
+// DefaultOptions returns the defaults.
+func DefaultOptions() *Options {
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "pullpass"
+	}
+	return &Options{
+		Namespace:           ns,
+		NodeName:            os.Getenv("NODE_NAME"),
+		Mode:                ModeProvider,
+		CachePath:           "/var/lib/pullpass/credentials.json",
+		PluginSource:        "/pullpass-credential-provider",
+		ProviderBinDir:      "/etc/kubernetes/image-credential-provider/bin",
+		ProviderConfig:      "/etc/kubernetes/image-credential-provider/config",
+		PluginCacheTime:     time.Minute,
+		KubeletDockerConfig: "/var/lib/kubelet/config.json",
+		MetricsAddress:      ":8081",
+		ShutdownTimeout:     10 * time.Second,
+		LogFormat:           "text",
+		LogLevel:            "info",
+	}
+}
+
+// AddFlags registers the flags on fs.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; in-cluster config when empty")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "pullpass's namespace (source secrets); $POD_NAMESPACE by default")
+	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "this node's name, for logs; $NODE_NAME by default")
+
+	fs.StringVar(&o.Mode, "mode", o.Mode, "how the kubelet is served: provider (credential provider plugin) or legacy (the kubelet's docker config.json)")
+	fs.StringVar(&o.CachePath, "cache", o.CachePath, "the node credential cache (its directory must be the agent's only)")
+	fs.StringVar(&o.PluginSource, "plugin-source", o.PluginSource, "provider mode: the plugin binary to install")
+	fs.StringVar(&o.ProviderBinDir, "provider-bin-dir", o.ProviderBinDir, "provider mode: the kubelet's --image-credential-provider-bin-dir")
+	fs.StringVar(&o.ProviderConfig, "provider-config", o.ProviderConfig, "provider mode: the kubelet's --image-credential-provider-config (a file, merged, or a directory)")
+	fs.DurationVar(&o.PluginCacheTime, "plugin-cache-duration", o.PluginCacheTime, "provider mode: the longest the kubelet keeps an answer (a rotated password reaches new pulls within it)")
+	fs.Func("match-images", "provider mode: extra matchImages patterns, comma-separated (hosts with ports known ahead, which otherwise need a kubelet restart when first added)", func(v string) error {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				o.MatchImages = append(o.MatchImages, p)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&o.KubeletDockerConfig, "kubelet-docker-config", o.KubeletDockerConfig, "legacy mode: the docker config the kubelet reads (<kubelet root dir>/config.json)")
+
+	fs.StringVar(&o.ECREndpoint, "ecr-endpoint", o.ECREndpoint, "ECR API endpoint override (a VPC endpoint)")
+
+	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long to let requests finish on shutdown")
+
+	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "text or json")
+	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Mode != ModeProvider && o.Mode != ModeLegacy {
+		errs = append(errs, fmt.Errorf("--mode %q: want provider or legacy", o.Mode))
+	}
+	if o.CachePath == "" {
+		errs = append(errs, errors.New("--cache is required"))
+	}
+	if o.Mode == ModeProvider && (o.ProviderBinDir == "" || o.ProviderConfig == "" || o.PluginSource == "") {
+		errs = append(errs, errors.New("provider mode needs --provider-bin-dir, --provider-config and --plugin-source"))
+	}
+	if o.Mode == ModeLegacy && o.KubeletDockerConfig == "" {
+		errs = append(errs, errors.New("legacy mode needs --kubelet-docker-config"))
+	}
+	if o.PluginCacheTime < time.Second {
+		errs = append(errs, fmt.Errorf("--plugin-cache-duration %s: at least 1s", o.PluginCacheTime))
+	}
+	if o.LogFormat != "text" && o.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", o.LogFormat))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,411 @@
+// Package install puts the credential provider plugin where the kubelet finds it: the binary in
+// the kubelet's provider bin dir and an entry for it in the kubelet's CredentialProviderConfig,
+// beside whatever other providers are configured there (EKS's ecr-credential-provider, ...).
+//
+// The kubelet reads that config at start only. So that registries added later need no restart,
+// the entry matches every host without a port: one "*" glob per label count ("*", "*.*", ...),
+// since a kubelet glob matches exactly one label and never a port. A host with a port can only be
+// matched by naming it: those are added when a registry names them, and the kubelet must then
+// be restarted, which the installer logs and reports.
+package install
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/pullpass/pullpass/pkg/atomicfile"
+	"github.com/pullpass/pullpass/pkg/nodecache"
+)
+
+// DefaultPluginName is the provider's name in the config and the binary's in the bin dir.
+const DefaultPluginName = "pullpass-credential-provider"
+
+// DropInName is the file the installer owns when the kubelet's config is a directory.
+const DropInName = "pullpass.yaml"
+
+// Config configures an Installer.
+type Config struct {
+	// PluginSource is the plugin binary to install (shipped in the agent's image).
+	PluginSource string
+	// BinDir is the kubelet's --image-credential-provider-bin-dir.
+	BinDir string
+	// ConfigPath is the kubelet's --image-credential-provider-config: a file (merged) or a
+	// directory (a drop-in file of pullpass's own).
+	ConfigPath string
+	PluginName string
+	// CachePath is the node cache the plugin reads.
+	CachePath string
+	// CacheDuration is the longest the kubelet keeps an answer of the plugin (default 1 min):
+	// how long a rotated password may take to reach new pulls.
+	CacheDuration time.Duration
+	// MatchImages are extra patterns to match (hosts with ports known ahead, e.g.
+	// "registry.internal:5000").
+	MatchImages []string
+	// MaxLabels is how many labels the widest glob has (default 8: ECR hosts in China have 7).
+	MaxLabels int
+	Logger    *slog.Logger
+}
+
+// Installer installs the plugin and keeps its config entry current.
+type Installer struct {
+	cfg Config
+
+	mu      sync.Mutex
+	atStart []byte // our entry as found before the first write (nil: none)
+	started bool
+	current []byte // our entry as last written
+}
+
+// New returns an Installer.
+func New(cfg Config) (*Installer, error) {
+	if cfg.PluginSource == "" || cfg.BinDir == "" || cfg.ConfigPath == "" || cfg.CachePath == "" {
+		return nil, errors.New("invalid configuration: plugin source, bin dir, config path and cache path are required")
+	}
+	if cfg.PluginName == "" {
+		cfg.PluginName = DefaultPluginName
+	}
+	if cfg.CacheDuration == 0 {
+		cfg.CacheDuration = time.Minute
+	}
+	if cfg.MaxLabels == 0 {
+		cfg.MaxLabels = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, p := range cfg.MatchImages {
+		if strings.TrimSpace(p) == "" || strings.ContainsAny(p, " \t\n") {
+			return nil, fmt.Errorf("invalid configuration: match image %q", p)
+		}
+	}
+	return &Installer{cfg: cfg}, nil
+}
+
+// InstallPlugin copies the plugin binary into the bin dir, atomically, when it differs.
+func (i *Installer) InstallPlugin() error {
+	src, err := os.ReadFile(i.cfg.PluginSource)
+	if err != nil {
+		return fmt.Errorf("reading the plugin to install: %w", err)
+	}
+	dst := filepath.Join(i.cfg.BinDir, i.cfg.PluginName)
+	if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, src) {
+		return nil
+	}
+	if err := os.MkdirAll(i.cfg.BinDir, 0o755); err != nil {
+		return fmt.Errorf("installing the plugin: %w", err)
+	}
+	if err := atomicfile.Write(dst, src, 0o755); err != nil {
+		return fmt.Errorf("installing the plugin into %s: %w", i.cfg.BinDir, err)
+	}
+	i.cfg.Logger.Info("credential provider plugin installed", "path", dst)
+	return nil
+}
+
+// Write is the refresher's sink: it keeps the config entry matching the hosts the cache serves.
+func (i *Installer) Write(_ context.Context, entries []nodecache.Entry) error {
+	var hosts []string
+	for _, e := range entries {
+		hosts = append(hosts, e.Hosts...)
+	}
+	_, err := i.Configure(hosts)
+	return err
+}
+
+// Configure writes the provider entry for hosts (the host patterns served), if it changed, and
+// reports whether the kubelet must be restarted to use it: the entry changed since the kubelet
+// last read it. That is known exactly once the plugin has run (it records the generation of the
+// config it was started with); before, a change made by this installer counts.
+func (i *Installer) Configure(hosts []string) (restartNeeded bool, err error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	entry, err := i.entry(hosts)
+	if err != nil {
+		return false, err
+	}
+	found, err := i.read()
+	if err != nil {
+		return false, err
+	}
+	if !i.started {
+		i.started, i.atStart = true, found
+	}
+	if !bytes.Equal(found, entry) {
+		if err := i.write(entry); err != nil {
+			return false, err
+		}
+		i.cfg.Logger.Info("credential provider config written", "path", i.cfg.ConfigPath, "matchImages", i.matchImages(hosts))
+	}
+	i.current = entry
+	need := i.restartNeededLocked()
+	if need {
+		i.cfg.Logger.Warn("the kubelet reads its credential provider config only at start: restart the kubelet on this node (e.g. systemctl restart kubelet) to serve every registry; until then hosts new to the config (those with ports) are not served by the node",
+			"config", i.cfg.ConfigPath)
+	}
+	return need, nil
+}
+
+// RestartNeeded reports whether the kubelet runs an older config than the one written.
+func (i *Installer) RestartNeeded() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.restartNeededLocked()
+}
+
+func (i *Installer) restartNeededLocked() bool {
+	if i.current == nil {
+		return false
+	}
+	gen := Generation(i.current)
+	if seen, err := os.ReadFile(nodecache.GenerationPath(i.cfg.CachePath)); err == nil {
+		return strings.TrimSpace(string(seen)) != gen
+	}
+	return !bytes.Equal(i.atStart, i.current)
+}
+
+// Generation names a provider entry's content.
+func Generation(entry []byte) string {
+	var p map[string]any
+	if err := json.Unmarshal(entry, &p); err == nil {
+		if args, ok := p["args"].([]any); ok {
+			// The generation is an argument itself: leave it out.
+			p["args"] = slices.DeleteFunc(slices.Clone(args), func(a any) bool {
+				s, _ := a.(string)
+				return strings.HasPrefix(s, "--generation=")
+			})
+		}
+		entry, _ = json.Marshal(p)
+	}
+	sum := sha256.Sum256(entry)
+	return hex.EncodeToString(sum[:8])
+}
+
+// matchImages are the globs for every port-less host plus the patterns with ports.
+func (i *Installer) matchImages(hosts []string) []string {
+	var out []string
+	glob := "*"
+	for n := 1; n <= i.cfg.MaxLabels; n++ {
+		out = append(out, glob)
+		glob += ".*"
+	}
+	var named []string
+	for _, h := range append(slices.Clone(i.cfg.MatchImages), hosts...) {
+		host, _, _ := strings.Cut(h, "/")
+		if strings.Contains(host, ":") {
+			named = append(named, h)
+		}
+	}
+	slices.Sort(named)
+	return append(out, slices.Compact(named)...)
+}
+
+// entry is the provider entry as canonical JSON.
+func (i *Installer) entry(hosts []string) ([]byte, error) {
+	p := map[string]any{
+		"name":                 i.cfg.PluginName,
+		"apiVersion":           "credentialprovider.kubelet.k8s.io/v1",
+		"matchImages":          i.matchImages(hosts),
+		"defaultCacheDuration": i.cfg.CacheDuration.String(),
+		"args": []string{
+			"--cache=" + i.cfg.CachePath,
+			"--max-cache-duration=" + i.cfg.CacheDuration.String(),
+		},
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	p["args"] = append(p["args"].([]string), "--generation="+Generation(b))
+	return json.Marshal(p)
+}
+
+// isDir reports whether the kubelet's config is a directory. A path that does not exist yet is
+// a directory unless it names a .yaml, .yml or .json file.
+func (i *Installer) isDir() bool {
+	st, err := os.Stat(i.cfg.ConfigPath)
+	if err == nil {
+		return st.IsDir()
+	}
+	ext := filepath.Ext(i.cfg.ConfigPath)
+	return ext != ".yaml" && ext != ".yml" && ext != ".json"
+}
+
+// read returns pullpass's entry as it is in the config now, canonical JSON, or nil.
+func (i *Installer) read() ([]byte, error) {
+	path := i.cfg.ConfigPath
+	if i.isDir() {
+		path = filepath.Join(path, DropInName)
+	}
+	doc, _, err := readConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if doc == nil {
+		return nil, nil
+	}
+	for _, p := range providers(doc) {
+		if m, ok := p.(map[string]any); ok && m["name"] == i.cfg.PluginName {
+			return json.Marshal(m)
+		}
+	}
+	return nil, nil
+}
+
+func (i *Installer) write(entry []byte) error {
+	var e map[string]any
+	if err := json.Unmarshal(entry, &e); err != nil {
+		return err
+	}
+	if i.isDir() {
+		if err := os.MkdirAll(i.cfg.ConfigPath, 0o755); err != nil {
+			return fmt.Errorf("credential provider config: %w", err)
+		}
+		doc := map[string]any{"apiVersion": "kubelet.config.k8s.io/v1", "kind": "CredentialProviderConfig", "providers": []any{e}}
+		out, err := yaml.Marshal(doc)
+		if err != nil {
+			return err
+		}
+		out = append([]byte("# Written by the pullpass node agent; changes are overwritten.\n"), out...)
+		return writeConfig(filepath.Join(i.cfg.ConfigPath, DropInName), out, 0o644)
+	}
+	doc, isJSON, err := readConfig(i.cfg.ConfigPath)
+	if err != nil {
+		return err
+	}
+	perm := os.FileMode(0o644)
+	if st, err := os.Stat(i.cfg.ConfigPath); err == nil {
+		perm = st.Mode().Perm()
+	}
+	if doc == nil {
+		doc = map[string]any{"apiVersion": "kubelet.config.k8s.io/v1", "kind": "CredentialProviderConfig"}
+		isJSON = filepath.Ext(i.cfg.ConfigPath) == ".json"
+	}
+	list := providers(doc)
+	replaced := false
+	for n, p := range list {
+		if m, ok := p.(map[string]any); ok && m["name"] == i.cfg.PluginName {
+			list[n], replaced = e, true
+		}
+	}
+	if !replaced {
+		list = append(list, e)
+	}
+	doc["providers"] = list
+	var out []byte
+	if isJSON {
+		out, err = json.MarshalIndent(doc, "", "  ")
+		out = append(out, '\n')
+	} else {
+		out, err = yaml.Marshal(doc)
+	}
+	if err != nil {
+		return err
+	}
+	return writeConfig(i.cfg.ConfigPath, out, perm)
+}
+
+// Remove takes pullpass's entry out of the config (and its drop-in file) and the plugin binary
+// out of the bin dir: what `pullpass-agent uninstall` does on a node.
+func (i *Installer) Remove() error {
+	if i.isDir() {
+		if err := os.Remove(filepath.Join(i.cfg.ConfigPath, DropInName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	} else {
+		doc, isJSON, err := readConfig(i.cfg.ConfigPath)
+		if err != nil {
+			return err
+		}
+		if doc != nil {
+			list := slices.DeleteFunc(providers(doc), func(p any) bool {
+				m, ok := p.(map[string]any)
+				return ok && m["name"] == i.cfg.PluginName
+			})
+			doc["providers"] = list
+			var out []byte
+			if isJSON {
+				out, err = json.MarshalIndent(doc, "", "  ")
+				out = append(out, '\n')
+			} else {
+				out, err = yaml.Marshal(doc)
+			}
+			if err != nil {
+				return err
+			}
+			st, err := os.Stat(i.cfg.ConfigPath)
+			if err != nil {
+				return err
+			}
+			if err := writeConfig(i.cfg.ConfigPath, out, st.Mode().Perm()); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Remove(filepath.Join(i.cfg.BinDir, i.cfg.PluginName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// readConfig reads a CredentialProviderConfig file (YAML or JSON) as a generic document, so that
+// every field pullpass does not own is written back as it was. A missing file is a nil document.
+func readConfig(path string) (doc map[string]any, isJSON bool, err error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("credential provider config: %w", err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, false, nil
+	}
+	isJSON = bytes.HasPrefix(bytes.TrimSpace(data), []byte("{"))
+	js, err := yaml.YAMLToJSON(data)
+	if err == nil {
+		err = json.Unmarshal(js, &doc)
+	}
+	if err != nil {
+		// Never rewrite a file that cannot be read: the kubelet may read it differently.
+		return nil, false, fmt.Errorf("credential provider config %s is not a YAML or JSON object; it is left as it is: %s", path, firstLine(err))
+	}
+	if k, _ := doc["kind"].(string); k != "" && k != "CredentialProviderConfig" {
+		return nil, false, fmt.Errorf("credential provider config %s has kind %q, want CredentialProviderConfig; it is left as it is", path, k)
+	}
+	if p, ok := doc["providers"]; ok && p != nil {
+		if _, ok := p.([]any); !ok {
+			return nil, false, fmt.Errorf("credential provider config %s: providers is not a list; it is left as it is", path)
+		}
+	}
+	return doc, isJSON, nil
+}
+
+func providers(doc map[string]any) []any {
+	l, _ := doc["providers"].([]any)
+	return l
+}
+
+func writeConfig(path string, data []byte, perm os.FileMode) error {
+	if err := atomicfile.Write(path, data, perm); err != nil {
+		return fmt.Errorf("credential provider config: %w", err)
+	}
+	return nil
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}

@@ -1,0 +1,260 @@
+// Package refresher keeps the node cache filled with the credentials of every Cluster-scope
+// registry: it resolves them, refreshes them before they expire and rewrites the cache (atomically)
+// only when something in it changed. A source that fails keeps its last good credentials in the
+// cache until they expire; a source that is gone (or a registry that is no longer Cluster scope)
+// takes them out at once.
+package refresher
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sort"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/nodecache"
+	"github.com/pullpass/pullpass/pkg/registrytable"
+)
+
+// Registries lists the cached Registry objects.
+type Registries interface {
+	List() []*v1alpha1.Registry
+}
+
+// Resolver gets a registry's credentials (credentials.Resolver).
+type Resolver interface {
+	Resolve(ctx context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error)
+	NextRefresh(name string) time.Time
+	Forget(name string)
+}
+
+// Sink receives what each sync produced: the legacy docker config writer, in legacy mode.
+type Sink interface {
+	Write(ctx context.Context, entries []nodecache.Entry) error
+}
+
+// Config configures a Refresher.
+type Config struct {
+	Registries Registries
+	Resolver   Resolver
+	CachePath  string
+	// Sinks get every cache content that was written (optional).
+	Sinks []Sink
+	// Resync bounds the time between two syncs (default 5 min); events and refresh times make
+	// them sooner.
+	Resync time.Duration
+	// ResolveTimeout bounds one registry's resolution (default 30 s).
+	ResolveTimeout time.Duration
+	Metrics        Metrics
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Refresher fills the cache.
+type Refresher struct {
+	cfg  Config
+	kick chan struct{}
+	last []nodecache.Entry // what the cache holds
+	// loaded is whether last was read from the cache (once, at the first sync).
+	loaded bool
+	known  map[string]bool // the Cluster-scope registries of the last sync
+	sunk   bool            // whether the sinks have the current entries
+}
+
+// New returns a Refresher.
+func New(cfg Config) (*Refresher, error) {
+	if cfg.Registries == nil || cfg.Resolver == nil || cfg.CachePath == "" {
+		return nil, errors.New("invalid configuration: registries, resolver and cache path are required")
+	}
+	if cfg.Resync == 0 {
+		cfg.Resync = 5 * time.Minute
+	}
+	if cfg.ResolveTimeout == 0 {
+		cfg.ResolveTimeout = 30 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NopMetrics{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Refresher{cfg: cfg, kick: make(chan struct{}, 1)}, nil
+}
+
+// Kick asks for a sync soon (a registry or a source changed). It never blocks.
+func (r *Refresher) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run syncs at start, on every Kick, when a credential is due for refresh or expires, and at
+// least every Resync, until ctx ends.
+func (r *Refresher) Run(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-timer.C:
+		}
+		next := r.Sync(ctx)
+		wait := max(next.Sub(r.cfg.Now()), time.Second) // a floor: a token due "now" is not fetched in a loop
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+	}
+}
+
+// Sync resolves every Cluster-scope registry, writes the cache if it changed and returns when
+// the next sync is due.
+func (r *Refresher) Sync(ctx context.Context) time.Time {
+	now := r.cfg.Now()
+	if !r.loaded {
+		r.loaded, r.known = true, map[string]bool{}
+		if n, err := nodecache.CleanTemp(r.cfg.CachePath); err != nil {
+			r.cfg.Logger.Warn("cleaning temp files beside the cache", "err", err)
+		} else if n > 0 {
+			r.cfg.Logger.Info("removed temp files a stopped writer left", "count", n)
+		}
+		// A restarted agent starts from what it wrote: a source failing now keeps its
+		// last good credentials.
+		if f, err := nodecache.Read(r.cfg.CachePath); err == nil {
+			r.last = f.Entries
+		} else if !errors.Is(err, nodecache.ErrNoCache) {
+			r.cfg.Logger.Warn("the cache could not be read; it will be rewritten", "err", err)
+		}
+	}
+	previous := map[string]nodecache.Entry{}
+	for _, e := range r.last {
+		previous[e.Registry] = e
+	}
+	next := now.Add(r.cfg.Resync)
+	var entries []nodecache.Entry
+	served := map[string]bool{}
+	for _, reg := range r.cfg.Registries.List() {
+		if reg.Spec.EffectiveScope() != v1alpha1.ScopeCluster || reg.DeletionTimestamp != nil {
+			continue
+		}
+		if err := registrytable.Validate(reg); err != nil {
+			r.cfg.Logger.Warn("ignoring invalid registry", "registry", reg.Name, "err", err)
+			continue
+		}
+		served[reg.Name] = true
+		e, ok := r.resolve(ctx, reg, previous[reg.Name], now)
+		if ok {
+			entries = append(entries, e)
+			r.cfg.Metrics.Served(reg.Name, true, e.ExpiresAt)
+			if !e.ExpiresAt.IsZero() && e.ExpiresAt.Before(next) {
+				next = e.ExpiresAt // drop it when it expires
+			}
+		} else {
+			r.cfg.Metrics.Served(reg.Name, false, time.Time{})
+		}
+		if t := r.cfg.Resolver.NextRefresh(reg.Name); !t.IsZero() && t.Before(next) {
+			next = t
+		}
+	}
+	for name := range previous {
+		r.known[name] = true
+	}
+	for name := range r.known {
+		if !served[name] {
+			r.cfg.Resolver.Forget(name)
+			r.cfg.Metrics.Forget(name)
+			r.cfg.Logger.Info("registry no longer served by the node", "registry", name)
+		}
+	}
+	r.known = served
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Registry < entries[j].Registry })
+	r.cfg.Metrics.Entries(len(entries))
+	if r.written() && slices.EqualFunc(entries, r.last, equalEntry) {
+		if !r.sunk {
+			return r.sink(ctx, entries, next)
+		}
+		return next
+	}
+	if err := nodecache.Write(r.cfg.CachePath, nodecache.File{Entries: entries, WrittenAt: now}); err != nil {
+		r.cfg.Metrics.CacheWrite(err)
+		r.cfg.Logger.Error("writing the credential cache", "path", r.cfg.CachePath, "err", err)
+		return now.Add(5 * time.Second)
+	}
+	r.cfg.Metrics.CacheWrite(nil)
+	r.last = entries
+	r.cfg.Logger.Info("credential cache written", "path", r.cfg.CachePath, "registries", names(entries))
+	return r.sink(ctx, entries, next)
+}
+
+// sink hands the entries to the sinks: after every write, and once at start.
+func (r *Refresher) sink(ctx context.Context, entries []nodecache.Entry, next time.Time) time.Time {
+	r.sunk = false
+	for _, s := range r.cfg.Sinks {
+		if err := s.Write(ctx, entries); err != nil {
+			r.cfg.Logger.Error("writing credentials", "err", err)
+			return r.cfg.Now().Add(5 * time.Second)
+		}
+	}
+	r.sunk = true
+	return next
+}
+
+// written reports whether the cache file is there (it may have been removed by hand).
+func (r *Refresher) written() bool {
+	_, err := nodecache.Read(r.cfg.CachePath)
+	return err == nil
+}
+
+// resolve gets one registry's entry. On failure it keeps the previous entry while that is still
+// valid, except when the source is gone.
+func (r *Refresher) resolve(ctx context.Context, reg *v1alpha1.Registry, prev nodecache.Entry, now time.Time) (nodecache.Entry, bool) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ResolveTimeout)
+	defer cancel()
+	c, err := r.cfg.Resolver.Resolve(ctx, reg)
+	var stale *credentials.StaleError
+	switch {
+	case err == nil:
+		r.cfg.Metrics.Refresh(reg.Name, ResultSuccess)
+	case errors.As(err, &stale):
+		r.cfg.Metrics.Refresh(reg.Name, ResultStale)
+		r.cfg.Logger.Warn("refresh failing; serving the last good token until it expires", "registry", reg.Name, "expiresAt", c.ExpiresAt, "err", err)
+	default:
+		r.cfg.Metrics.Refresh(reg.Name, ResultError)
+		keep := prev.Registry != "" && !apierrors.IsNotFound(err) && (prev.ExpiresAt.IsZero() || prev.ExpiresAt.After(now))
+		if keep {
+			prev.Hosts = slices.Clone(reg.Spec.Hosts)
+			r.cfg.Logger.Warn("refresh failing; serving the last good credentials", "registry", reg.Name, "expiresAt", prev.ExpiresAt, "err", err)
+			return prev, true
+		}
+		r.cfg.Logger.Error("no credentials for registry", "registry", reg.Name, "err", err)
+		return nodecache.Entry{}, false
+	}
+	return nodecache.Entry{Registry: reg.Name, Hosts: slices.Clone(reg.Spec.Hosts), Username: c.Username, Password: c.Password, ExpiresAt: c.ExpiresAt}, true
+}
+
+func equalEntry(a, b nodecache.Entry) bool {
+	return a.Registry == b.Registry && slices.Equal(a.Hosts, b.Hosts) && a.Username == b.Username &&
+		a.Password == b.Password && a.ExpiresAt.Equal(b.ExpiresAt)
+}
+
+func names(entries []nodecache.Entry) []string {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = e.Registry
+	}
+	return out
+}

@@ -1,0 +1,235 @@
+package refresher_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/pullpass/pullpass/agent/refresher"
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/nodecache"
+)
+
+type registries []*v1alpha1.Registry
+
+func (r *registries) List() []*v1alpha1.Registry { return *r }
+
+// resolver answers from a map: credentials, or an error.
+type resolver struct {
+	creds     map[string]credentials.Credentials
+	errs      map[string]error
+	forgotten []string
+}
+
+func (f *resolver) Resolve(_ context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error) {
+	if err := f.errs[reg.Name]; err != nil {
+		return credentials.Credentials{}, err
+	}
+	return f.creds[reg.Name], nil
+}
+func (f *resolver) NextRefresh(string) time.Time { return time.Time{} }
+func (f *resolver) Forget(name string)           { f.forgotten = append(f.forgotten, name) }
+
+type metrics struct {
+	refresher.NopMetrics
+	writes  int
+	results []string
+}
+
+func (m *metrics) CacheWrite(err error) {
+	if err == nil {
+		m.writes++
+	}
+}
+func (m *metrics) Refresh(_, result string) { m.results = append(m.results, result) }
+
+type sink struct{ calls [][]nodecache.Entry }
+
+func (s *sink) Write(_ context.Context, e []nodecache.Entry) error {
+	s.calls = append(s.calls, e)
+	return nil
+}
+
+func registry(name string, scope v1alpha1.Scope, hosts ...string) *v1alpha1.Registry {
+	return &v1alpha1.Registry{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.RegistrySpec{Hosts: hosts, Scope: scope,
+			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: "pullpass", Name: name}}},
+	}
+}
+
+type fixture struct {
+	regs  registries
+	res   *resolver
+	m     *metrics
+	sink  *sink
+	now   time.Time
+	cache string
+	r     *refresher.Refresher
+}
+
+func newFixture(t *testing.T, cache string) *fixture {
+	t.Helper()
+	f := &fixture{res: &resolver{creds: map[string]credentials.Credentials{}, errs: map[string]error{}}, m: &metrics{}, sink: &sink{},
+		now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), cache: cache}
+	if f.cache == "" {
+		f.cache = filepath.Join(t.TempDir(), "credentials.json")
+	}
+	r, err := refresher.New(refresher.Config{Registries: &f.regs, Resolver: f.res, CachePath: f.cache, Metrics: f.m,
+		Sinks: []refresher.Sink{f.sink}, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.r = r
+	return f
+}
+
+func (f *fixture) cached(t *testing.T) map[string]nodecache.Entry {
+	t.Helper()
+	file, err := nodecache.Read(f.cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]nodecache.Entry{}
+	for _, e := range file.Entries {
+		out[e.Registry] = e
+	}
+	return out
+}
+
+func TestOnlyClusterScopeIsCachedAndUnchangedIsNotRewritten(t *testing.T) {
+	f := newFixture(t, "")
+	f.regs = registries{registry("node", v1alpha1.ScopeCluster, "node.example.com"), registry("ns", v1alpha1.ScopeNamespaced, "ns.example.com"),
+		registry("default-scope", "", "d.example.com")}
+	for _, n := range []string{"node", "ns", "default-scope"} {
+		f.res.creds[n] = credentials.Credentials{Username: "u-" + n, Password: "p-" + n}
+	}
+	f.r.Sync(context.Background())
+	got := f.cached(t)
+	if len(got) != 1 || got["node"].Password != "p-node" || !slices.Equal(got["node"].Hosts, []string{"node.example.com"}) {
+		t.Fatalf("cache = %v, want only the Cluster-scope registry", got)
+	}
+	f.r.Sync(context.Background())
+	f.r.Sync(context.Background())
+	if f.m.writes != 1 {
+		t.Fatalf("%d cache writes for unchanged credentials, want 1", f.m.writes)
+	}
+	if len(f.sink.calls) != 1 {
+		t.Fatalf("sinks called %d times, want once", len(f.sink.calls))
+	}
+	f.res.creds["node"] = credentials.Credentials{Username: "u-node", Password: "rotated"}
+	f.r.Sync(context.Background())
+	if got := f.cached(t)["node"].Password; got != "rotated" || f.m.writes != 2 {
+		t.Fatalf("after rotation: password %q, %d writes; want the new one, 2 writes", got, f.m.writes)
+	}
+}
+
+func TestFailingSourceKeepsLastGoodUntilExpiry(t *testing.T) {
+	f := newFixture(t, "")
+	f.regs = registries{registry("ecr", v1alpha1.ScopeCluster, "123.dkr.ecr.eu-west-1.amazonaws.com")}
+	expires := f.now.Add(time.Hour)
+	f.res.creds["ecr"] = credentials.Credentials{Username: "AWS", Password: "token-1", ExpiresAt: expires}
+	f.r.Sync(context.Background())
+
+	f.res.errs["ecr"] = errors.New("AccessDenied: not authorized")
+	f.now = f.now.Add(30 * time.Minute)
+	next := f.r.Sync(context.Background())
+	if got := f.cached(t)["ecr"]; got.Password != "token-1" {
+		t.Fatalf("a failing source dropped its last good token: %v", got)
+	}
+	if next.After(expires) {
+		t.Fatalf("next sync at %v, after the token's expiry %v (when it must be dropped)", next, expires)
+	}
+	// A restarted agent serves the last good token too.
+	g := newFixture(t, f.cache)
+	g.now, g.regs, g.res.errs["ecr"] = f.now, f.regs, f.res.errs["ecr"]
+	g.r.Sync(context.Background())
+	if got := g.cached(t)["ecr"]; got.Password != "token-1" {
+		t.Fatalf("a restarted agent dropped the last good token: %v", got)
+	}
+
+	f.now = expires.Add(time.Second)
+	f.r.Sync(context.Background())
+	if got, ok := f.cached(t)["ecr"]; ok {
+		t.Fatalf("an expired token is still cached: %v", got)
+	}
+	if !slices.Contains(f.m.results, refresher.ResultError) {
+		t.Fatalf("results %v: the failure was not counted", f.m.results)
+	}
+}
+
+func TestStaleTokenIsServedAndCounted(t *testing.T) {
+	f := newFixture(t, "")
+	f.regs = registries{registry("ecr", v1alpha1.ScopeCluster, "123.dkr.ecr.eu-west-1.amazonaws.com")}
+	f.res.creds["ecr"] = credentials.Credentials{Username: "AWS", Password: "token-1", ExpiresAt: f.now.Add(time.Hour)}
+	f.r.Sync(context.Background())
+	// The resolver itself returns the last good token with a StaleError.
+	f.res.errs["ecr"] = nil
+	stale := &staleResolver{resolver: f.res}
+	r, _ := refresher.New(refresher.Config{Registries: &f.regs, Resolver: stale, CachePath: f.cache, Metrics: f.m, Now: func() time.Time { return f.now }})
+	r.Sync(context.Background())
+	if got := f.cached(t)["ecr"]; got.Password != "token-1" {
+		t.Fatalf("stale token not served: %v", got)
+	}
+	if f.m.results[len(f.m.results)-1] != refresher.ResultStale {
+		t.Fatalf("results %v, want the last one stale", f.m.results)
+	}
+}
+
+type staleResolver struct{ *resolver }
+
+func (s *staleResolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error) {
+	c, _ := s.resolver.Resolve(ctx, reg)
+	return c, &credentials.StaleError{Err: errors.New("throttled")}
+}
+
+func TestGoneSourceAndGoneRegistryAreDroppedAtOnce(t *testing.T) {
+	f := newFixture(t, "")
+	f.regs = registries{registry("a", v1alpha1.ScopeCluster, "a.example.com"), registry("b", v1alpha1.ScopeCluster, "b.example.com")}
+	f.res.creds["a"] = credentials.Credentials{Username: "u", Password: "a"}
+	f.res.creds["b"] = credentials.Credentials{Username: "u", Password: "b"}
+	f.r.Sync(context.Background())
+	if len(f.cached(t)) != 2 {
+		t.Fatalf("cache %v, want both", f.cached(t))
+	}
+	f.res.errs["a"] = apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, "a")
+	f.regs = f.regs[:1] // b deleted
+	f.r.Sync(context.Background())
+	if got := f.cached(t); len(got) != 0 {
+		t.Fatalf("cache %v, want empty: a's source is gone, b is gone", got)
+	}
+	if !slices.Contains(f.res.forgotten, "b") {
+		t.Fatalf("the removed registry's token was not forgotten: %v", f.res.forgotten)
+	}
+	// A transient error (not NotFound) keeps static credentials.
+	f.res.errs["a"] = nil
+	f.r.Sync(context.Background())
+	f.res.errs["a"] = errors.New("connection refused")
+	f.r.Sync(context.Background())
+	if got := f.cached(t)["a"]; got.Password != "a" {
+		t.Fatalf("a transient error dropped static credentials: %v", got)
+	}
+}
+
+func TestScopeChangeTakesCredentialsOff(t *testing.T) {
+	f := newFixture(t, "")
+	r := registry("a", v1alpha1.ScopeCluster, "a.example.com")
+	f.regs = registries{r}
+	f.res.creds["a"] = credentials.Credentials{Username: "u", Password: "a"}
+	f.r.Sync(context.Background())
+	r2 := r.DeepCopy()
+	r2.Spec.Scope = v1alpha1.ScopeNamespaced
+	f.regs = registries{r2}
+	f.r.Sync(context.Background())
+	if got := f.cached(t); len(got) != 0 {
+		t.Fatalf("cache %v after the registry became Namespaced, want empty", got)
+	}
+}

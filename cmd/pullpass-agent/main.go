@@ -1,0 +1,36 @@
+// Command pullpass-agent is the node agent: it serves the credentials of Cluster-scope registries
+// to the kubelet of its node. `pullpass-agent uninstall` removes what it put on the node.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pullpass/pullpass/agent/app"
+)
+
+func main() {
+	o := app.DefaultOptions()
+	o.AddFlags(flag.CommandLine)
+	flag.Parse()
+	log := app.NewLogger(o)
+	var err error
+	switch flag.Arg(0) {
+	case "":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err = app.Run(ctx, o, log)
+	case "uninstall":
+		err = app.Uninstall(o, log)
+	default:
+		err = fmt.Errorf("unknown command %q (the only command is uninstall)", flag.Arg(0))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pullpass-agent:", err)
+		os.Exit(1)
+	}
+}
