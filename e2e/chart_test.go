@@ -46,6 +46,10 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 		"cluster-wide, Fail":   {"--set", "webhook.clusterWide=true", "--set", "webhook.failurePolicy=Fail"},
 		"host network and url": {"-f", filepath.Join(framework.RepoRoot(), "e2e/cluster/values-harness.yaml")},
 		"one replica, no PDB":  {"--set", "webhook.replicas=1"},
+		"agent on EKS paths": {"--set", "agent.providerConfig=/etc/eks/image-credential-provider/config.json",
+			"--set", "agent.providerBinDir=/etc/eks/image-credential-provider"},
+		"agent legacy mode": {"--set", "agent.mode=legacy"},
+		"no agent":          {"--set", "agent.enabled=false"},
 	}
 	// Namespaced objects of a dry run need their namespace.
 	if out, err := exec.Command(kubectl, "--kubeconfig", e.Kubeconfig, "create", "namespace", "pullpass-chart-test").CombinedOutput(); err != nil && !strings.Contains(string(out), "AlreadyExists") {
@@ -67,6 +71,20 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 					t.Fatalf("rendered chart lacks %q", want)
 				}
 			}
+			if ds := strings.Contains(s, "kind: DaemonSet"); ds == (name == "no agent") {
+				t.Fatalf("agent DaemonSet rendered=%t for %s", ds, name)
+			}
+			switch name {
+			case "agent on EKS paths":
+				// Config and binary share a directory: mounted once, the config merged as a file.
+				if strings.Count(s, "path: /etc/eks/image-credential-provider\n") != 1 || !strings.Contains(s, "--provider-config=/etc/eks/image-credential-provider/config.json") {
+					t.Fatalf("EKS paths rendered wrong:\n%s", s)
+				}
+			case "agent legacy mode":
+				if !strings.Contains(s, "--kubelet-docker-config=/var/lib/kubelet/config.json") || strings.Contains(s, "--provider-bin-dir") {
+					t.Fatal("legacy mode renders provider flags, or no docker config")
+				}
+			}
 			if pdb := strings.Contains(s, "kind: PodDisruptionBudget"); pdb == (name == "one replica, no PDB" || name == "host network and url") {
 				t.Fatalf("PodDisruptionBudget rendered=%t for %s", pdb, name)
 			}
@@ -76,6 +94,13 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 				t.Fatalf("the API server refused the rendered chart: %v\n%s", err, out)
 			}
 		})
+	}
+	for _, v := range []string{"agent.bogus=1", "agent.mode=sidecar", "agent.cacheDir=relative/dir", "agent.pluginCacheDuration=soon"} {
+		if out, err := exec.Command(h, "template", "pullpass", chart, "--set", v).CombinedOutput(); err == nil {
+			t.Errorf("the schema accepted %s", v)
+		} else if !strings.Contains(string(out), "schema") {
+			t.Errorf("%s refused without naming the schema: %s", v, out)
+		}
 	}
 	bad := exec.Command(h, "template", "pullpass", chart, "--set", "webhook.bogus=1")
 	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), "bogus") {

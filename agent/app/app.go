@@ -52,7 +52,11 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if o.NodeName != "" {
 		log = log.With("node", o.NodeName)
 	}
+	// The cache directory is the agent's only: 0700 even when a hostPath volume made it.
 	if err := os.MkdirAll(filepath.Dir(o.CachePath), 0o700); err != nil {
+		return fmt.Errorf("cache directory: %w", err)
+	}
+	if err := os.Chmod(filepath.Dir(o.CachePath), 0o700); err != nil {
 		return fmt.Errorf("cache directory: %w", err)
 	}
 	cfg, err := restConfig(o.Kubeconfig)

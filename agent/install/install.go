@@ -152,7 +152,7 @@ func (i *Installer) Configure(hosts []string) (restartNeeded bool, err error) {
 	i.current = entry
 	need := i.restartNeededLocked()
 	if need {
-		i.cfg.Logger.Warn("the kubelet reads its credential provider config only at start: restart the kubelet on this node (e.g. systemctl restart kubelet) to serve every registry; until then hosts new to the config (those with ports) are not served by the node",
+		i.cfg.Logger.Warn("the kubelet reads its credential provider config only at start: restart the kubelet on this node (e.g. systemctl restart kubelet); until then the node does not serve the hosts new to the config (on a first install, any host)",
 			"config", i.cfg.ConfigPath)
 	}
 	return need, nil

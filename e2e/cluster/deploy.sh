@@ -11,16 +11,23 @@ CRANE=$TOOLS_BIN/crane
 HELM=$TOOLS_BIN/helm
 export SSL_CERT_FILE=$REGISTRY_CA
 
-# Images: tagged by the binary's content, so a changed build rolls the pods and an unchanged
+# Images: tagged by the binaries' content, so a changed build rolls the pods and an unchanged
 # one does not.
 work=$(mktemp -d "$E2E_DIR/deploy.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-(cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/pullpass-webhook" ./cmd/pullpass-webhook)
-tag=dev-$(sha256sum "$work/pullpass-webhook" | cut -c1-12)
+for cmd in pullpass-webhook pullpass-agent pullpass-credential-provider; do
+  (cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/$cmd" "./cmd/$cmd")
+done
+tag=dev-$(cat "$work"/* | sha256sum | cut -c1-12)
 WEBHOOK_REPO=$REGISTRY/pullpass/pullpass-webhook
+AGENT_REPO=$REGISTRY/pullpass/pullpass-agent
 if ! "$CRANE" digest "$WEBHOOK_REPO:$tag" >/dev/null 2>&1; then
-  build_image cmd/pullpass-webhook pullpass-webhook "$WEBHOOK_REPO:$tag" /pullpass-webhook
+  build_image_of "$WEBHOOK_REPO:$tag" 65532 /pullpass-webhook cmd/pullpass-webhook
   log "pushed $WEBHOOK_REPO:$tag"
+fi
+if ! "$CRANE" digest "$AGENT_REPO:$tag" >/dev/null 2>&1; then
+  build_image_of "$AGENT_REPO:$tag" 0 /pullpass-agent cmd/pullpass-agent cmd/pullpass-credential-provider
+  log "pushed $AGENT_REPO:$tag"
 fi
 
 # pullpass's own images are in the private registry too: a hand-made pull secret for them.
@@ -32,7 +39,9 @@ kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-s
 "$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_ADMIN" \
   --namespace pullpass --create-namespace \
   -f "$(dirname "$0")/values-harness.yaml" \
-  --set image.webhookRepository="$WEBHOOK_REPO" --set image.tag="$tag" \
+  --set image.webhookRepository="$WEBHOOK_REPO" --set image.agentRepository="$AGENT_REPO" --set image.tag="$tag" \
+  --set agent.providerConfig="$CREDENTIAL_PROVIDER_CONFIG" --set agent.providerBinDir="$CREDENTIAL_PROVIDER_BIN" \
+  --set agent.cacheDir="$E2E_DIR/credential-provider/cache" --set agent.matchImages="{$REGISTRY}" \
   --wait --timeout 3m >"$LOGS/helm.log" 2>&1 || { cat "$LOGS/helm.log" >&2; kubectl_e2e -n pullpass get pods -o wide >&2; die "helm install failed"; }
 
 # Ready means: the pod answers /readyz and its CA bundle is in the webhook configuration.
@@ -42,8 +51,20 @@ until wait_for_ok; do
   [ $SECONDS -lt $deadline ] || { kubectl_e2e -n pullpass logs deploy/pullpass-webhook --tail=50 >&2 || true; die "the webhook did not become ready"; }
   sleep 1
 done
+deadline=$((SECONDS + 120))
+until curl -sf "http://127.0.0.1:28081/readyz" >/dev/null; do
+  [ $SECONDS -lt $deadline ] || { kubectl_e2e -n pullpass logs ds/pullpass-agent --tail=50 >&2 || true; die "the agent did not become ready"; }
+  sleep 1
+done
+# The kubelet reads its credential provider config at start only: restart it when the agent
+# changed what it read (the first install), as a node's operator would.
+if [ "$(provider_config_sum)" != "$(cat "$E2E_DIR/kubelet-provider-config.sum" 2>/dev/null)" ]; then
+  log "the agent changed the kubelet's credential provider config; restarting the kubelet"
+  "$(dirname "$0")/restart-kubelet.sh"
+fi
 cat >"$E2E_DIR/endpoints.env" <<ENV
 WEBHOOK_METRICS_URL=http://127.0.0.1:28080/metrics
-AGENT_METRICS_URL=
+AGENT_METRICS_URL=http://127.0.0.1:28081/metrics
+AGENT_CACHE=$E2E_DIR/credential-provider/cache/credentials.json
 ENV
 log "pullpass deployed ($tag); endpoints in $E2E_DIR/endpoints.env"

@@ -20,6 +20,7 @@ REGISTRY_PORT=25443
 # address, and a kubelet refuses a loopback --node-ip.
 NODE_NAME=localhost
 REGISTRY_HOST=localhost:$REGISTRY_PORT
+REGISTRY_ALIAS=127.0.0.1:$REGISTRY_PORT
 REGISTRY_USERNAME=pullpass-e2e
 
 PKI=$E2E_DIR/pki
@@ -68,6 +69,26 @@ start() {
   log "started $name (pid $!)"
 }
 
+# build_image_of REF USER ENTRYPOINT CMDDIR...: the static binaries of CMDDIRs (named after their
+# directories) in one layer, running as USER: pullpass's own images.
+build_image_of() {
+  local ref=$1 user=$2 entry=$3 work d names=()
+  shift 3
+  work=$(mktemp -d "$E2E_DIR/image.XXXXXX")
+  for d in "$@"; do
+    (cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/$(basename "$d")" "./$d")
+    names+=("$(basename "$d")")
+  done
+  tar -C "$work" --owner=0 --group=0 -cf "$work/layer.tar" "${names[@]}"
+  mkdir -p "$LOGS"
+  "$CRANE" append --platform linux/amd64 -f "$work/layer.tar" -t "$ref" >>"$LOGS/images.log" 2>&1
+  "$CRANE" mutate --set-platform linux/amd64 --user "$user" --entrypoint "$entry" "$ref" -t "$ref" >>"$LOGS/images.log" 2>&1
+  rm -rf "$work"
+}
+
+# provider_config_sum: what the kubelet read of its credential provider config when it started.
+provider_config_sum() { cat "$CREDENTIAL_PROVIDER_CONFIG"/* 2>/dev/null | sha256sum | cut -c1-16; }
+
 kubectl_e2e() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
 # build_image CMDDIR BINARY REF ENTRYPOINT: a static Go binary as a one-layer linux/amd64 image,
@@ -110,6 +131,7 @@ CONFIG
 # config of the user ($HOME/.docker/config.json, ./config.json) is ever read by it. It reads its
 # credential provider config at start only: restart-kubelet.sh restarts it to pick up a change.
 start_kubelet() {
+  provider_config_sum >"$E2E_DIR/kubelet-provider-config.sum"
   (cd "$KUBELET_ROOT" && start kubelet env HOME="$KUBELET_ROOT" "$BIN/kubelet" \
     --config "$E2E_DIR/kubelet.yaml" --kubeconfig "$E2E_DIR/kubelet.kubeconfig" \
     --root-dir "$KUBELET_ROOT" --hostname-override "$NODE_NAME" \

@@ -156,13 +156,18 @@ build_image e2e/images/hello hello "$E2E_IMAGE" /hello,serve
 log "pushed $PAUSE_IMAGE and $E2E_IMAGE"
 
 # --- containerd ---------------------------------------------------------------------------------
-mkdir -p "$CONTAINERD_DIR/certs.d/$REGISTRY_HOST" "$E2E_DIR/cni/bin" "$E2E_DIR/cni/conf"
-cat >"$CONTAINERD_DIR/certs.d/$REGISTRY_HOST/hosts.toml" <<EOF
-server = "https://$REGISTRY_HOST"
-[host."https://$REGISTRY_HOST"]
+# The registry answers as localhost:PORT and as 127.0.0.1:PORT (REGISTRY_ALIAS): two hosts,
+# so a test can serve one through the node and leave the other alone.
+mkdir -p "$E2E_DIR/cni/bin" "$E2E_DIR/cni/conf"
+for h in "$REGISTRY_HOST" "$REGISTRY_ALIAS"; do
+  mkdir -p "$CONTAINERD_DIR/certs.d/$h"
+  cat >"$CONTAINERD_DIR/certs.d/$h/hosts.toml" <<EOF
+server = "https://$h"
+[host."https://$h"]
   capabilities = ["pull", "resolve"]
   ca = "$PKI/ca.crt"
 EOF
+done
 cat >"$CONTAINERD_DIR/config.toml" <<EOF
 version = 2
 root = "$CONTAINERD_DIR/root"
@@ -271,6 +276,7 @@ wait_for kubelet 120 kubectl_e2e -n default get serviceaccount default
 
 cat >"$E2E_DIR/registry.env" <<EOF
 REGISTRY=$REGISTRY_HOST
+REGISTRY_ALIAS=$REGISTRY_ALIAS
 REGISTRY_USERNAME=$REGISTRY_USERNAME
 REGISTRY_PASSWORD=$REGISTRY_PASSWORD
 REGISTRY_CA=$PKI/ca.crt

@@ -65,6 +65,8 @@ type RegistryOptions struct {
 	Password          string
 	// NoSource leaves the source secret out, for failure tests.
 	NoSource bool
+	// SourceHost is the source docker config's key (default: the test registry).
+	SourceHost string
 }
 
 // CreateRegistry makes a source secret in pullpass's namespace and a Registry pointing at it,
@@ -78,9 +80,12 @@ func (e *Env) CreateRegistry(t testing.TB, o RegistryOptions) *v1alpha1.Registry
 	if o.Username == "" {
 		o.Username, o.Password = e.RegistryUsername, e.RegistryPassword
 	}
+	if o.SourceHost == "" {
+		o.SourceHost = e.Registry
+	}
 	source := "e2e-" + o.Name
 	if !o.NoSource {
-		data, err := dockerconfig.ForHost(e.Registry, o.Username, o.Password).Marshal()
+		data, err := dockerconfig.ForHost(o.SourceHost, o.Username, o.Password).Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,13 +226,19 @@ func (ep Endpoints) String() string {
 // SetSourcePassword rotates the password in the source secret CreateRegistry made.
 func (e *Env) SetSourcePassword(t testing.TB, registry, password string) {
 	t.Helper()
+	e.SetSourceCredentials(t, registry, e.Registry, e.RegistryUsername, password)
+}
+
+// SetSourceCredentials rewrites the source secret CreateRegistry made, keyed for host.
+func (e *Env) SetSourceCredentials(t testing.TB, registry, host, username, password string) {
+	t.Helper()
 	ctx := Context(t, time.Minute)
 	api := e.Kube.CoreV1().Secrets(PullpassNamespace)
 	src, err := api.Get(ctx, "e2e-"+registry, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := dockerconfig.ForHost(e.Registry, e.RegistryUsername, password).Marshal()
+	data, err := dockerconfig.ForHost(host, username, password).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}

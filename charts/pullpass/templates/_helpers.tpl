@@ -28,3 +28,18 @@ securityContext:
   seccompProfile:
     type: RuntimeDefault
 {{- end -}}
+
+{{- define "pullpass.agent.selector" -}}
+app.kubernetes.io/name: pullpass
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: agent
+{{- end -}}
+
+{{- define "pullpass.agent.name" -}}pullpass-agent{{- end -}}
+
+{{- /* The directory the agent needs of the kubelet's provider config: the path itself, or the
+directory of a file (a file is replaced by rename, which needs its directory). */ -}}
+{{- define "pullpass.agent.providerConfigDir" -}}
+{{- $p := .Values.agent.providerConfig -}}
+{{- if regexMatch "\\.(ya?ml|json)$" $p }}{{ dir $p }}{{ else }}{{ $p }}{{ end -}}
+{{- end -}}
