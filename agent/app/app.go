@@ -15,34 +15,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/pullpass/pullpass/agent/install"
 	"github.com/pullpass/pullpass/agent/legacy"
 	"github.com/pullpass/pullpass/agent/refresher"
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
+	"github.com/pullpass/pullpass/pkg/kubeconfig"
+	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/registryclient"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 )
 
 // NewLogger builds the slog logger the options ask for.
-func NewLogger(o *Options) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(o.LogLevel))
-	hopts := &slog.HandlerOptions{Level: level}
-	if o.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, hopts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, hopts))
-}
+func NewLogger(o *Options) *slog.Logger { return logging.New(o.LogFormat, o.LogLevel) }
 
 // Run runs the agent until ctx ends.
 func Run(ctx context.Context, o *Options, log *slog.Logger) error {
@@ -59,7 +50,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := os.Chmod(filepath.Dir(o.CachePath), 0o700); err != nil {
 		return fmt.Errorf("cache directory: %w", err)
 	}
-	cfg, err := restConfig(o.Kubeconfig)
+	cfg, err := kubeconfig.Load(o.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -118,7 +109,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	ref, err := refresher.New(refresher.Config{
 		Registries: registries,
 		Resolver: &credentials.Resolver{
-			Secrets: &secretGetter{lister: sources.Lister(), client: kube, namespace: o.Namespace},
+			Secrets: &secretGetter{lister: sources.Lister(), namespace: o.Namespace},
 			NewECR:  ecr.NewAPI, ECREndpoint: o.ECREndpoint,
 		},
 		CachePath: o.CachePath,
@@ -243,31 +234,16 @@ type collectorFunc struct {
 func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 
-// secretGetter reads sources from the informer of pullpass's namespace; a source elsewhere is
-// read live (and needs RBAC the chart does not give the agent).
+// secretGetter reads sources from the informer of pullpass's namespace only: that is all the
+// agent may read (its RBAC), and a node agent making API calls per registry would not scale.
 type secretGetter struct {
 	lister    corelisters.SecretLister
-	client    kubernetes.Interface
 	namespace string
 }
 
-func (g *secretGetter) Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
-	if namespace == g.namespace {
-		return g.lister.Secrets(namespace).Get(name)
+func (g *secretGetter) Secret(_ context.Context, namespace, name string) (*corev1.Secret, error) {
+	if namespace != g.namespace {
+		return nil, fmt.Errorf("the node agent reads sources in namespace %s only; move %s/%s there for a Cluster-scope registry", g.namespace, namespace, name)
 	}
-	return g.client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		if cfg, err := rest.InClusterConfig(); err == nil {
-			return cfg, nil
-		}
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
-		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
-	}
-	return cfg, nil
+	return g.lister.Secrets(namespace).Get(name)
 }

@@ -143,15 +143,17 @@ func (i *Installer) Configure(hosts []string) (restartNeeded bool, err error) {
 	if !i.started {
 		i.started, i.atStart = true, found
 	}
-	if !bytes.Equal(found, entry) {
+	changed := !bytes.Equal(found, entry)
+	if changed {
 		if err := i.write(entry); err != nil {
 			return false, err
 		}
 		i.cfg.Logger.Info("credential provider config written", "path", i.cfg.ConfigPath, "matchImages", i.matchImages(hosts))
 	}
+	first := i.current == nil
 	i.current = entry
 	need := i.restartNeededLocked()
-	if need {
+	if need && (changed || first) { // said once per change, not on every cache write
 		i.cfg.Logger.Warn("the kubelet reads its credential provider config only at start: restart the kubelet on this node (e.g. systemctl restart kubelet); until then the node does not serve the hosts new to the config (on a first install, any host)",
 			"config", i.cfg.ConfigPath)
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -50,9 +51,11 @@ type Config struct {
 	Resync time.Duration
 	// ResolveTimeout bounds one registry's resolution (default 30 s).
 	ResolveTimeout time.Duration
-	Metrics        Metrics
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// Parallelism is how many registries are resolved at once (default 8).
+	Parallelism int
+	Metrics     Metrics
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Refresher fills the cache.
@@ -76,6 +79,9 @@ func New(cfg Config) (*Refresher, error) {
 	}
 	if cfg.ResolveTimeout == 0 {
 		cfg.ResolveTimeout = 30 * time.Second
+	}
+	if cfg.Parallelism <= 0 {
+		cfg.Parallelism = 8
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NopMetrics{}
@@ -147,6 +153,7 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 	next := now.Add(r.cfg.Resync)
 	var entries []nodecache.Entry
 	served := map[string]bool{}
+	var regs []*v1alpha1.Registry
 	for _, reg := range r.cfg.Registries.List() {
 		if reg.Spec.EffectiveScope() != v1alpha1.ScopeCluster || reg.DeletionTimestamp != nil {
 			continue
@@ -156,8 +163,25 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 			continue
 		}
 		served[reg.Name] = true
-		e, ok := r.resolve(ctx, reg, previous[reg.Name], now)
-		if ok {
+		regs = append(regs, reg)
+	}
+	// Resolved in parallel: one slow source (an ECR endpoint timing out) does not hold up the
+	// others.
+	results := make([]nodecache.Entry, len(regs))
+	oks := make([]bool, len(regs))
+	sem := make(chan struct{}, r.cfg.Parallelism)
+	var wg sync.WaitGroup
+	for n, reg := range regs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[n], oks[n] = r.resolve(ctx, reg, previous[reg.Name], now)
+		}()
+	}
+	wg.Wait()
+	for n, reg := range regs {
+		if e := results[n]; oks[n] {
 			entries = append(entries, e)
 			r.cfg.Metrics.Served(reg.Name, true, e.ExpiresAt)
 			if !e.ExpiresAt.IsZero() && e.ExpiresAt.Before(next) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ func (f *resolver) Forget(name string)           { f.forgotten = append(f.forgot
 
 type metrics struct {
 	refresher.NopMetrics
+	mu      sync.Mutex // Refresh is called from parallel resolutions
 	writes  int
 	results []string
 }
@@ -49,7 +51,11 @@ func (m *metrics) CacheWrite(err error) {
 		m.writes++
 	}
 }
-func (m *metrics) Refresh(_, result string) { m.results = append(m.results, result) }
+func (m *metrics) Refresh(_, result string) {
+	m.mu.Lock()
+	m.results = append(m.results, result)
+	m.mu.Unlock()
+}
 
 type sink struct{ calls [][]nodecache.Entry }
 

@@ -25,6 +25,7 @@ func main() {
 	runs := flag.Int("runs", 500, "execs per command")
 	entries := flag.Int("entries", 100, "registries in the cache")
 	baseline := flag.String("baseline", "/bin/true", "the baseline command: /bin/true, or a minimal Go program")
+	compareRecord := flag.Bool("compare-record", false, "also measure the plugin with --no-record (the cost of counting requests)")
 	flag.Parse()
 	if *plugin == "" {
 		fmt.Fprintln(os.Stderr, "providerbench: -plugin is required")
@@ -67,10 +68,18 @@ func main() {
 		return out
 	}
 	base := measure(*baseline)
-	pp := measure(*plugin, "--cache", cache)
+	// As the agent configures it: requests counted, the config generation recorded.
+	pp := measure(*plugin, "--cache="+cache, "--max-cache-duration=1m0s", "--generation=bench")
+	var quiet []time.Duration
+	if *compareRecord {
+		quiet = measure(*plugin, "--cache="+cache, "--no-record")
+	}
 	p := func(l []time.Duration, q int) time.Duration { return l[len(l)*q/100].Round(10 * time.Microsecond) }
 	fmt.Printf("| command | p50 | p99 |\n|---|---|---|\n")
 	fmt.Printf("| %s (baseline) | %s | %s |\n", *baseline, p(base, 50), p(base, 99))
 	fmt.Printf("| pullpass-credential-provider, %d-registry cache | %s | %s |\n", *entries, p(pp, 50), p(pp, 99))
+	if quiet != nil {
+		fmt.Printf("| pullpass-credential-provider --no-record | %s | %s |\n", p(quiet, 50), p(quiet, 99))
+	}
 	fmt.Printf("\nplugin/baseline: p50 %.2f, p99 %.2f\n", float64(p(pp, 50))/float64(p(base, 50)), float64(p(pp, 99))/float64(p(base, 99)))
 }

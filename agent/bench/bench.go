@@ -1,0 +1,217 @@
+// Package bench measures the node agent on a real cluster: its memory (RSS and Go heap) idle, and
+// with N Cluster-scope registries in its cache, and how long it takes to serve all N; the idle
+// agent of the same run is the baseline. The agent runs as a process on this machine, in provider
+// mode, into temp dirs, reading sources from a namespace of its own, so the node's real
+// configuration is not touched.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/dockerconfig"
+	"github.com/pullpass/pullpass/pkg/registryclient"
+)
+
+// Config configures a run.
+type Config struct {
+	Kubeconfig     string
+	AgentBin       string // the built pullpass-agent
+	PluginBin      string // the built pullpass-credential-provider
+	Registries     int
+	MetricsAddress string
+	Out            io.Writer
+}
+
+// Sample is the agent's memory at one point.
+type Sample struct {
+	RSS, Heap float64 // bytes
+}
+
+// Result is what a run measured.
+type Result struct {
+	Idle, Loaded Sample
+	FillTime     time.Duration // from the first registry created to all N in the cache
+}
+
+// Run runs the benchmark and removes what it created.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return Result{}, err
+	}
+	rc.QPS, rc.Burst = 200, 400
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return Result{}, err
+	}
+	regs, err := registryclient.New(rc)
+	if err != nil {
+		return Result{}, err
+	}
+	prefix := "agentbench-" + rand.String(5)
+	ns := prefix
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return Result{}, err
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		_ = forEach(cfg.Registries, func(i int) error {
+			return regs.Delete(c, fmt.Sprintf("%s-%d", prefix, i), metav1.DeleteOptions{})
+		})
+		_ = kube.CoreV1().Namespaces().Delete(c, ns, metav1.DeleteOptions{})
+	}()
+
+	dir, err := os.MkdirTemp("", "agentbench")
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	agent := exec.CommandContext(ctx, cfg.AgentBin, "--kubeconfig="+cfg.Kubeconfig, "--namespace="+ns,
+		"--cache="+filepath.Join(dir, "cache", "credentials.json"), "--plugin-source="+cfg.PluginBin,
+		"--provider-bin-dir="+filepath.Join(dir, "bin"), "--provider-config="+filepath.Join(dir, "config"),
+		"--metrics-address="+cfg.MetricsAddress, "--log-level=warn")
+	agent.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
+	agent.Stderr = cfg.Out
+	if err := agent.Start(); err != nil {
+		return Result{}, err
+	}
+	defer func() { _ = agent.Process.Kill(); _ = agent.Wait() }()
+	metrics := "http://" + cfg.MetricsAddress + "/metrics"
+	if err := waitFor(ctx, time.Minute, func() bool { return metric(metrics, "pullpass_agent_cache_writes_total{result=\"success\"}") >= 1 }); err != nil {
+		return Result{}, fmt.Errorf("the agent did not write its first cache: %w", err)
+	}
+	var res Result
+	time.Sleep(5 * time.Second) // settle
+	res.Idle = sample(agent.Process.Pid, metrics)
+
+	start := time.Now()
+	err = forEach(cfg.Registries, func(i int) error {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		host := fmt.Sprintf("registry-%d.bench.example.com", i)
+		data, err := dockerconfig.ForHost(host, "user", "password-"+strconv.Itoa(i)).Marshal()
+		if err != nil {
+			return err
+		}
+		if _, err := kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: data}}, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		_, err = regs.Create(ctx, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.RegistrySpec{
+			Hosts: []string{host}, Scope: v1alpha1.ScopeCluster,
+			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: ns, Name: name}},
+		}}, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("creating registries: %w", err)
+	}
+	if err := waitFor(ctx, 10*time.Minute, func() bool {
+		return metric(metrics, "pullpass_agent_cache_entries") >= float64(cfg.Registries)
+	}); err != nil {
+		return Result{}, fmt.Errorf("the agent did not cache all registries: %w", err)
+	}
+	res.FillTime = time.Since(start)
+	time.Sleep(5 * time.Second)
+	res.Loaded = sample(agent.Process.Pid, metrics)
+	return res, nil
+}
+
+func sample(pid int, metrics string) Sample {
+	return Sample{RSS: rss(pid), Heap: metric(metrics, "go_memstats_heap_inuse_bytes")}
+}
+
+// rss reads a process's resident set size.
+func rss(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// metric returns the value of the sample named exactly (with its labels) in a scrape.
+func metric(url, sample string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return -1
+	}
+	defer func() { _ = resp.Body.Close() }()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return -1
+}
+
+func waitFor(ctx context.Context, d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// forEach runs f for 0..n-1, 32 at a time, and returns the first error.
+func forEach(n int, f func(int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	sem := make(chan struct{}, 32)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := f(i); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
