@@ -31,35 +31,8 @@ func TestECRTokensRefreshAndExpire(t *testing.T) {
 	ctx := framework.Context(t, 5*time.Minute)
 
 	life := 30 * time.Second
-	srv := ecrtest.New(ecrtest.Reply{Username: e.RegistryUsername, Password: e.RegistryPassword, ExpiresAt: time.Now().Add(life)})
-	srv.Close() // rebind on the port the webhook knows
-	ln, err := net.Listen("tcp", ecrEndpoint)
-	if err != nil {
-		t.Fatalf("the local ECR API needs %s: %v", ecrEndpoint, err)
-	}
-	srv.Server = httptest.NewUnstartedServer(srv.Config.Handler)
-	srv.Listener = ln
-	srv.Start()
-	defer srv.Close()
-
-	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "e2e-aws-keys", Namespace: framework.PullpassNamespace},
-		StringData: map[string]string{"aws_access_key_id": "AKIAE2EEXAMPLE", "aws_secret_access_key": "e2e-secret-key"}}
-	if _, err := e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Create(ctx, keys, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Delete(context.Background(), keys.Name, metav1.DeleteOptions{})
-	})
-	reg := &v1alpha1.Registry{
-		ObjectMeta: metav1.ObjectMeta{Name: "e2e-ecr"},
-		Spec: v1alpha1.RegistrySpec{Hosts: []string{e.Registry}, Auth: v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{
-			Region: "us-east-1", AccessKeySecretRef: &v1alpha1.SecretReference{Name: keys.Name, Namespace: framework.PullpassNamespace},
-		}}},
-	}
-	if _, err := e.Registries.Create(ctx, reg, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Registries.Delete(context.Background(), reg.Name, metav1.DeleteOptions{}) })
+	srv := startECR(t, ecrtest.Reply{Username: e.RegistryUsername, Password: e.RegistryPassword, ExpiresAt: time.Now().Add(life)})
+	reg := createECRRegistry(t, e, "e2e-ecr", v1alpha1.ScopeNamespaced)
 
 	ns := e.Namespace(t, "ecr", optIn)
 	e.WaitServed(t, ns, "pullpass-"+reg.Name)
@@ -104,4 +77,87 @@ func TestECRTokensRefreshAndExpire(t *testing.T) {
 		_, c := ready()
 		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "AccessDenied"
 	})
+}
+
+// startECR serves a local ECR API on the port the deployed webhook and agent know.
+func startECR(t *testing.T, replies ...ecrtest.Reply) *ecrtest.Server {
+	t.Helper()
+	srv := ecrtest.New(replies...)
+	srv.Close() // rebind on the port the webhook knows
+	ln, err := net.Listen("tcp", ecrEndpoint)
+	if err != nil {
+		t.Fatalf("the local ECR API needs %s: %v", ecrEndpoint, err)
+	}
+	srv.Server = httptest.NewUnstartedServer(srv.Config.Handler)
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// createECRRegistry makes an ECR Registry for the harness registry's host, with static keys.
+func createECRRegistry(t *testing.T, e *framework.Env, name string, scope v1alpha1.Scope) *v1alpha1.Registry {
+	t.Helper()
+	ctx := framework.Context(t, time.Minute)
+	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-aws-keys", Namespace: framework.PullpassNamespace},
+		StringData: map[string]string{"aws_access_key_id": "AKIAE2EEXAMPLE", "aws_secret_access_key": "e2e-secret-key"}}
+	if _, err := e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Create(ctx, keys, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Delete(context.Background(), keys.Name, metav1.DeleteOptions{})
+	})
+	reg := &v1alpha1.Registry{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.RegistrySpec{Hosts: []string{e.Registry}, Scope: scope, Auth: v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{
+			Region: "us-east-1", AccessKeySecretRef: &v1alpha1.SecretReference{Name: keys.Name, Namespace: framework.PullpassNamespace},
+		}}},
+	}
+	created, err := e.Registries.Create(ctx, reg, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Registries.Delete(context.Background(), reg.Name, metav1.DeleteOptions{}) })
+	return created
+}
+
+// The node agent with ECR through the real SDK: a pod in a plain namespace pulls with the token
+// the node serves; when ECR starts refusing, the node keeps serving the last good token until it
+// expires, and then drops it.
+func TestAgentECRKeepsLastGoodTokenUntilExpiry(t *testing.T) {
+	e := framework.Load(t)
+	ep := e.Deployed(t)
+	nodeServesNothingAfter(t, e)
+	life := 40 * time.Second
+	expires := time.Now().Add(life).Truncate(time.Second)
+	srv := startECR(t, ecrtest.Reply{Username: e.RegistryUsername, Password: e.RegistryPassword, ExpiresAt: expires})
+	createECRRegistry(t, e, "node-ecr", v1alpha1.ScopeCluster)
+	waitFor(t, 30*time.Second, "the ECR token in the node cache", func() bool {
+		return agentCache(t, e)["node-ecr"].Password == e.RegistryPassword
+	})
+	if got := framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_credentials_expiry_timestamp_seconds", map[string]string{"registry": "node-ecr"}); got != float64(expires.Unix()) {
+		t.Fatalf("expiry metric %v, want %d", got, expires.Unix())
+	}
+	time.Sleep(pluginCache)
+	ns := e.Namespace(t, "node-ecr", nil)
+	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
+	e.WaitRunning(t, ns, pod.Name)
+
+	// ECR refuses from now on: the token stays until it expires.
+	srv.SetReplies(ecrtest.Reply{ErrorCode: "AccessDeniedException", Message: "not authorized to perform: ecr:GetAuthorizationToken"})
+	waitFor(t, life, "a failed refresh counted", func() bool {
+		return framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_refreshes_total", map[string]string{"registry": "node-ecr", "result": "stale"}) >= 1
+	})
+	if time.Now().Before(expires) {
+		if got := agentCache(t, e)["node-ecr"]; got.Password != e.RegistryPassword {
+			t.Fatalf("the last good token left the cache before it expired: %v", got)
+		}
+	}
+	waitFor(t, life+15*time.Second, "the expired token out of the cache", func() bool {
+		_, ok := agentCache(t, e)["node-ecr"]
+		return !ok
+	})
+	if left := time.Until(expires); left > time.Second {
+		t.Fatalf("the token was dropped %s before it expired", left)
+	}
 }
