@@ -32,6 +32,7 @@ import (
 	"github.com/pullpass/pullpass/webhook/certs"
 	"github.com/pullpass/pullpass/webhook/inject"
 	"github.com/pullpass/pullpass/webhook/keeper"
+	"github.com/pullpass/pullpass/webhook/pullwatch"
 	"github.com/pullpass/pullpass/webhook/state"
 )
 
@@ -80,7 +81,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	sourceInformer := sourceFactory.Core().V1().Secrets()
 	table := registrywatch.New(regClient, log.With("component", "registries"))
 
-	recorder, err := inject.NewPrometheusRecorder(reg)
+	metrics, err := NewMetrics(reg)
 	if err != nil {
 		return err
 	}
@@ -97,7 +98,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		ClusterWide:        o.ClusterWide,
 		ExcludedNamespaces: excluded,
 		Logger:             log.With("component", "inject"),
-		Metrics:            recorder,
+		Metrics:            metrics.Inject,
 	})
 	if err != nil {
 		return err
@@ -110,7 +111,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		Client: kube, RegistryAPI: regClient, Registries: table, Desired: pullSecrets,
 		Managed: managedInformer.Lister(), Namespaces: nsInformer.Lister(),
 		Policy: inject.Policy{ClusterWide: o.ClusterWide, Excluded: setOf(excluded)},
-		Logger: log.With("component", "keeper"),
+		Logger: log.With("component", "keeper"), Metrics: metrics.Keeper,
 	})
 	if err != nil {
 		return err
@@ -185,7 +186,23 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	log.Info("pullpass webhook started", "listen", o.ListenAddress, "metrics", o.MetricsAddress, "namespace", o.Namespace, "clusterWide", o.ClusterWide)
 	cache.WaitForCacheSync(ctx.Done(), synced)
 	log.Info("caches synced", "registries", table.String())
-	go runLeader(ctx, kube, o.Namespace, "pullpass-keeper", log.With("component", "leader"), keep.Run)
+	var watcher *pullwatch.Watcher
+	if o.WatchPulls {
+		watcher, err = pullwatch.New(pullwatch.Config{
+			Client: kube, Registry: pullwatch.TableRegistry(table.Table), Metrics: metrics.Pulls,
+			Logger: log.With("component", "pullwatch"),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// The leader keeps pull secrets fresh and counts pull failures: one replica at a time.
+	go runLeader(ctx, kube, o.Namespace, "pullpass-keeper", log.With("component", "leader"), func(ctx context.Context, previousLeaderSeen time.Time) {
+		if watcher != nil {
+			go watcher.Run(ctx, previousLeaderSeen)
+		}
+		keep.Run(ctx)
+	})
 
 	var runErr error
 	select {
@@ -198,6 +215,30 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	_ = webhookSrv.Shutdown(sctx)
 	_ = opsSrv.Shutdown(sctx)
 	return runErr
+}
+
+// Metrics are the webhook's own metrics, registered together.
+type Metrics struct {
+	Inject *inject.PrometheusRecorder
+	Keeper *keeper.PrometheusMetrics
+	Pulls  *pullwatch.Metrics
+}
+
+// NewMetrics registers the webhook's metrics (besides kubewebhook's, registered by the handler)
+// on reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	var m Metrics
+	var err error
+	if m.Inject, err = inject.NewPrometheusRecorder(reg); err != nil {
+		return nil, err
+	}
+	if m.Keeper, err = keeper.NewPrometheusMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.Pulls, err = pullwatch.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 func serve(name string, f func() error) error {

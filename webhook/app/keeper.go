@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -90,8 +91,9 @@ func setOf(list []string) map[string]bool {
 }
 
 // runLeader runs f while this replica holds the Lease, and stands for election again when it
-// loses it, until ctx ends.
-func runLeader(ctx context.Context, kube kubernetes.Interface, namespace, name string, log *slog.Logger, f func(context.Context)) {
+// loses it, until ctx ends. f is told when another holder was last seen renewing the Lease (zero:
+// none was seen): what that leader did before then is done.
+func runLeader(ctx context.Context, kube kubernetes.Interface, namespace, name string, log *slog.Logger, f func(ctx context.Context, previousLeaderSeen time.Time)) {
 	host, _ := os.Hostname()
 	id := host + "_" + rand.String(6)
 	lock := &resourcelock.LeaseLock{
@@ -99,20 +101,60 @@ func runLeader(ctx context.Context, kube kubernetes.Interface, namespace, name s
 		Client:     kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
 	}
+	const retry = 2 * time.Second
+	var (
+		mu       sync.Mutex
+		lastSeen time.Time
+		leading  bool
+	)
+	// While standing by, note the last renewal of whoever else holds the Lease.
+	go func() {
+		t := time.NewTicker(retry)
+		defer t.Stop()
+		for {
+			mu.Lock()
+			standby := !leading
+			mu.Unlock()
+			if standby {
+				if l, err := kube.CoordinationV1().Leases(namespace).Get(ctx, name, metav1.GetOptions{}); err == nil &&
+					l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != id && *l.Spec.HolderIdentity != "" && l.Spec.RenewTime != nil {
+					mu.Lock()
+					if l.Spec.RenewTime.After(lastSeen) {
+						lastSeen = l.Spec.RenewTime.Time
+					}
+					mu.Unlock()
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	for ctx.Err() == nil {
 		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
 			Lock:            lock,
 			LeaseDuration:   15 * time.Second,
 			RenewDeadline:   10 * time.Second,
-			RetryPeriod:     2 * time.Second,
+			RetryPeriod:     retry,
 			ReleaseOnCancel: true,
 			Name:            name,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
-					log.Info("leading", "lease", namespace+"/"+name, "identity", id)
-					f(ctx)
+					mu.Lock()
+					leading = true
+					seen := lastSeen
+					mu.Unlock()
+					log.Info("leading", "lease", namespace+"/"+name, "identity", id, "previousLeaderSeen", seen)
+					f(ctx, seen)
 				},
-				OnStoppedLeading: func() { log.Info("no longer leading", "identity", id) },
+				OnStoppedLeading: func() {
+					mu.Lock()
+					leading = false
+					mu.Unlock()
+					log.Info("no longer leading", "identity", id)
+				},
 			},
 		})
 	}

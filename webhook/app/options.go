@@ -37,7 +37,10 @@ type Options struct {
 	ECREndpoint string
 
 	// Injection.
-	ClusterWide        bool
+	ClusterWide bool
+
+	// Observability.
+	WatchPulls         bool // count image pull failures across the cluster (on the leader)
 	ExcludedNamespaces []string
 
 	// Logs.
@@ -62,6 +65,7 @@ func DefaultOptions() *Options {
 		WebhookConfigName:  "pullpass",
 		ServiceName:        "pullpass-webhook",
 		ExcludedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"},
+		WatchPulls:         true,
 		LogFormat:          "text",
 		LogLevel:           "info",
 	}
@@ -100,6 +104,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "serve this certificate (cert-manager) instead of a self-managed one")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", o.TLSKeyFile, "key of --tls-cert-file")
 	fs.StringVar(&o.ECREndpoint, "ecr-endpoint", o.ECREndpoint, "ECR API endpoint instead of the region's (a VPC endpoint, or a local ECR API in tests)")
+	fs.BoolVar(&o.WatchPulls, "watch-pulls", o.WatchPulls, "count image pull failures of every pod (pullpass_image_pull_failures_total); needs list/watch on pods and events")
 	fs.BoolVar(&o.ClusterWide, "cluster-wide", o.ClusterWide, "inject in every namespace but the excluded ones (otherwise only namespaces annotated pullpass.io/inject=enabled)")
 	fs.Func("exclude-namespaces", "namespaces never injected, comma-separated (default kube-system,kube-public,kube-node-lease; pullpass's own is always excluded)", func(s string) error {
 		o.ExcludedNamespaces = splitList(s)

@@ -60,6 +60,7 @@ type Config struct {
 	ResyncPeriod time.Duration // default 30s: a source outside the watched namespace is read this often
 	Parallelism  int           // writes in flight at once (default 16)
 	Now          func() time.Time
+	Metrics      Metrics
 	Logger       *slog.Logger
 }
 
@@ -76,6 +77,9 @@ func New(cfg Config) (*Keeper, error) {
 	}
 	if cfg.ResyncPeriod == 0 {
 		cfg.ResyncPeriod = 30 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NopMetrics{}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -162,6 +166,7 @@ func (k *Keeper) Reconcile(ctx context.Context, name string) error {
 		if f, ok := k.cfg.Desired.(interface{ Forget(string) }); ok {
 			f.Forget(name)
 		}
+		k.cfg.Metrics.Forget(name)
 		var errs []error
 		for _, s := range existing {
 			errs = append(errs, k.delete(ctx, s, "registry removed"))
@@ -268,10 +273,16 @@ func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr erro
 	}
 	changed := meta.SetStatusCondition(&next.Status.Conditions, cond)
 	var expires *metav1.Time
-	if exp := k.cfg.Desired.ExpiresAt(ctx, reg); usable && !exp.IsZero() {
+	exp := k.cfg.Desired.ExpiresAt(ctx, reg)
+	if usable && !exp.IsZero() {
 		t := metav1.NewTime(exp.Truncate(time.Second))
 		expires = &t
 	}
+	failure := ""
+	if srcErr != nil {
+		failure = reasonOf(srcErr)
+	}
+	k.cfg.Metrics.Credentials(reg.Name, usable, exp, failure)
 	if !expires.Equal(next.Status.ExpiresAt) {
 		next.Status.ExpiresAt = expires
 		changed = true

@@ -2,8 +2,12 @@ package keeper_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -65,6 +69,8 @@ type fixture struct {
 	src     *desired
 	status  *statusRecorder
 	k       *keeper.Keeper
+	reg     *prometheus.Registry
+	metrics *keeper.PrometheusMetrics
 }
 
 func setup(t *testing.T) *fixture {
@@ -85,11 +91,15 @@ func setup(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
+	f.reg = prometheus.NewRegistry()
 	var err error
+	if f.metrics, err = keeper.NewPrometheusMetrics(f.reg); err != nil {
+		t.Fatal(err)
+	}
 	f.k, err = keeper.New(keeper.Config{
 		Client: f.client, RegistryAPI: f.status, Registries: f.regs, Desired: f.src,
 		Managed: corelisters.NewSecretLister(f.managed), Namespaces: corelisters.NewNamespaceLister(f.ns),
-		Policy: inject.Policy{Excluded: map[string]bool{}},
+		Policy: inject.Policy{Excluded: map[string]bool{}}, Metrics: f.metrics,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -182,5 +192,24 @@ func TestMissingSourceKeepsSecretsAndSaysWhy(t *testing.T) {
 	c := meta.FindStatusCondition(f.status.updates[0].Status.Conditions, v1alpha1.ConditionReady)
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != keeper.ReasonSourceSecretMissing {
 		t.Fatalf("condition %+v", c)
+	}
+	want := `
+# HELP pullpass_credentials_ready 1 when usable credentials can be had for the registry (Ready=True in its status), else 0.
+# TYPE pullpass_credentials_ready gauge
+pullpass_credentials_ready{registry="r"} 0
+# HELP pullpass_credentials_refresh_errors_total Failed reads of a registry's credential source, by reason (AccessDenied, Throttled, CredentialsExpired, SourceSecretMissing, SourceUnavailable, ...).
+# TYPE pullpass_credentials_refresh_errors_total counter
+pullpass_credentials_refresh_errors_total{reason="SourceSecretMissing",registry="r"} 1
+`
+	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(want), "pullpass_credentials_ready", "pullpass_credentials_refresh_errors_total"); err != nil {
+		t.Fatal(err)
+	}
+	// The registry goes: so do its series.
+	delete(f.regs, "r")
+	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := testutil.GatherAndCount(f.reg); n != 0 {
+		t.Fatalf("%d series left for a removed registry", n)
 	}
 }

@@ -1,0 +1,88 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pullpass/pullpass/e2e/framework"
+)
+
+// A registry with a wrong password: the one failing pod counts once in
+// pullpass_image_pull_failures_total{reason="auth"} for its namespace within a minute, and stays
+// at one while the kubelet backs off and retries.
+func TestPullAuthFailureCountedOncePerEpisode(t *testing.T) {
+	e := framework.Load(t)
+	ep := e.Deployed(t)
+	e.CreateRegistry(t, framework.RegistryOptions{Name: "obs-wrong", Username: e.RegistryUsername, Password: "wrong-password"})
+	ns := e.Namespace(t, "obs", optIn)
+	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
+	labels := map[string]string{"registry": "obs-wrong", "namespace": ns, "reason": "auth"}
+	start := time.Now()
+	waitFor(t, time.Minute, "the auth failure counted", func() bool {
+		return framework.Metric(t, ep.WebhookMetricsURL, "pullpass_image_pull_failures_total", labels) == 1
+	})
+	t.Logf("counted %s after the pod was created", time.Since(start).Round(100*time.Millisecond))
+
+	// The kubelet retries (back-off 10 s, then 20 s): wait for two more failed pulls.
+	waitFor(t, 2*time.Minute, "three failed pulls", func() bool {
+		evs, err := e.Kube.CoreV1().Events(ns).List(framework.Context(t, time.Minute), metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name + ",reason=Failed"})
+		if err != nil {
+			return false
+		}
+		for _, ev := range evs.Items {
+			if strings.HasPrefix(ev.Message, "Failed to pull image") && ev.Count >= 3 {
+				return true
+			}
+		}
+		return false
+	})
+	if got := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_image_pull_failures_total", labels); got != 1 {
+		t.Fatalf("failures = %v after the kubelet retried, want 1 (one episode)", got)
+	}
+	if got := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_image_pulls_failing", labels); got != 1 {
+		t.Fatalf("failing now = %v, want 1", got)
+	}
+	if err := e.Kube.CoreV1().Pods(ns).Delete(framework.Context(t, time.Minute), pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the episode gone with its pod", func() bool {
+		return framework.Metric(t, ep.WebhookMetricsURL, "pullpass_image_pulls_failing", labels) == 0
+	})
+}
+
+// What the deployed webhook and agent serve passes promtool's metric lint (promlint, the same
+// checks as `promtool check metrics`).
+func TestMetricsPassPromlint(t *testing.T) {
+	e := framework.Load(t)
+	ep := e.Deployed(t)
+	for name, url := range map[string]string{"webhook": ep.WebhookMetricsURL, "agent": ep.AgentMetricsURL} {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if !strings.Contains(string(body), "pullpass_") {
+			t.Fatalf("%s serves no pullpass metric", name)
+		}
+		problems, err := promlint.New(strings.NewReader(string(body))).Lint()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, p := range problems {
+			if strings.HasPrefix(p.Metric, "pullpass_") {
+				t.Errorf("%s: %s: %s", name, p.Metric, p.Text)
+			} else {
+				t.Logf("%s (not pullpass's): %s: %s", name, p.Metric, p.Text)
+			}
+		}
+	}
+}

@@ -1,0 +1,354 @@
+// Package pullwatch watches image pulls fail across the cluster: pod container statuses
+// (ErrImagePull, ImagePullBackOff) and the kubelet's Failed events. Each failing container is one
+// failure episode, counted once however often the kubelet retries, classified (auth, not_found,
+// rate_limited, tls, network, other) and labelled with the Registry that serves its image. One
+// replica runs it at a time (the webhook's leader).
+package pullwatch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/pullpass/pullpass/pkg/pullfailure"
+)
+
+// RegistryOf names the registry label of an image: the Registry serving it, a well-known host,
+// or "other".
+type RegistryOf func(image string) string
+
+// Config configures a Watcher.
+type Config struct {
+	Client   kubernetes.Interface
+	Registry RegistryOf
+	Metrics  *Metrics
+	Logger   *slog.Logger
+	Now      func() time.Time
+	// GCPeriod is how often episodes of pods that are gone are dropped (default 1 min).
+	GCPeriod time.Duration
+}
+
+// Watcher counts pull failure episodes.
+type Watcher struct {
+	cfg Config
+
+	mu       sync.Mutex
+	seeding  bool
+	episodes map[key]*Episode
+	ended    map[key]time.Time // when an episode ended: older events do not reopen it
+	pods     cache.Store
+}
+
+type key struct {
+	pod       types.UID
+	container string
+}
+
+// Episode is one container failing to pull.
+type Episode struct {
+	Namespace, Pod, Container, Image, Registry string
+	Reason                                     pullfailure.Reason
+	Since                                      time.Time
+	message                                    string
+}
+
+// New returns a Watcher.
+func New(cfg Config) (*Watcher, error) {
+	if cfg.Client == nil || cfg.Registry == nil || cfg.Metrics == nil {
+		return nil, errors.New("invalid configuration: client, registry and metrics are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.GCPeriod == 0 {
+		cfg.GCPeriod = time.Minute
+	}
+	w := &Watcher{cfg: cfg, episodes: map[key]*Episode{}, ended: map[key]time.Time{}}
+	cfg.Metrics.source = w
+	return w, nil
+}
+
+// Run watches until ctx ends. Failures already under way when it starts are counted only when they
+// began after countSince: the last time the previous leader was seen alive, which counted those
+// before (zero: there was none, count them all).
+func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
+	w.mu.Lock()
+	w.seeding = true
+	w.episodes, w.ended = map[key]*Episode{}, map[key]time.Time{}
+	w.mu.Unlock()
+
+	podFactory := informers.NewSharedInformerFactoryWithOptions(w.cfg.Client, 10*time.Minute,
+		informers.WithTransform(slimPod))
+	eventFactory := informers.NewSharedInformerFactoryWithOptions(w.cfg.Client, 10*time.Minute,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.AndSelectors(fields.OneTermEqualSelector("reason", "Failed"),
+				fields.OneTermEqualSelector("involvedObject.kind", "Pod")).String()
+		}))
+	pods := podFactory.Core().V1().Pods().Informer()
+	events := eventFactory.Core().V1().Events().Informer()
+	w.mu.Lock()
+	w.pods = pods.GetStore()
+	w.mu.Unlock()
+	podReg, _ := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { w.pod(o) },
+		UpdateFunc: func(_, n any) { w.pod(n) },
+		DeleteFunc: func(o any) { w.podGone(o) },
+	})
+	eventReg, _ := events.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(o any) { w.event(o) },
+		UpdateFunc: func(o, n any) {
+			if oe, ok := o.(*corev1.Event); ok {
+				if ne, ok := n.(*corev1.Event); ok && oe.ResourceVersion == ne.ResourceVersion {
+					return // a resync, not a new failure
+				}
+			}
+			w.event(n)
+		},
+	})
+	podFactory.Start(ctx.Done())
+	eventFactory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), podReg.HasSynced, eventReg.HasSynced) {
+		return
+	}
+	w.mu.Lock()
+	w.seeding = false
+	counted := 0
+	for _, e := range w.episodes {
+		if e.Since.After(countSince) {
+			w.count(e)
+			counted++
+		}
+	}
+	n := len(w.episodes)
+	w.mu.Unlock()
+	w.cfg.Logger.Info("watching image pulls", "failingNow", n, "countedAtStart", counted, "countSince", countSince)
+
+	t := time.NewTicker(w.cfg.GCPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			podFactory.Shutdown()
+			eventFactory.Shutdown()
+			return
+		case <-t.C:
+			w.gc()
+		}
+	}
+}
+
+// pulling reports whether a container waits on a failed pull, and the kubelet's message.
+func pulling(s corev1.ContainerStatus) (string, bool) {
+	wt := s.State.Waiting
+	if wt == nil || (wt.Reason != "ErrImagePull" && wt.Reason != "ImagePullBackOff") {
+		return "", false
+	}
+	return wt.Message, true
+}
+
+func (w *Watcher) pod(o any) {
+	p, ok := o.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
+		for _, s := range list {
+			k := key{p.UID, s.Name}
+			if msg, failing := pulling(s); failing {
+				w.observe(k, p.Namespace, p.Name, s.Name, s.Image, msg, w.cfg.Now(), p.CreationTimestamp.Time)
+			} else {
+				w.end(k)
+			}
+		}
+	}
+}
+
+func (w *Watcher) podGone(o any) {
+	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	p, ok := o.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k := range w.episodes {
+		if k.pod == p.UID {
+			delete(w.episodes, k)
+		}
+	}
+	for k := range w.ended {
+		if k.pod == p.UID {
+			delete(w.ended, k)
+		}
+	}
+}
+
+var (
+	fieldPath   = regexp.MustCompile(`^spec\.(?:initContainers|containers|ephemeralContainers)\{(.+)\}$`)
+	failedImage = regexp.MustCompile(`^Failed to pull image "([^"]+)"`)
+)
+
+// event handles a kubelet Failed event about a pull.
+func (w *Watcher) event(o any) {
+	ev, ok := o.(*corev1.Event)
+	if !ok || ev.Reason != "Failed" || ev.InvolvedObject.Kind != "Pod" {
+		return
+	}
+	img := failedImage.FindStringSubmatch(ev.Message)
+	c := fieldPath.FindStringSubmatch(ev.InvolvedObject.FieldPath)
+	if img == nil || c == nil {
+		return // "Error: ErrImagePull" and the like carry no detail
+	}
+	at := ev.LastTimestamp.Time
+	if ev.Series != nil && !ev.Series.LastObservedTime.IsZero() {
+		at = ev.Series.LastObservedTime.Time
+	}
+	if at.IsZero() {
+		at = ev.EventTime.Time
+	}
+	first := ev.FirstTimestamp.Time
+	if first.IsZero() {
+		first = at
+	}
+	w.observe(key{ev.InvolvedObject.UID, c[1]}, ev.InvolvedObject.Namespace, ev.InvolvedObject.Name, c[1], img[1], ev.Message, at, first)
+}
+
+// observe records that a container fails to pull (seen at, failing since about since): a new
+// episode is counted once.
+func (w *Watcher) observe(k key, namespace, pod, container, image, message string, at, since time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if e, ok := w.episodes[k]; ok {
+		if e.Image == image {
+			if w.seeding && !since.IsZero() && since.Before(e.Since) {
+				e.Since = since // the earliest sign of the failure
+			}
+			// The same episode: a retry. A better message refines an unclassified one.
+			if e.Reason == pullfailure.Other {
+				if r := pullfailure.Classify(message); r != pullfailure.Other {
+					e.Reason = r
+				}
+			}
+			return
+		}
+		delete(w.episodes, k) // the container's image changed: a new episode
+	} else if end, ok := w.ended[k]; ok && !at.After(end) {
+		return // an event from before the episode ended
+	}
+	e := &Episode{Namespace: namespace, Pod: pod, Container: container, Image: image,
+		Registry: w.cfg.Registry(image), Reason: pullfailure.Classify(message), Since: at, message: firstLine(message)}
+	if w.seeding {
+		if !since.IsZero() {
+			e.Since = since
+		}
+		w.episodes[k] = e
+		return // counted, or not, when seeding ends
+	}
+	w.episodes[k] = e
+	delete(w.ended, k)
+	w.count(e)
+}
+
+func (w *Watcher) count(e *Episode) {
+	w.cfg.Metrics.failures.WithLabelValues(e.Registry, e.Namespace, string(e.Reason)).Inc()
+	w.cfg.Logger.Info("image pull failing", "namespace", e.Namespace, "pod", e.Pod, "container", e.Container,
+		"image", e.Image, "registry", e.Registry, "reason", e.Reason, "message", e.message)
+}
+
+// end closes a container's episode when it no longer waits on a failed pull.
+func (w *Watcher) end(k key) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if e, ok := w.episodes[k]; ok {
+		delete(w.episodes, k)
+		w.ended[k] = w.cfg.Now()
+		w.cfg.Logger.Debug("image pull recovered", "namespace", e.Namespace, "pod", e.Pod, "container", e.Container, "after", w.cfg.Now().Sub(e.Since).Round(time.Second))
+	}
+}
+
+// gc drops what belongs to pods that are gone (an event can outlive its pod).
+func (w *Watcher) gc() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	alive := map[types.UID]bool{}
+	for _, o := range w.pods.List() {
+		alive[o.(*corev1.Pod).UID] = true
+	}
+	for k := range w.episodes {
+		if !alive[k.pod] {
+			delete(w.episodes, k)
+		}
+	}
+	for k := range w.ended {
+		if !alive[k.pod] {
+			delete(w.ended, k)
+		}
+	}
+}
+
+// Failing returns the episodes under way.
+func (w *Watcher) Failing() []Episode {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]Episode, 0, len(w.episodes))
+	for _, e := range w.episodes {
+		out = append(out, *e)
+	}
+	return out
+}
+
+// slimPod keeps only what the watcher reads: a cluster's pods, cached whole, would cost the
+// webhook more memory than everything else it does.
+func slimPod(o any) (any, error) {
+	p, ok := o.(*corev1.Pod)
+	if !ok {
+		return o, nil
+	}
+	slim := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID,
+		ResourceVersion: p.ResourceVersion, CreationTimestamp: p.CreationTimestamp}}
+	slim.Status.InitContainerStatuses = slimStatuses(p.Status.InitContainerStatuses)
+	slim.Status.ContainerStatuses = slimStatuses(p.Status.ContainerStatuses)
+	slim.Status.EphemeralContainerStatuses = slimStatuses(p.Status.EphemeralContainerStatuses)
+	return slim, nil
+}
+
+func slimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]corev1.ContainerStatus, len(in))
+	for i, s := range in {
+		out[i] = corev1.ContainerStatus{Name: s.Name, Image: s.Image}
+		if _, failing := pulling(s); failing {
+			out[i].State.Waiting = s.State.Waiting
+		} else {
+			out[i].State.Running = &corev1.ContainerStateRunning{} // "not failing to pull" is all that matters
+		}
+	}
+	return out
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}

@@ -1,0 +1,251 @@
+package pullwatch_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/registrytable"
+
+	"github.com/pullpass/pullpass/webhook/pullwatch"
+)
+
+const unauthorized = `failed to pull and unpack image "registry.example.com/app:1": failed to resolve reference "registry.example.com/app:1": pulling from host registry.example.com failed with status code [manifests 1]: 401 Unauthorized`
+
+func pod(name string, waiting *corev1.ContainerStateWaiting) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", UID: types.UID("uid-" + name),
+		CreationTimestamp: metav1.NewTime(time.Now().Add(-time.Hour))}}
+	s := corev1.ContainerStatus{Name: "app", Image: "registry.example.com/app:1"}
+	if waiting != nil {
+		s.State.Waiting = waiting
+	} else {
+		s.State.Running = &corev1.ContainerStateRunning{}
+	}
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{s}
+	return p
+}
+
+func errPull(msg string) *corev1.ContainerStateWaiting {
+	return &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: msg}
+}
+
+func backOff(msg string) *corev1.ContainerStateWaiting {
+	return &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: `Back-off pulling image "registry.example.com/app:1": ErrImagePull: ` + msg}
+}
+
+type fixture struct {
+	client *fake.Clientset
+	reg    *prometheus.Registry
+	w      *pullwatch.Watcher
+	cancel context.CancelFunc
+}
+
+func start(t *testing.T, objects ...any) *fixture {
+	return startCounting(t, time.Now().Add(-time.Minute), objects...)
+}
+
+// startCounting starts a watcher whose previous leader was last seen at countSince.
+func startCounting(t *testing.T, countSince time.Time, objects ...any) *fixture {
+	t.Helper()
+	f := &fixture{client: fake.NewClientset(), reg: prometheus.NewRegistry()}
+	for _, o := range objects {
+		f.create(t, o)
+	}
+	m, err := pullwatch.NewMetrics(f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.w, err = pullwatch.New(pullwatch.Config{Client: f.client, Metrics: m, GCPeriod: 50 * time.Millisecond,
+		Registry: func(img string) string {
+			if strings.HasPrefix(img, "registry.example.com/") {
+				return "example"
+			}
+			return "other"
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	t.Cleanup(cancel)
+	go f.w.Run(ctx, countSince)
+	return f
+}
+
+func (f *fixture) create(t *testing.T, o any) {
+	t.Helper()
+	var err error
+	switch o := o.(type) {
+	case *corev1.Pod:
+		_, err = f.client.CoreV1().Pods(o.Namespace).Create(context.Background(), o, metav1.CreateOptions{})
+	case *corev1.Event:
+		_, err = f.client.CoreV1().Events(o.Namespace).Create(context.Background(), o, metav1.CreateOptions{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) update(t *testing.T, p *corev1.Pod) {
+	t.Helper()
+	p.ResourceVersion = ""
+	if _, err := f.client.CoreV1().Pods(p.Namespace).UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// scrape returns the value of a sample, or -1 when absent.
+func (f *fixture) scrape(t *testing.T, name, reason string) float64 {
+	t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["reason"] == reason && labels["registry"] == "example" && labels["namespace"] == "shop" {
+				if m.Counter != nil {
+					return m.Counter.GetValue()
+				}
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// settle lets the informers deliver what was just written; used before asserting that
+// something did not change.
+func settle() { time.Sleep(200 * time.Millisecond) }
+
+func TestOneEpisodeCountsOnceThroughRetries(t *testing.T) {
+	f := start(t)
+	time.Sleep(100 * time.Millisecond) // synced: what follows is new
+	p := pod("web", errPull(unauthorized))
+	f.create(t, p)
+	eventually(t, "counted", func() bool { return f.scrape(t, "pullpass_image_pull_failures_total", "auth") == 1 })
+	if got := f.scrape(t, "pullpass_image_pulls_failing", "auth"); got != 1 {
+		t.Fatalf("failing now = %v, want 1", got)
+	}
+	// The kubelet backs off and retries, three times; it also records Failed events.
+	for i := 0; i < 3; i++ {
+		f.update(t, pod("web", backOff(unauthorized)))
+		f.update(t, pod("web", errPull(unauthorized)))
+	}
+	f.create(t, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "web.1", Namespace: "shop"}, Reason: "Failed",
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "web", UID: p.UID, FieldPath: "spec.containers{app}"},
+		Message:        `Failed to pull image "registry.example.com/app:1": ` + unauthorized, LastTimestamp: metav1.Now()})
+	settle()
+	if got := f.scrape(t, "pullpass_image_pull_failures_total", "auth"); got != 1 {
+		t.Fatalf("failures = %v after retries, want 1", got)
+	}
+
+	// Fixed: the container runs. The episode ends; a later failure is a new one.
+	f.update(t, pod("web", nil))
+	eventually(t, "no longer failing", func() bool { return f.scrape(t, "pullpass_image_pulls_failing", "auth") == -1 })
+	f.update(t, pod("web", errPull(unauthorized)))
+	eventually(t, "a second episode counted", func() bool { return f.scrape(t, "pullpass_image_pull_failures_total", "auth") == 2 })
+}
+
+func TestFailuresUnderWayAtStartAreTrackedNotCounted(t *testing.T) {
+	f := start(t, pod("old", errPull(unauthorized)))
+	eventually(t, "tracked", func() bool { return f.scrape(t, "pullpass_image_pulls_failing", "auth") == 1 })
+	settle()
+	if got := f.scrape(t, "pullpass_image_pull_failures_total", "auth"); got > 0 {
+		t.Fatalf("a failure under way at start was counted (%v): the previous leader counted it", got)
+	}
+}
+
+// A failure that began after the previous leader was last seen (during the handover) is counted
+// by the new leader.
+func TestFailuresBegunDuringHandoverAreCounted(t *testing.T) {
+	young := pod("young", errPull(unauthorized))
+	young.CreationTimestamp = metav1.NewTime(time.Now().Add(-5 * time.Second))
+	f := startCounting(t, time.Now().Add(-20*time.Second), pod("old", errPull(unauthorized)), young)
+	eventually(t, "the young one counted", func() bool { return f.scrape(t, "pullpass_image_pull_failures_total", "auth") == 1 })
+	settle()
+	if got := f.scrape(t, "pullpass_image_pulls_failing", "auth"); got != 2 {
+		t.Fatalf("failing now = %v, want both tracked", got)
+	}
+	if got := f.scrape(t, "pullpass_image_pull_failures_total", "auth"); got != 1 {
+		t.Fatalf("failures = %v, want only the one begun during the handover", got)
+	}
+}
+
+func TestEventAloneStartsAnEpisodeAndStaleEventsDoNotReopen(t *testing.T) {
+	f := start(t)
+	time.Sleep(100 * time.Millisecond)
+	p := pod("job", nil)
+	f.create(t, p)
+	ev := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "job.1", Namespace: "shop"}, Reason: "Failed",
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "job", UID: p.UID, FieldPath: "spec.initContainers{app}"},
+		Message:        `Failed to pull image "registry.example.com/app:1": rpc error: code = NotFound desc = failed to pull and unpack image "registry.example.com/app:1": failed to resolve reference "registry.example.com/app:1": registry.example.com/app:1: not found`,
+		LastTimestamp:  metav1.NewTime(time.Now().Add(-time.Hour))}
+	f.create(t, ev)
+	eventually(t, "counted from the event", func() bool { return f.scrape(t, "pullpass_image_pull_failures_total", "not_found") == 1 })
+	// "Error: ErrImagePull" events carry no detail and are not pulls of their own.
+	f.create(t, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "job.2", Namespace: "shop"}, Reason: "Failed",
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "job", UID: p.UID, FieldPath: "spec.initContainers{app}"},
+		Message:        "Error: ErrImagePull"})
+	settle()
+	if got := f.scrape(t, "pullpass_image_pull_failures_total", "not_found"); got != 1 {
+		t.Fatalf("failures = %v, want 1", got)
+	}
+}
+
+func TestPodDeletedEndsItsEpisodes(t *testing.T) {
+	f := start(t)
+	time.Sleep(100 * time.Millisecond)
+	f.create(t, pod("gone", errPull(unauthorized)))
+	eventually(t, "failing", func() bool { return f.scrape(t, "pullpass_image_pulls_failing", "auth") == 1 })
+	if err := f.client.CoreV1().Pods("shop").Delete(context.Background(), "gone", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "no longer failing", func() bool { return f.scrape(t, "pullpass_image_pulls_failing", "auth") == -1 })
+}
+
+func TestTableRegistry(t *testing.T) {
+	table := registrytable.Build([]*v1alpha1.Registry{{ObjectMeta: metav1.ObjectMeta{Name: "corp"},
+		Spec: v1alpha1.RegistrySpec{Hosts: []string{"*.corp.example.com"}, Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: "p", Name: "s"}}}}})
+	label := pullwatch.TableRegistry(func() *registrytable.Table { return table })
+	for img, want := range map[string]string{
+		"registry.corp.example.com/app:1": "corp",
+		"nginx":                           "docker.io",
+		"ghcr.io/acme/app@sha256:" + strings.Repeat("a", 64): "ghcr.io",
+		"random.example.org/app":                             "other",
+		"Not An Image":                                       "other",
+	} {
+		if got := label(img); got != want {
+			t.Errorf("%s: %q, want %q", img, got, want)
+		}
+	}
+	if got := pullwatch.TableRegistry(func() *registrytable.Table { return nil })("nginx"); got != "docker.io" {
+		t.Errorf("before the table is loaded: %q", got)
+	}
+}
