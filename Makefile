@@ -18,9 +18,10 @@ build: ## Build the binaries into bin/ (pullpass, kubectl-pullpass)
 	ln -sf pullpass $(BIN_DIR)/kubectl-pullpass
 
 .PHONY: unit
-unit: ## Run unit tests (fuzz seed corpora included, and the matcher against the kubelet's own code)
+unit: ## Run unit tests (fuzz seed corpora included, the matcher against the kubelet's own code, alerts and dashboard against Prometheus's parsers)
 	$(GO) test -count=1 $(PKGS)
 	cd e2e/tools/kube && $(GO) test -count=1 .
+	cd e2e/tools/promcheck && $(GO) test -count=1 .
 
 .PHONY: lint
 lint: ## gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache)
@@ -28,6 +29,7 @@ lint: ## gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, bui
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./e2e/...
 	cd e2e/tools/kube && $(GO) vet .
+	cd e2e/tools/promcheck && $(GO) vet .
 	@lint=$$(e2e/cluster/build-tools.sh golangci-lint | tail -n 1)/golangci-lint; \
 	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/...
 

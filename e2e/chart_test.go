@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +51,10 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 			"--set", "agent.providerBinDir=/etc/eks/image-credential-provider"},
 		"agent legacy mode": {"--set", "agent.mode=legacy"},
 		"no agent":          {"--set", "agent.enabled=false"},
+		"monitoring": {"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true",
+			"--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.dashboard.enabled=true"},
 	}
+	installMonitoringCRDs(t, kubectl, e.Kubeconfig)
 	// Namespaced objects of a dry run need their namespace.
 	if out, err := exec.Command(kubectl, "--kubeconfig", e.Kubeconfig, "create", "namespace", "pullpass-chart-test").CombinedOutput(); err != nil && !strings.Contains(string(out), "AlreadyExists") {
 		t.Fatalf("creating the namespace: %v\n%s", err, out)
@@ -75,6 +79,16 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 				t.Fatalf("agent DaemonSet rendered=%t for %s", ds, name)
 			}
 			switch name {
+			case "monitoring":
+				for _, want := range []string{"kind: ServiceMonitor", "kind: PodMonitor", "kind: PrometheusRule", "grafana_dashboard: \"1\"", "PullpassPullAuthFailuresRising", "pullpass_image_pull_failures_total"} {
+					if !strings.Contains(s, want) {
+						t.Fatalf("monitoring render lacks %q", want)
+					}
+				}
+			case "defaults":
+				if strings.Contains(s, "monitoring.coreos.com") || strings.Contains(s, "grafana_dashboard") {
+					t.Fatal("monitoring objects rendered by default")
+				}
 			case "agent on EKS paths":
 				// Config and binary share a directory: mounted once, the config merged as a file.
 				if strings.Count(s, "path: /etc/eks/image-credential-provider\n") != 1 || !strings.Contains(s, "--provider-config=/etc/eks/image-credential-provider/config.json") {
@@ -113,5 +127,37 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 	withIssuer, err := exec.Command(h, "template", "pullpass", chart, "--set", "webhook.tls.mode=certManager", "--set", "webhook.tls.certManagerIssuer.name=ca").Output()
 	if err != nil || !strings.Contains(string(withIssuer), "cert-manager.io/inject-ca-from") || !strings.Contains(string(withIssuer), "--tls-cert-file=/tls/tls.crt") {
 		t.Fatalf("certManager mode: %v\n%s", err, withIssuer)
+	}
+}
+
+// installMonitoringCRDs applies the Prometheus Operator's ServiceMonitor, PodMonitor and
+// PrometheusRule CRDs (from the operator's module, through the module proxy) so the API server
+// can judge the chart's monitoring objects; they are removed after the test.
+func installMonitoringCRDs(t *testing.T, kubectl, kubeconfig string) {
+	t.Helper()
+	const module = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+	out, err := exec.Command("go", "mod", "download", "-json", module).Output()
+	if err != nil {
+		t.Fatalf("downloading %s: %v\n%s", module, err, out)
+	}
+	var dl struct{ Dir string }
+	if err := json.Unmarshal(out, &dl); err != nil || dl.Dir == "" {
+		t.Fatalf("go mod download %s: %v\n%s", module, err, out)
+	}
+	var files []string
+	for _, kind := range []string{"servicemonitors", "podmonitors", "prometheusrules"} {
+		files = append(files, "-f", filepath.Join(dl.Dir, "example/prometheus-operator-crd", "monitoring.coreos.com_"+kind+".yaml"))
+	}
+	apply := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "apply", "--server-side"}, files...)...)
+	if out, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("applying the monitoring CRDs: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "delete", "--wait=false"}, files...)...).Run()
+	})
+	wait := exec.Command(kubectl, "--kubeconfig", kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
+		"crd/servicemonitors.monitoring.coreos.com", "crd/podmonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
+	if out, err := wait.CombinedOutput(); err != nil {
+		t.Fatalf("monitoring CRDs not established: %v\n%s", err, out)
 	}
 }

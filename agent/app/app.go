@@ -66,10 +66,6 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := refresher.NewPrometheusMetrics(reg)
-	if err != nil {
-		return err
-	}
 
 	// Informers: Registry objects, and the secrets of pullpass's namespace (the sources).
 	registries := registrywatch.New(regClient, log.With("component", "registries"))
@@ -92,9 +88,6 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 			return err
 		}
 		sinks = append(sinks, installer)
-		if err := registerProviderMetrics(reg, o.CachePath, installer); err != nil {
-			return err
-		}
 	case ModeLegacy:
 		w, err := legacy.New(legacy.Config{
 			Path: o.KubeletDockerConfig, OwnedPath: filepath.Join(filepath.Dir(o.CachePath), "legacy-owned.json"),
@@ -106,6 +99,14 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		sinks = append(sinks, w)
 	}
 
+	var restartNeeded func() bool
+	if installer != nil {
+		restartNeeded = installer.RestartNeeded
+	}
+	metrics, err := RegisterMetrics(reg, o.CachePath, restartNeeded)
+	if err != nil {
+		return err
+	}
 	ref, err := refresher.New(refresher.Config{
 		Registries: registries,
 		Resolver: &credentials.Resolver{
@@ -203,8 +204,13 @@ func Uninstall(o *Options, log *slog.Logger) error {
 	return errors.Join(errs...)
 }
 
-// registerProviderMetrics exports what the plugin recorded beside the cache, read at scrape.
-func registerProviderMetrics(reg prometheus.Registerer, cachePath string, in *install.Installer) error {
+// RegisterMetrics registers the agent's metrics on reg: the refresher's, and in provider mode
+// (restartNeeded set) what the plugin recorded beside the cache, read at scrape.
+func RegisterMetrics(reg prometheus.Registerer, cachePath string, restartNeeded func() bool) (*refresher.PrometheusMetrics, error) {
+	m, err := refresher.NewPrometheusMetrics(reg)
+	if err != nil || restartNeeded == nil {
+		return m, err
+	}
 	requests := prometheus.NewDesc("pullpass_agent_plugin_requests_total",
 		"Requests the kubelet made to the credential provider plugin on this node, by result (hit: credentials served, miss: no Cluster-scope registry matched, error).",
 		[]string{"result"}, nil)
@@ -213,13 +219,13 @@ func registerProviderMetrics(reg prometheus.Registerer, cachePath string, in *in
 			ch <- prometheus.MustNewConstMetric(requests, prometheus.CounterValue, nodecache.CountRequests(cachePath, r), r)
 		}
 	}}); err != nil {
-		return err
+		return nil, err
 	}
-	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	return m, reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pullpass_agent_kubelet_restart_required",
 		Help: "1 when the kubelet on this node runs an older credential provider config than the agent wrote: restart it to serve hosts new to the config (those with ports).",
 	}, func() float64 {
-		if in.RestartNeeded() {
+		if restartNeeded() {
 			return 1
 		}
 		return 0

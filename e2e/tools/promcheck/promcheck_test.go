@@ -1,0 +1,193 @@
+package promcheck
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+
+	agentapp "github.com/pullpass/pullpass/agent/app"
+	webhookapp "github.com/pullpass/pullpass/webhook/app"
+	"github.com/pullpass/pullpass/webhook/inject"
+)
+
+var chart = filepath.Join("..", "..", "..", "charts", "pullpass", "files")
+
+// describing records the names of every metric family registered on it.
+type describing struct{ names map[string]bool }
+
+var descName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+func (d *describing) Register(c prometheus.Collector) error {
+	ch := make(chan *prometheus.Desc, 64)
+	go func() { c.Describe(ch); close(ch) }()
+	for desc := range ch {
+		if m := descName.FindStringSubmatch(desc.String()); m != nil {
+			d.names[m[1]] = true
+		}
+	}
+	return nil
+}
+func (d *describing) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		_ = d.Register(c)
+	}
+}
+func (d *describing) Unregister(prometheus.Collector) bool { return true }
+
+// exported returns every metric name pullpass's binaries serve: their own registrations, the
+// webhook's kubewebhook handler, and the Go and process collectors.
+func exported(t *testing.T) map[string]bool {
+	t.Helper()
+	d := &describing{names: map[string]bool{}}
+	if _, err := webhookapp.NewMetrics(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := webhookapp.NewHandlerFor(inject.Webhook{}, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agentapp.RegisterMetrics(d, filepath.Join(t.TempDir(), "credentials.json"), func() bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	d.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Histograms and summaries are served as these series.
+	for n := range d.names {
+		for _, s := range []string{"_bucket", "_sum", "_count"} {
+			d.names[n+s] = true
+		}
+	}
+	if len(d.names) < 20 || !d.names["pullpass_image_pull_failures_total"] || !d.names["pullpass_agent_plugin_requests_total"] {
+		t.Fatalf("too few metrics found, the collection is broken: %v", sorted(d.names))
+	}
+	return d.names
+}
+
+func sorted(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// metricsOf returns the metric names an expression selects.
+func metricsOf(t *testing.T, expr string) []string {
+	t.Helper()
+	e, err := parser.ParseExpr(expr)
+	if err != nil {
+		t.Fatalf("not PromQL: %v\n%s", err, expr)
+	}
+	var names []string
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok {
+			names = append(names, vs.Name)
+		}
+		return nil
+	})
+	return names
+}
+
+// What `promtool check rules` checks: the file parses as a rule file, every expression as PromQL,
+// templates of labels and annotations expand; and every metric an alert uses is one pullpass serves.
+func TestAlertRules(t *testing.T) {
+	groups, errs := rulefmt.ParseFile(filepath.Join(chart, "alerts.yaml"), false, model.UTF8Validation)
+	for _, err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	have := exported(t)
+	alerts := 0
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			alerts++
+			for _, m := range metricsOf(t, r.Expr) {
+				if !have[m] {
+					t.Errorf("alert %s uses %s, which pullpass does not serve", r.Alert, m)
+				}
+			}
+			if r.Annotations["summary"] == "" || r.Labels["severity"] == "" {
+				t.Errorf("alert %s needs a summary and a severity", r.Alert)
+			}
+		}
+	}
+	if alerts < 5 {
+		t.Fatalf("%d alerts", alerts)
+	}
+}
+
+// Grafana's variables, replaced by values a query can have, so the query parses as PromQL.
+var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$__range", "1h",
+	`"$namespace"`, `".*"`, `"$registry"`, `".*"`)
+
+func TestDashboard(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(chart, "dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		UID    string `json:"uid"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Type    string `json:"type"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name  string `json:"name"`
+				Query any    `json:"query"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatal(err)
+	}
+	have := exported(t)
+	queries := 0
+	for _, p := range dash.Panels {
+		if p.Type == "row" {
+			continue
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			queries++
+			if strings.Contains(grafanaVars.Replace(tg.Expr), "$") {
+				t.Errorf("panel %q: unknown variable in %s", p.Title, tg.Expr)
+			}
+			for _, m := range metricsOf(t, grafanaVars.Replace(tg.Expr)) {
+				if !have[m] {
+					t.Errorf("panel %q uses %s, which pullpass does not serve", p.Title, m)
+				}
+			}
+		}
+	}
+	labelValues := regexp.MustCompile(`^label_values\(([a-z_:]+), [a-z_]+\)$`)
+	for _, v := range dash.Templating.List {
+		q, ok := v.Query.(map[string]any)
+		if !ok {
+			continue
+		}
+		m := labelValues.FindStringSubmatch(q["query"].(string))
+		if m == nil || !have[m[1]] {
+			t.Errorf("variable %s: query %v is not label_values of a pullpass metric", v.Name, q["query"])
+		}
+	}
+	if queries < 10 {
+		t.Fatalf("%d queries", queries)
+	}
+}
