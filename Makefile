@@ -17,6 +17,11 @@ build: ## Build the binaries into bin/ (pullpass, kubectl-pullpass)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN_DIR)/pullpass ./cmd/pullpass
 	ln -sf pullpass $(BIN_DIR)/kubectl-pullpass
 
+.PHONY: images
+images: ## Build and push pullpass's images without Docker: make images IMAGE_REPO=ghcr.io/you TAG=v0.1.0
+	@[ -n "$(IMAGE_REPO)" ] && [ -n "$(TAG)" ] || { echo "set IMAGE_REPO and TAG"; exit 2; }
+	cmd/images.sh $(IMAGE_REPO) $(TAG)
+
 .PHONY: unit
 unit: ## Run unit tests (fuzz seed corpora included, the matcher against the kubelet's own code, alerts and dashboard against Prometheus's parsers)
 	$(GO) test -count=1 $(PKGS)
@@ -65,10 +70,15 @@ clean: ## Remove build output (the harness must be down)
 	rm -rf $(BIN_DIR) _output
 
 .PHONY: e2e-kind
-e2e-kind: ## On a Docker machine: kind cluster (kind.yaml) + private registry, then the e2e suite (E2E_HOST_NETWORK=false)
+e2e-kind: ## On a Docker machine: kind cluster (kind.yaml) + private registry, pullpass deployed, then the e2e suite (E2E_HOST_NETWORK=false)
 	e2e/kind/up.sh
-	E2E_KUBECONFIG=$(CURDIR)/_output/kind/kubeconfig E2E_REGISTRY_ENV=$(CURDIR)/_output/kind/registry.env \
+	e2e/kind/deploy.sh
+	E2E_ENDPOINTS_ENV=$(CURDIR)/_output/kind/endpoints.env E2E_KUBECONFIG=$(CURDIR)/_output/kind/kubeconfig E2E_REGISTRY_ENV=$(CURDIR)/_output/kind/registry.env \
 	  E2E_HOST_NETWORK=false $(GO) test -tags e2e -count=1 -timeout 30m ./e2e/...
+
+.PHONY: demo-kind
+demo-kind: ## On a Docker machine: make demo's story on a kind cluster (kind.yaml)
+	e2e/kind/demo.sh
 
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster and its registry

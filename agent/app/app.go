@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -166,16 +168,23 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	case <-ctx.Done():
 	case runErr = <-errs:
 	}
-	log.Info("shutting down; the node keeps serving the cache as written")
 	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 	defer scancel()
 	_ = opsSrv.Shutdown(sctx)
+	if o.DaemonSetName != "" {
+		if gone, why := uninstalling(kube, o.Namespace, o.DaemonSetName); gone {
+			log.Info("pullpass is being uninstalled: removing its credentials and config from the node", "why", why)
+			return errors.Join(runErr, Uninstall(o, log, true))
+		}
+	}
+	log.Info("shutting down; the node keeps serving the cache as written")
 	return runErr
 }
 
-// Uninstall removes what the agent put on the node: the plugin and its config entry, pullpass's
-// entries of the kubelet's docker config, and the cache.
-func Uninstall(o *Options, log *slog.Logger) error {
+// Uninstall removes what the agent put on the node: the plugin's config entry (and, unless
+// keepPlugin, its binary: a running kubelet still executes it until restarted), pullpass's entries
+// of the kubelet's docker config, and the cache with every credential in it.
+func Uninstall(o *Options, log *slog.Logger, keepPlugin bool) error {
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("invalid options: %w", err)
 	}
@@ -183,16 +192,22 @@ func Uninstall(o *Options, log *slog.Logger) error {
 	if o.ProviderConfig != "" && o.ProviderBinDir != "" {
 		in, err := install.New(install.Config{PluginSource: "-", BinDir: o.ProviderBinDir, ConfigPath: o.ProviderConfig, CachePath: o.CachePath})
 		if err == nil {
-			err = in.Remove()
+			if keepPlugin {
+				err = in.RemoveEntry()
+			} else {
+				err = in.Remove()
+			}
 		}
 		errs = append(errs, err)
 	}
-	w, err := legacy.New(legacy.Config{Path: o.KubeletDockerConfig, OwnedPath: filepath.Join(filepath.Dir(o.CachePath), "legacy-owned.json")})
-	if err == nil {
-		err = w.Remove(context.Background())
+	owned := filepath.Join(filepath.Dir(o.CachePath), "legacy-owned.json")
+	if _, err := os.Stat(owned); err == nil {
+		w, err := legacy.New(legacy.Config{Path: o.KubeletDockerConfig, OwnedPath: owned})
+		if err == nil {
+			err = w.Remove(context.Background())
+		}
+		errs = append(errs, err)
 	}
-	errs = append(errs, err)
-	dir := filepath.Dir(o.CachePath)
 	for _, f := range []string{o.CachePath, nodecache.GenerationPath(o.CachePath),
 		nodecache.RequestsPath(o.CachePath, nodecache.RequestHit), nodecache.RequestsPath(o.CachePath, nodecache.RequestMiss),
 		nodecache.RequestsPath(o.CachePath, nodecache.RequestError)} {
@@ -200,8 +215,29 @@ func Uninstall(o *Options, log *slog.Logger) error {
 			errs = append(errs, err)
 		}
 	}
-	log.Info("pullpass removed from this node", "cacheDir", dir)
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	log.Info("pullpass removed from this node", "cacheDir", filepath.Dir(o.CachePath), "pluginKept", keepPlugin, "err", err)
+	return err
+}
+
+// uninstalling reports whether the agent stops because pullpass is being uninstalled: its
+// DaemonSet is gone or going, or (helm deletes the agent's RBAC and ServiceAccount in the same
+// breath) the API server no longer lets it look.
+func uninstalling(kube kubernetes.Interface, namespace, name string) (bool, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ds, err := kube.AppsV1().DaemonSets(namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return true, "the DaemonSet is gone"
+	case apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err):
+		return true, "the agent's access was revoked"
+	case err != nil:
+		return false, ""
+	case ds.DeletionTimestamp != nil:
+		return true, "the DaemonSet is being deleted"
+	}
+	return false, ""
 }
 
 // RegisterMetrics registers the agent's metrics on reg: the refresher's, and in provider mode

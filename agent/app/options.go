@@ -26,6 +26,9 @@ type Options struct {
 	Kubeconfig string
 	Namespace  string // pullpass's namespace: the source secrets
 	NodeName   string
+	// DaemonSetName is the agent's DaemonSet: when it is gone at shutdown, pullpass is being
+	// uninstalled and the agent cleans the node.
+	DaemonSetName string
 
 	// Node files.
 	Mode                string
@@ -77,6 +80,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; in-cluster config when empty")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "pullpass's namespace (source secrets); $POD_NAMESPACE by default")
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "this node's name, for logs; $NODE_NAME by default")
+	fs.StringVar(&o.DaemonSetName, "daemonset-name", o.DaemonSetName, "the agent's DaemonSet: when it is gone at shutdown (uninstall), the agent removes its credentials and config from the node")
 
 	fs.StringVar(&o.Mode, "mode", o.Mode, "how the kubelet is served: provider (credential provider plugin) or legacy (the kubelet's docker config.json)")
 	fs.StringVar(&o.CachePath, "cache", o.CachePath, "the node credential cache (its directory must be the agent's only)")

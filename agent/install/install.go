@@ -322,6 +322,18 @@ func (i *Installer) write(entry []byte) error {
 // Remove takes pullpass's entry out of the config (and its drop-in file) and the plugin binary
 // out of the bin dir: what `pullpass-agent uninstall` does on a node.
 func (i *Installer) Remove() error {
+	if err := i.RemoveEntry(); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(i.cfg.BinDir, i.cfg.PluginName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// RemoveEntry takes pullpass's entry out of the config, leaving the plugin binary: a running
+// kubelet keeps executing it until it restarts (with no cache, it answers "no credentials").
+func (i *Installer) RemoveEntry() error {
 	if i.isDir() {
 		if err := os.Remove(filepath.Join(i.cfg.ConfigPath, DropInName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
@@ -355,9 +367,6 @@ func (i *Installer) Remove() error {
 				return err
 			}
 		}
-	}
-	if err := os.Remove(filepath.Join(i.cfg.BinDir, i.cfg.PluginName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
 	}
 	return nil
 }

@@ -183,12 +183,9 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 	for n, reg := range regs {
 		if e := results[n]; oks[n] {
 			entries = append(entries, e)
-			r.cfg.Metrics.Served(reg.Name, true, e.ExpiresAt)
 			if !e.ExpiresAt.IsZero() && e.ExpiresAt.Before(next) {
 				next = e.ExpiresAt // drop it when it expires
 			}
-		} else {
-			r.cfg.Metrics.Served(reg.Name, false, time.Time{})
 		}
 		if t := r.cfg.Resolver.NextRefresh(reg.Name); !t.IsZero() && t.Before(next) {
 			next = t
@@ -206,7 +203,8 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 	}
 	r.known = served
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Registry < entries[j].Registry })
-	r.cfg.Metrics.Entries(len(entries))
+	// The metrics say what the cache holds, once it holds it.
+	defer r.record(regs)
 	if r.written() && slices.EqualFunc(entries, r.last, equalEntry) {
 		if !r.sunk {
 			return r.sink(ctx, entries, next)
@@ -222,6 +220,19 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 	r.last = entries
 	r.cfg.Logger.Info("credential cache written", "path", r.cfg.CachePath, "registries", names(entries))
 	return r.sink(ctx, entries, next)
+}
+
+// record sets the served metrics from what the cache holds.
+func (r *Refresher) record(regs []*v1alpha1.Registry) {
+	inCache := map[string]nodecache.Entry{}
+	for _, e := range r.last {
+		inCache[e.Registry] = e
+	}
+	for _, reg := range regs {
+		e, ok := inCache[reg.Name]
+		r.cfg.Metrics.Served(reg.Name, ok, e.ExpiresAt)
+	}
+	r.cfg.Metrics.Entries(len(r.last))
 }
 
 // sink hands the entries to the sinks: after every write, and once at start.

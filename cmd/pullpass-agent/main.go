@@ -25,7 +25,7 @@ func main() {
 		defer stop()
 		err = app.Run(ctx, o, log)
 	case "uninstall":
-		err = app.Uninstall(o, log)
+		err = app.Uninstall(o, log, false)
 	default:
 		err = fmt.Errorf("unknown command %q (the only command is uninstall)", flag.Arg(0))
 	}
