@@ -110,6 +110,18 @@ func TestAgentServesClusterRegistryWithNoPullSecret(t *testing.T) {
 	if got := framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_refreshes_total", map[string]string{"registry": "node-wide", "result": "success"}); got < 1 {
 		t.Fatalf("refreshes{success} = %v", got)
 	}
+	// The agent logged the registry (it did: cache written) and never its password.
+	agents, err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).List(framework.Context(t, time.Minute), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
+	if err != nil || len(agents.Items) == 0 {
+		t.Fatalf("no agent pod: %v", err)
+	}
+	logs := e.Logs(t, framework.PullpassNamespace, agents.Items[0].Name, "agent")
+	if !strings.Contains(logs, "node-wide") {
+		t.Fatalf("the agent's log does not mention the registry; is this the right log?\n%s", logs)
+	}
+	if strings.Contains(logs, e.RegistryPassword) {
+		t.Fatal("the agent logged the registry password")
+	}
 }
 
 // basicAuthStatus is the registry's answer to credentials.

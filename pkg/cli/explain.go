@@ -89,6 +89,11 @@ func explain(s Streams, regs []*v1alpha1.Registry, img string) error {
 	fmt.Fprintf(w, "registry: %s\n", m.Registry.Name)
 	fmt.Fprintf(w, "pattern: %s\n", m.Pattern)
 	fmt.Fprintf(w, "scope: %s\n", m.Registry.Spec.EffectiveScope())
+	if m.Registry.Spec.EffectiveScope() == v1alpha1.ScopeCluster {
+		fmt.Fprintln(w, "served: by the node agents to every pod's kubelet, with no pull secret")
+	} else {
+		fmt.Fprintln(w, "served: as a pull secret added to the pods of opted-in namespaces")
+	}
 	if ref := m.Registry.Spec.Auth.SecretRef; ref != nil {
 		fmt.Fprintf(w, "source: secret %s/%s\n", ref.Namespace, ref.Name)
 	}

@@ -63,8 +63,8 @@ func TestExplainOffline(t *testing.T) {
 		registry string
 		more     []string
 	}{
-		{"ghcr.io/team/app:v1", 0, "ghcr-team", []string{"pattern: *.io/team", "scope: Cluster", "also matches: ghcr (pattern ghcr.io)"}},
-		{"ghcr.io/other/app", 0, "ghcr", []string{"pattern: ghcr.io", "source: secret pullpass/ghcr"}},
+		{"ghcr.io/team/app:v1", 0, "ghcr-team", []string{"pattern: *.io/team", "scope: Cluster", "served: by the node agents", "also matches: ghcr (pattern ghcr.io)"}},
+		{"ghcr.io/other/app", 0, "ghcr", []string{"pattern: ghcr.io", "served: as a pull secret", "source: secret pullpass/ghcr"}},
 		{"nginx", 0, "hub", []string{"normalized: docker.io/library/nginx", "host: docker.io"}},
 		{"index.docker.io/org/app", 0, "hub", nil},
 		{"quay.io/org/app", 1, "none", nil},
