@@ -30,7 +30,6 @@ import (
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/pkg/nodecache"
-	"github.com/pullpass/pullpass/pkg/registryclient"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 )
 
@@ -52,19 +51,11 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := os.Chmod(filepath.Dir(o.CachePath), 0o700); err != nil {
 		return fmt.Errorf("cache directory: %w", err)
 	}
-	cfg, err := kubeconfig.Load(o.Kubeconfig)
+	clients, err := kubeconfig.NewClients(o.Kubeconfig, "pullpass-agent", 0, 0)
 	if err != nil {
 		return err
 	}
-	cfg.UserAgent = "pullpass-agent"
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
-	}
-	regClient, err := registryclient.New(cfg)
-	if err != nil {
-		return err
-	}
+	kube, regClient := clients.Kube, clients.Registries
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

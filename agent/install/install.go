@@ -306,17 +306,20 @@ func (i *Installer) write(entry []byte) error {
 		list = append(list, e)
 	}
 	doc["providers"] = list
-	var out []byte
-	if isJSON {
-		out, err = json.MarshalIndent(doc, "", "  ")
-		out = append(out, '\n')
-	} else {
-		out, err = yaml.Marshal(doc)
-	}
+	out, err := marshalConfig(doc, isJSON)
 	if err != nil {
 		return err
 	}
 	return writeConfig(i.cfg.ConfigPath, out, perm)
+}
+
+// marshalConfig writes a config document back in the format it was read in.
+func marshalConfig(doc map[string]any, isJSON bool) ([]byte, error) {
+	if !isJSON {
+		return yaml.Marshal(doc)
+	}
+	out, err := json.MarshalIndent(doc, "", "  ")
+	return append(out, '\n'), err
 }
 
 // Remove takes pullpass's entry out of the config (and its drop-in file) and the plugin binary
@@ -349,13 +352,7 @@ func (i *Installer) RemoveEntry() error {
 				return ok && m["name"] == i.cfg.PluginName
 			})
 			doc["providers"] = list
-			var out []byte
-			if isJSON {
-				out, err = json.MarshalIndent(doc, "", "  ")
-				out = append(out, '\n')
-			} else {
-				out, err = yaml.Marshal(doc)
-			}
+			out, err := marshalConfig(doc, isJSON)
 			if err != nil {
 				return err
 			}
