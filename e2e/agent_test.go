@@ -3,12 +3,15 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
+	"fmt"
 	"crypto/x509"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -346,5 +349,112 @@ func TestAgentLegacyModeServesThroughKubeletDockerConfig(t *testing.T) {
 	stop()
 	if out, _ := os.ReadFile(filepath.Join(cacheDir, "agent.log")); strings.Contains(string(out), e.RegistryPassword) {
 		t.Fatal("the agent logged the password")
+	}
+}
+
+// agentPID finds the deployed agent's process on this machine (the harness's node), by its cache.
+func agentPID(t *testing.T, cache string) int {
+	t.Helper()
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range dirs {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(data), "\x00")
+		if strings.HasSuffix(args[0], "pullpass-agent") && strings.Contains(string(data), "--cache="+cache) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			return pid
+		}
+	}
+	return 0
+}
+
+// The agent killed (SIGKILL) again and again while registries keep coming, so while it writes:
+// after every kill the cache reads, the installed plugin answers the kubelet's request from it,
+// and once the agent is back it serves every registry and has cleaned up the temp files.
+func TestAgentKilledWhileWritingLeavesAReadableCache(t *testing.T) {
+	e := framework.Load(t)
+	ep := e.Deployed(t)
+	nodeServesNothingAfter(t, e)
+	cache := filepath.Join(framework.RepoRoot(), "_output/e2e/credential-provider/cache/credentials.json")
+	plugin := filepath.Join(e.Var("CREDENTIAL_PROVIDER_BIN"), "pullpass-credential-provider")
+	ready := func() bool {
+		resp, err := http.Get(strings.TrimSuffix(ep.AgentMetricsURL, "/metrics") + "/readyz")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+
+	const n = 40
+	created := make(chan error, 1)
+	go func() {
+		for i := 0; i < n; i++ {
+			name := fmt.Sprintf("kill-%02d", i)
+			data, _ := dockerconfig.ForHost(fmt.Sprintf("r%02d.kill.example.com", i), "u", "p-"+name).Marshal()
+			ctx := context.Background()
+			if _, err := e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + name},
+				Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: data}}, metav1.CreateOptions{}); err != nil {
+				created <- err
+				return
+			}
+			if _, err := e.Registries.Create(ctx, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.RegistrySpec{
+				Hosts: []string{fmt.Sprintf("r%02d.kill.example.com", i)}, Scope: v1alpha1.ScopeCluster,
+				Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: framework.PullpassNamespace, Name: "e2e-" + name}},
+			}}, metav1.CreateOptions{}); err != nil {
+				created <- err
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		created <- nil
+	}()
+	t.Cleanup(func() {
+		for i := 0; i < n; i++ {
+			name := fmt.Sprintf("kill-%02d", i)
+			_ = e.Registries.Delete(context.Background(), name, metav1.DeleteOptions{})
+			_ = e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Delete(context.Background(), "e2e-"+name, metav1.DeleteOptions{})
+		}
+	})
+
+	for kill := 0; kill < 3; kill++ {
+		waitFor(t, 2*time.Minute, "the agent running and ready", func() bool { return agentPID(t, cache) != 0 && ready() })
+		time.Sleep(time.Duration(300+kill*400) * time.Millisecond) // into the churn
+		pid := agentPID(t, cache)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("killing the agent (pid %d): %v", pid, err)
+		}
+		f, err := nodecache.Read(cache)
+		if err != nil {
+			t.Fatalf("after kill %d the cache does not read: %v", kill+1, err)
+		}
+		if len(f.Entries) == 0 {
+			continue
+		}
+		req := `{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"` + f.Entries[0].Hosts[0] + `/app:1"}`
+		cmd := exec.Command(plugin, "--cache="+cache, "--no-record")
+		cmd.Stdin = strings.NewReader(req)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), f.Entries[0].Hosts[0]) {
+			t.Fatalf("after kill %d the plugin does not answer from the cache: %v\n%s", kill+1, err, out)
+		}
+		t.Logf("kill %d: the cache held %d registries and the plugin answered", kill+1, len(f.Entries))
+	}
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Minute, "every registry served after the kills", func() bool {
+		c := agentCache(t, e)
+		for i := 0; i < n; i++ {
+			if _, ok := c[fmt.Sprintf("kill-%02d", i)]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(cache), ".credentials.json.*")); len(left) != 0 {
+		t.Fatalf("temp files left beside the cache: %v", left)
 	}
 }
