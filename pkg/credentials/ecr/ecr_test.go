@@ -121,3 +121,34 @@ func TestParseHost(t *testing.T) {
 		}
 	}
 }
+
+// A role ARN: the SDK assumes the role through STS with the base credentials, then signs
+// GetAuthorizationToken with the role's temporary credentials.
+func TestFetchWithRoleAssumesIt(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	s := ecrtest.New(ecrtest.Reply{Username: "AWS", Password: "role-token", ExpiresAt: time.Now().Add(time.Hour)})
+	defer s.Close()
+	const role = "arn:aws:iam::123456789012:role/ecr-pull"
+	api, err := ecr.NewAPI(context.Background(), ecr.ClientConfig{
+		Region: "us-east-1", Endpoint: s.URL, RoleARN: role, MaxAttempts: 1,
+		Keys: &ecr.Keys{AccessKeyID: "AKIABASEKEY", SecretAccessKey: "base-secret"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ecr.Fetch(context.Background(), api, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Password != "role-token" {
+		t.Fatalf("token %v", tok)
+	}
+	if got := s.AssumedRoles(); len(got) != 1 || got[0] != role+" by AKIABASEKEY" {
+		t.Fatalf("AssumeRole calls %v, want one for %s signed with the base key", got, role)
+	}
+	if got := s.SigningKeys(); len(got) != 1 || got[0] != ecrtest.AssumedAccessKeyID {
+		t.Fatalf("GetAuthorizationToken signed by %v, want the assumed role's key %s", got, ecrtest.AssumedAccessKeyID)
+	}
+}
