@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,13 +27,12 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
-	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 )
 
 // NewLogger builds the slog logger the options ask for.
-func NewLogger(o *Options) *slog.Logger { return logging.New(o.LogFormat, o.LogLevel) }
+func NewLogger(o *Options) *slog.Logger { return o.Log.Logger() }
 
 // Run runs the agent until ctx ends.
 func Run(ctx context.Context, o *Options, log *slog.Logger) error {
@@ -127,12 +125,11 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	sourceFactory.Start(ctx.Done())
 	go registries.Run(ctx)
 
-	var synced atomic.Bool
 	opsMux := http.NewServeMux()
 	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	opsMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	opsMux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !synced.Load() {
+		if !ref.Synced() {
 			http.Error(w, "the first sync has not finished", http.StatusServiceUnavailable)
 			return
 		}
@@ -150,9 +147,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if !cache.WaitForCacheSync(ctx.Done(), registries.HasSynced, sources.Informer().HasSynced) {
 		return ctx.Err()
 	}
-	ref.Sync(ctx)
-	synced.Store(true)
-	go ref.Run(ctx)
+	go ref.Run(ctx) // its first sync makes the agent ready
 
 	var runErr error
 	select {
@@ -181,7 +176,7 @@ func Uninstall(o *Options, log *slog.Logger, keepPlugin bool) error {
 	}
 	var errs []error
 	if o.ProviderConfig != "" && o.ProviderBinDir != "" {
-		in, err := install.New(install.Config{PluginSource: "-", BinDir: o.ProviderBinDir, ConfigPath: o.ProviderConfig, CachePath: o.CachePath})
+		in, err := install.New(install.Config{BinDir: o.ProviderBinDir, ConfigPath: o.ProviderConfig, CachePath: o.CachePath})
 		if err == nil {
 			if keepPlugin {
 				err = in.RemoveEntry()

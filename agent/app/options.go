@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/pullpass/pullpass/pkg/logging"
 )
 
 // Modes of serving the kubelet.
@@ -48,8 +50,7 @@ type Options struct {
 	ShutdownTimeout time.Duration
 
 	// Logs.
-	LogFormat string
-	LogLevel  string
+	Log logging.Options
 }
 
 // DefaultOptions returns the defaults.
@@ -70,8 +71,7 @@ func DefaultOptions() *Options {
 		KubeletDockerConfig: "/var/lib/kubelet/config.json",
 		MetricsAddress:      ":8081",
 		ShutdownTimeout:     10 * time.Second,
-		LogFormat:           "text",
-		LogLevel:            "info",
+		Log:                 logging.Defaults(),
 	}
 }
 
@@ -103,8 +103,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long to let requests finish on shutdown")
 
-	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "text or json")
-	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
+	o.Log.AddFlags(fs)
 }
 
 // Validate checks the options.
@@ -125,8 +124,8 @@ func (o *Options) Validate() error {
 	if o.PluginCacheTime < time.Second {
 		errs = append(errs, fmt.Errorf("--plugin-cache-duration %s: at least 1s", o.PluginCacheTime))
 	}
-	if o.LogFormat != "text" && o.LogFormat != "json" {
-		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", o.LogFormat))
+	if err := o.Log.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -39,7 +39,8 @@ const DropInName = "pullpass.yaml"
 
 // Config configures an Installer.
 type Config struct {
-	// PluginSource is the plugin binary to install (shipped in the agent's image).
+	// PluginSource is the plugin binary to install (shipped in the agent's image); only
+	// InstallPlugin needs it.
 	PluginSource string
 	// BinDir is the kubelet's --image-credential-provider-bin-dir.
 	BinDir string
@@ -72,8 +73,8 @@ type Installer struct {
 
 // New returns an Installer.
 func New(cfg Config) (*Installer, error) {
-	if cfg.PluginSource == "" || cfg.BinDir == "" || cfg.ConfigPath == "" || cfg.CachePath == "" {
-		return nil, errors.New("invalid configuration: plugin source, bin dir, config path and cache path are required")
+	if cfg.BinDir == "" || cfg.ConfigPath == "" || cfg.CachePath == "" {
+		return nil, errors.New("invalid configuration: bin dir, config path and cache path are required")
 	}
 	if cfg.PluginName == "" {
 		cfg.PluginName = DefaultPluginName
@@ -97,6 +98,9 @@ func New(cfg Config) (*Installer, error) {
 
 // InstallPlugin copies the plugin binary into the bin dir, atomically, when it differs.
 func (i *Installer) InstallPlugin() error {
+	if i.cfg.PluginSource == "" {
+		return errors.New("no plugin to install: the plugin source is not set")
+	}
 	src, err := os.ReadFile(i.cfg.PluginSource)
 	if err != nil {
 		return fmt.Errorf("reading the plugin to install: %w", err)

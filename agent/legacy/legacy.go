@@ -69,6 +69,9 @@ func (w *Writer) Write(_ context.Context, entries []nodecache.Entry) error {
 	}
 	slices.Sort(now)
 	now = slices.Compact(now)
+	if len(owned) == 0 && len(now) == 0 {
+		return nil // pullpass has nothing there and nothing to add: the file is not touched
+	}
 	if len(now) == 0 && len(cfg.Auths) == 0 && !cfg.HasExtra() {
 		// Nothing of anyone's left: no file, as before pullpass came.
 		if err := os.Remove(w.cfg.Path); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -115,3 +115,18 @@ func TestUnreadableFileIsLeftAlone(t *testing.T) {
 		t.Fatalf("file changed: %s", data)
 	}
 }
+
+// With nothing of pullpass's to write, someone else's file is left byte for byte.
+func TestNothingToWriteLeavesTheFileAlone(t *testing.T) {
+	w, path := writer(t)
+	foreign := "{\n  \"auths\": {\"other.example.com\": {\"auth\": \"b3RoZXI6c2VjcmV0\"}}\n}\n"
+	if err := os.WriteFile(path, []byte(foreign), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(path); string(data) != foreign {
+		t.Fatalf("the file was rewritten:\n%s", data)
+	}
+}

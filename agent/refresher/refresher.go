@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -66,6 +67,7 @@ type Refresher struct {
 	// loaded is whether last was read from the cache (once, at the first sync).
 	loaded bool
 	known  map[string]bool // the Cluster-scope registries of the last sync
+	synced atomic.Bool     // a sync has finished
 	sunk   bool            // whether the sinks have the current entries
 }
 
@@ -94,6 +96,9 @@ func New(cfg Config) (*Refresher, error) {
 	}
 	return &Refresher{cfg: cfg, kick: make(chan struct{}, 1)}, nil
 }
+
+// Synced reports whether a sync has finished (the agent's readiness).
+func (r *Refresher) Synced() bool { return r.synced.Load() }
 
 // Kick asks for a sync soon (a registry or a source changed). It never blocks.
 func (r *Refresher) Kick() {
@@ -130,6 +135,7 @@ func (r *Refresher) Run(ctx context.Context) {
 // Sync resolves every Cluster-scope registry, writes the cache if it changed and returns when
 // the next sync is due.
 func (r *Refresher) Sync(ctx context.Context) time.Time {
+	defer r.synced.Store(true)
 	now := r.cfg.Now()
 	if !r.loaded {
 		r.loaded, r.known = true, map[string]bool{}

@@ -118,7 +118,13 @@ func TestOnlyClusterScopeIsCachedAndUnchangedIsNotRewritten(t *testing.T) {
 	for _, n := range []string{"node", "ns", "default-scope"} {
 		f.res.creds[n] = credentials.Credentials{Username: "u-" + n, Password: "p-" + n}
 	}
+	if f.r.Synced() {
+		t.Fatal("synced before any sync")
+	}
 	f.r.Sync(context.Background())
+	if !f.r.Synced() {
+		t.Fatal("not synced after a sync")
+	}
 	got := f.cached(t)
 	if len(got) != 1 || got["node"].Password != "p-node" || !slices.Equal(got["node"].Hosts, []string{"node.example.com"}) {
 		t.Fatalf("cache = %v, want only the Cluster-scope registry", got)

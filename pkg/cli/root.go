@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/registryclient"
 )
 
@@ -68,15 +69,11 @@ func (o *options) getClients() (*Clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	regs, err := registryclient.New(cfg)
+	c, err := kubeconfig.ClientsFor(cfg)
 	if err != nil {
 		return nil, err
 	}
-	o.clients = &Clients{Kube: kube, Registries: regs}
+	o.clients = &Clients{Kube: c.Kube, Registries: c.Registries}
 	return o.clients, nil
 }
 

@@ -45,6 +45,11 @@ func NewClients(path, userAgent string, qps float32, burst int) (*Clients, error
 	if qps > 0 {
 		cfg.QPS, cfg.Burst = qps, burst
 	}
+	return ClientsFor(cfg)
+}
+
+// ClientsFor builds the clients of a loaded config.
+func ClientsFor(cfg *rest.Config) (*Clients, error) {
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)

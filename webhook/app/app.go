@@ -24,7 +24,6 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
-	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/certs"
@@ -35,7 +34,7 @@ import (
 )
 
 // NewLogger builds the slog logger the options ask for.
-func NewLogger(o *Options) *slog.Logger { return logging.New(o.LogFormat, o.LogLevel) }
+func NewLogger(o *Options) *slog.Logger { return o.Log.Logger() }
 
 type certSource interface {
 	GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)

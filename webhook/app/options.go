@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pullpass/pullpass/pkg/logging"
 )
 
 // Options are the webhook's flags, grouped by concern.
@@ -44,8 +46,7 @@ type Options struct {
 	ExcludedNamespaces []string
 
 	// Logs.
-	LogFormat string
-	LogLevel  string
+	Log logging.Options
 }
 
 // DefaultOptions returns the defaults.
@@ -66,8 +67,7 @@ func DefaultOptions() *Options {
 		ServiceName:        "pullpass-webhook",
 		ExcludedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"},
 		WatchPulls:         true,
-		LogFormat:          "text",
-		LogLevel:           "info",
+		Log:                logging.Defaults(),
 	}
 }
 
@@ -110,8 +110,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		o.ExcludedNamespaces = splitList(s)
 		return nil
 	})
-	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "text or json")
-	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, warn or error")
+	o.Log.AddFlags(fs)
 }
 
 // Validate checks the options.
@@ -122,10 +121,7 @@ func (o *Options) Validate() error {
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
-	if o.LogFormat != "text" && o.LogFormat != "json" {
-		return fmt.Errorf("--log-format must be text or json")
-	}
-	return nil
+	return o.Log.Validate()
 }
 
 // DNSNames are the names the certificate must carry.
