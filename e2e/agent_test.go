@@ -268,17 +268,20 @@ func TestAgentLegacyModeServesThroughKubeletDockerConfig(t *testing.T) {
 		time.Sleep(2 * time.Second)
 	})
 
-	srcNS := e.Namespace(t, "legacy-src", nil)
+	srcNS := framework.PullpassNamespace
 	src, _ := dockerconfig.ForHost(alias, e.RegistryUsername, e.RegistryPassword).Marshal()
 	if _, err := e.Kube.CoreV1().Secrets(srcNS).Create(framework.Context(t, time.Minute), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "src"}, Type: corev1.SecretTypeDockerConfigJson,
+		ObjectMeta: metav1.ObjectMeta{Name: "legacy-src"}, Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: src},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = e.Kube.CoreV1().Secrets(srcNS).Delete(context.Background(), "legacy-src", metav1.DeleteOptions{})
+	})
 	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "node-legacy"}, Spec: v1alpha1.RegistrySpec{
 		Hosts: []string{alias}, Scope: v1alpha1.ScopeCluster,
-		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: srcNS, Name: "src"}},
+		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: srcNS, Name: "legacy-src"}},
 	}}
 	if _, err := e.Registries.Create(framework.Context(t, time.Minute), reg, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -38,10 +38,13 @@ func runCLI(t *testing.T, e *framework.Env, stdin string, args ...string) cliRes
 func TestCLIRegistriesLifecycle(t *testing.T) {
 	e := framework.Load(t)
 	e.InstallCRD(t)
-	ns := e.Namespace(t, "pullpass-cli", nil) // stands for the pullpass namespace
+	ns := framework.PullpassNamespace // sources may only be there
 	ctx := framework.Context(t, 5*time.Minute)
 	name := cli.NameForHost(e.Registry)
-	t.Cleanup(func() { _ = e.Registries.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = e.Registries.Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = e.Kube.CoreV1().Secrets(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 
 	// A wrong password first, then the right one: the second add updates, never duplicates.
 	r := runCLI(t, e, "wrong-password\n", "-N", ns, "registries", "add", e.Registry, "--username", e.RegistryUsername, "--password-stdin")
@@ -130,8 +133,13 @@ func TestCLIRegistriesLifecycle(t *testing.T) {
 func TestCLIAddFromDockerConfig(t *testing.T) {
 	e := framework.Load(t)
 	e.InstallCRD(t)
-	ns := e.Namespace(t, "pullpass-cli", nil)
+	ns := framework.PullpassNamespace // sources may only be there
 	ctx := framework.Context(t, 2*time.Minute)
+	t.Cleanup(func() {
+		for _, s := range []string{"from-docker", "users-own"} {
+			_ = e.Kube.CoreV1().Secrets(ns).Delete(context.Background(), s, metav1.DeleteOptions{})
+		}
+	})
 	cfg := dockerconfig.Config{Auths: map[string]dockerconfig.AuthEntry{
 		"https://" + e.Registry: {Username: e.RegistryUsername, Password: e.RegistryPassword},
 		"ghcr.io":               {Username: "other", Password: "other"},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/registrytable"
 )
@@ -161,7 +162,7 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 	served := map[string]bool{}
 	var regs []*v1alpha1.Registry
 	for _, reg := range r.cfg.Registries.List() {
-		if reg.Spec.EffectiveScope() != v1alpha1.ScopeCluster || reg.DeletionTimestamp != nil {
+		if !nodeaccess.ServedByNode(reg) {
 			continue
 		}
 		if err := registrytable.Validate(reg); err != nil {

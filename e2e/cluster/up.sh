@@ -19,7 +19,7 @@ fi
 rm -f "$E2E_DIR/ready"
 # Start clean: no objects, pods, images or node state from an earlier cluster. The PKI and the
 # registry password are kept, so a kubeconfig copied elsewhere keeps working.
-rm -rf "$E2E_DIR/etcd" "$KUBELET_ROOT" "$CONTAINERD_DIR" "$E2E_DIR/registry/data" "$LOGS"
+rm -rf "$E2E_DIR/etcd" "$KUBELET_ROOT" "$CONTAINERD_DIR" "$E2E_DIR/registry/data" "$LOGS" "$E2E_DIR/pod-logs"
 
 # --- packages ---------------------------------------------------------------------------------
 need=()
@@ -269,6 +269,9 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 resolvConf: ""
 serializeImagePulls: false
+# Pod logs under the harness dir: a kubelet deletes the log dirs of pods it does not know, so two
+# harnesses (or a harness and a real node) sharing /var/log/pods would delete each other's.
+podLogsDir: $E2E_DIR/pod-logs
 EOF
 start_kubelet
 wait_for kubelet 120 kubectl_e2e get node "$NODE_NAME"

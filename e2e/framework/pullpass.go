@@ -263,3 +263,43 @@ func (e *Env) PullSecretPassword(t testing.TB, namespace, name string) (password
 	entry, _ := cfg.Lookup(e.Registry)
 	return entry.Password, string(s.UID)
 }
+
+// APIServerWrites returns how many create, update and patch requests the API server has served
+// for a resource (all codes, no dry runs), from its own request counters.
+func (e *Env) APIServerWrites(t testing.TB, resource string) float64 {
+	t.Helper()
+	body, err := e.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(Context(t, 30*time.Second))
+	if err != nil {
+		t.Fatalf("reading the API server's metrics: %v", err)
+	}
+	var total float64
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		end := strings.Index(line, "}")
+		lbls := map[string]string{}
+		for _, kv := range strings.Split(line[len("apiserver_request_total{"):end], ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				lbls[k] = strings.Trim(v, `"`)
+			}
+		}
+		switch lbls["verb"] {
+		case "POST", "PUT", "PATCH", "APPLY":
+		default:
+			continue
+		}
+		if lbls["resource"] != resource || lbls["subresource"] != "" || lbls["dry_run"] != "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		total += v
+	}
+	return total
+}

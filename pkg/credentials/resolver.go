@@ -34,6 +34,18 @@ func (c Credentials) String() string {
 	return fmt.Sprintf("{username:%q password:<redacted>}", c.Username)
 }
 
+// NamespaceNotAllowedError is returned for a source Secret outside the namespaces pullpass reads
+// sources from: a Registry must never make pullpass copy a Secret it has no business with (it
+// may read every Secret) into namespaces where others can read it.
+type NamespaceNotAllowedError struct {
+	Namespace string
+	Allowed   []string
+}
+
+func (e *NamespaceNotAllowedError) Error() string {
+	return fmt.Sprintf("namespace %q may not hold credential sources (allowed: %s; the chart's sourceNamespaces adds more)", e.Namespace, strings.Join(e.Allowed, ", "))
+}
+
 // SecretGetter reads a Secret, from a cache where it can.
 type SecretGetter interface {
 	Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error)

@@ -5,6 +5,7 @@ package pullsecret
 import (
 	"bytes"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,10 +73,60 @@ func Build(namespace string, reg *v1alpha1.Registry, c secrets.Credentials) (*co
 	}, nil
 }
 
+// AnnotationExpiresAt holds, on a pull secret of expiring credentials (ECR tokens), when they
+// stop working (RFC 3339). Admission leaves an existing pull secret to the keeper unless it says
+// it has expired.
+const AnnotationExpiresAt = "pullpass.io/expires-at"
+
+// SetExpiresAt records when the secret's credentials expire (zero: they do not).
+func SetExpiresAt(s *corev1.Secret, t time.Time) {
+	if t.IsZero() {
+		delete(s.Annotations, AnnotationExpiresAt)
+		return
+	}
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	s.Annotations[AnnotationExpiresAt] = t.UTC().Format(time.RFC3339)
+}
+
+// Usable reports whether an existing pull secret still holds credentials that work at now, as
+// far as it says: one without an expiry, or with an expiry still ahead. An expiry that does not
+// parse counts as expired.
+func Usable(s *corev1.Secret, now time.Time) bool {
+	v, ok := s.Annotations[AnnotationExpiresAt]
+	if !ok {
+		return true
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	return err == nil && now.Before(t)
+}
+
+// CopyInto makes have hold what want holds: type, data, pullpass's labels and expiry. Other
+// labels and annotations on have are kept.
+func CopyInto(have, want *corev1.Secret) {
+	have.Type, have.Data = want.Type, want.Data
+	if have.Labels == nil {
+		have.Labels = map[string]string{}
+	}
+	for k, v := range want.Labels {
+		have.Labels[k] = v
+	}
+	if t, ok := want.Annotations[AnnotationExpiresAt]; ok {
+		if have.Annotations == nil {
+			have.Annotations = map[string]string{}
+		}
+		have.Annotations[AnnotationExpiresAt] = t
+	} else {
+		delete(have.Annotations, AnnotationExpiresAt)
+	}
+}
+
 // UpToDate reports whether an existing pull secret already holds what want holds.
 func UpToDate(have, want *corev1.Secret) bool {
 	return have.Type == want.Type &&
 		bytes.Equal(have.Data[corev1.DockerConfigJsonKey], want.Data[corev1.DockerConfigJsonKey]) &&
+		have.Annotations[AnnotationExpiresAt] == want.Annotations[AnnotationExpiresAt] &&
 		have.Labels[secrets.LabelManagedBy] == secrets.ManagedByValue &&
 		have.Labels[secrets.LabelRegistry] == want.Labels[secrets.LabelRegistry] &&
 		have.Labels[secrets.LabelRole] == secrets.RolePullSecret

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,8 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
+	"github.com/pullpass/pullpass/pkg/logging"
+	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/certs"
@@ -47,6 +50,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("invalid options: %w", err)
 	}
+	logging.RouteKlog(log)
 	clients, err := kubeconfig.NewClients(o.Kubeconfig, "pullpass-webhook", o.KubeAPIQPS, o.KubeAPIBurst)
 	if err != nil {
 		return err
@@ -56,17 +60,28 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Informers: every namespace; pullpass's own secrets in every namespace; the sources in
-	// pullpass's namespace. Nothing else is watched.
+	// Informers: every namespace; pullpass's own secrets in every namespace; the secrets of the
+	// namespaces sources may be in (pullpass's, and those allowed). Nothing else is watched,
+	// and no other Secret is ever read.
 	nsFactory := informers.NewSharedInformerFactory(kube, 10*time.Minute)
 	managedFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute,
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 			lo.LabelSelector = secrets.LabelManagedBy + "=" + secrets.ManagedByValue
 		}))
-	sourceFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(o.Namespace))
 	nsInformer := nsFactory.Core().V1().Namespaces()
 	managedInformer := managedFactory.Core().V1().Secrets()
-	sourceInformer := sourceFactory.Core().V1().Secrets()
+	factories := []informers.SharedInformerFactory{nsFactory, managedFactory}
+	informersToSync := []cache.SharedIndexInformer{nsInformer.Informer(), managedInformer.Informer()}
+	sourceListers := state.SourceListers{}
+	var sourceInformers []cache.SharedIndexInformer
+	for _, ns := range o.AllSourceNamespaces() {
+		f := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(ns))
+		inf := f.Core().V1().Secrets()
+		sourceListers[ns] = inf.Lister()
+		sourceInformers = append(sourceInformers, inf.Informer())
+		factories = append(factories, f)
+	}
+	informersToSync = append(informersToSync, sourceInformers...)
 	table := registrywatch.New(regClient, log.With("component", "registries"))
 
 	metrics, err := NewMetrics(reg)
@@ -75,8 +90,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	}
 	excluded := append([]string{o.Namespace}, o.ExcludedNamespaces...)
 	pullSecrets := &state.PullSecrets{
-		Managed: managedInformer.Lister(), Sources: sourceInformer.Lister(), SourceNamespace: o.Namespace,
-		Client: kube, Log: log.With("component", "pullsecrets"),
+		Managed: managedInformer.Lister(), Sources: sourceListers, Client: kube, Log: log.With("component", "pullsecrets"),
 		Resolver: &credentials.Resolver{NewECR: ecr.NewAPI, ECREndpoint: o.ECREndpoint},
 	}
 	mutator, err := inject.New(inject.Config{
@@ -104,7 +118,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	watchForKeeper(keep, table, sourceInformer.Informer(), managedInformer.Informer(), nsInformer.Informer())
+	watchForKeeper(keep, table, sourceInformers, managedInformer.Informer(), nsInformer.Informer())
 
 	var certSrc certSource
 	if o.TLSCertFile != "" {
@@ -128,18 +142,27 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go certSrc.Run(ctx)
-	nsInformer.Informer()
-	managedInformer.Informer()
-	sourceInformer.Informer()
-	nsFactory.Start(ctx.Done())
-	managedFactory.Start(ctx.Done())
-	sourceFactory.Start(ctx.Done())
+	for _, f := range factories {
+		f.Start(ctx.Done())
+	}
 	go table.Run(ctx)
 
 	synced := func() bool {
-		return table.HasSynced() && nsInformer.Informer().HasSynced() && managedInformer.Informer().HasSynced() && sourceInformer.Informer().HasSynced()
+		if !table.HasSynced() {
+			return false
+		}
+		for _, inf := range informersToSync {
+			if !inf.HasSynced() {
+				return false
+			}
+		}
+		return true
 	}
+	var draining atomic.Bool
 	ready := func() error {
+		if draining.Load() {
+			return errors.New("shutting down")
+		}
 		if !synced() {
 			return errors.New("informers not synced")
 		}
@@ -184,10 +207,26 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 			return err
 		}
 	}
-	// The leader keeps pull secrets fresh and counts pull failures: one replica at a time.
+	var roleKeeper *nodeaccess.RoleKeeper
+	if o.AgentSourcesRole != "" {
+		roleKeeper, err = nodeaccess.NewRoleKeeper(nodeaccess.RoleKeeperConfig{
+			Client: kube, Namespace: o.Namespace, RoleName: o.AgentSourcesRole, Registries: table,
+			Logger: log.With("component", "agentaccess"),
+		})
+		if err != nil {
+			return err
+		}
+		kick := func(any) { roleKeeper.Kick() }
+		table.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(_, n any) { kick(n) }, DeleteFunc: kick})
+	}
+	// The leader keeps pull secrets fresh, grants the node agents their sources and counts pull
+	// failures: one replica at a time.
 	go runLeader(ctx, kube, o.Namespace, "pullpass-keeper", log.With("component", "leader"), func(ctx context.Context, previousLeaderSeen time.Time) {
 		if watcher != nil {
 			go watcher.Run(ctx, previousLeaderSeen)
+		}
+		if roleKeeper != nil {
+			go roleKeeper.Run(ctx, time.Minute)
 		}
 		keep.Run(ctx)
 	})
@@ -197,7 +236,14 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	case <-ctx.Done():
 	case runErr = <-errs:
 	}
-	log.Info("shutting down")
+	// Not ready first, and still serving for a while: the endpoints and every kube-proxy catch
+	// up before the server stops taking requests, so no admission in flight meets a closed port
+	// and is admitted without its pull secrets (the chart's preStop sleep covers pod deletion).
+	draining.Store(true)
+	log.Info("shutting down", "drain", o.ShutdownDelay)
+	if runErr == nil && o.ShutdownDelay > 0 {
+		time.Sleep(o.ShutdownDelay)
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 	defer scancel()
 	_ = webhookSrv.Shutdown(sctx)

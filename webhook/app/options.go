@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ type Options struct {
 	ListenAddress   string // HTTPS, AdmissionReviews
 	MetricsAddress  string // HTTP: /metrics, /healthz, /readyz
 	ShutdownTimeout time.Duration
+	ShutdownDelay   time.Duration // not ready but still serving, before the server stops
 
 	// TLS: self-managed in a Secret (default), or files kept by cert-manager.
 	TLSSecretName     string
@@ -37,6 +39,11 @@ type Options struct {
 
 	// Credential sources.
 	ECREndpoint string
+	// SourceNamespaces may hold Registry sources besides Namespace (which always may).
+	SourceNamespaces []string
+	// AgentSourcesRole is the node agents' Role that the leader keeps to exactly the sources
+	// they serve ('' when there are no agents).
+	AgentSourcesRole string
 
 	// Injection.
 	ClusterWide bool
@@ -62,6 +69,7 @@ func DefaultOptions() *Options {
 		ListenAddress:      ":8443",
 		MetricsAddress:     ":8080",
 		ShutdownTimeout:    10 * time.Second,
+		ShutdownDelay:      3 * time.Second,
 		TLSSecretName:      "pullpass-webhook-tls",
 		WebhookConfigName:  "pullpass",
 		ServiceName:        "pullpass-webhook",
@@ -84,6 +92,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ListenAddress, "listen-address", o.ListenAddress, "HTTPS address for AdmissionReviews")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may take at shutdown")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay, "at shutdown, how long /readyz fails while the webhook still serves, so endpoints and kube-proxy catch up")
 	fs.StringVar(&o.TLSSecretName, "tls-secret-name", o.TLSSecretName, "Secret holding the webhook's CA and serving certificate (self-managed TLS)")
 	fs.StringVar(&o.WebhookConfigName, "webhook-config-name", o.WebhookConfigName, "MutatingWebhookConfiguration whose caBundle the webhook keeps current ('' to leave it alone)")
 	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "Service in front of the webhook; its DNS names go into the certificate")
@@ -103,6 +112,11 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "serve this certificate (cert-manager) instead of a self-managed one")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", o.TLSKeyFile, "key of --tls-cert-file")
+	fs.Func("source-namespaces", "namespaces besides --namespace whose Secrets Registries may name as sources, comma-separated (a source anywhere else is refused)", func(s string) error {
+		o.SourceNamespaces = splitList(s)
+		return nil
+	})
+	fs.StringVar(&o.AgentSourcesRole, "agent-sources-role", o.AgentSourcesRole, "Role in --namespace that the leader keeps granting the node agents exactly the Secrets they serve ('' when no agents run)")
 	fs.StringVar(&o.ECREndpoint, "ecr-endpoint", o.ECREndpoint, "ECR API endpoint instead of the region's (a VPC endpoint, or a local ECR API in tests)")
 	fs.BoolVar(&o.WatchPulls, "watch-pulls", o.WatchPulls, "count image pull failures of every pod (pullpass_image_pull_failures_total); needs list/watch on pods and events")
 	fs.BoolVar(&o.ClusterWide, "cluster-wide", o.ClusterWide, "inject in every namespace but the excluded ones (otherwise only namespaces annotated pullpass.io/inject=enabled)")
@@ -122,6 +136,17 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
 	return o.Log.Validate()
+}
+
+// AllSourceNamespaces are the namespaces whose Secrets may be sources: pullpass's own first.
+func (o *Options) AllSourceNamespaces() []string {
+	out := []string{o.Namespace}
+	for _, ns := range o.SourceNamespaces {
+		if !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	return out
 }
 
 // DNSNames are the names the certificate must carry.

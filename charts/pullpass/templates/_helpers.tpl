@@ -37,6 +37,8 @@ app.kubernetes.io/component: agent
 
 {{- define "pullpass.agent.name" -}}pullpass-agent{{- end -}}
 
+{{- define "pullpass.agent.sourcesRole" -}}pullpass-agent-sources{{- end -}}
+
 {{- /* The directory the agent needs of the kubelet's provider config: the path itself, or the
 directory of a file (a file is replaced by rename, which needs its directory). */ -}}
 {{- define "pullpass.agent.providerConfigDir" -}}

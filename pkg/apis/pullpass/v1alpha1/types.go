@@ -85,6 +85,22 @@ func (a RegistryAuth) Sources() []string {
 	return out
 }
 
+// SecretRefs returns every Secret the source reads: the secretRef, the Docker Hub secret, or
+// the ECR source's AWS keys.
+func (a RegistryAuth) SecretRefs() []SecretReference {
+	var out []SecretReference
+	if a.SecretRef != nil {
+		out = append(out, *a.SecretRef)
+	}
+	if a.DockerHub != nil {
+		out = append(out, a.DockerHub.SecretRef)
+	}
+	if a.ECR != nil && a.ECR.AccessKeySecretRef != nil {
+		out = append(out, *a.ECR.AccessKeySecretRef)
+	}
+	return out
+}
+
 // SecretReference names a Secret.
 type SecretReference struct {
 	Name      string `json:"name"`
