@@ -34,8 +34,16 @@ test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's e
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null; }
 	@KUBE_BINARIES=kube-apiserver e2e/cluster/build-kube.sh >/dev/null
 
+.PHONY: generate
+generate: ## Write the Registry CRD (package crd and the chart's crds/) and deepcopy from the markers in pkg/apis (controller-gen, pinned in e2e/tools/codegen)
+	e2e/tools/codegen/generate.sh
+
+.PHONY: verify
+verify: ## Fail if a generated file differs from what make generate writes
+	e2e/tools/codegen/generate.sh --verify
+
 .PHONY: lint
-lint: ## gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache)
+lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./e2e/...
