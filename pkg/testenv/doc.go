@@ -21,7 +21,8 @@
 //
 // What the tests get from an Env: Config (an admin *rest.Config, for code under test that
 // builds its own clients), Kube (kubernetes.Interface), Registries (the Registry client),
-// UserConfig (a config for any user and groups, to test RBAC), CAPool (to trust the API server),
+// UserConfig and ServiceAccountConfig (configs for any user or service account, to test what RBAC
+// lets a component do), CAPool (to trust the API server),
 // InstallCRD for other CRDs, and Eventually to wait for informers. Tests share the control plane
 // and run in one cluster-wide space: give Registries and other cluster-scoped objects names of
 // their own, and put namespaced objects in a Namespace of their own.
@@ -29,7 +30,8 @@
 // Everything listens on 127.0.0.1 on ports found free at start (retried if another process takes
 // one first); state lives in a temporary directory that Stop removes (set PULLPASS_TESTENV_KEEP
 // to keep it, logs included). etcd and kube-apiserver die with the test binary even when it is
-// killed (-timeout, a panic).
+// killed (-timeout, a panic, SIGKILL); the directory such a binary leaves is removed by the next
+// Start.
 //
 // Binaries: kube-apiserver from $PULLPASS_KUBE_ASSETS, by default the harness's cache
 // (/var/cache/pullpass/kube/VERSION, built by `KUBE_BINARIES=kube-apiserver

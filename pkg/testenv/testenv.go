@@ -13,7 +13,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -148,7 +150,8 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 }
 
 func start(ctx context.Context, cfg Config) (_ *Env, err error) {
-	dir, err := os.MkdirTemp("", "pullpass-testenv-")
+	removeStaleDirs()
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("control plane directory: %w", err)
 	}
@@ -158,6 +161,9 @@ func start(ctx context.Context, cfg Config) (_ *Env, err error) {
 			_ = e.stop(false)
 		}
 	}()
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		return nil, fmt.Errorf("control plane directory: %w", err)
+	}
 	if e.ca, err = newAuthority(); err != nil {
 		return nil, err
 	}
@@ -283,6 +289,13 @@ func (e *Env) UserConfig(name string, groups ...string) (*rest.Config, error) {
 	}, nil
 }
 
+// ServiceAccountConfig returns a config that RBAC sees as the service account namespace/name,
+// with the groups the API server gives service accounts: to test what a chart's Role grants.
+func (e *Env) ServiceAccountConfig(namespace, name string) (*rest.Config, error) {
+	return e.UserConfig("system:serviceaccount:"+namespace+":"+name,
+		"system:serviceaccounts", "system:serviceaccounts:"+namespace)
+}
+
 // CAPool returns the pool that trusts the API server's serving certificate.
 func (e *Env) CAPool() *x509.CertPool {
 	pool := x509.NewCertPool()
@@ -305,6 +318,31 @@ func (e *Env) stop(keep bool) error {
 		return err
 	}
 	return errors.Join(err, os.RemoveAll(e.Dir))
+}
+
+const (
+	dirPrefix = "pullpass-testenv-"
+	ownerFile = "owner.pid" // the test process's pid
+)
+
+// removeStaleDirs removes the directories of control planes whose test process was killed
+// (etcd's data alone is over 100 MB): those whose owner is no longer running. Directories of
+// running tests, this machine's other users' included, are left alone.
+func removeStaleDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // being created, or not ours
+		}
+		pid, err := strconv.Atoi(string(b))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(dir)
+		}
+	}
 }
 
 // freePorts returns n ports that were free on 127.0.0.1 a moment ago.

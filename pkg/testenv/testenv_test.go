@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -63,6 +64,41 @@ func TestUserConfigIsSubjectToRBAC(t *testing.T) {
 	_, err = kube.CoreV1().Secrets("default").List(t.Context(), metav1.ListOptions{})
 	if !apierrors.IsForbidden(err) {
 		t.Fatalf("listing secrets as an unknown user: %v, want forbidden", err)
+	}
+}
+
+// A service account's config gets what a RoleBinding grants it, and nothing else.
+func TestServiceAccountConfig(t *testing.T) {
+	env := controlPlane.Env(t)
+	ns := env.Namespace(t, nil)
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "read-secrets", Namespace: ns},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list"}}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "read-secrets", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: "reader"}},
+	}
+	if _, err := env.Kube.RbacV1().Roles(ns).Create(t.Context(), role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Kube.RbacV1().RoleBindings(ns).Create(t.Context(), binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := env.ServiceAccountConfig(ns, "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Secrets(ns).List(t.Context(), metav1.ListOptions{}); err != nil {
+		t.Fatalf("listing secrets as the bound service account: %v", err)
+	}
+	if _, err := kube.CoreV1().Secrets("default").List(t.Context(), metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("listing secrets of another namespace: %v, want forbidden", err)
 	}
 }
 
