@@ -23,13 +23,27 @@ images: ## Build and push pullpass's images without Docker: make images IMAGE_RE
 	cmd/images.sh $(IMAGE_REPO) $(TAG)
 
 .PHONY: unit
-unit: ## Run unit tests (fuzz seed corpora included, the matcher against the kubelet's own code, alerts and dashboard against Prometheus's parsers)
+unit: test-assets ## Run unit and integration tests (a real kube-apiserver + etcd per package, pkg/testenv; fuzz seed corpora; the matcher against the kubelet's own code; alerts and dashboard against Prometheus's parsers)
 	$(GO) test -count=1 $(PKGS)
 	cd e2e/tools/kube && $(GO) test -count=1 .
 	cd e2e/tools/promcheck && $(GO) test -count=1 .
 
+.PHONY: test-assets
+test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's etcd-server) for the integration tier, if missing
+	@command -v etcd >/dev/null 2>&1 || { echo "installing etcd-server"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null; }
+	@KUBE_BINARIES=kube-apiserver e2e/cluster/build-kube.sh >/dev/null
+
+.PHONY: generate
+generate: ## Write the Registry CRD (package crd and the chart's crds/) and deepcopy from the markers in pkg/apis (controller-gen, pinned in e2e/tools/codegen)
+	e2e/tools/codegen/generate.sh
+
+.PHONY: verify
+verify: ## Fail if a generated file differs from what make generate writes
+	e2e/tools/codegen/generate.sh --verify
+
 .PHONY: lint
-lint: ## gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache)
+lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./e2e/...

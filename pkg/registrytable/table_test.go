@@ -74,6 +74,20 @@ func TestValidate(t *testing.T) {
 	two.Spec.Auth.DockerHub = &v1alpha1.DockerHubSource{SecretRef: v1alpha1.SecretReference{Name: "a", Namespace: "b"}}
 	scope := reg("scope", "ghcr.io")
 	scope.Spec.Scope = "Global"
+	var many []string
+	for i := range 65 {
+		many = append(many, fmt.Sprintf("h%d.io", i))
+	}
+	badRegion := reg("region", "ghcr.io")
+	badRegion.Spec.Auth = v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{Region: "Europe"}}
+	badRole := reg("role", "ghcr.io")
+	badRole.Spec.Auth = v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{RoleARN: "arn:aws:iam::123:user/me"}}
+	badKeys := reg("keys", "ghcr.io")
+	badKeys.Spec.Auth = v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{AccessKeySecretRef: &v1alpha1.SecretReference{Name: "Aws", Namespace: "pullpass"}}}
+	badNS := reg("ns", "ghcr.io")
+	badNS.Spec.Auth.SecretRef.Namespace = "a.b"
+	hubNoName := reg("hub", "ghcr.io")
+	hubNoName.Spec.Auth = v1alpha1.RegistryAuth{DockerHub: &v1alpha1.DockerHubSource{SecretRef: v1alpha1.SecretReference{Namespace: "pullpass"}}}
 	for _, tt := range []struct {
 		r    *v1alpha1.Registry
 		want string
@@ -84,6 +98,14 @@ func TestValidate(t *testing.T) {
 		{reg("", "ghcr.io"), "metadata.name"},
 		{reg("nohosts"), "spec.hosts is empty"},
 		{reg("pat", "ghcr.io", "a?b"), "spec.hosts[1]"},
+		{reg("many", many...), "at most 64"},
+		{reg("long", strings.Repeat("a", 510)+".io"), "longer than 512"},
+		{reg("dup", "ghcr.io", "quay.io", "ghcr.io"), `spec.hosts[2]: duplicate "ghcr.io"`},
+		{badRegion, "spec.auth.ecr.region"},
+		{badRole, "spec.auth.ecr.roleARN"},
+		{badKeys, "spec.auth.ecr.accessKeySecretRef.name"},
+		{badNS, "spec.auth.secretRef.namespace"},
+		{hubNoName, "spec.auth.dockerHub.secretRef: name and namespace are required"},
 	} {
 		if err := registrytable.Validate(tt.r); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Validate(%s) = %v, want an error naming %q", tt.r.Name, err, tt.want)
