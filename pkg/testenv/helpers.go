@@ -2,12 +2,16 @@ package testenv
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 )
@@ -68,4 +72,26 @@ func Eventually(t testing.TB, timeout time.Duration, check func() error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// KubeconfigFile writes a kubeconfig file for the admin config (or for cfg when given), for code
+// under test that reads one, and returns its path; it is removed when the test ends.
+func (e *Env) KubeconfigFile(t testing.TB, cfg ...*rest.Config) string {
+	t.Helper()
+	c := e.Config
+	if len(cfg) > 0 {
+		c = cfg[0]
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["testenv"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData, CertificateAuthority: c.CAFile}
+	kc.AuthInfos["testenv"] = &clientcmdapi.AuthInfo{
+		ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, ClientCertificate: c.CertFile, ClientKey: c.KeyFile, Token: c.BearerToken,
+	}
+	kc.Contexts["testenv"] = &clientcmdapi.Context{Cluster: "testenv", AuthInfo: "testenv"}
+	kc.CurrentContext = "testenv"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatalf("writing a kubeconfig: %v", err)
+	}
+	return path
 }

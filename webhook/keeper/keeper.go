@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -300,6 +301,21 @@ const (
 	ReasonRefreshFailing = "RefreshFailing"
 )
 
+// conditionMessage bounds an error for a condition: the API server refuses messages over 32768
+// bytes, and an AWS error can carry a whole response.
+func conditionMessage(err error) string {
+	const limit = 2048
+	m := err.Error()
+	if len(m) <= limit {
+		return m
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(m[cut]) {
+		cut--
+	}
+	return m[:cut] + "…"
+}
+
 // status writes the Ready condition and the namespace count, only when they changed.
 func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr error, usable bool, namespaces int, refreshed bool) error {
 	next := reg.DeepCopy()
@@ -307,9 +323,9 @@ func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr erro
 		Message: "credentials read from the source", ObservedGeneration: reg.Generation}
 	switch {
 	case srcErr != nil && usable:
-		cond.Reason, cond.Message = ReasonRefreshFailing, srcErr.Error()
+		cond.Reason, cond.Message = ReasonRefreshFailing, conditionMessage(srcErr)
 	case srcErr != nil:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reasonOf(srcErr), srcErr.Error()
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reasonOf(srcErr), conditionMessage(srcErr)
 	}
 	changed := meta.SetStatusCondition(&next.Status.Conditions, cond)
 	var expires *metav1.Time
