@@ -154,7 +154,9 @@ func setup(t *testing.T, registry string, ecrEndpoint string, moreSources ...str
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.Kube.AppsV1().DaemonSets(ns).Delete(context.Background(), ds.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = env.Kube.AppsV1().DaemonSets(ns).Delete(context.Background(), ds.Name, metav1.DeleteOptions{})
+	})
 	src := registry + "-src"
 	data, _ := dockerconfig.ForHost(registry+".example.com", "u", "p").Marshal()
 	create(t, env.Kube.CoreV1().Secrets(ns).Create, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: src},
@@ -187,7 +189,9 @@ func TestUninstallDuringSyncLeavesNothing(t *testing.T) {
 	env, a, _ := setup(t, "uninstall", slow.URL, "uninstall-keys")
 	create(t, env.Kube.CoreV1().Secrets(ns).Create, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "uninstall-keys"},
 		StringData: map[string]string{"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "secret"}})
-	t.Cleanup(func() { _ = env.Kube.CoreV1().Secrets(ns).Delete(context.Background(), "uninstall-keys", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = env.Kube.CoreV1().Secrets(ns).Delete(context.Background(), "uninstall-keys", metav1.DeleteOptions{})
+	})
 	// A registry whose source hangs: the next sync is under way when the uninstall comes.
 	env.CreateRegistry(t, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "uninstall-ecr"}, Spec: v1alpha1.RegistrySpec{
 		Hosts: []string{"123456789012.dkr.ecr.us-east-1.amazonaws.com"}, Scope: v1alpha1.ScopeCluster,
