@@ -268,6 +268,19 @@ func (e *Env) PullSecretPassword(t testing.TB, namespace, name string) (password
 // for a resource (all codes, no dry runs), from its own request counters.
 func (e *Env) APIServerWrites(t testing.TB, resource string) float64 {
 	t.Helper()
+	return e.APIServerMetric(t, "apiserver_request_total", func(l map[string]string) bool {
+		switch l["verb"] {
+		case "POST", "PUT", "PATCH", "APPLY":
+		default:
+			return false
+		}
+		return l["resource"] == resource && l["subresource"] == "" && l["dry_run"] == ""
+	})
+}
+
+// APIServerMetric sums the API server's samples of a metric whose labels match.
+func (e *Env) APIServerMetric(t testing.TB, name string, match func(labels map[string]string) bool) float64 {
+	t.Helper()
 	body, err := e.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(Context(t, 30*time.Second))
 	if err != nil {
 		t.Fatalf("reading the API server's metrics: %v", err)
@@ -277,22 +290,17 @@ func (e *Env) APIServerWrites(t testing.TB, resource string) float64 {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
+		if !strings.HasPrefix(line, name+"{") {
 			continue
 		}
 		end := strings.Index(line, "}")
 		lbls := map[string]string{}
-		for _, kv := range strings.Split(line[len("apiserver_request_total{"):end], ",") {
+		for _, kv := range strings.Split(line[len(name)+1:end], ",") {
 			if k, v, ok := strings.Cut(kv, "="); ok {
 				lbls[k] = strings.Trim(v, `"`)
 			}
 		}
-		switch lbls["verb"] {
-		case "POST", "PUT", "PATCH", "APPLY":
-		default:
-			continue
-		}
-		if lbls["resource"] != resource || lbls["subresource"] != "" || lbls["dry_run"] != "" {
+		if !match(lbls) {
 			continue
 		}
 		v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
