@@ -123,7 +123,11 @@ func admitMany(t *testing.T, e *framework.Env, ns, secret string, n int, during 
 				mu.Unlock()
 			}
 		}()
-		time.Sleep(200 * time.Millisecond)
+		if i < n {
+			time.Sleep(200 * time.Millisecond)
+		} else {
+			time.Sleep(time.Second) // the first n make the load; then a pod a second until during() ends
+		}
 	}
 }
 
