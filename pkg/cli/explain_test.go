@@ -102,7 +102,7 @@ func TestExplainBadInput(t *testing.T) {
 		{"not yaml", []string{"explain", "a", "--registries", writeFile(t, "{{{")}, "document 1"},
 		{"wrong kind", []string{"explain", "a", "--registries", writeFile(t, "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n")}, `kind Registry, got "v1" "Secret"`},
 		{"unknown field", []string{"explain", "a", "--registries", writeFile(t, strings.Replace(registriesYAML, "scope: Cluster", "scop: Cluster", 1))}, `document 2: error unmarshaling JSON: while decoding JSON: json: unknown field "scop"`},
-		{"bad pattern", []string{"explain", "a", "--registries", writeFile(t, strings.Replace(registriesYAML, `"ghcr.io"`, `"https://ghcr.io"`, 1))}, "document 1: registry \"ghcr\": spec.hosts[0]"},
+		{"bad pattern", []string{"explain", "a", "--registries", writeFile(t, strings.Replace(registriesYAML, `"ghcr.io"`, `"ftp://ghcr.io"`, 1))}, "document 1: registry \"ghcr\": spec.hosts[0]"},
 		{"two sources", []string{"explain", "a", "--registries", writeFile(t, strings.Replace(registriesYAML, "auth:\n    secretRef: {name: ghcr, namespace: pullpass}", "auth:\n    secretRef: {name: ghcr, namespace: pullpass}\n    ecr: {}", 1))}, "exactly one credential source"},
 	}
 	for _, tt := range tests {
@@ -149,9 +149,9 @@ func TestAddRefusesBadInputBeforeTouchingTheCluster(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"bad host", []string{"registries", "add", "https://ghcr.io", "--username", "u", "--password-stdin"}, "remove the scheme"},
-		{"no credentials", []string{"registries", "add", "ghcr.io"}, "credentials are required"},
-		{"username without stdin flag", []string{"registries", "add", "ghcr.io", "--username", "u"}, "credentials are required"},
+		{"bad host", []string{"registries", "add", "ftp://ghcr.io", "--username", "u", "--password-stdin"}, "only an https:// or http:// scheme"},
+		{"no credentials", []string{"registries", "add", "ghcr.io"}, "not a terminal"},
+		{"username without stdin flag", []string{"registries", "add", "ghcr.io", "--username", "u"}, "not a terminal"},
 		{"both sources", []string{"registries", "add", "ghcr.io", "--username", "u", "--password-stdin", "--from-docker-config", cfg}, "not both"},
 		{"bad scope", []string{"registries", "add", "ghcr.io", "--scope", "Global", "--username", "u", "--password-stdin"}, "--scope"},
 		{"empty stdin", []string{"registries", "add", "ghcr.io", "--username", "u", "--password-stdin"}, "standard input was empty"},
