@@ -463,6 +463,34 @@ func desired(req *addRequest, existing *v1alpha1.Registry, name, namespace strin
 	return reg, secret, nil
 }
 
+// sourceDescription says where a registry's credentials come from, naming no credential.
+func sourceDescription(reg *v1alpha1.Registry) string {
+	var b strings.Builder
+	a := reg.Spec.Auth
+	switch {
+	case a.ECR != nil:
+		b.WriteString("ECR")
+		if a.ECR.Region != "" {
+			fmt.Fprintf(&b, " in %s", a.ECR.Region)
+		}
+		if ref := a.ECR.AccessKeySecretRef; ref != nil {
+			fmt.Fprintf(&b, " with the IAM keys in secret %s/%s", ref.Namespace, ref.Name)
+		} else {
+			b.WriteString(" with the AWS default credential chain")
+		}
+		if a.ECR.RoleARN != "" {
+			fmt.Fprintf(&b, ", assuming %s", a.ECR.RoleARN)
+		}
+	case a.DockerHub != nil:
+		fmt.Fprintf(&b, "Docker Hub token in secret %s/%s", a.DockerHub.SecretRef.Namespace, a.DockerHub.SecretRef.Name)
+	case a.SecretRef != nil:
+		fmt.Fprintf(&b, "secret %s/%s", a.SecretRef.Namespace, a.SecretRef.Name)
+	default:
+		b.WriteString("none")
+	}
+	return b.String()
+}
+
 // sameHost reports whether two patterns are one, whatever their spelling.
 func sameHost(a, b string) bool {
 	ca, errA := match.Canonical(a)
@@ -477,26 +505,7 @@ func sameHost(a, b string) bool {
 func describe(reg *v1alpha1.Registry) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "hosts %s, scope %s, ", strings.Join(reg.Spec.Hosts, ","), reg.Spec.EffectiveScope())
-	a := reg.Spec.Auth
-	switch {
-	case a.ECR != nil:
-		b.WriteString("source ECR")
-		if a.ECR.Region != "" {
-			fmt.Fprintf(&b, " in %s", a.ECR.Region)
-		}
-		if ref := a.ECR.AccessKeySecretRef; ref != nil {
-			fmt.Fprintf(&b, " with the IAM keys in secret %s/%s", ref.Namespace, ref.Name)
-		} else {
-			b.WriteString(" with the AWS default credential chain")
-		}
-		if a.ECR.RoleARN != "" {
-			fmt.Fprintf(&b, ", assuming %s", a.ECR.RoleARN)
-		}
-	case a.DockerHub != nil:
-		fmt.Fprintf(&b, "source Docker Hub token in secret %s/%s", a.DockerHub.SecretRef.Namespace, a.DockerHub.SecretRef.Name)
-	case a.SecretRef != nil:
-		fmt.Fprintf(&b, "source secret %s/%s", a.SecretRef.Namespace, a.SecretRef.Name)
-	}
+	b.WriteString("source " + sourceDescription(reg))
 	if sel := reg.Spec.NamespaceSelector; sel != nil {
 		fmt.Fprintf(&b, ", namespaces %s", namespacesOf(reg))
 	}

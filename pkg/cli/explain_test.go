@@ -180,3 +180,35 @@ func TestKubectlPluginName(t *testing.T) {
 		t.Fatalf("exit %d, help:\n%s", code, out.String())
 	}
 }
+
+// Docker Hub written as people paste it serves Docker Hub images, and explain says so.
+func TestExplainDockerHubSpellings(t *testing.T) {
+	for _, host := range []string{"docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"} {
+		file := writeFile(t, `apiVersion: pullpass.io/v1alpha1
+kind: Registry
+metadata: {name: hub}
+spec:
+  hosts: ["`+host+`"]
+  auth:
+    dockerHub: {secretRef: {name: hub, namespace: pullpass}}
+---
+apiVersion: pullpass.io/v1alpha1
+kind: Registry
+metadata: {name: ecr}
+spec:
+  hosts: ["https://123456789012.dkr.ecr.us-east-1.amazonaws.com/"]
+  auth:
+    ecr: {roleARN: "arn:aws:iam::123456789012:role/puller"}
+`)
+		for _, img := range []string{"nginx", "docker.io/library/nginx", "yourname/app", "index.docker.io/yourname/postgres"} {
+			code, out, errOut := runOffline(t, "explain", img, "--registries", file)
+			if code != 0 || !strings.Contains(out, "registry: hub\npattern: docker.io\n") || !strings.Contains(out, "source: Docker Hub token in secret pullpass/hub\n") {
+				t.Errorf("host %q, explain %s: exit %d\n%s%s", host, img, code, out, errOut)
+			}
+		}
+		code, out, _ := runOffline(t, "explain", "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1", "--registries", file)
+		if code != 0 || !strings.Contains(out, "source: ECR with the AWS default credential chain, assuming arn:aws:iam::123456789012:role/puller\n") {
+			t.Errorf("explain of an ECR image: exit %d\n%s", code, out)
+		}
+	}
+}
