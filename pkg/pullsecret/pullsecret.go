@@ -39,25 +39,21 @@ func Data(reg *v1alpha1.Registry, c secrets.Credentials) ([]byte, error) {
 	return cfg.Marshal()
 }
 
-// LegacyDockerHubKey is the key docker login writes for Docker Hub, under which docker, crane and
-// skopeo look it up.
-const LegacyDockerHubKey = "https://index.docker.io/v1/"
-
-// Keys are the docker config keys a pull secret holds for a host pattern. The first is the
-// pattern's canonical form ("https://index.docker.io/v1/" and "registry-1.docker.io" are
-// docker.io), which the kubelet matches against the repository it pulls with the matchImages
-// rules, globs included ("nginx" is docker.io/library/nginx). All of Docker Hub also gets its
-// legacy key, for other clients; a Docker Hub path pattern ("docker.io/myorg") does not, since the
-// kubelet serves an index.docker.io key to every Docker Hub image that no other key matched. The
-// kubelet passes the credentials to the runtime with no server address, so containerd sends them
-// to whichever host it pulls from (registry-1.docker.io for docker.io).
+// Keys are the docker config keys a pull secret holds for a host pattern: its canonical form
+// ("https://index.docker.io/v1/" and "registry-1.docker.io" are docker.io), which the kubelet
+// matches against the repository it pulls with the matchImages rules, globs included ("nginx"
+// is looked up as docker.io/library/nginx, so the key docker.io serves every Docker Hub image).
+// The kubelet passes the credentials to the runtime with no server address, so containerd sends
+// them to whichever host it pulls from (registry-1.docker.io for docker.io).
+//
+// Docker's legacy key, "https://index.docker.io/v1/", is not written: the kubelet does not need
+// it, and it serves an index.docker.io key, as its "default registry", to every image no other
+// key matched whose host has no '.' or ':' ("localhost/app", "Registry/app"), which would send
+// Docker Hub credentials to those hosts.
 func Keys(host string) []string {
 	c, err := match.Canonical(host)
 	if err != nil {
 		return []string{host} // registries are validated before they get here
-	}
-	if c == match.DockerHub {
-		return []string{c, LegacyDockerHubKey}
 	}
 	return []string{c}
 }

@@ -26,15 +26,14 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One key per pattern (the kubelet globs pull secret keys too), and Docker Hub's legacy key
-	// beside docker.io.
-	for _, key := range []string{"docker.io", "*.example.com:5000/team", "https://index.docker.io/v1/"} {
+	// One key per pattern, canonical (the kubelet globs pull secret keys too).
+	for _, key := range []string{"docker.io", "*.example.com:5000/team"} {
 		e, ok := cfg.Auths[key]
 		if !ok || e.Username != "u" || e.Password != "p" {
 			t.Errorf("key %q: %v %t", key, e, ok)
 		}
 	}
-	if len(cfg.Auths) != 3 {
+	if len(cfg.Auths) != 2 {
 		t.Errorf("keys %v", cfg.Hosts())
 	}
 	if !pullsecret.UpToDate(s, s) {
@@ -56,10 +55,10 @@ func TestBuild(t *testing.T) {
 
 func TestKeys(t *testing.T) {
 	for host, want := range map[string]string{
-		"docker.io":                   "docker.io https://index.docker.io/v1/",
-		"index.docker.io":             "docker.io https://index.docker.io/v1/",
-		"registry-1.docker.io":        "docker.io https://index.docker.io/v1/",
-		"https://index.docker.io/v1/": "docker.io https://index.docker.io/v1/",
+		"docker.io":                   "docker.io",
+		"index.docker.io":             "docker.io",
+		"registry-1.docker.io":        "docker.io",
+		"https://index.docker.io/v1/": "docker.io",
 		"docker.io/myorg":             "docker.io/myorg",
 		"https://ghcr.io/":            "ghcr.io",
 		"localhost:5443":              "localhost:5443",

@@ -21,9 +21,12 @@ import (
 //  2. the keys pullpass writes for the pattern (pull secrets, the plugin's answers), read by the
 //     kubelet's own keyring, serve exactly the repositories the pattern matches;
 //  3. the pattern as written, read by that keyring as a docker config key (scheme, "/v1/",
-//     trailing "/"), serves what pullpass matches, but for the Docker Hub names the kubelet
-//     never serves to Docker Hub images (registry-1.docker.io, index.docker.io with a path):
-//     pullpass reads them as docker.io and writes docker.io, so the kubelet serves them too.
+//     trailing "/"), serves what pullpass matches, but for Docker Hub's other names:
+//     the kubelet never serves registry-1.docker.io, nor index.docker.io with a path, to Docker
+//     Hub images, while pullpass reads them as docker.io (and writes docker.io, so the kubelet
+//     serves them); and the kubelet serves an index.docker.io key, as its default registry, to
+//     any image no other key matched whose host has no '.' or ':' ("localhost/app"), which
+//     pullpass never does.
 //
 // Checks 2 and 3 use the repositories the kubelet looks credentials up for: image names it has
 // already normalized ("nginx" is looked up as docker.io/library/nginx).
@@ -40,6 +43,8 @@ func FuzzMatchesLikeKubelet(f *testing.F) {
 		{"https://index.docker.io/v1/", "docker.io/library/nginx"}, {"https://index.docker.io/v1/", "docker.io/yourname/app"},
 		{"https://registry-1.docker.io/v2/", "docker.io/yourname/postgres"}, {"index.docker.io/yourname", "docker.io/yourname/app"},
 		{"docker.io/yourname", "docker.io/library/nginx"}, {"index.docker.io", "ghcr.io/library/nginx"},
+		// The kubelet serves an index.docker.io key to these too, which is why pullpass writes none.
+		{"https://index.docker.io/v1/", "localhost/app"}, {"registry-1.docker.io", "0A0/0"},
 	}
 	for _, s := range seeds {
 		f.Add(s[0], s[1])
@@ -64,7 +69,7 @@ func FuzzMatchesLikeKubelet(f *testing.F) {
 		if served := keyringServes(pullsecret.Keys(glob), target); served != got {
 			t.Fatalf("pattern %q, repository %q: pullpass %t, the kubelet's keyring with keys %q %t", glob, target, got, pullsecret.Keys(glob), served)
 		}
-		if dockerHubWidened(glob, p) {
+		if dockerHubDiffers(glob, p, target) {
 			return
 		}
 		if served := keyringServes([]string{glob}, target); served != got {
@@ -85,16 +90,17 @@ func keyringServes(keys []string, repo string) bool {
 	return ok
 }
 
-// dockerHubWidened reports a Docker Hub name the kubelet would not serve to Docker Hub images as
-// a key, but pullpass reads as docker.io (and writes as docker.io).
-func dockerHubWidened(glob string, p match.Pattern) bool {
+// dockerHubDiffers reports the cases of check 3 where pullpass reads a Docker Hub name
+// differently from the kubelet's keyring, on purpose.
+func dockerHubDiffers(glob string, p match.Pattern, repo string) bool {
 	written := strings.TrimPrefix(strings.TrimPrefix(glob, "https://"), "http://")
 	host, _, _ := strings.Cut(written, "/")
+	repoHost, _, _ := strings.Cut(repo, "/")
 	switch host {
 	case "registry-1.docker.io":
 		return true
 	case "index.docker.io":
-		return p.String() != match.DockerHub
+		return p.String() != match.DockerHub || repoHost != match.DockerHub
 	}
 	return false
 }
