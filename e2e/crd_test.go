@@ -32,7 +32,8 @@ func TestRegistryCRDValidation(t *testing.T) {
 	e.InstallCRD(t)
 	ctx := framework.Context(t, 2*time.Minute)
 
-	good := registry("crd-good", "ghcr.io", "*.azurecr.io", "localhost:5000/team", "*-docker.pkg.dev")
+	good := registry("crd-good", "ghcr.io", "*.azurecr.io", "localhost:5000/team", "*-docker.pkg.dev",
+		"https://index.docker.io/v1/", "registry-1.docker.io", "http://registry.example.org/", "https://localhost:5443/v2/team/")
 	created, err := e.Registries.Create(ctx, good, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("a valid registry was refused: %v", err)
@@ -50,7 +51,8 @@ func TestRegistryCRDValidation(t *testing.T) {
 		"empty hosts":       {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{} }, "spec.hosts"},
 		"no auth source":    {func(r *v1alpha1.Registry) { r.Spec.Auth = v1alpha1.RegistryAuth{} }, "exactly one credential source"},
 		"two auth sources":  {func(r *v1alpha1.Registry) { r.Spec.Auth.ECR = &v1alpha1.ECRSource{} }, "exactly one credential source"},
-		"scheme in pattern": {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"https://ghcr.io"} }, "spec.hosts[0]"},
+		"other scheme":      {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ftp://ghcr.io"} }, "spec.hosts[0]"},
+		"scheme, no host":   {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"https:///v1/"} }, "spec.hosts[0]"},
 		"question mark":     {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"reg?.io"} }, "spec.hosts[0]"},
 		"glob in port":      {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ghcr.io:*"} }, "spec.hosts[0]"},
 		"empty label":       {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ghcr..io"} }, "spec.hosts[0]"},

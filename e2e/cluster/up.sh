@@ -153,7 +153,12 @@ PAUSE_IMAGE=$REGISTRY_HOST/e2e/pause:1
 E2E_IMAGE=$REGISTRY_HOST/e2e/hello:1
 build_image e2e/images/pause pause "$PAUSE_IMAGE" /pause
 build_image e2e/images/hello hello "$E2E_IMAGE" /hello,serve
-log "pushed $PAUSE_IMAGE and $E2E_IMAGE"
+# Docker Hub cannot be reached from here: the harness registry stands in for it (containerd's
+# docker.io mirror below), with the images Docker Hub's docs and the CLI seeds name.
+for repo in library/nginx yourname/app yourname/postgres; do
+  "$CRANE" copy "$E2E_IMAGE" "$REGISTRY_HOST/$repo:latest" >>"$LOGS/images.log" 2>&1
+done
+log "pushed $PAUSE_IMAGE and $E2E_IMAGE, and docker.io stand-ins"
 
 # --- containerd ---------------------------------------------------------------------------------
 # The registry answers as localhost:PORT and as 127.0.0.1:PORT (REGISTRY_ALIAS): two hosts,
@@ -168,6 +173,17 @@ server = "https://$h"
   ca = "$PKI/ca.crt"
 EOF
 done
+# docker.io is pulled from the harness registry, with the credentials the kubelet passes (it
+# passes them with no server address, so containerd sends them to the mirror): a Docker Hub image
+# pulls only with the harness registry's credentials; without, containerd falls back to Docker
+# Hub, which is not reachable.
+mkdir -p "$CONTAINERD_DIR/certs.d/docker.io"
+cat >"$CONTAINERD_DIR/certs.d/docker.io/hosts.toml" <<EOF
+server = "https://registry-1.docker.io"
+[host."https://$REGISTRY_HOST"]
+  capabilities = ["pull", "resolve"]
+  ca = "$PKI/ca.crt"
+EOF
 cat >"$CONTAINERD_DIR/config.toml" <<EOF
 version = 2
 root = "$CONTAINERD_DIR/root"
@@ -281,6 +297,7 @@ REGISTRY_USERNAME=$REGISTRY_USERNAME
 REGISTRY_PASSWORD=$REGISTRY_PASSWORD
 REGISTRY_CA=$PKI/ca.crt
 E2E_IMAGE=$E2E_IMAGE
+DOCKER_HUB_MIRROR=$REGISTRY_HOST
 PAUSE_IMAGE=$PAUSE_IMAGE
 NODE_NAME=$NODE_NAME
 CREDENTIAL_PROVIDER_CONFIG=$CREDENTIAL_PROVIDER_CONFIG
