@@ -47,18 +47,18 @@ func TestRegistryCRDValidation(t *testing.T) {
 		mutate  func(*v1alpha1.Registry)
 		wantMsg string
 	}{
-		"no hosts":          {func(r *v1alpha1.Registry) { r.Spec.Hosts = nil }, "spec.hosts"},
-		"empty hosts":       {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{} }, "spec.hosts"},
-		"no auth source":    {func(r *v1alpha1.Registry) { r.Spec.Auth = v1alpha1.RegistryAuth{} }, "exactly one credential source"},
-		"two auth sources":  {func(r *v1alpha1.Registry) { r.Spec.Auth.ECR = &v1alpha1.ECRSource{} }, "exactly one credential source"},
-		"other scheme":      {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ftp://ghcr.io"} }, "spec.hosts[0]"},
-		"scheme, no host":   {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"https:///v1/"} }, "spec.hosts[0]"},
-		"question mark":     {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"reg?.io"} }, "spec.hosts[0]"},
-		"glob in port":      {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ghcr.io:*"} }, "spec.hosts[0]"},
-		"empty label":       {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ghcr..io"} }, "spec.hosts[0]"},
-		"space":             {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ghcr.io/a b"} }, "spec.hosts[0]"},
-		"bad scope":         {func(r *v1alpha1.Registry) { r.Spec.Scope = "Everywhere" }, "spec.scope"},
-		"secret no ns":      {func(r *v1alpha1.Registry) { r.Spec.Auth.SecretRef.Namespace = "" }, "namespace"},
+		"no hosts":         {func(r *v1alpha1.Registry) { r.Spec.Hosts = nil }, "spec.hosts"},
+		"empty hosts":      {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{} }, "spec.hosts"},
+		"no auth source":   {func(r *v1alpha1.Registry) { r.Spec.Auth = v1alpha1.RegistryAuth{} }, "exactly one credential source"},
+		"two auth sources": {func(r *v1alpha1.Registry) { r.Spec.Auth.ECR = &v1alpha1.ECRSource{} }, "exactly one credential source"},
+		"other scheme":     {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ftp://ghcr.io"} }, "spec.hosts[0]"},
+		"scheme, no host":  {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"https:///v1/"} }, "spec.hosts[0]"},
+		"question mark":    {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"reg?.io"} }, "spec.hosts[0]"},
+		"glob in port":     {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ghcr.io:*"} }, "spec.hosts[0]"},
+		"empty label":      {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ghcr..io"} }, "spec.hosts[0]"},
+		"space":            {func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ghcr.io/a b"} }, "spec.hosts[0]"},
+		"bad scope":        {func(r *v1alpha1.Registry) { r.Spec.Scope = "Everywhere" }, "spec.scope"},
+		"secret no ns":     {func(r *v1alpha1.Registry) { r.Spec.Auth.SecretRef.Namespace = "" }, "namespace"},
 	}
 	for name, tt := range bad {
 		t.Run(name, func(t *testing.T) {
