@@ -60,8 +60,9 @@ func pullpassCLI(t *testing.T) string {
 	return cliPath
 }
 
-// seed runs the pullpass binary with args as a user would, KUBECONFIG in its environment.
-func seed(t *testing.T, e *framework.Env, stdin string, args ...string) cliResult {
+// seed runs the pullpass binary with args as a user would, KUBECONFIG in its environment. The
+// command line is logged with the harness password and those of secret masked.
+func seed(t *testing.T, e *framework.Env, secret []string, stdin string, args ...string) cliResult {
 	t.Helper()
 	cmd := exec.Command(pullpassCLI(t), args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig)
@@ -75,7 +76,14 @@ func seed(t *testing.T, e *framework.Env, stdin string, args ...string) cliResul
 	} else if err != nil {
 		t.Fatalf("pullpass %v: %v", args, err)
 	}
-	t.Logf("$ pullpass %s\n%s%s(exit %d)", strings.Join(args, " "), out.String(), errOut.String(), code)
+	shown := make([]string, len(args))
+	for i, a := range args {
+		shown[i] = a
+		if a == e.RegistryPassword || slices.Contains(secret, a) {
+			shown[i] = "<password>"
+		}
+	}
+	t.Logf("$ pullpass %s\n%s%s(exit %d)", strings.Join(shown, " "), out.String(), errOut.String(), code)
 	return cliResult{code, out.String(), errOut.String()}
 }
 
@@ -137,7 +145,7 @@ func (s *tmuxSession) run(args ...string) string {
 	return string(out)
 }
 
-// screen is what the terminal shows.
+// screen is what the terminal shows (tmux trims the spaces that end a line).
 func (s *tmuxSession) screen() string { return s.run("capture-pane", "-p", "-t", "seed", "-S", "-200") }
 
 func (s *tmuxSession) waitFor(what string) string {
@@ -172,9 +180,9 @@ func TestSeedDockerHubURLPromptedThenRemoved(t *testing.T) {
 	cleanupRegistry(t, e, "docker.io")
 
 	term := newTmux(t, fmt.Sprintf("env KUBECONFIG=%s %s registries add https://index.docker.io/v1/; echo exit=$?; sleep 600", e.Kubeconfig, pullpassCLI(t)))
-	term.waitFor("Username: ")
+	term.waitFor("Username:")
 	term.typeLine(e.RegistryUsername)
-	term.waitFor("Password: ")
+	term.waitFor("Password:")
 	term.typeLine(e.RegistryPassword)
 	scr := term.waitFor("exit=")
 	t.Logf("terminal:\n%s", scr)
@@ -219,7 +227,7 @@ func TestSeedDockerHubURLPromptedThenRemoved(t *testing.T) {
 	denied := e.CreatePod(t, e.Pod(plain, framework.PodOptions{Image: "nginx"}))
 	e.WaitPullFailure(t, plain, denied.Name)
 
-	r := seed(t, e, "", "registries", "remove", "https://index.docker.io/v1/")
+	r := seed(t, e, nil, "", "registries", "remove", "https://index.docker.io/v1/")
 	if r.code != 0 || !strings.Contains(r.out, "registry docker.io removed") {
 		t.Fatalf("remove: exit %d, out %q, err %q", r.code, r.out, r.errOut)
 	}
@@ -274,12 +282,12 @@ func TestSeedAddHostUserPasswordThenList(t *testing.T) {
 	name := cli.NameForHost(e.Registry)
 	cleanupRegistry(t, e, name)
 
-	r := seed(t, e, "", "registries", "add", e.Registry, e.RegistryUsername, e.RegistryPassword)
+	r := seed(t, e, nil, "", "registries", "add", e.Registry, e.RegistryUsername, e.RegistryPassword)
 	if r.code != 0 || !strings.Contains(r.errOut, "WARNING! A password on the command line is visible to other users") {
 		t.Fatalf("add: exit %d, out %q, err %q", r.code, r.out, r.errOut)
 	}
 	noSecretIn(t, r, e.RegistryPassword)
-	r = seed(t, e, "", "registries")
+	r = seed(t, e, nil, "", "registries")
 	lines := strings.Split(strings.TrimSpace(r.out), "\n")
 	if r.code != 0 || len(lines) < 2 || !strings.HasPrefix(lines[0], "SERVER") || !strings.Contains(r.out, e.Registry) {
 		t.Fatalf("registries: exit %d, out %q, err %q", r.code, r.out, r.errOut)
@@ -306,7 +314,7 @@ func TestSeedNamespaceRestrictedRegistry(t *testing.T) {
 	served := e.Namespace(t, "seed-only", optIn)
 	other := e.Namespace(t, "seed-other", optIn)
 
-	r := seed(t, e, e.RegistryPassword+"\n", "registries", "add", e.Registry, "--name", name, "--namespaces", served, "--username", e.RegistryUsername, "--password-stdin")
+	r := seed(t, e, nil, e.RegistryPassword+"\n", "registries", "add", e.Registry, "--name", name, "--namespaces", served, "--username", e.RegistryUsername, "--password-stdin")
 	if r.code != 0 || !strings.Contains(r.out, "namespaces "+served) {
 		t.Fatalf("add: exit %d, out %q, err %q", r.code, r.out, r.errOut)
 	}
@@ -333,7 +341,7 @@ func TestSeedECRWithIAMKeys(t *testing.T) {
 	cleanupRegistry(t, e, host)
 	ctx := framework.Context(t, 5*time.Minute)
 
-	r := seed(t, e, "", "registries", "add", host, keyID, secret)
+	r := seed(t, e, []string{secret}, "", "registries", "add", host, keyID, secret)
 	if r.code != 0 || !strings.Contains(r.out, "source ECR with the IAM keys in secret pullpass/"+host) {
 		t.Fatalf("add: exit %d, out %q, err %q", r.code, r.out, r.errOut)
 	}
@@ -369,7 +377,9 @@ func TestSeedECRWithIAMKeys(t *testing.T) {
 	}
 
 	// The token recipe (docker login -u AWS) is refused, with what would happen, and changes nothing.
-	r = seed(t, e, "", "registries", "add", "123456789012.dkr.ecr.eu-west-1.amazonaws.com", "AWS", "eyJwYXlsb2FkIjoidG9rZW4ifQ==")
+	const token = "eyJwYXlsb2FkIjoidG9rZW4ifQ=="
+	r = seed(t, e, []string{token}, "", "registries", "add", "123456789012.dkr.ecr.eu-west-1.amazonaws.com", "AWS", token)
+	noSecretIn(t, r, token)
 	if r.code != 2 || !strings.Contains(r.errOut, "expires within 12 hours") || strings.Count(strings.TrimSpace(r.errOut), "\n") != 0 {
 		t.Fatalf("an ECR token as password: exit %d, err %q", r.code, r.errOut)
 	}
