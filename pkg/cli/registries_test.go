@@ -320,7 +320,6 @@ var goldenCases = []goldenCase{
 			helpers(t, dir)
 			writeTemp(t, dir, "empty.json", "\n", 0o600)
 			writeTemp(t, dir, "garbage.json", `{"auths":{"ghcr.io":{"auth":"`+examplePass+`"}}}`, 0o600)
-			writeTemp(t, dir, "unreadable.json", "{}", 0o000)
 			writeTemp(t, dir, "other.json", `{"auths":{"a.example.com":{"auth":"`+b64("a:b")+`"},"b.example.com":{"auth":"`+b64("a:b")+`"}}}`, 0o600)
 			writeTemp(t, dir, "token.json", `{"auths":{"myreg.azurecr.io":{"identitytoken":"`+examplePass+`"}}}`, 0o600)
 		},
@@ -331,6 +330,7 @@ var goldenCases = []goldenCase{
 			{args: []string{"registries", "add", "ftp://ghcr.io", "bot", examplePass}, code: 2},
 			{args: []string{"registries", "add", "ghcr.io/Team", "bot", examplePass}, code: 2},
 			{args: []string{"registries", "add", "ghcr.io", "--from-docker-config", "{dir}/missing.json"}, code: 2},
+			{args: []string{"registries", "add", "ghcr.io", "--from-docker-config", "{dir}"}, code: 2},
 			{args: []string{"registries", "add", "ghcr.io", "--from-docker-config", "{dir}/empty.json"}, code: 2},
 			{args: []string{"registries", "add", "ghcr.io", "--from-docker-config", "{dir}/garbage.json"}, code: 2},
 			{args: []string{"registries", "add", "ghcr.io", "--from-docker-config", "{dir}/other.json"}, code: 2},
