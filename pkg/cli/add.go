@@ -84,7 +84,7 @@ Exit status: 0 done, 1 the cluster refused or failed, 2 invalid input (nothing w
 	}
 	f := cmd.Flags()
 	f.StringVar(&a.name, "name", "", "name of the Registry object (default: derived from HOST)")
-	f.StringVar(&a.scope, "scope", string(v1alpha1.ScopeNamespaced), "Namespaced (pull secrets in opted-in namespaces) or Cluster (served to every pod by the node agent)")
+	f.StringVar(&a.scope, "scope", string(v1alpha1.ScopeNamespaced), "Namespaced (pull secrets in opted-in namespaces) or Cluster (served to every pod by the node agent); an update keeps the registry's unless given")
 	f.StringVarP(&a.username, "username", "u", "", "registry username")
 	f.BoolVar(&a.passwordStdin, "password-stdin", false, "read the password or token from standard input")
 	f.StringVar(&a.fromDockerConfig, "from-docker-config", "", "take the credentials for HOST from this docker config.json, auth.json or registry secret JSON")
@@ -113,6 +113,7 @@ type addRequest struct {
 	written  string
 	name     string
 	scope    v1alpha1.Scope
+	setScope bool // --scope given: an update keeps the registry's scope otherwise
 	kind     sourceKind
 	username string
 	password string
@@ -153,6 +154,7 @@ func (a *addOptions) request(o *options, args []string) (*addRequest, error) {
 			return nil, badInput("--name %q: %s", a.name, msg)
 		}
 	}
+	req.setScope = a.changed("scope")
 	switch strings.ToLower(a.scope) {
 	case "namespaced":
 		req.scope = v1alpha1.ScopeNamespaced
@@ -412,7 +414,9 @@ func desired(req *addRequest, existing *v1alpha1.Registry, name, namespace strin
 	if !slices.ContainsFunc(reg.Spec.Hosts, func(h string) bool { return sameHost(h, req.host) }) {
 		reg.Spec.Hosts = append(reg.Spec.Hosts, req.host)
 	}
-	reg.Spec.Scope = req.scope
+	if existing == nil || req.setScope {
+		reg.Spec.Scope = req.scope
+	}
 	if req.setSelector {
 		reg.Spec.NamespaceSelector = req.selector
 	}

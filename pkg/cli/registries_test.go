@@ -265,6 +265,7 @@ var goldenCases = []goldenCase{
 			{args: []string{"registries"}},
 			{args: []string{"registries", "add", "ghcr.io", "--scope", "Cluster"}, prompt: []string{"bot", examplePass}, code: 2},
 			{args: []string{"registries", "add", "ghcr.io", "--scope", "Cluster", "--namespaces", ""}, prompt: []string{"bot", examplePass}},
+			{args: []string{"registries", "add", "ghcr.io", "bot", "--password-stdin"}, stdin: examplePass},
 			{args: []string{"registries", "add", "quay.io", "--scope", "Cluster", "--namespaces", "shop"}, prompt: []string{}, code: 2},
 			{args: []string{"registries", "add", "quay.io", "--namespace-selector", "team in (a"}, code: 2},
 			{args: []string{"registries", "add", "quay.io", "--namespaces", "Shop_1"}, code: 2},
