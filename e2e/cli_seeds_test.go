@@ -38,16 +38,11 @@ var (
 	cliErr   error
 )
 
-// pullpassCLI builds cmd/pullpass once for the suite.
+// pullpassCLI builds cmd/pullpass once for the suite, into _output/cli.
 func pullpassCLI(t *testing.T) string {
 	t.Helper()
 	buildCLI.Do(func() {
-		dir, err := os.MkdirTemp("", "pullpass-cli-e2e-")
-		if err != nil {
-			cliErr = err
-			return
-		}
-		cliPath = filepath.Join(dir, "pullpass")
+		cliPath = filepath.Join(framework.RepoRoot(), "_output", "cli", "pullpass")
 		cmd := exec.Command("go", "build", "-o", cliPath, "./cmd/pullpass")
 		cmd.Dir = framework.RepoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
