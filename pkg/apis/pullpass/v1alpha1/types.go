@@ -56,12 +56,15 @@ type RegistrySpec struct {
 	// dot-separated label matches any run of characters in that label ("ghcr.io",
 	// "*.azurecr.io", "registry.example.com:5000", "ghcr.io/my-org").
 	//
-	// Only '*' globs: the kubelet reads '?' as a URL query and '[' as an IPv6 literal.
+	// Only '*' globs: the kubelet reads '?' as a URL query and '[' as an IPv6 literal. What people
+	// paste is read as the kubelet reads config keys: an http:// or https:// scheme, a trailing
+	// '/' and a /v1/ or /v2/ suffix are dropped, and Docker Hub's names (index.docker.io,
+	// registry-1.docker.io) are docker.io.
 	//
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=512
-	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9_*-]+(\.[A-Za-z0-9_*-]+)*(:[0-9]+)?(/[a-z0-9._/-]*)?$`
+	// +kubebuilder:validation:items:Pattern=`^(https?://)?[A-Za-z0-9_*-]+(\.[A-Za-z0-9_*-]+)*(:[0-9]+)?(/[a-z0-9._/-]*)?$`
 	// +listType=set
 	Hosts []string `json:"hosts"`
 	// The credential source; exactly one field is set.

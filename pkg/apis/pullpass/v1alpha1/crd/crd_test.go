@@ -60,7 +60,11 @@ var cases = []validationCase{
 	{"host of 512", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{strings.Repeat("a", 509) + ".io"} }, ""},
 	{"host of 513", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{strings.Repeat("a", 510) + ".io"} }, `spec.hosts[0]: Too long: may not be more than 512 bytes`},
 	{"empty host", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{""} }, `spec.hosts[0] in body should match`},
-	{"scheme", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"https://ghcr.io"} }, `spec.hosts[0]: Invalid value: "https://ghcr.io": spec.hosts[0] in body should match`},
+	{"pasted URLs and Docker Hub's names", func(r *v1alpha1.Registry) {
+		r.Spec.Hosts = []string{"https://index.docker.io/v1/", "registry-1.docker.io", "http://registry.example.org/", "https://localhost:5443/v2/team/"}
+	}, ""},
+	{"other scheme", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ftp://ghcr.io"} }, `spec.hosts[0]: Invalid value: "ftp://ghcr.io": spec.hosts[0] in body should match`},
+	{"scheme, no host", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"https:///v1/"} }, `spec.hosts[0]: Invalid value: "https:///v1/": spec.hosts[0] in body should match`},
 	{"question mark", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"reg?.io"} }, `spec.hosts[0] in body should match`},
 	{"bracket", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"[ab].io"} }, `spec.hosts[0] in body should match`},
 	{"glob in port", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ghcr.io:*"} }, `spec.hosts[0] in body should match`},
