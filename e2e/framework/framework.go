@@ -54,6 +54,40 @@ func (e *Env) Var(k string) string {
 	return e.vars[k]
 }
 
+// Script is the path of one of the cluster's scripts (restart-kubelet.sh, registry-user.sh,
+// deploy.sh): the harness's in e2e/cluster, or those of the directory E2E_SCRIPTS_DIR names
+// (e2e/kind for the kind cluster), which keep the same contract.
+func Script(name string) string {
+	return filepath.Join(getenv("E2E_SCRIPTS_DIR", filepath.Join(RepoRoot(), "e2e", "cluster")), name)
+}
+
+// Kubectl is the kubectl the cluster's scripts use: KUBECTL from the registry env file or the
+// environment, else the harness's.
+func (e *Env) Kubectl() string {
+	if k := e.Var("KUBECTL"); k != "" {
+		return k
+	}
+	return filepath.Join(RepoRoot(), "_output", "e2e", "bin", "kubectl")
+}
+
+// AgentCache is the node cache file the tests read: AGENT_CACHE from the endpoints or registry
+// env file, else the harness's.
+func (e *Env) AgentCache() string {
+	if p := e.Var("AGENT_CACHE"); p != "" {
+		return p
+	}
+	if p := os.Getenv("E2E_ENDPOINTS_ENV"); p != "" {
+		if data, err := os.ReadFile(p); err == nil {
+			for _, l := range strings.Split(string(data), "\n") {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(l), "AGENT_CACHE="); ok {
+					return v
+				}
+			}
+		}
+	}
+	return filepath.Join(RepoRoot(), "_output", "e2e", "credential-provider", "cache", "credentials.json")
+}
+
 // RepoRoot is the repository's top directory.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)

@@ -45,8 +45,16 @@ kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-s
   --docker-username="$REGISTRY_USERNAME" --docker-password="$REGISTRY_PASSWORD" --dry-run=client -o yaml |
   kubectl_e2e apply -f - >/dev/null
 
+# The e2e suite serves a local ECR API where it runs: with the own engine, on the kind network's
+# gateway (the namespace's end of the bridge), which pods reach through their node.
+ecr_args=() ecr_listen=""
+if [ "$(engine)" = own ]; then
+  gw=$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' | tr ' ' '\n' | grep -m1 -E '^[0-9.]+$')
+  ecr_listen=$gw:28900
+  ecr_args=(--set webhook.ecrEndpoint="http://$ecr_listen" --set agent.ecrEndpoint="http://$ecr_listen")
+fi
 "$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_KIND" \
-  --namespace pullpass --create-namespace -f "$here/values-kind.yaml" \
+  --namespace pullpass --create-namespace -f "$here/values-kind.yaml" "${ecr_args[@]}" \
   --set image.webhookRepository="$WEBHOOK_REPO" --set image.agentRepository="$AGENT_REPO" --set image.tag="$tag" \
   --wait --timeout 5m >"$LOGS/helm.log" 2>&1 ||
   { cat "$LOGS/helm.log" >&2; kubectl_e2e -n pullpass get pods -o wide >&2; die "helm install failed"; }
@@ -117,5 +125,6 @@ cat >"$KIND_DIR/endpoints.env" <<ENV
 WEBHOOK_METRICS_URL=http://$webhook/metrics
 AGENT_METRICS_URL=http://$agent/metrics
 AGENT_CACHE=$KIND_DIR/nodes/${NODE_NAME#"$CLUSTER"-}/pullpass/credentials.json
+ECR_LISTEN=$ecr_listen
 ENV
 log "pullpass deployed on kind ($tag); endpoints in $KIND_DIR/endpoints.env"

@@ -85,7 +85,8 @@ if [ ! -x "$etcd_bin" ]; then
   mv "$etcd_bin.tmp" "$etcd_bin"
 fi
 coredns_bin=$(build_in_module coredns "github.com/coredns/coredns@$coredns_version" -mod=mod)
-provisioner_bin=$(build_in_module local-path-provisioner "github.com/rancher/local-path-provisioner@$provisioner_version" -mod=vendor)
+# Its vendor dir is not in the module zip: its go.mod and go.sum instead.
+provisioner_bin=$(build_in_module local-path-provisioner "github.com/rancher/local-path-provisioner@$provisioner_version" -mod=mod)
 
 work=$(mktemp -d "$KIND_DIR/node-image.XXXXXX")
 build=""

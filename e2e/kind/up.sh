@@ -168,6 +168,7 @@ CREDENTIAL_PROVIDER_CONFIG=$KIND_DIR/nodes/${first#"$CLUSTER"-}/image-credential
 CREDENTIAL_PROVIDER_BIN=$KIND_DIR/nodes/${first#"$CLUSTER"-}/image-credential-provider/bin
 KIND_NODES=${node_names[*]}
 KIND_ENGINE=$(engine)
+KUBECTL=$(command -v "$KUBECTL")
 ENV
 chmod 600 "$KIND_DIR/registry.env"
 touch "$KIND_DIR/ready"
