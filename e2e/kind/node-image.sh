@@ -133,9 +133,9 @@ static_image "$provisioner_image" '["/usr/local/bin/local-path-provisioner"]' "$
 # The helper pod runs sh, mkdir and rm: busybox's.
 images+=("$helper_image")
 stage=$(mktemp -d "$work/helper.XXXXXX")
-tar -C "$stage" -xf "$helper_rootfs" ./bin/busybox 2>/dev/null || tar -C "$stage" -xf "$helper_rootfs" ./usr/bin/busybox
-bb=$(cd "$stage" && ls bin/busybox usr/bin/busybox 2>/dev/null | head -n 1)
-mkdir -p "$stage/bin.new"; cp "$stage/$bb" "$stage/bin.new/busybox"; rm -rf "$stage/bin" "$stage/usr"; mv "$stage/bin.new" "$stage/bin"
+tar -C "$stage" -xf "$helper_rootfs" --wildcards './*bin/busybox'
+bb=$(find "$stage" -name busybox -type f | head -n 1)
+mkdir -p "$stage/bin.new"; mv "$bb" "$stage/bin.new/busybox"; rm -rf "$stage/bin" "$stage/usr"; mv "$stage/bin.new" "$stage/bin"
 for a in sh mkdir rm ls cat; do ln -s busybox "$stage/bin/$a"; done
 tar -C "$stage" --owner=0 --group=0 -cf "$stage.tar" .
 docker import --change "$PATHENV" --change 'ENTRYPOINT ["/bin/sh"]' "$stage.tar" "$helper_image" >/dev/null
@@ -185,17 +185,18 @@ docker exec "$build" bash -c 'nohup containerd >/dev/null 2>&1 &'
 docker exec "$build" bash -c 'for i in $(seq 1 50); do [ -S /run/containerd/containerd.sock ] && ctr version >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1' ||
   die "containerd did not start in the build container"
 docker exec -i "$build" ctr -n k8s.io images import --all-platforms --no-unpack --digests - <"$work/images.tar" >/dev/null
+# Pinned, as kind's builder labels them: the kubelet's image GC never removes them.
 for ref in "${images[@]}"; do
-  full=$ref; [[ "$ref" == */*/* ]] || full=docker.io/$ref
-  docker exec "$build" ctr -n k8s.io images label "$full" io.cri-containerd.pinned=pinned >/dev/null
+  docker exec "$build" ctr -n k8s.io images label "$ref" io.cri-containerd.pinned=pinned >/dev/null
 done
 docker exec "$build" ctr -n k8s.io images ls -q | sort >"$work/imported"
 for ref in "${images[@]}"; do grep -qx "$ref" "$work/imported" || die "image $ref missing from the node image (imported: $(tr '\n' ' ' <"$work/imported"))"; done
 docker exec "$build" pkill containerd || true
 sleep 1
+# (docker commit cannot set STOPSIGNAL; kind removes its nodes with docker rm -f, which never asks.)
 docker commit \
   --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
-  --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
+  --change 'ENV container=docker' \
   "$build" "$NODE_IMAGE" >/dev/null
 docker rmi "${images[@]}" pullpass/kind-nettools:build pullpass/kind-rootfs:build >/dev/null 2>&1 || true
 log "built $NODE_IMAGE"

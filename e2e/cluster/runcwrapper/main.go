@@ -31,11 +31,19 @@ func main() {
 		runc = "/usr/sbin/runc"
 	}
 	for i, a := range os.Args {
-		if (a == "--bundle" || a == "-b") && i+1 < len(os.Args) {
-			if err := fixSpec(filepath.Join(os.Args[i+1], "config.json"), ownOOMScoreAdj(), boundingSet()); err != nil {
-				fmt.Fprintln(os.Stderr, "runcwrapper:", err)
-				os.Exit(1)
-			}
+		if i+1 >= len(os.Args) {
+			break
+		}
+		var err error
+		switch a {
+		case "--bundle", "-b": // create, run: the bundle's whole spec
+			err = fixSpec(filepath.Join(os.Args[i+1], "config.json"), ownOOMScoreAdj(), boundingSet())
+		case "--process", "-p": // exec: the new process's spec alone (docker exec --privileged)
+			err = fixProcessFile(os.Args[i+1], ownOOMScoreAdj(), boundingSet())
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "runcwrapper:", err)
+			os.Exit(1)
 		}
 	}
 	args := append([]string{runc}, os.Args[1:]...)
@@ -58,6 +66,36 @@ func fixSpec(path string, ownAdj int, bounding map[string]bool) error {
 	if raw, ok := spec["process"]; !ok || json.Unmarshal(raw, &proc) != nil {
 		return nil
 	}
+	changed, err := fixProcess(proc, ownAdj, bounding)
+	if err != nil || !changed {
+		return err
+	}
+	if spec["process"], err = json.Marshal(proc); err != nil {
+		return err
+	}
+	return writeJSON(path, spec)
+}
+
+// fixProcessFile rewrites a process spec file (runc exec --process) the same way.
+func fixProcessFile(path string, ownAdj int, bounding map[string]bool) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var proc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &proc); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	changed, err := fixProcess(proc, ownAdj, bounding)
+	if err != nil || !changed {
+		return err
+	}
+	return writeJSON(path, proc)
+}
+
+// fixProcess drops from an OCI process what the host cannot grant, reporting whether it changed.
+func fixProcess(proc map[string]json.RawMessage, ownAdj int, bounding map[string]bool) (bool, error) {
+	var err error
 	changed := false
 	if raw, ok := proc["oomScoreAdj"]; ok {
 		var adj int
@@ -68,7 +106,7 @@ func fixSpec(path string, ownAdj int, bounding map[string]bool) error {
 	}
 	if raw, ok := proc["capabilities"]; ok && bounding != nil {
 		var caps map[string][]string
-		if err := json.Unmarshal(raw, &caps); err == nil {
+		if json.Unmarshal(raw, &caps) == nil {
 			capsChanged := false
 			for set, names := range caps {
 				kept := names[:0:0]
@@ -84,19 +122,17 @@ func fixSpec(path string, ownAdj int, bounding map[string]bool) error {
 			}
 			if capsChanged {
 				if proc["capabilities"], err = json.Marshal(caps); err != nil {
-					return err
+					return false, err
 				}
 				changed = true
 			}
 		}
 	}
-	if !changed {
-		return nil
-	}
-	if spec["process"], err = json.Marshal(proc); err != nil {
-		return err
-	}
-	out, err := json.Marshal(spec)
+	return changed, nil
+}
+
+func writeJSON(path string, v any) error {
+	out, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}

@@ -50,3 +50,17 @@ func jsonEqual(t *testing.T, a, b string) bool {
 	ya, _ := json.Marshal(y)
 	return string(xa) == string(ya)
 }
+
+func TestFixProcessFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "process.json")
+	if err := os.WriteFile(path, []byte(`{"args":["cat"],"capabilities":{"bounding":["CAP_SYS_RESOURCE","CAP_KILL"]}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := fixProcessFile(path, 0, capsOf(0x1fffeffffff)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if !jsonEqual(t, string(got), `{"args":["cat"],"capabilities":{"bounding":["CAP_KILL"]}}`) {
+		t.Fatalf("got %s", got)
+	}
+}

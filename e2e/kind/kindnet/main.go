@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -92,9 +93,7 @@ func sync(ctx context.Context, log *slog.Logger, kube kubernetes.Interface, cfg 
 	if err != nil {
 		return fmt.Errorf("listing nodes: %w", err)
 	}
-	if err := ensureMasquerade(cfg.podSubnet); err != nil {
-		return err
-	}
+	var errs []error
 	for i := range nodes.Items {
 		n := &nodes.Items[i]
 		ip := internalIPv4(n)
@@ -114,11 +113,14 @@ func sync(ctx context.Context, log *slog.Logger, kube kubernetes.Interface, cfg 
 		}
 		for _, c := range cidrs {
 			if out, err := exec.CommandContext(ctx, "ip", "route", "replace", c, "via", ip).CombinedOutput(); err != nil {
-				return fmt.Errorf("route %s via %s (node %s): %v: %s", c, ip, n.Name, err, out)
+				errs = append(errs, fmt.Errorf("route %s via %s (node %s): %v: %s", c, ip, n.Name, err, out))
 			}
 		}
 	}
-	return nil
+	if err := ensureMasquerade(cfg.podSubnet); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 func internalIPv4(n *corev1.Node) string {
@@ -196,12 +198,11 @@ func ensureMasquerade(podSubnet []string) error {
 	if out, err := restore.CombinedOutput(); err != nil {
 		return fmt.Errorf("iptables-restore: %v: %s", err, out)
 	}
-	jump := []string{"-t", "nat", "POSTROUTING", "-m", "addrtype", "!", "--dst-type", "LOCAL", "-m", "comment", "--comment", "kind-masq-agent", "-j", "KIND-MASQ-AGENT"}
-	check := append([]string{"-C"}, jump...)
-	if exec.Command("iptables", check...).Run() == nil {
+	rule := []string{"POSTROUTING", "-m", "addrtype", "!", "--dst-type", "LOCAL", "-m", "comment", "--comment", "kind-masq-agent", "-j", "KIND-MASQ-AGENT"}
+	if exec.Command("iptables", append([]string{"-t", "nat", "-C"}, rule...)...).Run() == nil {
 		return nil
 	}
-	if out, err := exec.Command("iptables", append([]string{"-A"}, jump...)...).CombinedOutput(); err != nil {
+	if out, err := exec.Command("iptables", append([]string{"-t", "nat", "-A"}, rule...)...).CombinedOutput(); err != nil {
 		return fmt.Errorf("iptables -A POSTROUTING: %v: %s", err, out)
 	}
 	return nil
