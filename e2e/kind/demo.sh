@@ -55,7 +55,8 @@ kubectl create namespace pullpass-demo >/dev/null
 kubectl annotate namespace pullpass-demo pullpass.io/inject=enabled >/dev/null
 # shellcheck disable=SC2086
 pods pullpass-demo $workers
-echo "pod log: $(kubectl -n pullpass-demo logs "hello-${workers%% *}" | head -n 1)"
+first=${workers%% *}
+echo "pod log: $(kubectl -n pullpass-demo logs "hello-${first#"$CLUSTER"-}" | head -n 1)"
 
 step "the registry for every pod of the cluster: Cluster scope, served by each node's agent"
 printf '%s\n' "$REGISTRY_PASSWORD" | pullpass registries add "$REGISTRY" --name demo-registry --scope Cluster --username "$REGISTRY_USERNAME" --password-stdin

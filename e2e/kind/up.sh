@@ -166,7 +166,7 @@ PAUSE_IMAGE=$PAUSE_IMAGE
 NODE_NAME=$first
 CREDENTIAL_PROVIDER_CONFIG=$KIND_DIR/nodes/${first#"$CLUSTER"-}/image-credential-provider/config
 CREDENTIAL_PROVIDER_BIN=$KIND_DIR/nodes/${first#"$CLUSTER"-}/image-credential-provider/bin
-KIND_NODES=${node_names[*]}
+KIND_NODES="${node_names[*]}"
 KIND_ENGINE=$(engine)
 KUBECTL=$(command -v "$KUBECTL")
 ENV
