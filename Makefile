@@ -70,7 +70,7 @@ clean: ## Remove build output (the harness must be down)
 	rm -rf $(BIN_DIR) _output
 
 KIND_ENV := E2E_KUBECONFIG=$(CURDIR)/_output/kind/kubeconfig E2E_REGISTRY_ENV=$(CURDIR)/_output/kind/registry.env \
-  E2E_ENDPOINTS_ENV=$(CURDIR)/_output/kind/endpoints.env E2E_SCRIPTS_DIR=$(CURDIR)/e2e/kind E2E_HOST_NETWORK=false
+  E2E_ENDPOINTS_ENV=$(CURDIR)/_output/kind/endpoints.env E2E_SCRIPTS_DIR=$(CURDIR)/e2e/kind E2E_HOST_NETWORK=false E2E_PIN_NODE=true
 
 .PHONY: kind-up
 kind-up: ## kind cluster (kind.yaml: 1 control plane, 2 workers) + private registry; offline with its own dockerd and node image when no Docker engine is reachable

@@ -38,6 +38,9 @@ type Env struct {
 	NodeName         string
 	// HostNetwork runs test pods on the host network, for clusters without a CNI (the harness).
 	HostNetwork bool
+	// PinNode runs test pods on NodeName (E2E_PIN_NODE=true): on a cluster of several nodes, the
+	// node whose agent metrics, cache and provider dirs the suite reads (kind's first worker).
+	PinNode bool
 
 	Config     *rest.Config
 	Kube       kubernetes.Interface
@@ -124,6 +127,7 @@ func Load(t testing.TB) *Env {
 		Image:            get("E2E_IMAGE"),
 		NodeName:         get("NODE_NAME"),
 		HostNetwork:      getenv("E2E_HOST_NETWORK", "true") == "true",
+		PinNode:          os.Getenv("E2E_PIN_NODE") == "true",
 		vars:             vars,
 	}
 	for k, v := range map[string]string{"REGISTRY": e.Registry, "REGISTRY_USERNAME": e.RegistryUsername, "REGISTRY_PASSWORD": e.RegistryPassword, "E2E_IMAGE": e.Image} {
@@ -240,6 +244,9 @@ func (e *Env) Pod(namespace string, o PodOptions) *corev1.Pod {
 			}},
 			ServiceAccountName: o.ServiceAccount,
 		},
+	}
+	if e.PinNode && e.NodeName != "" {
+		p.Spec.NodeSelector = map[string]string{corev1.LabelHostname: e.NodeName}
 	}
 	if o.RestartNever {
 		p.Spec.RestartPolicy = corev1.RestartPolicyNever
