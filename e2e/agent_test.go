@@ -36,7 +36,7 @@ const pluginCache = 5 * time.Second
 
 func script(t *testing.T, name string, args ...string) {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(framework.RepoRoot(), "e2e/cluster", name), args...).CombinedOutput()
+	out, err := exec.Command(framework.Script(name), args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
@@ -44,11 +44,7 @@ func script(t *testing.T, name string, args ...string) {
 
 func agentCache(t *testing.T, e *framework.Env) map[string]nodecache.Entry {
 	t.Helper()
-	path := e.Var("AGENT_CACHE")
-	if path == "" {
-		path = filepath.Join(framework.RepoRoot(), "_output/e2e/credential-provider/cache/credentials.json")
-	}
-	f, err := nodecache.Read(path)
+	f, err := nodecache.Read(e.AgentCache())
 	if err != nil {
 		t.Fatalf("reading the node cache: %v", err)
 	}
@@ -380,7 +376,7 @@ func TestAgentKilledWhileWritingLeavesAReadableCache(t *testing.T) {
 	e := framework.Load(t)
 	ep := e.Deployed(t)
 	nodeServesNothingAfter(t, e)
-	cache := filepath.Join(framework.RepoRoot(), "_output/e2e/credential-provider/cache/credentials.json")
+	cache := e.AgentCache()
 	plugin := filepath.Join(e.Var("CREDENTIAL_PROVIDER_BIN"), "pullpass-credential-provider")
 	ready := func() bool {
 		resp, err := http.Get(strings.TrimSuffix(ep.AgentMetricsURL, "/metrics") + "/readyz")

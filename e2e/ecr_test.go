@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 
@@ -18,8 +19,14 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials/ecr/ecrtest"
 )
 
-// ecrEndpoint is where the harness's webhook looks for the ECR API (values-harness.yaml).
-const ecrEndpoint = "127.0.0.1:28900"
+// ecrEndpoint is where the deployed webhook and agent look for the ECR API: the harness's
+// (values-harness.yaml), or E2E_ECR_LISTEN (the kind cluster's, which its pods reach).
+var ecrEndpoint = func() string {
+	if v := os.Getenv("E2E_ECR_LISTEN"); v != "" {
+		return v
+	}
+	return "127.0.0.1:28900"
+}()
 
 // An ECR registry, through the real aws-sdk-go-v2 client in the deployed webhook, against a local
 // ECR API whose tokens open the harness registry: a pod pulls with the token, the token is
