@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 
@@ -154,7 +155,7 @@ func TestHADeploymentAcrossWorkersAndEveryNodeServes(t *testing.T) {
 	labels := map[string]string{"app": "ha-spread"}
 	replicas := int32(len(nodes))
 	tmpl := e.Pod(ns, framework.PodOptions{})
-	tmpl.Spec.Tolerations = nil
+	tmpl.Spec.Tolerations, tmpl.Spec.NodeSelector = nil, nil // anywhere but the control plane
 	tmpl.Spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
 		RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
 			TopologyKey: "kubernetes.io/hostname", LabelSelector: &metav1.LabelSelector{MatchLabels: labels}}}}}
@@ -190,7 +191,7 @@ func TestHADeploymentAcrossWorkersAndEveryNodeServes(t *testing.T) {
 	plain := e.Namespace(t, "ha-node", nil)
 	for _, node := range nodes {
 		p := e.Pod(plain, framework.PodOptions{})
-		p.Spec.NodeName = node
+		p.Spec.NodeName, p.Spec.NodeSelector = node, nil
 		created := e.CreatePod(t, p)
 		if len(created.Spec.ImagePullSecrets) != 0 {
 			t.Fatalf("a pod of a plain namespace got pull secrets %v", created.Spec.ImagePullSecrets)
@@ -379,12 +380,17 @@ func TestHADrainedNodeKeepsItsAgentServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range pods.Items {
-		if owner := metav1.GetControllerOf(&p); owner != nil && owner.Kind == "DaemonSet" || p.Namespace == "kube-system" {
+		// As kubectl drain: DaemonSet pods stay (the agent among them); finished or already
+		// terminating pods need no eviction.
+		owner := metav1.GetControllerOf(&p)
+		if owner != nil && owner.Kind == "DaemonSet" || p.Namespace == "kube-system" || p.DeletionTimestamp != nil ||
+			p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
 		ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
 		waitFor(t, 2*time.Minute, fmt.Sprintf("pod %s/%s evicted", p.Namespace, p.Name), func() bool {
-			return e.Kube.CoreV1().Pods(p.Namespace).EvictV1(ctx, ev) == nil
+			err := e.Kube.CoreV1().Pods(p.Namespace).EvictV1(ctx, ev)
+			return err == nil || apierrors.IsNotFound(err)
 		})
 	}
 	// The agent on the drained node is still there and ready.
@@ -398,7 +404,7 @@ func TestHADrainedNodeKeepsItsAgentServing(t *testing.T) {
 	time.Sleep(pluginCache)
 	plain := e.Namespace(t, "ha-drain", nil)
 	p := e.Pod(plain, framework.PodOptions{})
-	p.Spec.NodeName = node
+	p.Spec.NodeName, p.Spec.NodeSelector = node, nil
 	e.WaitRunning(t, plain, e.CreatePod(t, p).Name)
 	webhookReady(t, e, 3*time.Minute)
 }
