@@ -253,7 +253,7 @@ func TestSeedDockerHubAliasesServeDockerHubImages(t *testing.T) {
 
 	e.CreateRegistry(t, framework.RegistryOptions{Name: "hub-node", Hosts: []string{"registry-1.docker.io"}, Scope: v1alpha1.ScopeCluster, SourceHost: "registry-1.docker.io"})
 	waitFor(t, time.Minute, "registry served by the node", func() bool {
-		return framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_registry_served", map[string]string{"registry": "hub-node"}) == 1
+		return framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_registry_served", map[string]string{"registry": "hub-node"}) == 1
 	})
 	if hosts := agentCache(t, e)["hub-node"].Hosts; !slices.Equal(hosts, []string{"docker.io"}) {
 		t.Fatalf("node cache hosts %v, want [docker.io]", hosts)

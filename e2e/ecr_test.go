@@ -142,7 +142,7 @@ func TestAgentECRKeepsLastGoodTokenUntilExpiry(t *testing.T) {
 	waitFor(t, 30*time.Second, "the ECR token in the node cache", func() bool {
 		return agentCache(t, e)["node-ecr"].Password == e.RegistryPassword
 	})
-	if got := framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_credentials_expiry_timestamp_seconds", map[string]string{"registry": "node-ecr"}); got != float64(expires.Unix()) {
+	if got := framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_credentials_expiry_timestamp_seconds", map[string]string{"registry": "node-ecr"}); got != float64(expires.Unix()) {
 		t.Fatalf("expiry metric %v, want %d", got, expires.Unix())
 	}
 	time.Sleep(pluginCache)
@@ -153,7 +153,7 @@ func TestAgentECRKeepsLastGoodTokenUntilExpiry(t *testing.T) {
 	// ECR refuses from now on: the token stays until it expires.
 	srv.SetReplies(ecrtest.Reply{ErrorCode: "AccessDeniedException", Message: "not authorized to perform: ecr:GetAuthorizationToken"})
 	waitFor(t, life, "a failed refresh counted", func() bool {
-		return framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_refreshes_total", map[string]string{"registry": "node-ecr", "result": "stale"}) >= 1
+		return framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_refreshes_total", map[string]string{"registry": "node-ecr", "result": "stale"}) >= 1
 	})
 	if time.Now().Before(expires) {
 		if got := agentCache(t, e)["node-ecr"]; got.Password != e.RegistryPassword {
