@@ -53,9 +53,17 @@ lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/buil
 	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/...
 
 .PHONY: test
-test: lint unit ## Run everything: lint, unit tests, then the e2e suite against pullpass deployed on a fresh harness cluster
+test: lint unit test-harness test-kind ## Run everything: lint, unit and integration tests, the e2e suite on a fresh harness cluster, then on a fresh 3-node kind cluster with the chart's defaults
+
+.PHONY: test-harness
+test-harness: ## The e2e suite against pullpass deployed on a fresh harness cluster (the fast loop), torn down after
 	@set -e; trap 'e2e/cluster/down.sh; e2e/cluster/check-clean.sh || exit 1' EXIT; e2e/cluster/down.sh >/dev/null 2>&1 || true; \
 	  e2e/cluster/up.sh; e2e/cluster/deploy.sh; $(MAKE) --no-print-directory e2e
+
+.PHONY: test-kind
+test-kind: ## The e2e suite on a fresh kind cluster (1 control plane, 2 workers, chart defaults), torn down after
+	@set -e; trap 'e2e/kind/down.sh; e2e/kind/check-clean.sh || exit 1' EXIT; e2e/kind/down.sh >/dev/null 2>&1 || true; \
+	  $(MAKE) --no-print-directory e2e-kind
 
 .PHONY: e2e
 e2e: ## Run the e2e suite against a running cluster (the harness's, or E2E_KUBECONFIG/E2E_REGISTRY_ENV)
