@@ -23,9 +23,9 @@ import (
 )
 
 // ServedByNode reports whether the node agents serve a registry (rather than the webhook's
-// pull secrets).
+// pull secrets): Cluster scope, or Namespaced delivered by the node.
 func ServedByNode(r *v1alpha1.Registry) bool {
-	return r.Spec.EffectiveScope() == v1alpha1.ScopeCluster && r.DeletionTimestamp == nil
+	return r.Spec.EffectiveDelivery() == v1alpha1.DeliveryNode && r.DeletionTimestamp == nil
 }
 
 // SourceSecrets returns the names, sorted and unique, of the Secrets in namespace that the

@@ -33,11 +33,18 @@ var table = regs{
 	registry("e", v1alpha1.ScopeNamespaced, v1alpha1.RegistryAuth{SecretRef: ref("pullpass", "namespaced-only")}),
 	registry("f", v1alpha1.ScopeCluster, v1alpha1.RegistryAuth{SecretRef: ref("elsewhere", "not-ours")}),
 	registry("g", v1alpha1.ScopeCluster, v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{}}), // default chain: no Secret
+	nodeDelivered(registry("h", v1alpha1.ScopeNamespaced, v1alpha1.RegistryAuth{SecretRef: ref("pullpass", "per-namespace")})),
+}
+
+// nodeDelivered is a Namespaced registry the node serves to the namespaces it selects.
+func nodeDelivered(r *v1alpha1.Registry) *v1alpha1.Registry {
+	r.Spec.Delivery = v1alpha1.DeliveryNode
+	return r
 }
 
 func TestSourceSecretsAreExactlyWhatNodesServe(t *testing.T) {
 	got := nodeaccess.SourceSecrets(table, "pullpass")
-	want := []string{"aws-keys", "hub", "src-a"}
+	want := []string{"aws-keys", "hub", "per-namespace", "src-a"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("SourceSecrets = %v, want %v", got, want)
 	}
@@ -69,7 +76,7 @@ func TestRoleKeeperWritesOnlyOnChange(t *testing.T) {
 		t.Fatalf("%d updates, want 1 (the second sync has nothing to change)", updates)
 	}
 	got, _ := client.RbacV1().Roles("pullpass").Get(ctx, "agent-sources", metav1.GetOptions{})
-	if len(got.Rules) != 1 || !slices.Equal(got.Rules[0].ResourceNames, []string{"aws-keys", "hub", "src-a"}) ||
+	if len(got.Rules) != 1 || !slices.Equal(got.Rules[0].ResourceNames, []string{"aws-keys", "hub", "per-namespace", "src-a"}) ||
 		!slices.Equal(got.Rules[0].Verbs, []string{"get", "list", "watch"}) {
 		t.Fatalf("rules %+v", got.Rules)
 	}

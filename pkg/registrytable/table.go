@@ -80,6 +80,8 @@ func (t *Table) Candidates(ref image.Reference) []Match {
 const (
 	maxHosts      = 64
 	maxHostLength = 512
+	// maxServiceAccounts bounds spec.serviceAccounts.names.
+	maxServiceAccounts = 64
 )
 
 var (
@@ -121,6 +123,36 @@ func Validate(r *v1alpha1.Registry) error {
 	case "", v1alpha1.ScopeNamespaced, v1alpha1.ScopeCluster:
 	default:
 		errs = append(errs, fmt.Errorf("spec.scope: %q is neither Namespaced nor Cluster", r.Spec.Scope))
+	}
+	switch r.Spec.Delivery {
+	case "", v1alpha1.DeliveryNode:
+	case v1alpha1.DeliveryPullSecret:
+		if r.Spec.EffectiveScope() == v1alpha1.ScopeCluster {
+			errs = append(errs, errors.New("spec: scope Cluster is served by the node agents: delivery must be Node or unset"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("spec.delivery: %q is neither PullSecret nor Node", r.Spec.Delivery))
+	}
+	if sa := r.Spec.ServiceAccounts; sa != nil {
+		if r.Spec.EffectiveScope() != v1alpha1.ScopeNamespaced || r.Spec.Delivery != v1alpha1.DeliveryNode {
+			errs = append(errs, errors.New("spec: serviceAccounts needs scope Namespaced and delivery Node: only the node tells service accounts apart"))
+		}
+		if len(sa.Names) == 0 && !sa.Annotated {
+			errs = append(errs, errors.New("spec.serviceAccounts: name service accounts or set annotated"))
+		}
+		if len(sa.Names) > maxServiceAccounts {
+			errs = append(errs, fmt.Errorf("spec.serviceAccounts.names: %d names, at most %d are allowed", len(sa.Names), maxServiceAccounts))
+		}
+		seen := map[string]bool{}
+		for i, n := range sa.Names {
+			for _, msg := range validation.IsDNS1123Subdomain(n) {
+				errs = append(errs, fmt.Errorf("spec.serviceAccounts.names[%d]: %s", i, msg))
+			}
+			if seen[n] {
+				errs = append(errs, fmt.Errorf("spec.serviceAccounts.names[%d]: duplicate %q", i, n))
+			}
+			seen[n] = true
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("registry %q: %w", r.Name, err)

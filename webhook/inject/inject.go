@@ -250,9 +250,9 @@ func (p Policy) NamespaceServed(ns *corev1.Namespace) bool {
 }
 
 // RegistryServes reports whether a registry's pull secret belongs in ns: a Namespaced
-// registry whose namespaceSelector, if any, selects ns.
+// registry delivered by pull secrets whose namespaceSelector, if any, selects ns.
 func RegistryServes(reg *v1alpha1.Registry, ns *corev1.Namespace) bool {
-	if reg.Spec.EffectiveScope() != v1alpha1.ScopeNamespaced {
+	if reg.Spec.EffectiveScope() != v1alpha1.ScopeNamespaced || reg.Spec.EffectiveDelivery() != v1alpha1.DeliveryPullSecret {
 		return false
 	}
 	if reg.Spec.NamespaceSelector == nil {

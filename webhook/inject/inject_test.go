@@ -99,7 +99,9 @@ func TestMutate(t *testing.T) {
 		registry("hub", "", nil, "docker.io"),
 		registry("node-served", v1alpha1.ScopeCluster, nil, "quay.io"),
 		registry("team-b-only", "", &metav1.LabelSelector{MatchLabels: map[string]string{"team": "b"}}, "registry.gitlab.com"),
+		registry("node-per-namespace", v1alpha1.ScopeNamespaced, nil, "nvcr.io"),
 	}
+	regs[len(regs)-1].Spec.Delivery = v1alpha1.DeliveryNode
 	namespaces := fakeNamespaces{
 		"team-a":   namespace("team-a", optedIn, map[string]string{"team": "a"}),
 		"team-b":   namespace("team-b", optedIn, map[string]string{"team": "b"}),
@@ -140,6 +142,10 @@ func TestMutate(t *testing.T) {
 		{
 			name: "Cluster-scope registries are the node agent's", namespace: "team-a",
 			in: podSpec{containers: []string{"quay.io/org/app"}}, want: podSpec{containers: []string{"quay.io/org/app"}}, wantSkip: inject.SkipNoMatch,
+		},
+		{
+			name: "Namespaced registries delivered by the node get no pull secret", namespace: "team-a",
+			in: podSpec{containers: []string{"nvcr.io/org/app"}}, want: podSpec{containers: []string{"nvcr.io/org/app"}}, wantSkip: inject.SkipNoMatch,
 		},
 		{
 			name: "namespaceSelector keeps a registry from other namespaces", namespace: "team-a",

@@ -9,6 +9,8 @@
 package v1alpha1
 
 import (
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -24,6 +26,26 @@ const (
 	ScopeCluster Scope = "Cluster"
 )
 
+// Delivery says how a registry's credentials reach the kubelet.
+//
+// +kubebuilder:validation:Enum=PullSecret;Node
+type Delivery string
+
+const (
+	// DeliveryPullSecret: the webhook writes a pull secret into each served namespace and adds
+	// it to new pods (Namespaced scope only).
+	DeliveryPullSecret Delivery = "PullSecret"
+	// DeliveryNode: the node agent serves the kubelet through the credential provider plugin,
+	// with no Secret anywhere. With Namespaced scope, only to the pods of the selected
+	// namespaces (and service accounts), told apart by the pod's service account token that the
+	// kubelet hands the plugin (KEP-4412).
+	DeliveryNode Delivery = "Node"
+)
+
+// ServiceAccountRegistriesAnnotation on a ServiceAccount lists (comma-separated) the registries
+// whose serviceAccounts.annotated lets it in.
+const ServiceAccountRegistriesAnnotation = "pullpass.io/registries"
+
 // Condition types and reasons of Registry.status.
 const (
 	ConditionReady = "Ready"
@@ -37,6 +59,7 @@ const (
 // +kubebuilder:metadata:labels="app.kubernetes.io/name=pullpass"
 // +kubebuilder:printcolumn:name="Hosts",type=string,JSONPath=`.spec.hosts`
 // +kubebuilder:printcolumn:name="Scope",type=string,JSONPath=`.spec.scope`
+// +kubebuilder:printcolumn:name="Delivery",type=string,priority=1,JSONPath=`.spec.delivery`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
@@ -51,6 +74,9 @@ type Registry struct {
 }
 
 // RegistrySpec is what the user asks for.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.delivery) || self.delivery == 'Node' || self.scope != 'Cluster'",message="scope Cluster is served by the node agents: delivery must be Node or unset"
+// +kubebuilder:validation:XValidation:rule="!has(self.serviceAccounts) || (self.scope == 'Namespaced' && has(self.delivery) && self.delivery == 'Node')",message="serviceAccounts needs scope Namespaced and delivery Node: only the node tells service accounts apart"
 type RegistrySpec struct {
 	// Host patterns with the kubelet's matchImages rules: host[:port][/path], where '*' in a
 	// dot-separated label matches any run of characters in that label ("ghcr.io",
@@ -75,12 +101,67 @@ type RegistrySpec struct {
 	// +kubebuilder:default=Namespaced
 	// +optional
 	Scope Scope `json:"scope,omitempty"`
+	// How the credentials reach the kubelet. PullSecret (the default of Namespaced): the webhook
+	// writes pull secrets into opted-in namespaces. Node (the default and only choice of
+	// Cluster): the node agents serve the kubelet through the credential provider plugin; with
+	// scope Namespaced, only to pods of the namespaces namespaceSelector selects (every namespace
+	// when unset; no opt-in annotation needed) and the service accounts serviceAccounts allows,
+	// as the pod's service account token proves (kubelet 1.34+).
+	//
+	// +optional
+	Delivery Delivery `json:"delivery,omitempty"`
+	// Limits a Namespaced registry delivered by the node to some service accounts of the
+	// selected namespaces. Unset: every service account.
+	//
+	// +optional
+	ServiceAccounts *ServiceAccountSelector `json:"serviceAccounts,omitempty"`
 	// Limits the namespaces a Namespaced registry is given to.
 	//
 	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"
 	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="matchExpressions: In and NotIn need values, Exists and DoesNotExist take none"
 	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+}
+
+// ServiceAccountSelector allows service accounts by name, or by an annotation their namespace's
+// admins set. A service account is allowed when any of the two allows it.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.names) && size(self.names) > 0) || (has(self.annotated) && self.annotated)",message="name service accounts or set annotated"
+type ServiceAccountSelector struct {
+	// Service account names allowed in every selected namespace.
+	//
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +listType=set
+	// +optional
+	Names []string `json:"names,omitempty"`
+	// Allow the service accounts annotated pullpass.io/registries with this registry's name (a
+	// comma-separated list of registry names).
+	//
+	// +optional
+	Annotated bool `json:"annotated,omitempty"`
+}
+
+// Allows reports whether a service account, with its pullpass.io/registries annotation value,
+// may use registry name.
+func (s *ServiceAccountSelector) Allows(registry, serviceAccount, annotation string) bool {
+	if s == nil {
+		return true
+	}
+	for _, n := range s.Names {
+		if n == serviceAccount {
+			return true
+		}
+	}
+	if s.Annotated {
+		for item := range strings.SplitSeq(annotation, ",") {
+			if strings.TrimSpace(item) == registry {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // RegistryAuth is a credential source. Exactly one field is set.
@@ -195,6 +276,18 @@ func (s RegistrySpec) EffectiveScope() Scope {
 		return ScopeNamespaced
 	}
 	return s.Scope
+}
+
+// EffectiveDelivery returns the delivery, defaulted: Node for Cluster scope, PullSecret for
+// Namespaced.
+func (s RegistrySpec) EffectiveDelivery() Delivery {
+	if s.Delivery != "" {
+		return s.Delivery
+	}
+	if s.EffectiveScope() == ScopeCluster {
+		return DeliveryNode
+	}
+	return DeliveryPullSecret
 }
 
 // RegistryList is a list of Registry.

@@ -119,6 +119,40 @@ var cases = []validationCase{
 	{"scope Cluster", func(r *v1alpha1.Registry) { r.Spec.Scope = v1alpha1.ScopeCluster }, ""},
 	{"scope unknown", func(r *v1alpha1.Registry) { r.Spec.Scope = "Everywhere" }, `spec.scope: Unsupported value: "Everywhere": supported values: "Namespaced", "Cluster"`},
 
+	// delivery and serviceAccounts.
+	{"delivery Node", func(r *v1alpha1.Registry) { r.Spec.Delivery = v1alpha1.DeliveryNode }, ""},
+	{"delivery PullSecret", func(r *v1alpha1.Registry) { r.Spec.Delivery = v1alpha1.DeliveryPullSecret }, ""},
+	{"delivery unknown", func(r *v1alpha1.Registry) { r.Spec.Delivery = "Carrier" }, `spec.delivery: Unsupported value: "Carrier": supported values: "PullSecret", "Node"`},
+	{"Cluster delivered by Node", func(r *v1alpha1.Registry) {
+		r.Spec.Scope, r.Spec.Delivery = v1alpha1.ScopeCluster, v1alpha1.DeliveryNode
+	}, ""},
+	{"Cluster delivered by PullSecret", func(r *v1alpha1.Registry) {
+		r.Spec.Scope, r.Spec.Delivery = v1alpha1.ScopeCluster, v1alpha1.DeliveryPullSecret
+	}, `scope Cluster is served by the node agents: delivery must be Node or unset`},
+	{"service accounts by name", func(r *v1alpha1.Registry) {
+		r.Spec.Delivery = v1alpha1.DeliveryNode
+		r.Spec.ServiceAccounts = &v1alpha1.ServiceAccountSelector{Names: []string{"builder", "web.v2"}}
+	}, ""},
+	{"service accounts by annotation", func(r *v1alpha1.Registry) {
+		r.Spec.Delivery = v1alpha1.DeliveryNode
+		r.Spec.ServiceAccounts = &v1alpha1.ServiceAccountSelector{Annotated: true}
+	}, ""},
+	{"service accounts empty", func(r *v1alpha1.Registry) {
+		r.Spec.Delivery = v1alpha1.DeliveryNode
+		r.Spec.ServiceAccounts = &v1alpha1.ServiceAccountSelector{}
+	}, `spec.serviceAccounts: Invalid value: name service accounts or set annotated`},
+	{"service accounts bad name", func(r *v1alpha1.Registry) {
+		r.Spec.Delivery = v1alpha1.DeliveryNode
+		r.Spec.ServiceAccounts = &v1alpha1.ServiceAccountSelector{Names: []string{"Builder"}}
+	}, `spec.serviceAccounts.names[0] in body should match`},
+	{"service accounts with pull secrets", func(r *v1alpha1.Registry) {
+		r.Spec.ServiceAccounts = &v1alpha1.ServiceAccountSelector{Names: []string{"builder"}}
+	}, `serviceAccounts needs scope Namespaced and delivery Node`},
+	{"service accounts with Cluster", func(r *v1alpha1.Registry) {
+		r.Spec.Scope, r.Spec.Delivery = v1alpha1.ScopeCluster, v1alpha1.DeliveryNode
+		r.Spec.ServiceAccounts = &v1alpha1.ServiceAccountSelector{Names: []string{"builder"}}
+	}, `serviceAccounts needs scope Namespaced and delivery Node`},
+
 	// namespaceSelector (CEL for what LabelSelectorAsSelector refuses).
 	{"selector", func(r *v1alpha1.Registry) {
 		r.Spec.NamespaceSelector = &metav1.LabelSelector{
@@ -225,12 +259,12 @@ func TestPrinterColumns(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		cols = append(cols, fmt.Sprintf("%s:%s:%d", c.Name, c.Type, c.Priority))
 	}
-	want := "Name:string:0 Hosts:string:0 Scope:string:0 Ready:string:0 Expires:date:0 Reason:string:1 Namespaces:integer:1 Age:date:0"
+	want := "Name:string:0 Hosts:string:0 Scope:string:0 Delivery:string:1 Ready:string:0 Expires:date:0 Reason:string:1 Namespaces:integer:1 Age:date:0"
 	if got := strings.Join(cols, " "); got != want {
 		t.Fatalf("columns\n  %s\nwant\n  %s", got, want)
 	}
-	cells := fmt.Sprint(table.Rows[0].Cells[:7])
-	if want := `[columns ["ghcr.io"] Namespaced False <nil> AccessDenied 3]`; cells != want {
+	cells := fmt.Sprint(table.Rows[0].Cells[:8])
+	if want := `[columns ["ghcr.io"] Namespaced <nil> False <nil> AccessDenied 3]`; cells != want {
 		t.Fatalf("row %s, want %s", cells, want)
 	}
 }
