@@ -1,29 +1,44 @@
 // Package refresher keeps the node cache filled with the credentials of every Cluster-scope
-// registry: it resolves them, refreshes them before they expire and rewrites the cache (atomically)
-// only when something in it changed. A source that fails keeps its last good credentials in the
-// cache until they expire; a source that is gone (or a registry that is no longer Cluster scope)
-// takes them out at once.
+// registry, and the grants file (pkg/nodegrant) with those of Namespaced registries delivered by
+// the node and the namespaces their selectors select now: it resolves them, refreshes them before
+// they expire and rewrites each file (atomically) only when something in it changed. A source that
+// fails keeps its last good credentials until they expire; a source that is gone (or a registry
+// that is no longer served by the node) takes them out at once, and a namespace that loses its
+// label leaves the grant at the next sync (a namespace event kicks one).
 package refresher
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/nodecache"
+	"github.com/pullpass/pullpass/pkg/nodegrant"
 	"github.com/pullpass/pullpass/pkg/registrytable"
 )
+
+// Namespaces lists the cached Namespace objects.
+type Namespaces interface {
+	List() []*corev1.Namespace
+}
 
 // Registries lists the cached Registry objects.
 type Registries interface {
@@ -47,7 +62,12 @@ type Config struct {
 	Registries Registries
 	Resolver   Resolver
 	CachePath  string
-	// Sinks get every cache content that was written (optional).
+	// Namespaces, when set, serves Namespaced registries delivered by the node: their grants
+	// are written to nodegrant.Path(CachePath) for the plugin's service account token path.
+	// Unset (legacy mode, which cannot tell pods apart), such registries are not served.
+	Namespaces Namespaces
+	// Sinks get every cache content that was written, Cluster entries and grants alike
+	// (optional).
 	Sinks []Sink
 	// Resync bounds the time between two syncs (default 5 min); events and refresh times make
 	// them sooner.
@@ -66,6 +86,9 @@ type Refresher struct {
 	cfg  Config
 	kick chan struct{}
 	last []nodecache.Entry // what the cache holds
+	// grants is what the grants file holds; grantsWritten whether it was written.
+	grants        []nodegrant.Grant
+	grantsWritten bool
 	// loaded is whether last was read from the cache (once, at the first sync).
 	loaded bool
 	known  map[string]bool // the Cluster-scope registries of the last sync
@@ -166,6 +189,10 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 		if !nodeaccess.ServedByNode(reg) {
 			continue
 		}
+		if perNamespace(reg) && r.cfg.Namespaces == nil {
+			r.cfg.Logger.Debug("not serving a Namespaced registry: this mode cannot tell pods apart", "registry", reg.Name)
+			continue
+		}
 		if err := registrytable.Validate(reg); err != nil {
 			r.cfg.Logger.Warn("ignoring invalid registry", "registry", reg.Name, "err", err)
 			continue
@@ -188,9 +215,21 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 		}()
 	}
 	wg.Wait()
+	var grants []nodegrant.Grant
+	var namespaces []*corev1.Namespace
+	if r.cfg.Namespaces != nil {
+		namespaces = r.cfg.Namespaces.List()
+	}
 	for n, reg := range regs {
+		if perNamespace(reg) {
+			if g, ok := grant(reg, results[n], oks[n], namespaces); ok {
+				grants = append(grants, g)
+			}
+		}
 		if e := results[n]; oks[n] {
-			entries = append(entries, e)
+			if !perNamespace(reg) {
+				entries = append(entries, e)
+			}
 			if !e.ExpiresAt.IsZero() && e.ExpiresAt.Before(next) {
 				next = e.ExpiresAt // drop it when it expires
 			}
@@ -211,10 +250,17 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 	}
 	r.known = served
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Registry < entries[j].Registry })
-	// The metrics say what the cache holds, once it holds it.
+	sort.Slice(grants, func(i, j int) bool { return grants[i].Registry < grants[j].Registry })
+	// The metrics say what the files hold, once they hold it.
 	defer r.record(regs)
+	grantsChanged, err := r.writeGrants(grants, now)
+	if err != nil {
+		r.cfg.Metrics.CacheWrite(err)
+		r.cfg.Logger.Error("writing the grants file", "path", nodegrant.Path(r.cfg.CachePath), "err", err)
+		return now.Add(5 * time.Second)
+	}
 	if r.written() && slices.EqualFunc(entries, r.last, equalEntry) {
-		if !r.sunk {
+		if !r.sunk || grantsChanged {
 			return r.sink(ctx, entries, next)
 		}
 		return next
@@ -230,11 +276,16 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 	return r.sink(ctx, entries, next)
 }
 
-// record sets the served metrics from what the cache holds.
+// record sets the served metrics from what the files hold.
 func (r *Refresher) record(regs []*v1alpha1.Registry) {
 	inCache := map[string]nodecache.Entry{}
 	for _, e := range r.last {
 		inCache[e.Registry] = e
+	}
+	for _, g := range r.grants {
+		if g.Password != "" || g.ECR != nil {
+			inCache[g.Registry] = nodecache.Entry{Registry: g.Registry, ExpiresAt: g.ExpiresAt}
+		}
 	}
 	for _, reg := range regs {
 		e, ok := inCache[reg.Name]
@@ -243,17 +294,112 @@ func (r *Refresher) record(regs []*v1alpha1.Registry) {
 	r.cfg.Metrics.Entries(len(r.last))
 }
 
-// sink hands the entries to the sinks: after every write, and once at start.
+// sink hands the entries (and the grants' hosts) to the sinks: after every write, and once at
+// start.
 func (r *Refresher) sink(ctx context.Context, entries []nodecache.Entry, next time.Time) time.Time {
 	r.sunk = false
+	all := slices.Clone(entries)
+	for _, g := range r.grants {
+		all = append(all, nodecache.Entry{Registry: g.Registry, Hosts: g.Hosts})
+	}
 	for _, s := range r.cfg.Sinks {
-		if err := s.Write(ctx, entries); err != nil {
+		if err := s.Write(ctx, all); err != nil {
 			r.cfg.Logger.Error("writing credentials", "err", err)
 			return r.cfg.Now().Add(5 * time.Second)
 		}
 	}
 	r.sunk = true
 	return next
+}
+
+// writeGrants writes the grants file when it changed (or is not there), and says whether it did.
+// With no Namespaces lister there is no grants file.
+func (r *Refresher) writeGrants(grants []nodegrant.Grant, now time.Time) (bool, error) {
+	if r.cfg.Namespaces == nil {
+		return false, nil
+	}
+	path := nodegrant.Path(r.cfg.CachePath)
+	if r.grantsWritten && slices.EqualFunc(grants, r.grants, equalGrant) {
+		if _, err := os.Stat(path); err == nil {
+			return false, nil
+		}
+	}
+	if err := nodegrant.Write(path, nodegrant.File{Grants: grants, WrittenAt: now}); err != nil {
+		return false, err
+	}
+	r.grants, r.grantsWritten = grants, true
+	r.cfg.Logger.Info("grants file written", "path", path, "registries", grantNames(grants))
+	return true, nil
+}
+
+// perNamespace reports whether a node-served registry is given to some namespaces only.
+func perNamespace(reg *v1alpha1.Registry) bool {
+	return reg.Spec.EffectiveScope() == v1alpha1.ScopeNamespaced
+}
+
+// grant is a Namespaced registry's grant: its credentials (if resolved) and the namespaces its
+// selector selects among namespaces. An ECR registry is granted without credentials of the
+// node's own, for service accounts that bring a role; any other needs credentials.
+func grant(reg *v1alpha1.Registry, e nodecache.Entry, resolved bool, namespaces []*corev1.Namespace) (nodegrant.Grant, bool) {
+	g := nodegrant.Grant{Registry: reg.Name, Hosts: cacheHosts(reg)}
+	if resolved {
+		g.Username, g.Password, g.ExpiresAt = e.Username, e.Password, e.ExpiresAt
+	}
+	if src := reg.Spec.Auth.ECR; src != nil {
+		region := src.Region
+		if region == "" {
+			region = ecrRegion(reg)
+		}
+		g.ECR = &nodegrant.ECR{Region: region}
+	}
+	if !resolved && g.ECR == nil {
+		return nodegrant.Grant{}, false
+	}
+	if sa := reg.Spec.ServiceAccounts; sa != nil {
+		g.ServiceAccounts = &nodegrant.ServiceAccounts{Names: slices.Sorted(slices.Values(sa.Names)), Annotated: sa.Annotated}
+	}
+	if reg.Spec.NamespaceSelector == nil {
+		g.AllNamespaces = true
+		return g, true
+	}
+	sel, err := metav1.LabelSelectorAsSelector(reg.Spec.NamespaceSelector)
+	if err != nil {
+		return g, true // an invalid selector selects nothing (Validate refused it already)
+	}
+	g.Namespaces = []string{}
+	for _, ns := range namespaces {
+		if ns.DeletionTimestamp == nil && sel.Matches(labels.Set(ns.Labels)) {
+			g.Namespaces = append(g.Namespaces, ns.Name)
+		}
+	}
+	slices.Sort(g.Namespaces)
+	return g, true
+}
+
+// ecrRegion is the region of a registry's first ECR host (as the resolver reads it).
+func ecrRegion(reg *v1alpha1.Registry) string {
+	for _, h := range cacheHosts(reg) {
+		host, _, _ := strings.Cut(h, "/")
+		if eh, err := ecr.ParseHost(host); err == nil {
+			return eh.Region
+		}
+	}
+	return ""
+}
+
+func equalGrant(a, b nodegrant.Grant) bool {
+	return a.Registry == b.Registry && slices.Equal(a.Hosts, b.Hosts) && a.Username == b.Username &&
+		a.Password == b.Password && a.ExpiresAt.Equal(b.ExpiresAt) && a.AllNamespaces == b.AllNamespaces &&
+		slices.Equal(a.Namespaces, b.Namespaces) && reflect.DeepEqual(a.ServiceAccounts, b.ServiceAccounts) &&
+		reflect.DeepEqual(a.ECR, b.ECR)
+}
+
+func grantNames(grants []nodegrant.Grant) []string {
+	out := make([]string, len(grants))
+	for i, g := range grants {
+		out[i] = g.Registry
+	}
+	return out
 }
 
 // written reports whether the cache file is there (it may have been removed by hand).
