@@ -37,6 +37,32 @@ const DefaultPluginName = "pullpass-credential-provider"
 // DropInName is the file the installer owns when the kubelet's config is a directory.
 const DropInName = "pullpass.yaml"
 
+// TokenPluginSuffix names the second provider entry, and its copy of the plugin binary: the one
+// the kubelet runs with the pod's service account token (KEP-4412). A provider entry with
+// tokenAttributes is asked per service account and its pulls are recorded per service account
+// (KEP-2535), so Cluster registries keep an entry of their own without it: their pulls stay
+// node-wide, as the kubelet records any plugin's without a token.
+const TokenPluginSuffix = "-sa"
+
+// ServiceAccountAnnotations are the annotation keys the kubelet passes the token plugin: the
+// registries a service account opts in to, and the ECR role it brings (pullpass's own, and EKS's
+// for compatibility).
+var ServiceAccountAnnotations = []string{
+	"pullpass.io/registries",
+	"pullpass.io/ecr-role-arn",
+	"eks.amazonaws.com/ecr-role-arn",
+}
+
+// Tokens configures the token plugin's entry.
+type Tokens struct {
+	// Audience is the token audience the kubelet asks the API server for (nodes must be
+	// granted it: RBAC verb request-serviceaccounts-token-audience).
+	Audience string
+	// CacheDuration is the longest the kubelet keeps an answer for a service account: how long
+	// a namespace that lost its label may still be served new pulls (default 10 s).
+	CacheDuration time.Duration
+}
+
 // Config configures an Installer.
 type Config struct {
 	// PluginSource is the plugin binary to install (shipped in the agent's image); only
@@ -58,7 +84,10 @@ type Config struct {
 	MatchImages []string
 	// MaxLabels is how many labels the widest glob has (default 8: ECR hosts in China have 7).
 	MaxLabels int
-	Logger    *slog.Logger
+	// Tokens, when set, adds the token plugin's entry (kubelet 1.34+: an older kubelet refuses
+	// to start with tokenAttributes in its config).
+	Tokens *Tokens
+	Logger *slog.Logger
 }
 
 // Installer installs the plugin and keeps its config entry current.
@@ -85,6 +114,14 @@ func New(cfg Config) (*Installer, error) {
 	if cfg.MaxLabels == 0 {
 		cfg.MaxLabels = 8
 	}
+	if t := cfg.Tokens; t != nil {
+		if t.Audience == "" || strings.ContainsAny(t.Audience, " \t\n") {
+			return nil, fmt.Errorf("invalid configuration: token audience %q", t.Audience)
+		}
+		if t.CacheDuration == 0 {
+			t.CacheDuration = 10 * time.Second
+		}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -105,18 +142,33 @@ func (i *Installer) InstallPlugin() error {
 	if err != nil {
 		return fmt.Errorf("reading the plugin to install: %w", err)
 	}
-	dst := filepath.Join(i.cfg.BinDir, i.cfg.PluginName)
-	if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, src) {
-		return nil
+	names := []string{i.cfg.PluginName}
+	if i.cfg.Tokens != nil {
+		names = append(names, i.tokenName())
 	}
-	if err := os.MkdirAll(i.cfg.BinDir, 0o755); err != nil {
-		return fmt.Errorf("installing the plugin: %w", err)
+	for _, name := range names {
+		dst := filepath.Join(i.cfg.BinDir, name)
+		if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, src) {
+			continue
+		}
+		if err := os.MkdirAll(i.cfg.BinDir, 0o755); err != nil {
+			return fmt.Errorf("installing the plugin: %w", err)
+		}
+		if err := atomicfile.Write(dst, src, 0o755); err != nil {
+			return fmt.Errorf("installing the plugin into %s: %w", i.cfg.BinDir, err)
+		}
+		i.cfg.Logger.Info("credential provider plugin installed", "path", dst)
 	}
-	if err := atomicfile.Write(dst, src, 0o755); err != nil {
-		return fmt.Errorf("installing the plugin into %s: %w", i.cfg.BinDir, err)
-	}
-	i.cfg.Logger.Info("credential provider plugin installed", "path", dst)
 	return nil
+}
+
+// tokenName is the token plugin's provider and binary name.
+func (i *Installer) tokenName() string { return i.cfg.PluginName + TokenPluginSuffix }
+
+// ours reports whether a provider entry is one of pullpass's.
+func (i *Installer) ours(p any) bool {
+	m, ok := p.(map[string]any)
+	return ok && (m["name"] == i.cfg.PluginName || m["name"] == i.tokenName())
 }
 
 // Write is the refresher's sink: it keeps the config entry matching the hosts the cache serves.
@@ -182,20 +234,22 @@ func (i *Installer) restartNeededLocked() bool {
 	return !bytes.Equal(i.atStart, i.current)
 }
 
-// Generation names a provider entry's content.
-func Generation(entry []byte) string {
-	var p map[string]any
-	if err := json.Unmarshal(entry, &p); err == nil {
-		if args, ok := p["args"].([]any); ok {
-			// The generation is an argument itself: leave it out.
-			p["args"] = slices.DeleteFunc(slices.Clone(args), func(a any) bool {
-				s, _ := a.(string)
-				return strings.HasPrefix(s, "--generation=")
-			})
+// Generation names the content of pullpass's provider entries (a JSON list).
+func Generation(entries []byte) string {
+	var list []map[string]any
+	if err := json.Unmarshal(entries, &list); err == nil {
+		for _, p := range list {
+			if args, ok := p["args"].([]any); ok {
+				// The generation is an argument itself: leave it out.
+				p["args"] = slices.DeleteFunc(slices.Clone(args), func(a any) bool {
+					s, _ := a.(string)
+					return strings.HasPrefix(s, "--generation=")
+				})
+			}
 		}
-		entry, _ = json.Marshal(p)
+		entries, _ = json.Marshal(list)
 	}
-	sum := sha256.Sum256(entry)
+	sum := sha256.Sum256(entries)
 	return hex.EncodeToString(sum[:8])
 }
 
@@ -218,9 +272,10 @@ func (i *Installer) matchImages(hosts []string) []string {
 	return append(out, slices.Compact(named)...)
 }
 
-// entry is the provider entry as canonical JSON.
+// entry is pullpass's provider entries as canonical JSON: a list of the Cluster entry and, in
+// token mode, the token entry.
 func (i *Installer) entry(hosts []string) ([]byte, error) {
-	p := map[string]any{
+	list := []map[string]any{{
 		"name":                 i.cfg.PluginName,
 		"apiVersion":           "credentialprovider.kubelet.k8s.io/v1",
 		"matchImages":          i.matchImages(hosts),
@@ -229,13 +284,37 @@ func (i *Installer) entry(hosts []string) ([]byte, error) {
 			"--cache=" + i.cfg.CachePath,
 			"--max-cache-duration=" + i.cfg.CacheDuration.String(),
 		},
+	}}
+	if t := i.cfg.Tokens; t != nil {
+		list = append(list, map[string]any{
+			"name":                 i.tokenName(),
+			"apiVersion":           "credentialprovider.kubelet.k8s.io/v1",
+			"matchImages":          i.matchImages(hosts),
+			"defaultCacheDuration": t.CacheDuration.String(),
+			"args": []string{
+				"--cache=" + i.cfg.CachePath,
+				"--max-cache-duration=" + t.CacheDuration.String(),
+				"--service-account-token-audience=" + t.Audience,
+			},
+			// Asked once per service account (and annotation values) for each cache
+			// duration; never called for pods without a service account (static pods).
+			"tokenAttributes": map[string]any{
+				"serviceAccountTokenAudience":          t.Audience,
+				"cacheType":                            "ServiceAccount",
+				"requireServiceAccount":                true,
+				"optionalServiceAccountAnnotationKeys": ServiceAccountAnnotations,
+			},
+		})
 	}
-	b, err := json.Marshal(p)
+	b, err := json.Marshal(list)
 	if err != nil {
 		return nil, err
 	}
-	p["args"] = append(p["args"].([]string), "--generation="+Generation(b))
-	return json.Marshal(p)
+	gen := "--generation=" + Generation(b)
+	for _, p := range list {
+		p["args"] = append(p["args"].([]string), gen)
+	}
+	return json.Marshal(list)
 }
 
 // isDir reports whether the kubelet's config is a directory. A path that does not exist yet is
@@ -262,24 +341,28 @@ func (i *Installer) read() ([]byte, error) {
 	if doc == nil {
 		return nil, nil
 	}
+	var ours []any
 	for _, p := range providers(doc) {
-		if m, ok := p.(map[string]any); ok && m["name"] == i.cfg.PluginName {
-			return json.Marshal(m)
+		if i.ours(p) {
+			ours = append(ours, p)
 		}
 	}
-	return nil, nil
+	if ours == nil {
+		return nil, nil
+	}
+	return json.Marshal(ours)
 }
 
 func (i *Installer) write(entry []byte) error {
-	var e map[string]any
-	if err := json.Unmarshal(entry, &e); err != nil {
+	var ours []any
+	if err := json.Unmarshal(entry, &ours); err != nil {
 		return err
 	}
 	if i.isDir() {
 		if err := os.MkdirAll(i.cfg.ConfigPath, 0o755); err != nil {
 			return fmt.Errorf("credential provider config: %w", err)
 		}
-		doc := map[string]any{"apiVersion": "kubelet.config.k8s.io/v1", "kind": "CredentialProviderConfig", "providers": []any{e}}
+		doc := map[string]any{"apiVersion": "kubelet.config.k8s.io/v1", "kind": "CredentialProviderConfig", "providers": ours}
 		out, err := yaml.Marshal(doc)
 		if err != nil {
 			return err
@@ -299,15 +382,18 @@ func (i *Installer) write(entry []byte) error {
 		doc = map[string]any{"apiVersion": "kubelet.config.k8s.io/v1", "kind": "CredentialProviderConfig"}
 		isJSON = filepath.Ext(i.cfg.ConfigPath) == ".json"
 	}
-	list := providers(doc)
-	replaced := false
-	for n, p := range list {
-		if m, ok := p.(map[string]any); ok && m["name"] == i.cfg.PluginName {
-			list[n], replaced = e, true
+	// Ours replace ours where the first of them was, every other provider kept in its place.
+	var list []any
+	placed := false
+	for _, p := range providers(doc) {
+		if !i.ours(p) {
+			list = append(list, p)
+		} else if !placed {
+			list, placed = append(list, ours...), true
 		}
 	}
-	if !replaced {
-		list = append(list, e)
+	if !placed {
+		list = append(list, ours...)
 	}
 	doc["providers"] = list
 	out, err := marshalConfig(doc, isJSON)
@@ -332,8 +418,10 @@ func (i *Installer) Remove() error {
 	if err := i.RemoveEntry(); err != nil {
 		return err
 	}
-	if err := os.Remove(filepath.Join(i.cfg.BinDir, i.cfg.PluginName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	for _, name := range []string{i.cfg.PluginName, i.tokenName()} {
+		if err := os.Remove(filepath.Join(i.cfg.BinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }
@@ -351,10 +439,7 @@ func (i *Installer) RemoveEntry() error {
 			return err
 		}
 		if doc != nil {
-			list := slices.DeleteFunc(providers(doc), func(p any) bool {
-				m, ok := p.(map[string]any)
-				return ok && m["name"] == i.cfg.PluginName
-			})
+			list := slices.DeleteFunc(providers(doc), i.ours)
 			doc["providers"] = list
 			out, err := marshalConfig(doc, isJSON)
 			if err != nil {

@@ -2,6 +2,7 @@ package install_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -275,5 +276,74 @@ func TestRestartNeededFollowsThePlugin(t *testing.T) {
 	in2 := n.installer(t, cfgDir)
 	if need, _ := in2.Configure([]string{"a.example.com", "c.example.com:8443"}); need {
 		t.Fatal("a restarted agent asks for a restart the kubelet already had")
+	}
+}
+
+// Token mode: a second entry, with its own copy of the plugin, that the kubelet runs with the
+// pod's service account token; the Cluster entry stays without tokenAttributes, so its pulls
+// stay node-wide (KEP-2535). Both go with an uninstall.
+func TestTokenModeAddsASecondEntry(t *testing.T) {
+	n := newNode(t)
+	cfg := filepath.Join(n.dir, "config.json")
+	if err := os.WriteFile(cfg, []byte(eksConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in, err := install.New(install.Config{PluginSource: n.plugin, BinDir: n.bin, ConfigPath: cfg, CachePath: n.cache,
+		CacheDuration: 30 * time.Second, Tokens: &install.Tokens{Audience: "pullpass.io"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.InstallPlugin(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Configure([]string{"ghcr.io/team"}); err != nil {
+		t.Fatal(err)
+	}
+	ps := providersOf(t, cfg)
+	if len(ps) != 3 || ps["ecr-credential-provider"] == nil {
+		t.Fatalf("providers %v", ps)
+	}
+	cluster, token := ps[install.DefaultPluginName], ps[install.DefaultPluginName+install.TokenPluginSuffix]
+	if cluster["tokenAttributes"] != nil {
+		t.Fatalf("the Cluster entry has tokenAttributes: %v", cluster)
+	}
+	want := map[string]any{
+		"serviceAccountTokenAudience": "pullpass.io", "cacheType": "ServiceAccount", "requireServiceAccount": true,
+		"optionalServiceAccountAnnotationKeys": []any{"pullpass.io/registries", "pullpass.io/ecr-role-arn", "eks.amazonaws.com/ecr-role-arn"},
+	}
+	if !reflect.DeepEqual(token["tokenAttributes"], want) {
+		t.Fatalf("tokenAttributes %v", token["tokenAttributes"])
+	}
+	if token["defaultCacheDuration"] != "10s" || !slices.Equal(matchImages(token), matchImages(cluster)) {
+		t.Fatalf("token entry %v", token)
+	}
+	args := fmt.Sprint(token["args"])
+	if !strings.Contains(args, "--service-account-token-audience=pullpass.io") || !strings.Contains(args, "--max-cache-duration=10s") {
+		t.Fatalf("token entry args %s", args)
+	}
+	for _, name := range []string{install.DefaultPluginName, install.DefaultPluginName + install.TokenPluginSuffix} {
+		if st, err := os.Stat(filepath.Join(n.bin, name)); err != nil || st.Mode().Perm() != 0o755 {
+			t.Fatalf("plugin %s: %v", name, err)
+		}
+	}
+	// Token mode off again: the token entry goes, the rest stays.
+	off := n.installer(t, cfg)
+	if _, err := off.Configure(nil); err != nil {
+		t.Fatal(err)
+	}
+	if ps := providersOf(t, cfg); len(ps) != 2 || ps[install.DefaultPluginName+install.TokenPluginSuffix] != nil {
+		t.Fatalf("providers after token mode off %v", ps)
+	}
+	if _, err := in.Configure(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if ps := providersOf(t, cfg); len(ps) != 1 || ps["ecr-credential-provider"] == nil {
+		t.Fatalf("providers after removal %v", ps)
+	}
+	if entries, _ := os.ReadDir(n.bin); len(entries) != 0 {
+		t.Fatalf("bin dir after removal %v", entries)
 	}
 }
