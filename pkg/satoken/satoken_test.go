@@ -44,7 +44,7 @@ func TestVerify(t *testing.T) {
 		{"valid", issuer.Token(claims(nil)), nil},
 		{"valid among other audiences", issuer.Token(claims(func(c *satokentest.Claims) { c.Audience = []string{"vault", audience} })), nil},
 		{"valid without a node claim", issuer.Token(claims(func(c *satokentest.Claims) { c.Node = "" })), nil},
-		{"expired", issuer.Token(claims(func(c *satokentest.Claims) { c.IssuedAt, c.Expiry = now.Add(-time.Hour), now.Add(-2 * time.Minute) })), satoken.ErrExpired},
+		{"expired", issuer.Token(claims(func(c *satokentest.Claims) { c.IssuedAt, c.Expiry = now.Add(-time.Hour), now.Add(-2*time.Minute) })), satoken.ErrExpired},
 		{"expired within the API server's leeway", issuer.Token(claims(func(c *satokentest.Claims) { c.Expiry = now.Add(-30 * time.Second) })), nil},
 		{"not valid yet", issuer.Token(claims(func(c *satokentest.Claims) { c.IssuedAt = now.Add(5 * time.Minute) })), satoken.ErrNotYetValid},
 		{"wrong audience", issuer.Token(claims(func(c *satokentest.Claims) { c.Audience = []string{"https://kubernetes.default.svc"} })), satoken.ErrAudience},

@@ -13,7 +13,6 @@ import (
 	"github.com/pullpass/pullpass/agent/install"
 )
 
-
 // The provider config the agent writes in token mode is one the kubelet itself accepts: its own
 // loader and validation (with KubeletServiceAccountTokenForCredentialProviders on, its default
 // since 1.34) register both of pullpass's providers. A config the kubelet refused would keep it
@@ -43,7 +42,9 @@ func TestKubeletAcceptsTheProviderConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = plugin.RegisterCredentialProviderPlugins(cfg, filepath.Join(d, "bin"),
-			func(string, string, *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error) { return nil, nil },
+			func(string, string, *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error) {
+				return nil, nil
+			},
 			func(string, string) (*corev1.ServiceAccount, error) { return nil, nil })
 		if err != nil {
 			t.Fatalf("the kubelet refuses the config (directory %v): %v", dir, err)
