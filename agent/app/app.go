@@ -13,9 +13,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pullpass/pullpass/agent/install"
+	"github.com/pullpass/pullpass/agent/issuer"
 	"github.com/pullpass/pullpass/agent/legacy"
 	"github.com/pullpass/pullpass/agent/refresher"
 	"github.com/pullpass/pullpass/agent/sources"
@@ -25,7 +30,9 @@ import (
 	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/nodecache"
+	"github.com/pullpass/pullpass/pkg/nodegrant"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
+	"github.com/pullpass/pullpass/pkg/satoken"
 )
 
 // NewLogger builds the slog logger the options ask for.
@@ -72,6 +79,22 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		daemonSet = watchDaemonSet(kube, o.Namespace, o.DaemonSetName)
 	}
 
+	// Token mode: namespace labels (which namespaces a registry's selector selects) and the
+	// issuer's keys (which tokens are the cluster's) reach the node.
+	var nsInformer cache.SharedIndexInformer
+	var namespaces refresher.Namespaces
+	var keys *issuer.Keeper
+	var tokens *install.Tokens
+	if o.ServiceAccountTokens {
+		nsInformer = informers.NewSharedInformerFactory(kube, 10*time.Minute).Core().V1().Namespaces().Informer()
+		namespaces = namespaceList{nsInformer}
+		keys, err = issuer.New(issuer.Config{API: restGetter{kube}, Path: satoken.KeysPath(o.CachePath), Node: o.NodeName, Logger: log.With("component", "issuer")})
+		if err != nil {
+			return err
+		}
+		tokens = &install.Tokens{Audience: o.TokenAudience, CacheDuration: o.TokenCacheTime}
+	}
+
 	var sinks []refresher.Sink
 	var installer *install.Installer
 	switch o.Mode {
@@ -79,7 +102,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		installer, err = install.New(install.Config{
 			PluginSource: o.PluginSource, BinDir: o.ProviderBinDir, ConfigPath: o.ProviderConfig,
 			CachePath: o.CachePath, CacheDuration: o.PluginCacheTime, MatchImages: o.MatchImages,
-			Logger: log.With("component", "install"),
+			Tokens: tokens, Logger: log.With("component", "install"),
 		})
 		if err != nil {
 			return err
@@ -113,10 +136,11 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 			Secrets: srcs,
 			NewECR:  ecr.NewAPI, ECREndpoint: o.ECREndpoint,
 		},
-		CachePath: o.CachePath,
-		Sinks:     sinks,
-		Metrics:   metrics,
-		Logger:    log.With("component", "refresher"),
+		CachePath:  o.CachePath,
+		Namespaces: namespaces,
+		Sinks:      sinks,
+		Metrics:    metrics,
+		Logger:     log.With("component", "refresher"),
 	})
 	if err != nil {
 		return err
@@ -127,11 +151,24 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		ref.Kick()
 	}
 	registries.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: changed, UpdateFunc: func(_, n any) { changed(n) }, DeleteFunc: changed})
+	if nsInformer != nil {
+		// A namespace's labels decide which grants it is in: a change reaches the node at once.
+		kick := func(any) { ref.Kick() }
+		_, _ = nsInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(o, n any) {
+			if !labels.Equals(o.(*corev1.Namespace).Labels, n.(*corev1.Namespace).Labels) || n.(*corev1.Namespace).DeletionTimestamp != nil {
+				ref.Kick()
+			}
+		}, DeleteFunc: kick})
+	}
 
 	runCtx, stopRunning := context.WithCancel(ctx)
 	defer stopRunning()
 	srcs.Start(runCtx)
 	go registries.Run(runCtx)
+	if nsInformer != nil {
+		go nsInformer.RunWithContext(runCtx)
+		go keys.Run(runCtx)
+	}
 	if daemonSet != nil {
 		go daemonSet.run(runCtx)
 	}
@@ -155,7 +192,11 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	}()
 	log.Info("pullpass agent started", "mode", o.Mode, "cache", o.CachePath, "metrics", o.MetricsAddress, "namespace", o.Namespace)
 
-	if !cache.WaitForCacheSync(runCtx.Done(), registries.HasSynced) {
+	synced := []cache.InformerSynced{registries.HasSynced}
+	if nsInformer != nil {
+		synced = append(synced, nsInformer.HasSynced)
+	}
+	if !cache.WaitForCacheSync(runCtx.Done(), synced...) {
 		return ctx.Err()
 	}
 	srcs.Set(nodeaccess.SourceSecrets(registries.List(), o.Namespace))
@@ -222,7 +263,7 @@ func Uninstall(o *Options, log *slog.Logger, keepPlugin bool) error {
 		}
 		errs = append(errs, err)
 	}
-	for _, f := range []string{o.CachePath, nodecache.GenerationPath(o.CachePath),
+	for _, f := range []string{o.CachePath, nodegrant.Path(o.CachePath), satoken.KeysPath(o.CachePath), nodecache.GenerationPath(o.CachePath),
 		nodecache.RequestsPath(o.CachePath, nodecache.RequestHit), nodecache.RequestsPath(o.CachePath, nodecache.RequestMiss),
 		nodecache.RequestsPath(o.CachePath, nodecache.RequestError)} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -260,6 +301,27 @@ func RegisterMetrics(reg prometheus.Registerer, cachePath string, restartNeeded 
 		}
 		return 0
 	}))
+}
+
+// namespaceList lists the namespace informer's objects.
+type namespaceList struct{ informer cache.SharedIndexInformer }
+
+func (n namespaceList) List() []*corev1.Namespace {
+	objs := n.informer.GetStore().List()
+	out := make([]*corev1.Namespace, 0, len(objs))
+	for _, o := range objs {
+		if ns, ok := o.(*corev1.Namespace); ok {
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
+// restGetter reads API server paths with the agent's client.
+type restGetter struct{ kube kubernetes.Interface }
+
+func (g restGetter) Get(ctx context.Context, path string) ([]byte, error) {
+	return g.kube.CoreV1().RESTClient().Get().AbsPath(path).DoRaw(ctx)
 }
 
 type collectorFunc struct {

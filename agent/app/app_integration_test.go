@@ -93,7 +93,7 @@ type agent struct {
 }
 
 // startAgent runs the agent as its ServiceAccount, in provider mode, on node paths of its own.
-func startAgent(t *testing.T, env *testenv.Env) *agent {
+func startAgent(t *testing.T, env *testenv.Env, mutate ...func(*Options)) *agent {
 	t.Helper()
 	sa, err := env.ServiceAccountConfig(ns, agentName)
 	if err != nil {
@@ -112,6 +112,9 @@ func startAgent(t *testing.T, env *testenv.Env) *agent {
 	o.CachePath = filepath.Join(dir, "cache", "credentials.json")
 	o.PluginSource, o.ProviderBinDir, o.ProviderConfig = plugin, filepath.Join(dir, "bin"), filepath.Join(dir, "config")
 	o.ECREndpoint = os.Getenv("TEST_ECR_ENDPOINT")
+	for _, m := range mutate {
+		m(o)
+	}
 	a := &agent{opts: o, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel

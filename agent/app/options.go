@@ -42,6 +42,11 @@ type Options struct {
 	MatchImages         []string
 	KubeletDockerConfig string
 
+	// Service account tokens (KEP-4412): Namespaced registries delivered by the node.
+	ServiceAccountTokens bool
+	TokenAudience        string
+	TokenCacheTime       time.Duration
+
 	// Credential sources.
 	ECREndpoint string
 
@@ -70,6 +75,8 @@ func DefaultOptions() *Options {
 		ProviderBinDir:      "/etc/kubernetes/image-credential-provider/bin",
 		ProviderConfig:      "/etc/kubernetes/image-credential-provider/config",
 		PluginCacheTime:     time.Minute,
+		TokenAudience:       "pullpass.io",
+		TokenCacheTime:      10 * time.Second,
 		KubeletDockerConfig: "/var/lib/kubelet/config.json",
 		MetricsAddress:      ":8081",
 		ShutdownTimeout:     10 * time.Second,
@@ -101,6 +108,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&o.KubeletDockerConfig, "kubelet-docker-config", o.KubeletDockerConfig, "legacy mode: the docker config the kubelet reads (<kubelet root dir>/config.json)")
 
+	fs.BoolVar(&o.ServiceAccountTokens, "service-account-tokens", o.ServiceAccountTokens, "provider mode: serve Namespaced registries delivered by the node, to the namespaces and service accounts they allow, through a second plugin entry the kubelet runs with the pod's service account token (kubelet 1.34+; an older kubelet refuses to start with it)")
+	fs.StringVar(&o.TokenAudience, "token-audience", o.TokenAudience, "the audience of the service account tokens the kubelet asks for (nodes need RBAC verb request-serviceaccounts-token-audience on it)")
+	fs.DurationVar(&o.TokenCacheTime, "token-cache-duration", o.TokenCacheTime, "the longest the kubelet keeps an answer for a service account: how long a namespace that lost its label may still be served")
 	fs.StringVar(&o.ECREndpoint, "ecr-endpoint", o.ECREndpoint, "ECR API endpoint override (a VPC endpoint)")
 
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
@@ -124,6 +134,12 @@ func (o *Options) Validate() error {
 	}
 	if o.Mode == ModeLegacy && o.KubeletDockerConfig == "" {
 		errs = append(errs, errors.New("legacy mode needs --kubelet-docker-config"))
+	}
+	if o.ServiceAccountTokens && o.Mode != ModeProvider {
+		errs = append(errs, errors.New("--service-account-tokens needs provider mode"))
+	}
+	if o.ServiceAccountTokens && (o.TokenAudience == "" || o.TokenCacheTime < time.Second) {
+		errs = append(errs, errors.New("--service-account-tokens needs --token-audience and a --token-cache-duration of at least 1s"))
 	}
 	if o.PluginCacheTime < time.Second {
 		errs = append(errs, fmt.Errorf("--plugin-cache-duration %s: at least 1s", o.PluginCacheTime))
