@@ -27,6 +27,9 @@ type request struct {
 	Kind       string `json:"kind"`
 	APIVersion string `json:"apiVersion"`
 	Image      string `json:"image"`
+	// Sent only to a provider with tokenAttributes (the token entry), v1 only.
+	ServiceAccountToken       string            `json:"serviceAccountToken,omitempty"`
+	ServiceAccountAnnotations map[string]string `json:"serviceAccountAnnotations,omitempty"`
 }
 
 type response struct {
@@ -53,7 +56,14 @@ type Config struct {
 	Generation string
 	// Record counts requests beside the cache for the agent's metrics.
 	Record bool
-	Now    func() time.Time
+	// TokenAudience, when set, makes this the token entry's plugin: it answers from the grants
+	// of Namespaced registries only, for the namespace and service account of the pod's token,
+	// which it verifies first (see token.go). Unset, it answers from the Cluster cache only.
+	TokenAudience string
+	// Exchange gets a role's ECR token for a pod's token from the node agent (token entry; nil:
+	// roles are not served).
+	Exchange Exchanger
+	Now      func() time.Time
 }
 
 // Run answers one CredentialProviderRequest from stdin on stdout.
@@ -84,7 +94,13 @@ func Run(cfg Config, stdin io.Reader, stdout io.Writer) error {
 	if cfg.Generation != "" {
 		nodecache.RecordGeneration(cfg.CachePath, cfg.Generation)
 	}
-	auth, ttl, err := lookup(cfg, req.Image)
+	var auth map[string][2]string
+	var ttl time.Duration
+	if cfg.TokenAudience != "" {
+		auth, ttl, err = lookupWithToken(cfg, req)
+	} else {
+		auth, ttl, err = lookup(cfg, req.Image)
+	}
 	if cfg.Record {
 		switch {
 		case err != nil:
