@@ -22,7 +22,9 @@ import (
 	"github.com/pullpass/pullpass/agent/install"
 	"github.com/pullpass/pullpass/agent/issuer"
 	"github.com/pullpass/pullpass/agent/legacy"
+	"github.com/pullpass/pullpass/agent/provider"
 	"github.com/pullpass/pullpass/agent/refresher"
+	"github.com/pullpass/pullpass/agent/rolecreds"
 	"github.com/pullpass/pullpass/agent/sources"
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
@@ -130,6 +132,16 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var roles *rolecreds.Server
+	if o.ServiceAccountTokens {
+		// Service accounts' own ECR roles: the plugin brings the pod's token over the socket.
+		roles, err = rolecreds.New(rolecreds.Config{CachePath: o.CachePath, Audience: o.TokenAudience,
+			NewSTS: rolecreds.NewSTSClient(o.ECREndpoint), NewECR: ecr.NewAPI, Endpoint: o.ECREndpoint,
+			Registerer: reg, Logger: log.With("component", "roles")})
+		if err != nil {
+			return err
+		}
+	}
 	ref, err = refresher.New(refresher.Config{
 		Registries: registries,
 		Resolver: &credentials.Resolver{
@@ -184,7 +196,14 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	opsSrv := &http.Server{Addr: o.MetricsAddress, Handler: opsMux, ReadHeaderTimeout: 5 * time.Second}
-	errs := make(chan error, 1)
+	errs := make(chan error, 2)
+	if roles != nil {
+		go func() {
+			if err := roles.Serve(runCtx); err != nil {
+				errs <- err
+			}
+		}()
+	}
 	go func() {
 		if err := opsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs <- fmt.Errorf("metrics server: %w", err)
@@ -263,7 +282,7 @@ func Uninstall(o *Options, log *slog.Logger, keepPlugin bool) error {
 		}
 		errs = append(errs, err)
 	}
-	for _, f := range []string{o.CachePath, nodegrant.Path(o.CachePath), satoken.KeysPath(o.CachePath), nodecache.GenerationPath(o.CachePath),
+	for _, f := range []string{o.CachePath, nodegrant.Path(o.CachePath), satoken.KeysPath(o.CachePath), provider.SocketPath(o.CachePath), nodecache.GenerationPath(o.CachePath),
 		nodecache.RequestsPath(o.CachePath, nodecache.RequestHit), nodecache.RequestsPath(o.CachePath, nodecache.RequestMiss),
 		nodecache.RequestsPath(o.CachePath, nodecache.RequestError)} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -148,6 +148,9 @@ func Fetch(ctx context.Context, api API, now time.Time) (Token, error) {
 	return t, nil
 }
 
+// Classify gives an AWS SDK error (of ECR or STS) its reason, as Fetch does.
+func Classify(err error) error { return classify(err) }
+
 func classify(err error) error {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {

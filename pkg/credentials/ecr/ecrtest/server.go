@@ -1,9 +1,12 @@
 // Package ecrtest is a local HTTP endpoint that speaks ECR's JSON API (GetAuthorizationToken) and
-// STS's AssumeRole, so the real aws-sdk-go-v2 client can be tested without AWS.
+// STS's AssumeRole and AssumeRoleWithWebIdentity, so the real aws-sdk-go-v2 client can be tested
+// without AWS.
 package ecrtest
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -38,6 +41,78 @@ type Server struct {
 	// assumed, with the key that signed the AssumeRole.
 	keys  []string
 	roles []string
+	// webRoles are "ROLE_ARN for SUBJECT" of each AssumeRoleWithWebIdentity; denyWeb the roles
+	// that refuse every web identity.
+	webRoles []string
+	denyWeb  map[string]bool
+}
+
+// WebIdentityKey is the access key ID of the credentials AssumeRoleWithWebIdentity returns for
+// role: one per role, so a test sees which role's keys signed an ECR call.
+func WebIdentityKey(role string) string {
+	sum := sha256.Sum256([]byte(role))
+	return "ASIAWEB" + strings.ToUpper(hex.EncodeToString(sum[:6]))
+}
+
+// WebIdentityRoles returns "ROLE_ARN for SUBJECT" for each AssumeRoleWithWebIdentity call: the
+// subject (sub) of the web identity token it was given, read without verification.
+func (s *Server) WebIdentityRoles() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.webRoles...)
+}
+
+// DenyWebIdentity makes role refuse every web identity (AccessDenied), as a role whose trust
+// policy does not name the service account.
+func (s *Server) DenyWebIdentity(role string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.denyWeb == nil {
+		s.denyWeb = map[string]bool{}
+	}
+	s.denyWeb[role] = true
+}
+
+// subjectOf reads a JWT's sub claim without verifying it (STS verifies against the cluster's
+// OIDC issuer; this stand-in only records who asked).
+func subjectOf(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "<not a JWT>"
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "<not a JWT>"
+	}
+	var c struct {
+		Sub string `json:"sub"`
+	}
+	if json.Unmarshal(payload, &c) != nil || c.Sub == "" {
+		return "<no subject>"
+	}
+	return c.Sub
+}
+
+// assumeRoleWithWebIdentity answers STS AssumeRoleWithWebIdentity (an unsigned form POST).
+func (s *Server) assumeRoleWithWebIdentity(w http.ResponseWriter, r *http.Request) {
+	role := r.PostForm.Get("RoleArn")
+	s.mu.Lock()
+	s.webRoles = append(s.webRoles, role+" for "+subjectOf(r.PostForm.Get("WebIdentityToken")))
+	deny := s.denyWeb[role]
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "text/xml")
+	if deny || r.PostForm.Get("WebIdentityToken") == "" {
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = fmt.Fprint(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error><RequestId>ecrtest</RequestId></ErrorResponse>`)
+		return
+	}
+	_, _ = fmt.Fprintf(w, `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult>
+<Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>web-secret</SecretAccessKey><SessionToken>web-session</SessionToken><Expiration>%s</Expiration></Credentials>
+<AssumedRoleUser><Arn>%s/%s</Arn><AssumedRoleId>AROAEXAMPLE:%s</AssumedRoleId></AssumedRoleUser>
+<SubjectFromWebIdentityToken>%s</SubjectFromWebIdentityToken>
+</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>ecrtest</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
+		WebIdentityKey(role), time.Now().Add(time.Hour).UTC().Format(time.RFC3339), role, r.PostForm.Get("RoleSessionName"),
+		r.PostForm.Get("RoleSessionName"), subjectOf(r.PostForm.Get("WebIdentityToken")))
 }
 
 // AssumedAccessKeyID is the access key of the credentials AssumeRole returns.
@@ -103,9 +178,15 @@ func (s *Server) SetReplies(r ...Reply) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && r.Header.Get("X-Amz-Target") == "" {
-		if err := r.ParseForm(); err == nil && r.PostForm.Get("Action") == "AssumeRole" {
-			s.assumeRole(w, r)
-			return
+		if err := r.ParseForm(); err == nil {
+			switch r.PostForm.Get("Action") {
+			case "AssumeRole":
+				s.assumeRole(w, r)
+				return
+			case "AssumeRoleWithWebIdentity":
+				s.assumeRoleWithWebIdentity(w, r)
+				return
+			}
 		}
 	}
 	if r.Method != http.MethodPost || r.Header.Get("X-Amz-Target") != target {
