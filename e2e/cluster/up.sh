@@ -228,6 +228,7 @@ start kube-apiserver "$BIN/kube-apiserver" \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
   --service-cluster-ip-range 10.96.0.0/16 \
   --authorization-mode Node,RBAC \
+  --enable-admission-plugins NodeRestriction \
   --enable-aggregator-routing=true \
   --allow-privileged=true
 wait_for kube-apiserver 120 "$BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" get --raw /readyz
