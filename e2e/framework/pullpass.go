@@ -61,6 +61,8 @@ type RegistryOptions struct {
 	Name              string
 	Hosts             []string // default: the test registry
 	Scope             v1alpha1.Scope
+	Delivery          v1alpha1.Delivery
+	ServiceAccounts   *v1alpha1.ServiceAccountSelector
 	NamespaceSelector *metav1.LabelSelector
 	Username          string // default: the test registry's
 	Password          string
@@ -105,7 +107,7 @@ func (e *Env) CreateRegistry(t testing.TB, o RegistryOptions) *v1alpha1.Registry
 	r := &v1alpha1.Registry{
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name},
 		Spec: v1alpha1.RegistrySpec{
-			Hosts: o.Hosts, Scope: o.Scope, NamespaceSelector: o.NamespaceSelector,
+			Hosts: o.Hosts, Scope: o.Scope, Delivery: o.Delivery, ServiceAccounts: o.ServiceAccounts, NamespaceSelector: o.NamespaceSelector,
 			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: source, Namespace: PullpassNamespace}},
 		},
 	}
