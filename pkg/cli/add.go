@@ -32,6 +32,9 @@ type addOptions struct {
 	forceECR          bool
 	namespaces        []string
 	namespaceSelector string
+	delivery          string
+	serviceAccounts   []string
+	annotatedSAs      bool
 
 	flags *cobra.Command
 	// passwordArg is set when the password came as an argument: warned about once all is read.
@@ -74,6 +77,10 @@ whose tokens pullpass fetches and renews:
 
 Who is served: --scope Namespaced (pull secrets in opted-in namespaces, optionally only those
 of --namespaces or --namespace-selector) or Cluster (every pod, through the node agent).
+--delivery Node serves a Namespaced registry from the node instead, with no Secret anywhere: to
+the pods of the selected namespaces (no opt-in needed), and with --service-accounts or
+--service-accounts-annotated only to those service accounts, as each pod's service account token
+proves to the node (the chart's agent.serviceAccountTokens.enabled, kubelets 1.34+).
 
 Exit status: 0 done, 1 the cluster refused or failed, 2 invalid input (nothing was changed).`,
 		Args: cobra.RangeArgs(1, 3),
@@ -94,6 +101,9 @@ Exit status: 0 done, 1 the cluster refused or failed, 2 invalid input (nothing w
 	f.BoolVar(&a.forceECR, "ecr", false, "ECR: make an ECR source for a host that does not look like one (needs --region)")
 	f.StringSliceVar(&a.namespaces, "namespaces", nil, "serve only these namespaces (Namespaced scope); '' serves every opted-in namespace again")
 	f.StringVar(&a.namespaceSelector, "namespace-selector", "", "serve only namespaces with these labels (Namespaced scope), e.g. 'team=shop,env in (prod,stage)'")
+	f.StringVar(&a.delivery, "delivery", "", "PullSecret (pull secrets written by the webhook) or Node (served by the node agent through each pod's service account token, no Secret); default PullSecret for Namespaced, Node for Cluster; an update keeps the registry's unless given")
+	f.StringSliceVar(&a.serviceAccounts, "service-accounts", nil, "delivery Node: serve only these service accounts of the selected namespaces; '' serves every one again")
+	f.BoolVar(&a.annotatedSAs, "service-accounts-annotated", false, "delivery Node: also serve service accounts annotated pullpass.io/registries with this registry's name")
 	return cmd
 }
 
@@ -121,6 +131,14 @@ type addRequest struct {
 	// selector replaces the registry's namespaceSelector when setSelector.
 	selector    *metav1.LabelSelector
 	setSelector bool
+	// delivery replaces the registry's when setDelivery; serviceAccounts its restriction when
+	// setServiceAccounts.
+	delivery       v1alpha1.Delivery
+	setDelivery    bool
+	saNames        []string
+	setSANames     bool
+	saAnnotated    bool
+	setSAAnnotated bool
 }
 
 func (a *addOptions) changed(flag string) bool {
@@ -164,6 +182,9 @@ func (a *addOptions) request(o *options, args []string) (*addRequest, error) {
 		return nil, badInput("--scope must be Namespaced or Cluster, not %q", a.scope)
 	}
 	if err := a.readSelector(req); err != nil {
+		return nil, err
+	}
+	if err := a.readDelivery(req); err != nil {
 		return nil, err
 	}
 	hostOnly, _, _ := strings.Cut(host, "/")
@@ -239,6 +260,37 @@ func (a *addOptions) readSelector(req *addRequest) error {
 		return badInput("--namespaces and --namespace-selector restrict a Namespaced registry; a Cluster registry is served to every pod by the node agent")
 	}
 	req.selector = sel
+	return nil
+}
+
+// readDelivery reads --delivery, --service-accounts and --service-accounts-annotated.
+func (a *addOptions) readDelivery(req *addRequest) error {
+	if req.setDelivery = a.changed("delivery"); req.setDelivery {
+		switch strings.ToLower(a.delivery) {
+		case "pullsecret":
+			req.delivery = v1alpha1.DeliveryPullSecret
+		case "node":
+			req.delivery = v1alpha1.DeliveryNode
+		case "":
+		default:
+			return badInput("--delivery must be PullSecret or Node, not %q", a.delivery)
+		}
+	}
+	req.setSAAnnotated, req.saAnnotated = a.changed("service-accounts-annotated"), a.annotatedSAs
+	if req.setSANames = a.changed("service-accounts"); !req.setSANames {
+		return nil
+	}
+	for _, n := range a.serviceAccounts {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		if msg := dnsSubdomain(n); msg != "" {
+			return badInput("--service-accounts: %q is not a service account name: %s", n, msg)
+		}
+		req.saNames = append(req.saNames, n)
+	}
+	slices.Sort(req.saNames)
+	req.saNames = slices.Compact(req.saNames)
 	return nil
 }
 
@@ -420,6 +472,28 @@ func desired(req *addRequest, existing *v1alpha1.Registry, name, namespace strin
 	if req.setSelector {
 		reg.Spec.NamespaceSelector = req.selector
 	}
+	if req.setDelivery {
+		reg.Spec.Delivery = req.delivery
+	}
+	if req.setSANames || req.setSAAnnotated {
+		sa := v1alpha1.ServiceAccountSelector{}
+		if reg.Spec.ServiceAccounts != nil {
+			sa = *reg.Spec.ServiceAccounts
+		}
+		if req.setSANames {
+			sa.Names = req.saNames
+		}
+		if req.setSAAnnotated {
+			sa.Annotated = req.saAnnotated
+		}
+		reg.Spec.ServiceAccounts = nil
+		if len(sa.Names) > 0 || sa.Annotated {
+			reg.Spec.ServiceAccounts = &sa
+		}
+	}
+	if reg.Spec.ServiceAccounts != nil && (reg.Spec.EffectiveScope() != v1alpha1.ScopeNamespaced || reg.Spec.Delivery != v1alpha1.DeliveryNode) {
+		return nil, nil, badInput("registry %s: --service-accounts and --service-accounts-annotated need --scope Namespaced --delivery Node: only the node tells service accounts apart", name)
+	}
 	if reg.Spec.Scope == v1alpha1.ScopeCluster && reg.Spec.NamespaceSelector != nil {
 		return nil, nil, badInput("registry %s is restricted to namespaces (%s): a Cluster registry is served to every pod; clear it with --namespaces '' or keep --scope Namespaced", name, metav1.FormatLabelSelector(reg.Spec.NamespaceSelector))
 	}
@@ -509,6 +583,12 @@ func sameHost(a, b string) bool {
 func describe(reg *v1alpha1.Registry) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "hosts %s, scope %s, ", strings.Join(reg.Spec.Hosts, ","), reg.Spec.EffectiveScope())
+	if reg.Spec.EffectiveScope() == v1alpha1.ScopeNamespaced && reg.Spec.EffectiveDelivery() == v1alpha1.DeliveryNode {
+		b.WriteString("delivered by the node, ")
+		if sa := serviceAccountsOf(reg); sa != "" {
+			fmt.Fprintf(&b, "service accounts %s, ", sa)
+		}
+	}
 	b.WriteString("source " + sourceDescription(reg))
 	if sel := reg.Spec.NamespaceSelector; sel != nil {
 		fmt.Fprintf(&b, ", namespaces %s", namespacesOf(reg))

@@ -304,9 +304,35 @@ func list(ctx context.Context, o *options) error {
 	for i := range regs.Items {
 		r := &regs.Items[i]
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(r.Spec.Hosts, ","), r.Name, sourceOf(r),
-			usernameOf(ctx, c, r), r.Spec.EffectiveScope(), namespacesOf(r), readyOf(r), expiresOf(r))
+			usernameOf(ctx, c, r), scopeOf(r), namespacesOf(r), readyOf(r), expiresOf(r))
 	}
 	return w.Flush()
+}
+
+// scopeOf is the scope, with "/Node" for a Namespaced registry the node delivers, and the
+// service accounts it is restricted to.
+func scopeOf(r *v1alpha1.Registry) string {
+	s := string(r.Spec.EffectiveScope())
+	if r.Spec.EffectiveScope() == v1alpha1.ScopeNamespaced && r.Spec.EffectiveDelivery() == v1alpha1.DeliveryNode {
+		s += "/Node"
+		if sa := serviceAccountsOf(r); sa != "" {
+			s += "(" + sa + ")"
+		}
+	}
+	return s
+}
+
+// serviceAccountsOf says which service accounts a registry is restricted to ("" for all).
+func serviceAccountsOf(r *v1alpha1.Registry) string {
+	sa := r.Spec.ServiceAccounts
+	if sa == nil {
+		return ""
+	}
+	parts := slices.Clone(sa.Names)
+	if sa.Annotated {
+		parts = append(parts, "annotated")
+	}
+	return strings.Join(parts, ",")
 }
 
 func sourceOf(r *v1alpha1.Registry) string {

@@ -272,6 +272,19 @@ var goldenCases = []goldenCase{
 		},
 	},
 	{
+		name: "delivery-node",
+		steps: []step{
+			{args: []string{"registries", "add", "ghcr.io/team", "--username", "bot", "--password-stdin", "--delivery", "Node", "--namespaces", "shop", "--service-accounts", "web,builder"}, stdin: examplePass},
+			{args: []string{"registries"}},
+			{args: []string{"registries", "add", "ghcr.io/team", "--service-accounts-annotated"}, prompt: []string{"bot", examplePass}},
+			{args: []string{"registries", "add", "ghcr.io/team", "--service-accounts", ""}, prompt: []string{"bot", examplePass}},
+			{args: []string{"registries", "add", "quay.io", "--delivery", "Carrier"}, code: 2},
+			{args: []string{"registries", "add", "quay.io", "--service-accounts", "web"}, prompt: []string{"bot", examplePass}, code: 2},
+			{args: []string{"registries", "add", "quay.io", "--scope", "Cluster", "--delivery", "PullSecret"}, prompt: []string{"bot", examplePass}, code: 2},
+			{args: []string{"registries", "add", "quay.io", "--delivery", "Node", "--service-accounts", "Web_1"}, code: 2},
+		},
+	},
+	{
 		name: "docker-config-helpers",
 		setup: func(t *testing.T, c *testCluster, dir string) {
 			helpers(t, dir)
