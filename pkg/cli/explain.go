@@ -21,6 +21,7 @@ import (
 
 func newExplainCommand(o *options) *cobra.Command {
 	var file string
+	var pod podIdentity
 	cmd := &cobra.Command{
 		Use:   "explain IMAGE",
 		Short: "Explain which registry serves an image",
@@ -31,7 +32,14 @@ Exit status: 0 when a registry matches, 1 when none does, 2 for invalid input or
 reason on stderr). With --registries FILE (a YAML stream of Registry objects) it runs offline.
 
 When several registries match, the most specific wins: the longer path prefix, then an exact
-host over a glob, then fewer wildcards, then the smaller name.`,
+host over a glob, then fewer wildcards, then the smaller name.
+
+With --namespace NS (and --service-account SA, "default" when not given) it says what a pod of
+NS running as SA gets: from the node (Cluster registries, and Namespaced ones delivered by the
+node that select NS and allow SA, with the ECR role SA brings), or as a pull secret. It reads the
+namespace's labels and the service account's annotations from the cluster, or, offline, from
+--namespace-labels and --service-account-annotation. Exit status 0 when the pod gets
+credentials for IMAGE, 1 when it gets none.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var regs []*v1alpha1.Registry
@@ -44,10 +52,23 @@ host over a glob, then fewer wildcards, then the smaller name.`,
 			} else if regs, err = clusterRegistries(cmd.Context(), o); err != nil {
 				return err
 			}
-			return explain(o.streams, regs, args[0])
+			if pod.namespace == "" {
+				if pod.labels != "" || len(pod.annotations) > 0 || pod.serviceAccount != "" {
+					return badInput("--service-account, --namespace-labels and --service-account-annotation need --namespace")
+				}
+				return explain(o.streams, regs, args[0])
+			}
+			if err := pod.load(cmd.Context(), o, file != ""); err != nil {
+				return err
+			}
+			return explainForPod(o.streams, regs, args[0], &pod)
 		},
 	}
 	cmd.Flags().StringVar(&file, "registries", "", "read Registry objects from this YAML file ('-' for stdin) instead of the cluster")
+	cmd.Flags().StringVarP(&pod.namespace, "namespace", "n", "", "say what a pod of this namespace gets")
+	cmd.Flags().StringVar(&pod.serviceAccount, "service-account", "", "the pod's service account (default: default)")
+	cmd.Flags().StringVar(&pod.labels, "namespace-labels", "", "offline: the namespace's labels, k=v,k2=v2 (with --registries)")
+	cmd.Flags().StringArrayVar(&pod.annotations, "service-account-annotation", nil, "offline: an annotation of the service account, key=value, repeated (with --registries)")
 	return cmd
 }
 
