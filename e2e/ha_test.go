@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,6 +148,7 @@ func TestHADeploymentAcrossWorkersAndEveryNodeServes(t *testing.T) {
 	e := framework.Load(t)
 	e.Deployed(t)
 	nodes := workers(t, e)
+	nodeServesNothingAfter(t, e) // the Cluster-scope registry below must not serve later tests
 	ctx := framework.Context(t, 5*time.Minute)
 	reg := e.CreateRegistry(t, framework.RegistryOptions{Name: "ha-spread"})
 	ns := e.Namespace(t, "ha-spread", optIn)
@@ -254,16 +256,17 @@ func TestHALeaderDeletedRotationStillReaches(t *testing.T) {
 		}
 		return *l.Spec.HolderIdentity
 	}
-	leader := holder()
-	var leaderPod string
-	for _, p := range webhookPods(t, e) {
-		if len(leader) > len(p.Name) && leader[:len(p.Name)+1] == p.Name+"_" {
-			leaderPod = p.Name
+	// A replica leads (after an earlier test's restarts, the Lease may take a term to be won).
+	var leader, leaderPod string
+	waitFor(t, time.Minute, "a webhook pod holding the Lease", func() bool {
+		leader = holder()
+		for _, p := range webhookPods(t, e) {
+			if strings.HasPrefix(leader, p.Name+"_") {
+				leaderPod = p.Name
+			}
 		}
-	}
-	if leaderPod == "" {
-		t.Fatalf("no webhook pod holds the Lease (holder %q)", leader)
-	}
+		return leaderPod != ""
+	})
 	if err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).Delete(ctx, leaderPod, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -361,6 +364,7 @@ func TestHADrainedNodeKeepsItsAgentServing(t *testing.T) {
 	e := framework.Load(t)
 	e.Deployed(t)
 	node := workers(t, e)[0]
+	nodeServesNothingAfter(t, e)
 	ctx := framework.Context(t, 5*time.Minute)
 	nodes := e.Kube.CoreV1().Nodes()
 	cordon := func(v bool) {
