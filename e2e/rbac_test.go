@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/pullpass/pullpass/e2e/framework"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 )
@@ -66,6 +69,11 @@ func TestServiceAccountsMayDoOnlyWhatTheyNeed(t *testing.T) {
 			{"get", "daemonsets.apps/other", pp, false},
 			{"create", "pods", pp, false},
 			{"get", "nodes", "", false},
+			// Token mode (on in the harness): namespace labels and the issuer's keys.
+			{"watch", "namespaces", "", true},
+			{"update", "namespaces", "", false},
+			{"get", "/openid/v1/jwks", "", true},
+			{"create", "serviceaccounts/token", "default", false},
 		},
 		"pullpass-webhook": {
 			{"list", "registries.pullpass.io", "", true},
@@ -98,6 +106,33 @@ func TestServiceAccountsMayDoOnlyWhatTheyNeed(t *testing.T) {
 			if got := ask(sa, q); got != q.want {
 				t.Errorf("%s: can-i %s %s -n %q = %v, want %v", sa, q.verb, q.resource, q.namespace, got, q.want)
 			}
+		}
+	}
+}
+
+// Nodes may ask for pods' service account tokens of pullpass's audience and of no other
+// (ServiceAccountNodeAudienceRestriction, enforced by NodeRestriction): the chart grants the
+// audience to system:nodes, as the API server checks it (SubjectAccessReview).
+func TestNodesMayRequestPullpassTokenAudienceOnly(t *testing.T) {
+	e := framework.Load(t)
+	e.Deployed(t)
+	ask := func(audience string) bool {
+		r, err := e.Kube.AuthorizationV1().SubjectAccessReviews().Create(framework.Context(t, time.Minute), &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{
+				User: "system:node:" + e.NodeName, Groups: []string{"system:nodes", "system:authenticated"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "request-serviceaccounts-token-audience", Resource: audience, Namespace: "default", Name: "default"},
+			}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status.Allowed
+	}
+	if !ask("pullpass.io") {
+		t.Error("nodes may not ask for tokens of pullpass.io: the kubelet cannot hand the plugin a token")
+	}
+	for _, other := range []string{"vault", "sts.amazonaws.com", "https://kubernetes.default.svc.cluster.local"} {
+		if ask(other) {
+			t.Errorf("nodes may ask for tokens of audience %q", other)
 		}
 	}
 }
