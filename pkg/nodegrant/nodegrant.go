@@ -7,7 +7,6 @@
 package nodegrant
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -101,14 +100,7 @@ func Write(path string, f File) error {
 	for i := range f.Grants {
 		slices.Sort(f.Grants[i].Namespaces)
 	}
-	data, err := json.Marshal(f)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(path, data, 0o600); err != nil {
-		return fmt.Errorf("grants file: %w", err)
-	}
-	return nil
+	return atomicfile.WriteJSON(path, f, 0o600)
 }
 
 // ErrNoFile is returned by Read when the agent has not written the file yet.
@@ -116,20 +108,11 @@ var ErrNoFile = errors.New("grants file: not written by the node agent yet")
 
 // Read reads path; errors never quote the content.
 func Read(path string) (File, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return File{}, ErrNoFile
-	}
-	if err != nil {
-		return File{}, fmt.Errorf("grants file: %w", err)
-	}
 	var f File
-	if err := json.Unmarshal(data, &f); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return File{}, fmt.Errorf("grants file %s: not valid JSON at byte %d", path, se.Offset)
-		}
-		return File{}, fmt.Errorf("grants file %s: not a grants file", path)
+	if err := atomicfile.ReadJSON(path, "grants file", &f); errors.Is(err, os.ErrNotExist) {
+		return File{}, ErrNoFile
+	} else if err != nil {
+		return File{}, err
 	}
 	if f.Version != Version {
 		return File{}, fmt.Errorf("grants file %s: format version %d, this reader knows %d", path, f.Version, Version)

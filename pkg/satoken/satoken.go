@@ -8,7 +8,6 @@
 package satoken
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -44,14 +43,7 @@ func KeysPath(cachePath string) string {
 // WriteKeys replaces path with k atomically (mode 0600: the plugin runs as root).
 func WriteKeys(path string, k Keys) error {
 	k.Version = KeysVersion
-	data, err := json.Marshal(k)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(path, data, 0o600); err != nil {
-		return fmt.Errorf("issuer keys: %w", err)
-	}
-	return nil
+	return atomicfile.WriteJSON(path, k, 0o600)
 }
 
 // ErrNoKeys is returned by ReadKeys when the agent has not written keys yet.
@@ -59,16 +51,11 @@ var ErrNoKeys = errors.New("issuer keys: not fetched by the node agent yet")
 
 // ReadKeys reads the keys file.
 func ReadKeys(path string) (Keys, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return Keys{}, ErrNoKeys
-	}
-	if err != nil {
-		return Keys{}, fmt.Errorf("issuer keys: %w", err)
-	}
 	var k Keys
-	if err := json.Unmarshal(data, &k); err != nil {
-		return Keys{}, fmt.Errorf("issuer keys %s: not a keys file", path)
+	if err := atomicfile.ReadJSON(path, "issuer keys", &k); errors.Is(err, os.ErrNotExist) {
+		return Keys{}, ErrNoKeys
+	} else if err != nil {
+		return Keys{}, err
 	}
 	if k.Version != KeysVersion {
 		return Keys{}, fmt.Errorf("issuer keys %s: format version %d, this reader knows %d", path, k.Version, KeysVersion)
