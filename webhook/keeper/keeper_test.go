@@ -187,6 +187,21 @@ func TestOptOutAndRegistryRemovalDelete(t *testing.T) {
 	}
 }
 
+// A registry moved to delivery Node is the node's to serve: its pull secrets go from every
+// namespace, so no Secret of it is left behind.
+func TestDeliveryNodeTakesThePullSecretsAway(t *testing.T) {
+	f := setup(t)
+	moved := f.regs["r"].DeepCopy()
+	moved.Spec.Delivery = v1alpha1.DeliveryNode
+	f.regs["r"] = moved
+	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	if u, d := f.writes(); len(u) != 0 || len(d) != 2 {
+		t.Fatalf("updates %v deletes %v, want the secrets in a and b deleted", u, d)
+	}
+}
+
 func TestMissingSourceKeepsSecretsAndSaysWhy(t *testing.T) {
 	f := setup(t)
 	f.src.missing = true
