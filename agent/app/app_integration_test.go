@@ -119,7 +119,12 @@ func startAgent(t *testing.T, env *testenv.Env, mutate ...func(*Options)) *agent
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
 	go func() { a.done <- Run(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	t.Cleanup(func() { cancel(); <-a.done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-a.done; err != nil {
+			t.Logf("the agent stopped: %v", err)
+		}
+	})
 	return a
 }
 
@@ -140,7 +145,10 @@ func (a *agent) shutdown(t *testing.T) {
 	t.Helper()
 	a.stop()
 	select {
-	case <-a.done:
+	case err := <-a.done:
+		if err != nil {
+			t.Logf("the agent stopped: %v", err)
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the agent did not stop")
 	}

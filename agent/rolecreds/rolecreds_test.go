@@ -140,7 +140,12 @@ func TestSocketRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the socket stopped: %v", err)
+		}
+	})
 	ex := provider.SocketExchanger{Path: provider.SocketPath(n.cache), Timeout: 10 * time.Second}
 	var resp provider.ExchangeResponse
 	var err error
