@@ -61,6 +61,11 @@ func freshImage(t *testing.T, e *framework.Env) string {
 	if crane == "" {
 		crane = filepath.Join(framework.RepoRoot(), "_output/e2e/bin/crane")
 	}
+	if _, err := os.Stat(crane); err != nil { // the kind cluster's: the tools cache
+		if found, _ := filepath.Glob("/var/cache/pullpass/tools/crane-*/crane"); len(found) > 0 {
+			crane = found[len(found)-1]
+		}
+	}
 	img := e.Registry + "/satoken/" + rand.String(8) + ":1"
 	dir := t.TempDir() // crane's docker config: the kubelet's never holds credentials
 	data, err := dockerconfig.ForHost(e.Registry, e.RegistryUsername, e.RegistryPassword).Marshal()
