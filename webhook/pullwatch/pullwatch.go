@@ -38,6 +38,9 @@ type Config struct {
 	Now      func() time.Time
 	// GCPeriod is how often episodes of pods that are gone are dropped (default 1 min).
 	GCPeriod time.Duration
+	// Observe, when set, is told the image of each new failure episode (the verifier logs in
+	// where pods fail to pull).
+	Observe func(image string)
 }
 
 // Watcher counts pull failure episodes.
@@ -264,6 +267,9 @@ func (w *Watcher) observe(k key, namespace, pod, container, image, message strin
 	w.episodes[k] = e
 	delete(w.ended, k)
 	w.count(e)
+	if w.cfg.Observe != nil {
+		w.cfg.Observe(image)
+	}
 }
 
 func (w *Watcher) count(e *Episode) {
