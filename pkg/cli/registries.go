@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +40,8 @@ type addOptions struct {
 	username         string
 	passwordStdin    bool
 	fromDockerConfig string
+	noWait           bool
+	waitTimeout      time.Duration
 }
 
 func newAddCommand(o *options) *cobra.Command {
@@ -67,6 +70,8 @@ or from a docker config written by docker login:
 	f.StringVar(&a.username, "username", "", "registry username")
 	f.BoolVar(&a.passwordStdin, "password-stdin", false, "read the password or token from standard input")
 	f.StringVar(&a.fromDockerConfig, "from-docker-config", "", "take the credentials for HOST from this docker config.json")
+	f.BoolVar(&a.noWait, "no-wait", false, "do not wait for pullpass to log in to the registry with the credentials")
+	f.DurationVar(&a.waitTimeout, "wait-timeout", 10*time.Second, "how long to wait for pullpass's login to the registry")
 	return cmd
 }
 
@@ -158,7 +163,10 @@ func (a *addOptions) run(ctx context.Context, o *options, host string) error {
 		return fmt.Errorf("registry %q: %w", name, err)
 	}
 	fmt.Fprintf(o.streams.Out, "registry %s %s (hosts %s, scope %s, secret %s/%s)\n", name, verb, strings.Join(reg.Spec.Hosts, ","), scope, o.namespace, name)
-	return nil
+	if a.noWait {
+		return nil
+	}
+	return waitVerified(ctx, o, c, name, a.waitTimeout)
 }
 
 // credentials reads the username and password from the flags, stdin or a docker config.
@@ -274,7 +282,7 @@ func findRegistry(ctx context.Context, c *Clients, name, host string) (*v1alpha1
 func newListCommand(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List registries: SERVER, NAME, USERNAME, SCOPE, READY, EXPIRES",
+		Short: "List registries: SERVER, NAME, USERNAME, SCOPE, READY, VERIFIED, EXPIRES",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := o.getClients()
@@ -287,11 +295,11 @@ func newListCommand(o *options) *cobra.Command {
 			}
 			sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
 			w := tabwriter.NewWriter(o.streams.Out, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(w, "SERVER\tNAME\tUSERNAME\tSCOPE\tREADY\tEXPIRES")
+			fmt.Fprintln(w, "SERVER\tNAME\tUSERNAME\tSCOPE\tREADY\tVERIFIED\tEXPIRES")
 			for i := range list.Items {
 				r := &list.Items[i]
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(r.Spec.Hosts, ","), r.Name,
-					usernameOf(cmd.Context(), c, r), r.Spec.EffectiveScope(), readyOf(r), expiresOf(r))
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(r.Spec.Hosts, ","), r.Name,
+					usernameOf(cmd.Context(), c, r), r.Spec.EffectiveScope(), readyOf(r), verifiedOf(r), expiresOf(r))
 			}
 			return w.Flush()
 		},
