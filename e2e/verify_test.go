@@ -109,19 +109,10 @@ func TestVerifyRateLimited(t *testing.T) {
 	if !strings.Contains(c.Message, "429 Too Many Requests: TOOMANYREQUESTS") {
 		t.Fatalf("message %q", c.Message)
 	}
-	lbl := map[string]string{"registry": "verify-429"}
-	if got := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_registry_pull_limit", lbl); got != 200 {
-		t.Fatalf("pullpass_registry_pull_limit = %v, want 200", got)
-	}
-	if got := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_registry_pulls_remaining", lbl); got != 0 {
-		t.Fatalf("pullpass_registry_pulls_remaining = %v, want 0", got)
-	}
-	if got := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_registry_verification_state", map[string]string{"registry": "verify-429", "reason": "RateLimited"}); got != 1 {
-		t.Fatalf("verification state RateLimited = %v", got)
-	}
-	if got := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_registry_verified", lbl); got != 0 {
-		t.Fatalf("pullpass_registry_verified = %v, want 0", got)
-	}
+	wantMetric(t, ep, "pullpass_registry_pull_limit", map[string]string{"registry": "verify-429"}, 200)
+	wantMetric(t, ep, "pullpass_registry_pulls_remaining", map[string]string{"registry": "verify-429"}, 0)
+	wantMetric(t, ep, "pullpass_registry_verification_state", map[string]string{"registry": "verify-429", "reason": "RateLimited"}, 1)
+	wantMetric(t, ep, "pullpass_registry_verified", map[string]string{"registry": "verify-429"}, 0)
 
 	// The retry after the back-off (Retry-After: 60s) is a verification with no source change: it
 	// writes no Secret at all.
@@ -169,13 +160,8 @@ func TestVerifyDockerHubPullLimit(t *testing.T) {
 	if !strings.Contains(c.Message, "pull limit 200 per 6h0m0s, 37 remaining") {
 		t.Fatalf("message %q", c.Message)
 	}
-	lbl := map[string]string{"registry": "verify-hub"}
-	if got := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_registry_pulls_remaining", lbl); got != 37 {
-		t.Fatalf("pullpass_registry_pulls_remaining = %v, want 37", got)
-	}
-	if got := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_registry_pull_limit_window_seconds", lbl); got != 21600 {
-		t.Fatalf("window = %v, want 21600", got)
-	}
+	wantMetric(t, ep, "pullpass_registry_pulls_remaining", map[string]string{"registry": "verify-hub"}, 37)
+	wantMetric(t, ep, "pullpass_registry_pull_limit_window_seconds", map[string]string{"registry": "verify-hub"}, 21600)
 	after := tr.State(t).Counts
 	if after["limits"] <= before["limits"] {
 		t.Fatalf("no rate-limit HEAD was answered: %v -> %v", before, after)
@@ -293,6 +279,13 @@ func touchSource(t *testing.T, e *framework.Env, registry string) {
 	if _, err := e.Kube.CoreV1().Secrets(framework.PullpassNamespace).Patch(framework.Context(t, time.Minute), "e2e-"+registry,
 		types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func wantMetric(t *testing.T, ep framework.Endpoints, name string, labels map[string]string, want float64) {
+	t.Helper()
+	if got := framework.Metric(t, ep.WebhookMetricsURL, name, labels); got != want {
+		t.Fatalf("%s%v = %v, want %v", name, labels, got, want)
 	}
 }
 

@@ -74,6 +74,13 @@ func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
+// fakeConfig shapes a fakeRegistry in a test table.
+type fakeConfig struct {
+	bearer  bool
+	status  int
+	headers map[string]string
+}
+
 func start(t *testing.T, f *fakeRegistry) (*registrylogin.Client, string) {
 	t.Helper()
 	f.srv = httptest.NewTLSServer(f)
@@ -88,24 +95,24 @@ func TestLoginReasons(t *testing.T) {
 	limited := map[string]string{"ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0;w=21600", "Retry-After": "120"}
 	for _, tc := range []struct {
 		name     string
-		reg      fakeRegistry
+		reg      fakeConfig
 		creds    registrylogin.Credentials
 		reason   string
 		inMsg    string
 		requests int32
 	}{
-		{"basic ok", fakeRegistry{user: user, pass: pass}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.Verified, "Login Succeeded", 2},
-		{"basic wrong password", fakeRegistry{user: user, pass: pass}, registrylogin.Credentials{Username: user, Password: "wrong-password"}, registrylogin.Unauthorized, "401 Unauthorized: UNAUTHORIZED: authentication required", 2},
-		{"bearer ok", fakeRegistry{bearer: true, user: user, pass: pass}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.Verified, "Login Succeeded", 3},
-		{"bearer wrong password", fakeRegistry{bearer: true, user: user, pass: pass}, registrylogin.Credentials{Username: user, Password: "wrong-password"}, registrylogin.Unauthorized, "incorrect username or password", 2},
-		{"bearer anonymous", fakeRegistry{bearer: true, user: user, pass: pass}, registrylogin.Credentials{}, registrylogin.Verified, "Login Succeeded", 3},
-		{"forbidden", fakeRegistry{user: user, pass: pass, status: http.StatusForbidden}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.Forbidden, "403 Forbidden: DENIED", 1},
-		{"rate limited", fakeRegistry{user: user, pass: pass, status: http.StatusTooManyRequests, headers: limited}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.RateLimited, "429 Too Many Requests", 1},
-		{"server error", fakeRegistry{user: user, pass: pass, status: http.StatusBadGateway}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.RegistryError, "502 Bad Gateway", 1},
+		{"basic ok", fakeConfig{}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.Verified, "Login Succeeded", 2},
+		{"basic wrong password", fakeConfig{}, registrylogin.Credentials{Username: user, Password: "wrong-password"}, registrylogin.Unauthorized, "401 Unauthorized: UNAUTHORIZED: authentication required", 2},
+		{"bearer ok", fakeConfig{bearer: true}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.Verified, "Login Succeeded", 3},
+		{"bearer wrong password", fakeConfig{bearer: true}, registrylogin.Credentials{Username: user, Password: "wrong-password"}, registrylogin.Unauthorized, "incorrect username or password", 2},
+		{"bearer anonymous", fakeConfig{bearer: true}, registrylogin.Credentials{}, registrylogin.Verified, "Login Succeeded", 3},
+		{"forbidden", fakeConfig{status: http.StatusForbidden}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.Forbidden, "403 Forbidden: DENIED", 1},
+		{"rate limited", fakeConfig{status: http.StatusTooManyRequests, headers: limited}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.RateLimited, "429 Too Many Requests", 1},
+		{"server error", fakeConfig{status: http.StatusBadGateway}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.RegistryError, "502 Bad Gateway", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			reg := tc.reg
-			c, host := start(t, &reg)
+			reg := &fakeRegistry{bearer: tc.reg.bearer, user: user, pass: pass, status: tc.reg.status, headers: tc.reg.headers}
+			c, host := start(t, reg)
 			res := c.Login(context.Background(), host, "team/app", tc.creds)
 			if res.Reason != tc.reason || !strings.Contains(res.Message, tc.inMsg) {
 				t.Fatalf("Login = %s %q, want %s containing %q", res.Reason, res.Message, tc.reason, tc.inMsg)

@@ -66,22 +66,7 @@ func watchForVerifier(v *verify.Verifier, table *registrywatch.Watcher, sources 
 			}
 		},
 	})
-	bySource := func(obj any) {
-		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = d.Obj
-		}
-		s, ok := obj.(*corev1.Secret)
-		if !ok {
-			return
-		}
-		for _, r := range table.List() {
-			for _, ref := range r.Spec.Auth.SecretRefs() {
-				if ref.Namespace == s.Namespace && ref.Name == s.Name {
-					v.Enqueue(r.Name)
-				}
-			}
-		}
-	}
+	bySource := func(obj any) { forSourceOf(table, obj, v.Enqueue) }
 	for _, inf := range sources {
 		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: bySource,
