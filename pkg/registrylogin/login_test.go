@@ -204,3 +204,26 @@ func TestCredentialsNeverPrinted(t *testing.T) {
 		t.Fatalf("String() = %q", s)
 	}
 }
+
+// A registry that echoes what it was sent: the password, plain or as basic auth, never reaches the
+// message.
+func TestRefusalMessageNeverCarriesThePassword(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="echo"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte("you sent " + u + ":" + p + " as " + r.Header.Get("Authorization")))
+	}))
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	c := registrylogin.New(registrylogin.Config{RootCAs: pool})
+	res := c.Login(context.Background(), strings.TrimPrefix(srv.URL, "https://"), "", registrylogin.Credentials{Username: "bob", Password: "hunter22-secret"})
+	if res.Reason != registrylogin.Forbidden || !strings.Contains(res.Message, "you sent bob:<redacted> as Basic <redacted>") {
+		t.Fatalf("%s %q", res.Reason, res.Message)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -424,4 +425,21 @@ func noSecretIn(t *testing.T, reg *prometheus.Registry, f *fakeRegistries) {
 			t.Fatal("status carries the password")
 		}
 	}
+}
+
+// The verifier's logs carry the registry's words, never the password (registrylogin scrubs what a
+// registry echoes; the verifier logs nothing else of the credentials).
+func TestLogsNeverCarryThePassword(t *testing.T) {
+	var logs strings.Builder
+	login := &fakeLogin{byHost: map[string]registrylogin.Result{"reg.example.com": {Reason: registrylogin.Unauthorized, Message: "incorrect username or password"}}}
+	v, f, _, promReg := newVerifier(t, login, fakeCreds{}, registry("r", "reg.example.com"))
+	v.cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	v.process(context.Background(), "r")
+	if !strings.Contains(logs.String(), "incorrect username or password") {
+		t.Fatalf("the refusal was not logged: %s", logs.String())
+	}
+	if strings.Contains(logs.String(), password) {
+		t.Fatalf("a log line carries the password: %s", logs.String())
+	}
+	noSecretIn(t, promReg, f)
 }
