@@ -240,6 +240,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 			}
 			defer stop()
 			verifier.SetRecovered(stuck.Recover)
+			verifier.SetPodImages(watcher.Images)
 		}
 	}
 	var roleKeeper *nodeaccess.RoleKeeper

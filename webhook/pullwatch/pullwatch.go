@@ -320,6 +320,31 @@ func (w *Watcher) Failing() []Episode {
 	return out
 }
 
+// Images returns the distinct images the cached pods' containers run or wait for (from their
+// statuses): where pods actually pull from, for the verifier's glob host patterns.
+func (w *Watcher) Images() []string {
+	w.mu.Lock()
+	store := w.pods
+	w.mu.Unlock()
+	if store == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, o := range store.List() {
+		p := o.(*corev1.Pod)
+		for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
+			for _, s := range list {
+				if s.Image != "" && !seen[s.Image] {
+					seen[s.Image] = true
+					out = append(out, s.Image)
+				}
+			}
+		}
+	}
+	return out
+}
+
 // slimPod keeps only what the watcher reads: a cluster's pods, cached whole, would cost the
 // webhook more memory than everything else it does.
 func slimPod(o any) (any, error) {

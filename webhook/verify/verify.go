@@ -94,6 +94,9 @@ type Config struct {
 	DockerHubAnonymous bool
 	// Recovered is called when a registry verifies after failing (stuck pods are recreated).
 	Recovered func(ctx context.Context, registry string, at time.Time)
+	// PodImages lists the images pods in the cluster use (the pull watcher's pod cache), where glob
+	// patterns find hosts when admission on this replica has seen none.
+	PodImages func() []string
 	Metrics   Metrics
 	Logger    *slog.Logger
 	Now       func() time.Time
@@ -147,6 +150,13 @@ func New(cfg Config) (*Verifier, error) {
 func (v *Verifier) SetRecovered(f func(ctx context.Context, registry string, at time.Time)) {
 	v.mu.Lock()
 	v.cfg.Recovered = f
+	v.mu.Unlock()
+}
+
+// SetPodImages sets Config.PodImages before Run (the pull watcher is built later).
+func (v *Verifier) SetPodImages(f func() []string) {
+	v.mu.Lock()
+	v.cfg.PodImages = f
 	v.mu.Unlock()
 }
 
@@ -244,8 +254,11 @@ func (v *Verifier) process(ctx context.Context, name string) time.Duration {
 		v.cfg.Logger.Error("writing verification status", "registry", name, "err", err)
 	}
 	switch out.Reason {
-	case NotVerifiable, NoCredentials:
-		return 0 // a seen host or a source change enqueues it again
+	case NoCredentials:
+		return 0 // a source change enqueues it again
+	case NotVerifiable:
+		// A seen host enqueues it; pods this replica did not admit are looked for again later.
+		return v.next(name, false, 0)
 	}
 	return v.next(name, out.Reason == registrylogin.Verified, out.RetryAfter)
 }
@@ -374,13 +387,33 @@ func (v *Verifier) targets(reg *v1alpha1.Registry) []target {
 		if err != nil {
 			continue
 		}
+		found := false
 		for _, s := range v.seen.hostsOf(reg.Name) {
 			if p.Matches(s.host + "/" + s.repository) {
 				add(s.host, "")
+				found = true
+			}
+		}
+		if !found {
+			// Admitted by another replica, or before this term: the pods' own images.
+			for _, img := range v.podImages() {
+				if ref, err := image.Parse(img); err == nil && p.Matches(ref.Repository()) {
+					add(ref.Host, ref.Path)
+				}
 			}
 		}
 	}
 	return out
+}
+
+func (v *Verifier) podImages() []string {
+	v.mu.Lock()
+	f := v.cfg.PodImages
+	v.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f()
 }
 
 // write puts the outcome into the Verified condition and status.verification; on a conflict it

@@ -443,3 +443,20 @@ func TestLogsNeverCarryThePassword(t *testing.T) {
 	}
 	noSecretIn(t, promReg, f)
 }
+
+// A glob registry whose pods were admitted by another replica finds its host among the images
+// pods use (the pull watcher's cache).
+func TestGlobHostFromPodImages(t *testing.T) {
+	login := &fakeLogin{}
+	v, f, _, _ := newVerifier(t, login, fakeCreds{}, registry("acr", "*.azurecr.io"))
+	v.SetPodImages(func() []string { return []string{"nginx:1", "team.azurecr.io/shop/app:2", "a.b.azurecr.io/x:1"} })
+	if next := v.process(context.Background(), "acr"); next == 0 {
+		t.Fatal("no next verification scheduled")
+	}
+	if c := verified(t, f, "acr"); c.Reason != registrylogin.Verified {
+		t.Fatalf("%s", c.Reason)
+	}
+	if len(login.logins) != 1 || login.logins[0] != "team.azurecr.io/shop/app" {
+		t.Fatalf("logged in to %v", login.logins)
+	}
+}
