@@ -136,7 +136,7 @@ func (c *Client) login(ctx context.Context, rec *recorder, host, repository stri
 		res.Reason, res.Message = RegistryError, fmt.Sprintf("not a registry host: %v", err)
 		return res
 	}
-	var auth authn.Authenticator = authn.Anonymous
+	auth := authn.Anonymous
 	if creds.Username != "" || creds.Password != "" {
 		auth = authn.FromConfig(authn.AuthConfig{Username: creds.Username, Password: creds.Password})
 	}
