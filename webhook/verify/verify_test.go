@@ -460,3 +460,19 @@ func TestGlobHostFromPodImages(t *testing.T) {
 		t.Fatalf("logged in to %v", login.logins)
 	}
 }
+
+// The anonymous Docker Hub pull limit (the nodes' own), under registry="docker.io".
+func TestAnonymousDockerHubLimit(t *testing.T) {
+	login := &fakeLogin{}
+	v, _, _, promReg := newVerifier(t, login, fakeCreds{})
+	v.cfg.DockerHubAnonymous = true
+	if next := v.process(context.Background(), anonymousKey); next < 54*time.Minute {
+		t.Fatalf("next %s, want about the interval", next)
+	}
+	if len(login.limits) != 1 || login.limits[0] != "hub.test|" {
+		t.Fatalf("limits read %v, want one anonymous read at hub.test", login.limits)
+	}
+	if got := gauge(t, promReg, "pullpass_registry_pulls_remaining", map[string]string{"registry": AnonymousDockerHub}); got != 150 {
+		t.Fatalf("remaining %v", got)
+	}
+}
