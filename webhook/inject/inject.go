@@ -59,8 +59,10 @@ type Config struct {
 	Observer Observer
 }
 
-// Observer learns which images pods of served registries use.
+// Observer learns which images pods of served registries use. Wants keeps the hot path free of
+// the work when it has nothing to learn.
 type Observer interface {
+	Wants(regs []*v1alpha1.Registry) bool
 	ObservePod(regs []*v1alpha1.Registry, images []string)
 }
 
@@ -191,7 +193,7 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 		return nil, "", ErrorTableNotLoaded, errors.New("the registry table is not loaded yet")
 	}
 	regs := registriesFor(table, pod, ns)
-	if m.cfg.Observer != nil && len(regs) > 0 {
+	if m.cfg.Observer != nil && len(regs) > 0 && m.cfg.Observer.Wants(regs) {
 		m.cfg.Observer.ObservePod(regs, Images(pod))
 	}
 	have := map[string]bool{}

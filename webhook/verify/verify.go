@@ -568,6 +568,23 @@ func (s *Seen) forget(registry string) {
 	s.mu.Unlock()
 }
 
+// Wants implements inject.Observer: a registry with glob patterns, or one no pod was seen using
+// yet, has something to learn from a pod.
+func (s *Seen) Wants(regs []*v1alpha1.Registry) bool {
+	for _, reg := range regs {
+		if hasGlob(reg) {
+			return true
+		}
+		s.mu.Lock()
+		none := len(s.hosts[reg.Name]) == 0
+		s.mu.Unlock()
+		if none {
+			return true
+		}
+	}
+	return false
+}
+
 // ObservePod implements inject.Observer: it records the images of a pod admitted with the pull
 // secrets of regs. At steady state (every host already seen) it allocates nothing.
 func (s *Seen) ObservePod(regs []*v1alpha1.Registry, images []string) {

@@ -235,6 +235,15 @@ func TestNotVerifiableUntilAHostIsSeen(t *testing.T) {
 	if len(login.logins) != 1 || login.logins[0] != "myreg.azurecr.io/shop/app" {
 		t.Fatalf("logged in to %v, want the seen host and repository", login.logins)
 	}
+	// Literal registries stop asking once a pod was seen; glob ones keep learning hosts.
+	lit := registry("lit", "reg.example.com")
+	if !v.Seen().Wants([]*v1alpha1.Registry{lit}) {
+		t.Fatal("a registry no pod was seen using wants nothing")
+	}
+	v.Seen().ObservePod([]*v1alpha1.Registry{lit}, []string{"reg.example.com/team/app:1"})
+	if v.Seen().Wants([]*v1alpha1.Registry{lit}) || !v.Seen().Wants([]*v1alpha1.Registry{reg}) {
+		t.Fatal("Wants: a seen literal registry still asks, or a glob one stopped")
+	}
 	// The seen repository is asked for next time (the host is already known: no new allocation).
 	if allocs := testing.AllocsPerRun(100, func() {
 		v.Seen().ObservePod([]*v1alpha1.Registry{reg}, []string{"myreg.azurecr.io/shop/app:1"})
