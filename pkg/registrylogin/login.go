@@ -271,7 +271,14 @@ type recorder struct {
 	retryAfter time.Duration
 }
 
+// errPlainHTTP refuses what go-containerregistry tries besides https for loopback and private
+// addresses: credentials never go over plain http, and no request is sent for it.
+var errPlainHTTP = errors.New("plain http refused: pullpass logs in over https only")
+
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "https" {
+		return nil, errPlainHTTP
+	}
 	r.mu.Lock()
 	r.n++
 	r.mu.Unlock()

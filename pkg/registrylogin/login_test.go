@@ -120,7 +120,6 @@ func TestLoginReasons(t *testing.T) {
 			if strings.Contains(res.Message, pass) || strings.Contains(res.Message, "wrong-password") {
 				t.Fatalf("message carries a password: %q", res.Message)
 			}
-			// go-containerregistry may ping over http too for a loopback host: count the https server's.
 			if got := reg.requests.Load(); got != tc.requests {
 				t.Errorf("registry saw %d requests, want %d", got, tc.requests)
 			}
@@ -225,5 +224,24 @@ func TestRefusalMessageNeverCarriesThePassword(t *testing.T) {
 	res := c.Login(context.Background(), strings.TrimPrefix(srv.URL, "https://"), "", registrylogin.Credentials{Username: "bob", Password: "hunter22-secret"})
 	if res.Reason != registrylogin.Forbidden || !strings.Contains(res.Message, "you sent bob:<redacted> as Basic <redacted>") {
 		t.Fatalf("%s %q", res.Reason, res.Message)
+	}
+}
+
+// A registry that answers plain http only (on a loopback address, where go-containerregistry would
+// try http too) is never sent the credentials: the login fails instead.
+func TestNeverOverPlainHTTP(t *testing.T) {
+	var sawAuth atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			sawAuth.Store(true)
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="plain"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	c := registrylogin.New(registrylogin.Config{Timeout: 5 * time.Second})
+	res := c.Login(context.Background(), strings.TrimPrefix(srv.URL, "http://"), "", registrylogin.Credentials{Username: "bob", Password: "hunter22-secret"})
+	if res.OK() || sawAuth.Load() {
+		t.Fatalf("login over plain http: %s %q (credentials sent: %v)", res.Reason, res.Message, sawAuth.Load())
 	}
 }
