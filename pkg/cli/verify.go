@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/registrylogin"
 )
 
 // Reasons of the Verified condition that say the registry could not be verified at all.
@@ -19,8 +20,9 @@ const (
 )
 
 // waitVerified waits up to timeout for pullpass's login to the registry with the credentials just
-// written, and reports it as docker login does: "Login Succeeded", or the registry's refusal as an
-// error (exit 1; the registry stays, so another add can fix the password). No verdict in time is
+// written, and reports it as docker login does: "Login Succeeded", or the registry's refusal of
+// the credentials (401, 403) as an error (exit 1; the registry stays, so another add can fix the
+// password). A login that could not be made (unreachable, TLS, rate limit) is a warning. No verdict in time is
 // not an error: pullpass may not run in this cluster yet.
 func waitVerified(ctx context.Context, o *options, c *Clients, name string, timeout time.Duration) error {
 	reg, err := c.Registries.Get(ctx, name, metav1.GetOptions{})
@@ -79,6 +81,12 @@ func report(o *options, reg *v1alpha1.Registry, cond *metav1.Condition) error {
 		return nil
 	case metav1.ConditionUnknown:
 		fmt.Fprintf(o.streams.ErrOut, "registry %s: not verified (%s): %s\n", reg.Name, cond.Reason, cond.Message)
+		return nil
+	}
+	if cond.Reason != registrylogin.Unauthorized && cond.Reason != registrylogin.Forbidden {
+		// Not the registry refusing the credentials (unreachable from pullpass, a TLS or rate
+		// limit problem): say so, keep trying in the cluster, and do not fail the add.
+		fmt.Fprintf(o.streams.ErrOut, "registry %s: could not log in yet (%s): %s; pullpass keeps trying (`kubectl get registry %s`)\n", reg.Name, cond.Reason, cond.Message, reg.Name)
 		return nil
 	}
 	return fmt.Errorf("%s (%s); registry %s is kept: run add again with the right credentials, or remove it", cond.Message, cond.Reason, reg.Name)

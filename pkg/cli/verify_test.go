@@ -61,6 +61,8 @@ func TestWaitVerifiedReportsLikeDockerLogin(t *testing.T) {
 			status("Verified", metav1.ConditionTrue, "Login Succeeded", 1, "7"),
 			status("Unauthorized", metav1.ConditionFalse, refused, 2, "7"),
 		}, refused, "", ""},
+		{"unreachable is not a refusal", []v1alpha1.RegistryStatus{status("Unreachable", metav1.ConditionFalse, "dial tcp: no such host", 2, "7")}, "", "", "could not log in yet (Unreachable)"},
+		{"forbidden", []v1alpha1.RegistryStatus{status("Forbidden", metav1.ConditionFalse, "403 Forbidden", 2, "7")}, "403 Forbidden (Forbidden)", "", ""},
 		{"not verifiable", []v1alpha1.RegistryStatus{status("NotVerifiable", metav1.ConditionUnknown, "only glob host patterns", 2, "7")}, "", "", "not verified (NotVerifiable)"},
 		{"no verdict in time", nil, "", "", "not verified within 600ms (is pullpass running?)"},
 	} {
