@@ -122,7 +122,7 @@ func startAgent(t *testing.T, env *testenv.Env, mutate ...func(*Options)) *agent
 	t.Cleanup(func() {
 		cancel()
 		if err := <-a.done; err != nil {
-			t.Logf("the agent stopped: %v", err)
+			t.Errorf("agent: %v", err)
 		}
 	})
 	return a
@@ -147,7 +147,7 @@ func (a *agent) shutdown(t *testing.T) {
 	select {
 	case err := <-a.done:
 		if err != nil {
-			t.Logf("the agent stopped: %v", err)
+			t.Errorf("agent: %v", err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the agent did not stop")

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -35,6 +36,8 @@ type addOptions struct {
 	delivery          string
 	serviceAccounts   []string
 	annotatedSAs      bool
+	noWait            bool
+	waitTimeout       time.Duration
 
 	flags *cobra.Command
 	// passwordArg is set when the password came as an argument: warned about once all is read.
@@ -82,7 +85,12 @@ the pods of the selected namespaces (no opt-in needed), and with --service-accou
 --service-accounts-annotated only to those service accounts, as each pod's service account token
 proves to the node (the chart's agent.serviceAccountTokens.enabled, kubelets 1.34+).
 
-Exit status: 0 done, 1 the cluster refused or failed, 2 invalid input (nothing was changed).`,
+add then waits (--wait-timeout, 10s) for pullpass's login to the registry with the credentials
+just written and reports like docker login: "Login Succeeded", or the registry's refusal (exit 1;
+the registry stays, so another add can fix the password). --no-wait skips this.
+
+Exit status: 0 done, 1 the cluster or the registry refused or failed, 2 invalid input (nothing
+was changed).`,
 		Args: cobra.RangeArgs(1, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.flags = cmd
@@ -100,6 +108,8 @@ Exit status: 0 done, 1 the cluster refused or failed, 2 invalid input (nothing w
 	f.StringVar(&a.region, "region", "", "ECR: AWS region (default: from the host)")
 	f.BoolVar(&a.forceECR, "ecr", false, "ECR: make an ECR source for a host that does not look like one (needs --region)")
 	f.StringSliceVar(&a.namespaces, "namespaces", nil, "serve only these namespaces (Namespaced scope); '' serves every opted-in namespace again")
+	f.BoolVar(&a.noWait, "no-wait", false, "do not wait for pullpass to log in to the registry with the credentials")
+	f.DurationVar(&a.waitTimeout, "wait-timeout", 10*time.Second, "how long to wait for pullpass's login to the registry")
 	f.StringVar(&a.namespaceSelector, "namespace-selector", "", "serve only namespaces with these labels (Namespaced scope), e.g. 'team=shop,env in (prod,stage)'")
 	f.StringVar(&a.delivery, "delivery", "", "PullSecret (pull secrets written by the webhook) or Node (served by the node agent through each pod's service account token, no Secret); default PullSecret for Namespaced, Node for Cluster; an update keeps the registry's unless given")
 	f.StringSliceVar(&a.serviceAccounts, "service-accounts", nil, "delivery Node: serve only these service accounts of the selected namespaces; '' serves every one again")
@@ -157,7 +167,11 @@ func (a *addOptions) run(ctx context.Context, o *options, args []string) error {
 	if err != nil {
 		return err
 	}
-	return apply(ctx, o, c, req)
+	name, err := apply(ctx, o, c, req)
+	if err != nil || a.noWait {
+		return err
+	}
+	return waitVerified(ctx, o, c, name, a.waitTimeout)
 }
 
 // request reads and checks everything add was given. Nothing here touches the cluster.
