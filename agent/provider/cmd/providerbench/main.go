@@ -18,9 +18,6 @@ import (
 	"time"
 
 	"github.com/pullpass/pullpass/pkg/nodecache"
-	"github.com/pullpass/pullpass/pkg/nodegrant"
-	"github.com/pullpass/pullpass/pkg/satoken"
-	"github.com/pullpass/pullpass/pkg/satoken/satokentest"
 )
 
 func main() {
@@ -29,7 +26,6 @@ func main() {
 	entries := flag.Int("entries", 100, "registries in the cache")
 	baseline := flag.String("baseline", "/bin/true", "the baseline command: /bin/true, or a minimal Go program")
 	compareRecord := flag.Bool("compare-record", false, "also measure the plugin with --no-record (the cost of counting requests)")
-	token := flag.Bool("token", false, "also measure the token entry: the pod's service account token verified, the answer from as many grants")
 	flag.Parse()
 	if *plugin == "" {
 		fmt.Fprintln(os.Stderr, "providerbench: -plugin is required")
@@ -50,19 +46,11 @@ func main() {
 		panic(err)
 	}
 	req := []byte(`{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"registry-57.example.com/team/app"}`)
-	tokenReq := req
-	if *token {
-		tokenReq = tokenSetup(cache, *entries)
-	}
 	measure := func(name string, args ...string) []time.Duration {
 		var out []time.Duration
-		in := req
-		if slices.Contains(args, "--service-account-token-audience=pullpass.io") {
-			in = tokenReq
-		}
 		for i := 0; i < *runs; i++ {
 			cmd := exec.Command(name, args...)
-			cmd.Stdin = bytes.NewReader(in)
+			cmd.Stdin = bytes.NewReader(req)
 			var stdout bytes.Buffer
 			cmd.Stdout = &stdout
 			t0 := time.Now()
@@ -82,10 +70,6 @@ func main() {
 	base := measure(*baseline)
 	// As the agent configures it: requests counted, the config generation recorded.
 	pp := measure(*plugin, "--cache="+cache, "--max-cache-duration=1m0s", "--generation=bench")
-	var tok []time.Duration
-	if *token {
-		tok = measure(*plugin, "--cache="+cache, "--max-cache-duration=10s", "--service-account-token-audience=pullpass.io", "--generation=bench")
-	}
 	var quiet []time.Duration
 	if *compareRecord {
 		quiet = measure(*plugin, "--cache="+cache, "--no-record")
@@ -97,32 +81,5 @@ func main() {
 	if quiet != nil {
 		fmt.Printf("| pullpass-credential-provider --no-record | %s | %s |\n", p(quiet, 50), p(quiet, 99))
 	}
-	if tok != nil {
-		fmt.Printf("| pullpass-credential-provider-sa, token verified (RS256), %d grants | %s | %s |\n", *entries, p(tok, 50), p(tok, 99))
-	}
 	fmt.Printf("\nplugin/baseline: p50 %.2f, p99 %.2f\n", float64(p(pp, 50))/float64(p(base, 50)), float64(p(pp, 99))/float64(p(base, 99)))
-	if tok != nil {
-		fmt.Printf("token/no-token: p50 %.2f, p99 %.2f\n", float64(p(tok, 50))/float64(p(pp, 50)), float64(p(tok, 99))/float64(p(pp, 99)))
-	}
-}
-
-// tokenSetup writes what the agent writes in token mode beside cache (the issuer's keys, n
-// grants) and returns a request with a valid token of an allowed namespace.
-func tokenSetup(cache string, n int) []byte {
-	iss := satokentest.New("https://kubernetes.default.svc.cluster.local")
-	if err := satoken.WriteKeys(satoken.KeysPath(cache), iss.Keys("node-1")); err != nil {
-		panic(err)
-	}
-	var g nodegrant.File
-	for i := 0; i < n; i++ {
-		g.Grants = append(g.Grants, nodegrant.Grant{Registry: fmt.Sprintf("r%d", i), Hosts: []string{fmt.Sprintf("registry-%d.example.com", i)},
-			Username: "u", Password: "p", ExpiresAt: time.Now().Add(time.Hour), Namespaces: []string{"team-a", "team-b"}})
-	}
-	if err := nodegrant.Write(nodegrant.Path(cache), g); err != nil {
-		panic(err)
-	}
-	now := time.Now()
-	tok := iss.Token(satokentest.Claims{Audience: []string{"pullpass.io"}, Namespace: "team-a", ServiceAccount: "default", Pod: "p", Node: "node-1",
-		IssuedAt: now, Expiry: now.Add(time.Hour)})
-	return []byte(`{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"registry-57.example.com/team/app","serviceAccountToken":"` + tok + `"}`)
 }
