@@ -112,3 +112,10 @@ func TestExplainForAPodInTheCluster(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, out.String())
 	}
 }
+
+func TestExplainSaysNodeDelivery(t *testing.T) {
+	code, out, _ := runOffline(t, "explain", "--registries", writeFile(t, nodeRegistriesYAML), "ghcr.io/team/app")
+	if code != 0 || !strings.Contains(out, "served: by the node agents, with no pull secret, only to pods of the namespaces it selects") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
