@@ -29,7 +29,6 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
-	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/nodegrant"
@@ -45,7 +44,6 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("invalid options: %w", err)
 	}
-	logging.RouteKlog(log)
 	if o.NodeName != "" {
 		log = log.With("node", o.NodeName)
 	}

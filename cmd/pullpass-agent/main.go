@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/pullpass/pullpass/agent/app"
+	"github.com/pullpass/pullpass/pkg/logging"
 )
 
 func main() {
@@ -18,6 +19,7 @@ func main() {
 	o.AddFlags(flag.CommandLine)
 	flag.Parse()
 	log := app.NewLogger(o)
+	logging.RouteKlog(log) // process-wide: client-go's klog lines go to the same handler
 	var err error
 	switch flag.Arg(0) {
 	case "":

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/webhook/app"
 )
 
@@ -17,6 +18,7 @@ func main() {
 	o.AddFlags(flag.CommandLine)
 	flag.Parse()
 	log := app.NewLogger(o)
+	logging.RouteKlog(log) // process-wide: client-go's klog lines go to the same handler
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := app.Run(ctx, o, log); err != nil {

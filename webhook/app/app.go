@@ -26,7 +26,6 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
-	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
@@ -52,7 +51,6 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("invalid options: %w", err)
 	}
-	logging.RouteKlog(log)
 	clients, err := kubeconfig.NewClients(o.Kubeconfig, "pullpass-webhook", o.KubeAPIQPS, o.KubeAPIBurst)
 	if err != nil {
 		return err
