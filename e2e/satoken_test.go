@@ -66,20 +66,23 @@ func freshImage(t *testing.T, e *framework.Env) string {
 			crane = found[len(found)-1]
 		}
 	}
-	img := e.Registry + "/satoken/" + rand.String(8) + ":1"
-	dir := t.TempDir() // crane's docker config: the kubelet's never holds credentials
-	data, err := dockerconfig.ForHost(e.Registry, e.RegistryUsername, e.RegistryPassword).Marshal()
+	repo := "/satoken/" + rand.String(8) + ":1"
+	here := e.RegistryFromHere() // pushes go where this machine reaches the registry
+	dir := t.TempDir()            // crane's docker config: the kubelet's never holds credentials
+	data, err := dockerconfig.ForHost(here, e.RegistryUsername, e.RegistryPassword).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(crane, "copy", e.Image, img)
+	src := here + strings.TrimPrefix(e.Image, e.Registry)
+	cmd := exec.Command(crane, "copy", src, here+repo)
 	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+e.RegistryCA, "DOCKER_CONFIG="+dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("crane copy %s %s: %v\n%s", e.Image, img, err, out)
+		t.Fatalf("crane copy %s %s: %v\n%s", src, here+repo, err, out)
 	}
+	img := e.Registry + repo // as the cluster names it
 	return img
 }
 
