@@ -68,7 +68,7 @@ func freshImage(t *testing.T, e *framework.Env) string {
 	}
 	repo := "/satoken/" + rand.String(8) + ":1"
 	here := e.RegistryFromHere() // pushes go where this machine reaches the registry
-	dir := t.TempDir()            // crane's docker config: the kubelet's never holds credentials
+	dir := t.TempDir()           // crane's docker config: the kubelet's never holds credentials
 	data, err := dockerconfig.ForHost(here, e.RegistryUsername, e.RegistryPassword).Marshal()
 	if err != nil {
 		t.Fatal(err)
