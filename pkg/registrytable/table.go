@@ -13,12 +13,14 @@ import (
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/image"
 	"github.com/pullpass/pullpass/pkg/match"
+	"github.com/pullpass/pullpass/pkg/pullthrough"
 )
 
 // Table maps images to the Registry that serves them.
 type Table struct {
-	t       *match.Table[*v1alpha1.Registry]
-	skipped []error
+	t           *match.Table[*v1alpha1.Registry]
+	skipped     []error
+	pullThrough *pullthrough.Index
 }
 
 // Match is the answer for one image.
@@ -34,18 +36,23 @@ type Match struct {
 func Build(registries []*v1alpha1.Registry) *Table {
 	var entries []match.Entry[*v1alpha1.Registry]
 	var skipped []error
+	valid := make([]*v1alpha1.Registry, 0, len(registries))
 	for _, r := range registries {
 		if err := Validate(r); err != nil {
 			skipped = append(skipped, err)
 			continue
 		}
+		valid = append(valid, r)
 		for _, h := range r.Spec.Hosts {
 			p, _ := match.ParsePattern(h) // checked by Validate
 			entries = append(entries, match.Entry[*v1alpha1.Registry]{Name: r.Name, Pattern: p, Value: r})
 		}
 	}
-	return &Table{t: match.NewTable(entries), skipped: skipped}
+	return &Table{t: match.NewTable(entries), skipped: skipped, pullThrough: pullthrough.NewIndex(valid)}
 }
+
+// PullThrough returns the table's pull-through caches: nil when there are none.
+func (t *Table) PullThrough() *pullthrough.Index { return t.pullThrough }
 
 // Skipped returns why registries were left out of the table.
 func (t *Table) Skipped() []error { return t.skipped }
@@ -117,6 +124,7 @@ func Validate(r *v1alpha1.Registry) error {
 			errs = append(errs, fmt.Errorf("spec.namespaceSelector: %w", err))
 		}
 	}
+	errs = append(errs, pullthrough.Validate(r.Spec)...)
 	switch r.Spec.Scope {
 	case "", v1alpha1.ScopeNamespaced, v1alpha1.ScopeCluster:
 	default:
