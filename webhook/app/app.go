@@ -109,11 +109,12 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	policy := inject.Policy{ClusterWide: o.ClusterWide, Excluded: setOf(excluded)}
 	keep, err := keeper.New(keeper.Config{
 		Client: kube, RegistryAPI: regClient, Registries: table, Desired: pullSecrets,
 		Managed: managedInformer.Lister(), Namespaces: nsInformer.Lister(),
-		Policy: inject.Policy{ClusterWide: o.ClusterWide, Excluded: setOf(excluded)},
-		Logger: log.With("component", "keeper"), Metrics: metrics.Keeper,
+		Policy: policy, Logger: log.With("component", "keeper"), Metrics: metrics.Keeper,
+		PullThrough: pullThroughStatus{table: table, namespaces: nsInformer.Lister(), policy: policy},
 	})
 	if err != nil {
 		return err

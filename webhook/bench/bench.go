@@ -52,6 +52,9 @@ type Config struct {
 	Concurrency int           // clients sending at once (default 8)
 	Round       time.Duration // length of one measured round (default 5s)
 	Rounds      int           // rounds per server, interleaved (default 3)
+	// PullThrough adds a pull-through cache of Docker Hub to the table, and makes the pod's
+	// unserved half Docker Hub images, which the review then rewrites to the cache.
+	PullThrough bool
 }
 
 // Result is one server's figures over all its rounds.
@@ -85,7 +88,7 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 	if err != nil {
 		return Result{}, Result{}, err
 	}
-	mutator, err := pullpassMutator(cfg.Registries)
+	mutator, err := pullpassMutator(cfg.Registries, cfg.PullThrough)
 	if err != nil {
 		return Result{}, Result{}, err
 	}
@@ -111,7 +114,7 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 		defer func() { _ = srv.Close() }()
 		servers[name] = "https://" + ln.Addr().String() + "/mutate"
 	}
-	body, err := review(cfg.Containers)
+	body, err := review(cfg.Containers, cfg.PullThrough)
 	if err != nil {
 		return Result{}, Result{}, err
 	}
@@ -122,7 +125,7 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 	}}
 	// Check both answer correctly before measuring.
 	for name, url := range servers {
-		if err := checkAnswer(client, url, body, name == "pullpass"); err != nil {
+		if err := checkAnswer(client, url, body, name == "pullpass", cfg.PullThrough && name == "pullpass"); err != nil {
 			return Result{}, Result{}, fmt.Errorf("%s: %w", name, err)
 		}
 	}
@@ -183,7 +186,7 @@ func round(ctx context.Context, c *http.Client, url string, body []byte, workers
 	return all, time.Since(start), firstErr
 }
 
-func checkAnswer(c *http.Client, url string, body []byte, wantPatch bool) error {
+func checkAnswer(c *http.Client, url string, body []byte, wantPatch, wantRewrites bool) error {
 	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -200,12 +203,18 @@ func checkAnswer(c *http.Client, url string, body []byte, wantPatch bool) error 
 	if adds := bytes.Contains(out.Response.Patch, []byte("imagePullSecrets")); adds != wantPatch {
 		return fmt.Errorf("patch adds pull secrets=%t, want %t: %s", adds, wantPatch, out.Response.Patch)
 	}
+	if rewrites := bytes.Count(out.Response.Patch, []byte(cacheHost+"/docker-hub/library/tool-")); wantRewrites && rewrites == 0 || !wantRewrites && rewrites > 0 {
+		return fmt.Errorf("patch rewrites %d images, want them rewritten=%t: %s", rewrites, wantRewrites, out.Response.Patch)
+	}
 	return nil
 }
 
+// cacheHost holds the benchmark's pull-through cache of Docker Hub, under docker-hub.
+const cacheHost = "cache.example.com"
+
 // pullpassMutator is the real mutator over real listers, filled as informers would fill them:
 // the pull secrets are already in the namespace and fresh (the steady state).
-func pullpassMutator(n int) (*inject.Mutator, error) {
+func pullpassMutator(n int, pullThrough bool) (*inject.Mutator, error) {
 	var regs []*v1alpha1.Registry
 	srcIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	managedIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
@@ -217,6 +226,12 @@ func pullpassMutator(n int) (*inject.Mutator, error) {
 				Hosts: []string{fmt.Sprintf("registry-%d.example.com", i)},
 				Auth:  v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: fmt.Sprintf("src-%d", i), Namespace: "pullpass"}},
 			},
+		}
+		if pullThrough && i == n-1 {
+			// The last registry is the cache instead.
+			r.Name = "hub-cache"
+			r.Spec.Hosts = []string{cacheHost}
+			r.Spec.PullThrough = &v1alpha1.PullThrough{Upstream: "docker.io", Prefix: "docker-hub"}
 		}
 		regs = append(regs, r)
 		data, err := dockerconfig.ForHost(r.Spec.Hosts[0], creds.Username, creds.Password).Marshal()
@@ -247,12 +262,16 @@ type staticTable struct{ t *registrytable.Table }
 
 func (s staticTable) Table() *registrytable.Table { return s.t }
 
-// review is an AdmissionReview for a pod of n containers: half served by the table, half not.
-func review(n int) ([]byte, error) {
+// review is an AdmissionReview for a pod of n containers: half served by the table, half not
+// (with pullThrough, that half is Docker Hub images that go through the cache).
+func review(n int, pullThrough bool) ([]byte, error) {
 	pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: namespace}}
 	for i := 0; i < n; i++ {
 		img := fmt.Sprintf("registry-%d.example.com/team/app-%d:v1", i*97%1000, i)
-		if i%2 == 1 {
+		switch {
+		case i%2 == 1 && pullThrough:
+			img = fmt.Sprintf("tool-%d:v1", i)
+		case i%2 == 1:
 			img = fmt.Sprintf("quay.io/public/tool-%d:v1", i)
 		}
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: img})

@@ -35,19 +35,33 @@ func BenchmarkReviewNoop(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	body, _ := review(10)
+	body, _ := review(10, false)
 	benchHandler(b, h, body)
 }
 
 func BenchmarkReviewPullpass(b *testing.B) {
-	m, err := pullpassMutator(1000)
+	h, body := pullpassHandler(b, false)
+	benchHandler(b, h, body)
+}
+
+// With a pull-through cache of Docker Hub in the table and five Docker Hub images to rewrite.
+func BenchmarkReviewPullpassRewriting(b *testing.B) {
+	h, body := pullpassHandler(b, true)
+	benchHandler(b, h, body)
+}
+
+func pullpassHandler(t testing.TB, pullThrough bool) (http.Handler, []byte) {
+	m, err := pullpassMutator(1000, pullThrough)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	h, err := app.NewHandler(m, prometheus.NewRegistry())
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	body, _ := review(10)
-	benchHandler(b, h, body)
+	body, err := review(10, pullThrough)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, body
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/pullthrough"
 	"github.com/pullpass/pullpass/pkg/registrytable"
 )
 
@@ -90,26 +91,39 @@ func New(cfg Config) (*Mutator, error) {
 	return m, nil
 }
 
-// Mutate implements kubewebhook's Mutator: it appends Plan's secrets to the pod.
+// Mutate implements kubewebhook's Mutator: it appends Plan's secrets to the pod, whose images
+// Plan routed through pull-through caches, and records the original images.
 func (m *Mutator) Mutate(ctx context.Context, ar *model.AdmissionReview, obj metav1.Object) (*mutating.MutatorResult, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
 		return &mutating.MutatorResult{}, nil
 	}
-	add := m.Plan(ctx, ar, pod)
-	if len(add) == 0 {
+	add, rw := m.Plan(ctx, ar, pod)
+	if len(add) == 0 && len(rw) == 0 {
 		return &mutating.MutatorResult{}, nil
+	}
+	if len(rw) > 0 {
+		v, err := OriginalImages(pod.Annotations[pullthrough.AnnotationOriginalImages], rw)
+		if err != nil {
+			return nil, err
+		}
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[pullthrough.AnnotationOriginalImages] = v
 	}
 	pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, add...)
 	return &mutating.MutatorResult{MutatedObject: pod}, nil
 }
 
 // Plan returns the pull secrets to append to a new pod, having made sure they exist (unless
-// the review is a dry run). It leaves the pod as it is. On any internal error, a panic included,
-// it returns nothing: the pod is admitted unchanged, and the error counted and logged.
-func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *corev1.Pod) (add []corev1.LocalObjectReference) {
+// the review is a dry run), and routes the pod's images of cached upstreams through their
+// pull-through caches: it sets the new images in pod and returns what it changed. On any internal
+// error, a panic included, it puts the images back and returns nothing: the pod is admitted
+// unchanged, and the error counted and logged.
+func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *corev1.Pod) (add []corev1.LocalObjectReference, rw []Rewrite) {
 	if ar.Operation != model.OperationCreate {
-		return nil
+		return nil, nil
 	}
 	namespace := ar.Namespace
 	if namespace == "" {
@@ -121,28 +135,39 @@ func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *core
 		if r := recover(); r != nil {
 			m.cfg.Metrics.Error(ErrorPanic)
 			log.Error("admitting pod unchanged after a panic", "panic", fmt.Sprint(r))
-			add = nil
+			undoRewrites(pod, rw)
+			add, rw = nil, nil
 		}
 	}()
-	added, skip, kind, err := m.inject(ctx, namespace, pod, ar.DryRun)
+	added, skip, kind, err := m.inject(ctx, namespace, pod, ar.DryRun, &rw)
+	if err != nil {
+		undoRewrites(pod, rw)
+		rw = nil
+	}
+	for _, r := range rw {
+		m.cfg.Metrics.Rewritten(r.Cache)
+		if m.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+			log.Debug("rewriting image through its pull-through cache", "container", r.Container, "from", r.From, "to", r.To, "cache", r.Cache)
+		}
+	}
 	switch {
 	case err != nil:
 		m.cfg.Metrics.Error(kind)
 		log.Error("admitting pod unchanged", "kind", kind, "err", err)
-		return nil
+		return nil, nil
 	case skip != "":
 		m.cfg.Metrics.Skipped(skip)
-		return nil
+		return nil, nil
 	case len(added) == 0:
 		m.cfg.Metrics.Skipped(SkipNoMatch)
-		return nil
+		return nil, rw
 	}
 	for _, a := range added {
 		m.cfg.Metrics.Injected(a.registry)
 		add = append(add, corev1.LocalObjectReference{Name: a.secret})
 	}
 	log.Debug("injecting pull secrets", "secrets", secretNames(added), "dryRun", ar.DryRun)
-	return add
+	return add, rw
 }
 
 type injection struct {
@@ -163,25 +188,14 @@ const (
 	ErrorDecode         = "decode"
 )
 
-// inject returns the secrets to add, or why it adds nothing. It does not change pod.
-func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod, dryRun bool) (added []injection, skip, errKind string, err error) {
-	if pod.Annotations[Annotation] == Disabled {
-		return nil, SkipPodOptOut, "", nil
+// inject returns the secrets to add, or why it adds nothing. It changes only the images of pod
+// that go through pull-through caches, each recorded in rw as it is set.
+func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod, dryRun bool, rw *[]Rewrite) (added []injection, skip, errKind string, err error) {
+	ns, table, skip, errKind, err := m.served(ctx, namespace, pod)
+	if skip != "" || err != nil {
+		return nil, skip, errKind, err
 	}
-	if m.excluded[namespace] {
-		return nil, SkipNamespaceExcl, "", nil
-	}
-	ns, err := m.cfg.Namespaces.Namespace(ctx, namespace)
-	if err != nil {
-		return nil, "", ErrorNamespace, fmt.Errorf("namespace %s: %w", namespace, err)
-	}
-	if !m.policy().NamespaceServed(ns) {
-		return nil, SkipNamespaceNotIn, "", nil
-	}
-	table := m.cfg.Registries.Table()
-	if table == nil {
-		return nil, "", ErrorTableNotLoaded, errors.New("the registry table is not loaded yet")
-	}
+	m.rewrite(table, ns, pod, nil, nil, rw)
 	regs := registriesFor(table, pod, ns)
 	have := map[string]bool{}
 	for _, s := range pod.Spec.ImagePullSecrets {
@@ -199,6 +213,28 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 		added = append(added, injection{registry: reg.Name, secret: name})
 	}
 	return added, "", "", nil
+}
+
+// served returns the pod's namespace and the registry table when pullpass serves the pod, or
+// why it does not.
+func (m *Mutator) served(ctx context.Context, namespace string, pod *corev1.Pod) (ns *corev1.Namespace, table *registrytable.Table, skip, errKind string, err error) {
+	if pod.Annotations[Annotation] == Disabled {
+		return nil, nil, SkipPodOptOut, "", nil
+	}
+	if m.excluded[namespace] {
+		return nil, nil, SkipNamespaceExcl, "", nil
+	}
+	ns, err = m.cfg.Namespaces.Namespace(ctx, namespace)
+	if err != nil {
+		return nil, nil, "", ErrorNamespace, fmt.Errorf("namespace %s: %w", namespace, err)
+	}
+	if !m.policy().NamespaceServed(ns) {
+		return nil, nil, SkipNamespaceNotIn, "", nil
+	}
+	if table = m.cfg.Registries.Table(); table == nil {
+		return nil, nil, "", ErrorTableNotLoaded, errors.New("the registry table is not loaded yet")
+	}
+	return ns, table, "", "", nil
 }
 
 // registriesFor returns the Namespaced registries serving the pod's images in this namespace,

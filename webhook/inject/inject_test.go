@@ -43,14 +43,16 @@ func (f *fakeSecrets) Ensure(_ context.Context, ns string, reg *v1alpha1.Registr
 	return "pullpass-" + reg.Name, nil
 }
 
-type countingRecorder struct{ injected, skipped, errors map[string]int }
+type countingRecorder struct{ injected, skipped, errors, rewritten, rewriteSkipped map[string]int }
 
 func newCounting() *countingRecorder {
-	return &countingRecorder{map[string]int{}, map[string]int{}, map[string]int{}}
+	return &countingRecorder{map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}}
 }
-func (c *countingRecorder) Injected(r string) { c.injected[r]++ }
-func (c *countingRecorder) Skipped(r string)  { c.skipped[r]++ }
-func (c *countingRecorder) Error(k string)    { c.errors[k]++ }
+func (c *countingRecorder) Injected(r string)       { c.injected[r]++ }
+func (c *countingRecorder) Skipped(r string)        { c.skipped[r]++ }
+func (c *countingRecorder) Error(k string)          { c.errors[k]++ }
+func (c *countingRecorder) Rewritten(r string)      { c.rewritten[r]++ }
+func (c *countingRecorder) RewriteSkipped(r string) { c.rewriteSkipped[r]++ }
 
 func registry(name string, scope v1alpha1.Scope, sel *metav1.LabelSelector, hosts ...string) *v1alpha1.Registry {
 	return &v1alpha1.Registry{

@@ -7,13 +7,16 @@ import (
 
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionv1beta1 "k8s.io/api/admission/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 )
 
 // Webhook is the kubewebhook Webhook that serves the Mutator. kubewebhook's generic mutating
 // webhook finds its JSON patch by re-encoding the whole pod and diffing it with the request,
 // which more than doubled the cost of a review (docs/benchmarks.md); pullpass only ever appends
-// to spec.imagePullSecrets, so this one writes that patch directly.
+// to spec.imagePullSecrets, replaces images it routes through a pull-through cache and sets one
+// annotation, so this one writes that patch directly.
 type Webhook struct {
 	Mutator *Mutator
 }
@@ -30,6 +33,9 @@ func (Webhook) Kind() model.WebhookKind { return model.WebhookKindMutating }
 // admitted unchanged.
 func (w Webhook) Review(ctx context.Context, ar model.AdmissionReview) (model.AdmissionResponse, error) {
 	unchanged := &model.MutatingAdmissionResponse{ID: ar.ID, JSONPatchPatch: []byte("[]")}
+	if ar.Operation == model.OperationUpdate && subResource(ar) == "ephemeralcontainers" {
+		return w.reviewEphemeral(ctx, ar, unchanged)
+	}
 	if ar.Operation != model.OperationCreate {
 		return unchanged, nil
 	}
@@ -39,15 +45,63 @@ func (w Webhook) Review(ctx context.Context, ar model.AdmissionReview) (model.Ad
 		w.Mutator.cfg.Logger.Error("admitting an object that is not a pod unchanged", "uid", ar.ID, "err", err)
 		return unchanged, nil
 	}
-	add := w.Mutator.Plan(ctx, &ar, &pod)
-	if len(add) == 0 {
+	// The secrets and annotations as they were: Plan changes only the pod's images.
+	have, annotations := pod.Spec.ImagePullSecrets, pod.Annotations
+	add, rw := w.Mutator.Plan(ctx, &ar, &pod)
+	if len(add) == 0 && len(rw) == 0 {
 		return unchanged, nil
 	}
-	patch, err := Patch(pod.Spec.ImagePullSecrets, add)
+	var ops []patchOp
+	if len(rw) > 0 {
+		var err error
+		if ops, err = rewriteOps(rw, annotations, true); err != nil {
+			return nil, fmt.Errorf("encoding the patch: %w", err)
+		}
+	}
+	patch, err := json.Marshal(append(ops, secretOps(have, add)...))
 	if err != nil {
 		return nil, fmt.Errorf("encoding the patch: %w", err)
 	}
 	return &model.MutatingAdmissionResponse{ID: ar.ID, JSONPatchPatch: patch}, nil
+}
+
+// reviewEphemeral serves an update of the pods/ephemeralcontainers subresource: only the images
+// of the ephemeral containers it adds may change.
+func (w Webhook) reviewEphemeral(ctx context.Context, ar model.AdmissionReview, unchanged model.AdmissionResponse) (model.AdmissionResponse, error) {
+	var pod, old corev1.Pod
+	if err := json.Unmarshal(ar.NewObjectRaw, &pod); err != nil || json.Unmarshal(ar.OldObjectRaw, &old) != nil {
+		w.Mutator.cfg.Metrics.Error(ErrorDecode)
+		w.Mutator.cfg.Logger.Error("admitting ephemeral containers unchanged: the pods do not decode", "uid", ar.ID, "err", err)
+		return unchanged, nil
+	}
+	rw := w.Mutator.PlanEphemeral(ctx, &ar, &pod, &old)
+	if len(rw) == 0 {
+		return unchanged, nil
+	}
+	ops, err := rewriteOps(rw, nil, false)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the patch: %w", err)
+	}
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the patch: %w", err)
+	}
+	return &model.MutatingAdmissionResponse{ID: ar.ID, JSONPatchPatch: patch}, nil
+}
+
+// subResource is the review's subresource ("" for the pod itself).
+func subResource(ar model.AdmissionReview) string {
+	switch r := ar.OriginalAdmissionReview.(type) {
+	case *admissionv1.AdmissionReview:
+		if r.Request != nil {
+			return r.Request.SubResource
+		}
+	case *admissionv1beta1.AdmissionReview:
+		if r.Request != nil {
+			return r.Request.SubResource
+		}
+	}
+	return ""
 }
 
 type patchOp struct {
@@ -58,12 +112,19 @@ type patchOp struct {
 
 // Patch is the JSON patch that appends add to a pod whose pull secrets are have.
 func Patch(have, add []corev1.LocalObjectReference) ([]byte, error) {
+	return json.Marshal(secretOps(have, add))
+}
+
+func secretOps(have, add []corev1.LocalObjectReference) []patchOp {
+	if len(add) == 0 {
+		return nil
+	}
 	if len(have) == 0 {
-		return json.Marshal([]patchOp{{Op: "add", Path: "/spec/imagePullSecrets", Value: add}})
+		return []patchOp{{Op: "add", Path: "/spec/imagePullSecrets", Value: add}}
 	}
 	ops := make([]patchOp, len(add))
 	for i, s := range add {
 		ops[i] = patchOp{Op: "add", Path: "/spec/imagePullSecrets/-", Value: s}
 	}
-	return json.Marshal(ops)
+	return ops
 }

@@ -19,6 +19,7 @@ func main() {
 	flag.IntVar(&cfg.Concurrency, "concurrency", 8, "concurrent clients")
 	flag.DurationVar(&cfg.Round, "round", 5*time.Second, "length of one round")
 	flag.IntVar(&cfg.Rounds, "rounds", 3, "rounds per server, interleaved")
+	flag.BoolVar(&cfg.PullThrough, "pull-through", false, "a pull-through cache of Docker Hub in the table, and half the pod's images rewritten to it")
 	flag.Parse()
 	pp, noop, err := bench.Run(context.Background(), cfg)
 	if err != nil {
