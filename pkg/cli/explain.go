@@ -11,16 +11,20 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/image"
+	"github.com/pullpass/pullpass/pkg/pullthrough"
 	"github.com/pullpass/pullpass/pkg/registrytable"
 )
 
 func newExplainCommand(o *options) *cobra.Command {
-	var file string
+	var file, namespace, nsLabels string
 	cmd := &cobra.Command{
 		Use:   "explain IMAGE",
 		Short: "Explain which registry serves an image",
@@ -31,9 +35,29 @@ Exit status: 0 when a registry matches, 1 when none does, 2 for invalid input or
 reason on stderr). With --registries FILE (a YAML stream of Registry objects) it runs offline.
 
 When several registries match, the most specific wins: the longer path prefix, then an exact
-host over a glob, then fewer wildcards, then the smaller name.`,
+host over a glob, then fewer wildcards, then the smaller name.
+
+An image of a registry that a pull-through cache mirrors (spec.pullThrough) is rewritten to the
+cache's name in the namespaces the cache serves: "rewritten: IMAGE" says to what, and the
+registry lines are then the rewritten image's. Which cache applies depends on the namespace's
+labels: --namespace NAME reads them from the cluster, --namespace-labels k=v,... gives them;
+with neither, the namespace is taken to have none.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if namespace != "" && nsLabels != "" {
+				return badInput("--namespace and --namespace-labels: give one, not both")
+			}
+			if namespace != "" && file != "" {
+				return badInput("--namespace reads the namespace from the cluster: offline, give its labels with --namespace-labels")
+			}
+			ns := &corev1.Namespace{}
+			if nsLabels != "" {
+				set, err := labels.ConvertSelectorToLabelsMap(nsLabels)
+				if err != nil {
+					return badInput("--namespace-labels: %w", err)
+				}
+				ns.Labels = set
+			}
 			var regs []*v1alpha1.Registry
 			var err error
 			if file != "" {
@@ -44,11 +68,30 @@ host over a glob, then fewer wildcards, then the smaller name.`,
 			} else if regs, err = clusterRegistries(cmd.Context(), o); err != nil {
 				return err
 			}
-			return explain(o.streams, regs, args[0])
+			if namespace != "" {
+				if ns, err = clusterNamespace(cmd.Context(), o, namespace); err != nil {
+					return err
+				}
+			}
+			return explain(o.streams, regs, args[0], ns)
 		},
 	}
 	cmd.Flags().StringVar(&file, "registries", "", "read Registry objects from this YAML file ('-' for stdin) instead of the cluster")
+	cmd.Flags().StringVar(&namespace, "namespace", "", "the namespace of the pod, for pull-through caches (read from the cluster)")
+	cmd.Flags().StringVar(&nsLabels, "namespace-labels", "", "the labels of the pod's namespace, for pull-through caches (k=v,...)")
 	return cmd
+}
+
+func clusterNamespace(ctx context.Context, o *options, name string) (*corev1.Namespace, error) {
+	c, err := o.getClients()
+	if err != nil {
+		return nil, err
+	}
+	ns, err := c.Kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading namespace %s: %w", name, err)
+	}
+	return ns, nil
 }
 
 func clusterRegistries(ctx context.Context, o *options) ([]*v1alpha1.Registry, error) {
@@ -67,7 +110,7 @@ func clusterRegistries(ctx context.Context, o *options) ([]*v1alpha1.Registry, e
 	return out, nil
 }
 
-func explain(s Streams, regs []*v1alpha1.Registry, img string) error {
+func explain(s Streams, regs []*v1alpha1.Registry, img string, ns *corev1.Namespace) error {
 	table := registrytable.Build(regs)
 	for _, err := range table.Skipped() {
 		fmt.Fprintln(s.ErrOut, "warning: ignoring invalid", err)
@@ -81,6 +124,12 @@ func explain(s Streams, regs []*v1alpha1.Registry, img string) error {
 	fmt.Fprintf(w, "normalized: %s\n", m.Image.String())
 	fmt.Fprintf(w, "host: %s\n", m.Image.Host)
 	fmt.Fprintf(w, "repository: %s\n", m.Image.Repository())
+	if to := explainPullThrough(w, table, m.Image, ns); to != "" {
+		fmt.Fprintf(w, "rewritten: %s\n", to)
+		if m, ok, err = table.Lookup(to); err != nil {
+			return err
+		}
+	}
 	if !ok {
 		fmt.Fprintln(w, "registry: none")
 		fmt.Fprintf(w, "why: no host pattern of %d registries matches %s\n", len(regs), m.Image.Repository())
@@ -176,3 +225,53 @@ func stripComments(b []byte) []byte {
 }
 
 func bufioReader(data []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(data)) }
+
+// explainPullThrough says whether a pull-through cache takes the image in the namespace, and
+// returns the image's new name ("" when it stays as it is).
+func explainPullThrough(w io.Writer, table *registrytable.Table, ref image.Reference, ns *corev1.Namespace) string {
+	ix := table.PullThrough()
+	if !ix.Upstream(ref.Host) {
+		return ""
+	}
+	for _, c := range ix.Caches(ref.Host) {
+		sel := "every namespace"
+		if s := c.Registry.Spec.NamespaceSelector; s != nil {
+			sel = "namespaces selected by " + metav1.FormatLabelSelector(s)
+		}
+		fmt.Fprintf(w, "pull-through cache: %s at %s, for %s\n", c.Registry.Name, c.Target.Repository("..."), sel)
+	}
+	nsName := ns.Name
+	if nsName == "" {
+		nsName = "the namespace"
+	}
+	nsLabels := "no labels"
+	if len(ns.Labels) > 0 {
+		nsLabels = "labels " + labels.Set(ns.Labels).String()
+	}
+	if pullthrough.OptedOut(ns.Annotations) {
+		fmt.Fprintf(w, "pull-through: none, %s opted out (%s: disabled)\n", nsName, pullthrough.AnnotationOptOut)
+		return ""
+	}
+	ch := ix.Select(ref.Host, ns.Labels)
+	switch {
+	case ch.Conflict[0] != nil:
+		fmt.Fprintf(w, "pull-through: none, caches %s and %s are equally specific for %s (%s): the image stays as it is\n",
+			ch.Conflict[0].Registry.Name, ch.Conflict[1].Registry.Name, nsName, nsLabels)
+		return ""
+	case ch.Cache == nil:
+		fmt.Fprintf(w, "pull-through: none selects %s (%s)\n", nsName, nsLabels)
+		return ""
+	}
+	to, ok := ch.Cache.Target.Rewrite(ref)
+	if !ok {
+		fmt.Fprintf(w, "pull-through: none, the name under cache %s would be too long\n", ch.Cache.Registry.Name)
+		return ""
+	}
+	// As the webhook: only when the credentials for the cache's image reach the pod.
+	if m, ok, _ := table.Lookup(to); !ok || m.Registry.Spec.EffectiveScope() != v1alpha1.ScopeCluster && !registrytable.Serves(m.Registry, ns.Labels) {
+		fmt.Fprintf(w, "pull-through: none, the credentials for %s would not reach pods of %s\n", to, nsName)
+		return ""
+	}
+	fmt.Fprintf(w, "pull-through: %s, for %s (%s)\n", ch.Cache.Registry.Name, nsName, nsLabels)
+	return to
+}

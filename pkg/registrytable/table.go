@@ -8,6 +8,7 @@ import (
 	"regexp"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
@@ -53,6 +54,22 @@ func Build(registries []*v1alpha1.Registry) *Table {
 
 // PullThrough returns the table's pull-through caches: nil when there are none.
 func (t *Table) PullThrough() *pullthrough.Index { return t.pullThrough }
+
+// Serves reports whether a Namespaced registry's pull secret belongs in a namespace with these
+// labels: its namespaceSelector, if any, selects it. Cluster-scope registries are no namespace's.
+func Serves(reg *v1alpha1.Registry, nsLabels map[string]string) bool {
+	if reg.Spec.EffectiveScope() != v1alpha1.ScopeNamespaced {
+		return false
+	}
+	if reg.Spec.NamespaceSelector == nil {
+		return true
+	}
+	sel, err := metav1.LabelSelectorAsSelector(reg.Spec.NamespaceSelector)
+	if err != nil {
+		return false // an invalid selector selects nothing rather than everything
+	}
+	return sel.Matches(labels.Set(nsLabels))
+}
 
 // Skipped returns why registries were left out of the table.
 func (t *Table) Skipped() []error { return t.skipped }

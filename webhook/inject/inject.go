@@ -14,7 +14,6 @@ import (
 	"github.com/slok/kubewebhook/v2/pkg/webhook/mutating"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/pullthrough"
@@ -288,17 +287,7 @@ func (p Policy) NamespaceServed(ns *corev1.Namespace) bool {
 // RegistryServes reports whether a registry's pull secret belongs in ns: a Namespaced
 // registry whose namespaceSelector, if any, selects ns.
 func RegistryServes(reg *v1alpha1.Registry, ns *corev1.Namespace) bool {
-	if reg.Spec.EffectiveScope() != v1alpha1.ScopeNamespaced {
-		return false
-	}
-	if reg.Spec.NamespaceSelector == nil {
-		return true
-	}
-	sel, err := metav1.LabelSelectorAsSelector(reg.Spec.NamespaceSelector)
-	if err != nil {
-		return false // an invalid selector selects nothing rather than everything
-	}
-	return sel.Matches(labels.Set(ns.Labels))
+	return registrytable.Serves(reg, ns.Labels)
 }
 
 // Images returns every image of a pod: containers, init containers and ephemeral containers,
