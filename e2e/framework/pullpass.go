@@ -67,6 +67,8 @@ type RegistryOptions struct {
 	NoSource bool
 	// SourceHost is the source docker config's key (default: the test registry).
 	SourceHost string
+	// PullThrough makes the registry a pull-through cache.
+	PullThrough *v1alpha1.PullThrough
 }
 
 // CreateRegistry makes a source secret in pullpass's namespace and a Registry pointing at it,
@@ -104,7 +106,7 @@ func (e *Env) CreateRegistry(t testing.TB, o RegistryOptions) *v1alpha1.Registry
 	r := &v1alpha1.Registry{
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name},
 		Spec: v1alpha1.RegistrySpec{
-			Hosts: o.Hosts, Scope: o.Scope, NamespaceSelector: o.NamespaceSelector,
+			Hosts: o.Hosts, Scope: o.Scope, NamespaceSelector: o.NamespaceSelector, PullThrough: o.PullThrough,
 			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: source, Namespace: PullpassNamespace}},
 		},
 	}
