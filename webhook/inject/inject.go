@@ -158,7 +158,9 @@ func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *core
 		m.cfg.Metrics.Skipped(skip)
 		return nil, nil
 	case len(added) == 0:
-		m.cfg.Metrics.Skipped(SkipNoMatch)
+		if len(rw) == 0 {
+			m.cfg.Metrics.Skipped(SkipNoMatch)
+		}
 		return nil, rw
 	}
 	for _, a := range added {

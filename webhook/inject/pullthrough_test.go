@@ -188,6 +188,9 @@ func TestPullThrough(t *testing.T) {
 			if diff := cmp.Diff(tt.skipped, rec.rewriteSkipped, cmpEmpty); diff != "" {
 				t.Errorf("rewrites skipped (-want +got):\n%s", diff)
 			}
+			if len(tt.rewritten) > 0 && len(rec.skipped) > 0 {
+				t.Errorf("a rewritten pod counted as skipped: %v", rec.skipped)
+			}
 
 			// ... and through the webhook's own JSON patch, applied as the API server applies it.
 			in := pod(tt.in)

@@ -69,7 +69,11 @@ func (w Webhook) Review(ctx context.Context, ar model.AdmissionReview) (model.Ad
 // of the ephemeral containers it adds may change.
 func (w Webhook) reviewEphemeral(ctx context.Context, ar model.AdmissionReview, unchanged model.AdmissionResponse) (model.AdmissionResponse, error) {
 	var pod, old corev1.Pod
-	if err := json.Unmarshal(ar.NewObjectRaw, &pod); err != nil || json.Unmarshal(ar.OldObjectRaw, &old) != nil {
+	err := json.Unmarshal(ar.NewObjectRaw, &pod)
+	if err == nil {
+		err = json.Unmarshal(ar.OldObjectRaw, &old)
+	}
+	if err != nil {
 		w.Mutator.cfg.Metrics.Error(ErrorDecode)
 		w.Mutator.cfg.Logger.Error("admitting ephemeral containers unchanged: the pods do not decode", "uid", ar.ID, "err", err)
 		return unchanged, nil
