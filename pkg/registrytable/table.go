@@ -90,6 +90,13 @@ func (t *Table) Lookup(img string) (Match, bool, error) {
 	return Match{Image: ref, Registry: e.Value, Pattern: e.Pattern.String()}, true, nil
 }
 
+// LookupRepository finds the registry for a normalized image repository ("host[:port]/path", as
+// image.Reference.Repository gives it), with nothing to parse.
+func (t *Table) LookupRepository(repository string) (*v1alpha1.Registry, bool) {
+	e, ok := t.t.Lookup(repository)
+	return e.Value, ok
+}
+
 // Candidates returns every match for an image, best first.
 func (t *Table) Candidates(ref image.Reference) []Match {
 	var out []Match

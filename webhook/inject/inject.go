@@ -102,10 +102,7 @@ func (m *Mutator) Mutate(ctx context.Context, ar *model.AdmissionReview, obj met
 		return &mutating.MutatorResult{}, nil
 	}
 	if len(rw) > 0 {
-		v, err := OriginalImages(pod.Annotations[pullthrough.AnnotationOriginalImages], rw)
-		if err != nil {
-			return nil, err
-		}
+		v := OriginalImages(pod.Annotations[pullthrough.AnnotationOriginalImages], rw)
 		if pod.Annotations == nil {
 			pod.Annotations = map[string]string{}
 		}

@@ -78,9 +78,20 @@ func (m *Mutator) rewrite(table *registrytable.Table, ns *corev1.Namespace, pod 
 			m.cfg.Metrics.RewriteSkipped(RewriteSkipTooLong)
 			return
 		}
-		if mt, ok, _ := table.Lookup(to); !ok || !served(mt.Registry) {
+		// The new name less its tag and digest is its repository.
+		repo := len(to)
+		if ref.Tag != "" {
+			repo -= 1 + len(ref.Tag)
+		}
+		if ref.Digest != "" {
+			repo -= 1 + len(ref.Digest)
+		}
+		if reg, ok := table.LookupRepository(to[:repo]); !ok || !served(reg) {
 			m.cfg.Metrics.RewriteSkipped(RewriteSkipNoCredentials)
 			return
+		}
+		if *rw == nil {
+			*rw = make([]Rewrite, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers)+len(pod.Spec.EphemeralContainers))
 		}
 		*rw = append(*rw, Rewrite{Field: field, Index: i, Container: name, From: *img, To: to, Cache: ch.Cache.Registry.Name})
 		*img = to
@@ -119,44 +130,92 @@ func undoRewrites(pod *corev1.Pod, rw []Rewrite) {
 }
 
 // OriginalImages returns the value of the pod's original-images annotation after rw: the JSON
-// object from container name to the image the pod asked for. Entries already there are kept
-// (a reinvoked webhook, or another webhook's change after ours, must not lose what the user
-// wrote); an annotation that is not such an object is replaced.
-func OriginalImages(current string, rw []Rewrite) (string, error) {
-	orig := map[string]string{}
-	if current != "" {
-		if err := json.Unmarshal([]byte(current), &orig); err != nil {
-			orig = map[string]string{}
-		}
-	}
-	for _, r := range rw {
-		if _, ok := orig[r.Container]; !ok {
-			orig[r.Container] = r.From
-		}
-	}
-	b, err := json.Marshal(orig)
-	return string(b), err
+// object from container name to the image the pod asked for, names sorted. Entries already there
+// are kept (a reinvoked webhook, or another webhook's change after ours, must not lose what the
+// user wrote); an annotation that is not such an object is replaced.
+func OriginalImages(current string, rw []Rewrite) string {
+	return string(appendOriginalImages(nil, current, rw))
 }
 
-// rewriteOps are the JSON patch operations of rw: each image replaced, then the annotation set
-// (annotations is the pod's, before the patch).
-func rewriteOps(rw []Rewrite, annotations map[string]string, withAnnotation bool) ([]patchOp, error) {
-	ops := make([]patchOp, 0, len(rw)+1)
+func appendOriginalImages(buf []byte, current string, rw []Rewrite) []byte {
+	var orig map[string]string
+	if current != "" && json.Unmarshal([]byte(current), &orig) != nil {
+		orig = nil
+	}
+	type entry struct{ name, image string }
+	entries := make([]entry, 0, len(orig)+len(rw))
+	for k, v := range orig {
+		entries = append(entries, entry{k, v})
+	}
 	for _, r := range rw {
-		ops = append(ops, patchOp{Op: "replace", Path: "/spec/" + r.Field + "/" + strconv.Itoa(r.Index) + "/image", Value: r.To})
+		if _, ok := orig[r.Container]; !ok && !slices.ContainsFunc(entries, func(e entry) bool { return e.name == r.Container }) {
+			entries = append(entries, entry{r.Container, r.From})
+		}
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+	buf = append(buf, '{')
+	for i, e := range entries {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendJSONString(buf, e.name)
+		buf = append(buf, ':')
+		buf = appendJSONString(buf, e.image)
+	}
+	return append(buf, '}')
+}
+
+// appendRewriteOps appends the JSON patch operations of rw, comma-separated: each image
+// replaced, then, withAnnotation, the original-images annotation set (annotations are the pod's
+// before the patch). Written by hand: this runs for every rewritten pod, and encoding/json's
+// reflection cost more than the rest of the rewrite.
+func appendRewriteOps(buf []byte, rw []Rewrite, annotations map[string]string, withAnnotation bool) []byte {
+	for i, r := range rw {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"op":"replace","path":"/spec/`...)
+		buf = append(buf, r.Field...)
+		buf = append(buf, '/')
+		buf = strconv.AppendInt(buf, int64(r.Index), 10)
+		buf = append(buf, `/image","value":`...)
+		buf = appendJSONString(buf, r.To)
+		buf = append(buf, '}')
 	}
 	if !withAnnotation {
-		return ops, nil
+		return buf
 	}
-	v, err := OriginalImages(annotations[pullthrough.AnnotationOriginalImages], rw)
-	if err != nil {
-		return nil, err
-	}
+	// The value is JSON inside a JSON string: built first, then quoted.
+	value := appendOriginalImages(nil, annotations[pullthrough.AnnotationOriginalImages], rw)
 	if len(annotations) == 0 {
-		return append(ops, patchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{pullthrough.AnnotationOriginalImages: v}}), nil
+		buf = append(buf, `,{"op":"add","path":"/metadata/annotations","value":{`...)
+		buf = appendJSONString(buf, pullthrough.AnnotationOriginalImages)
+		buf = append(buf, ':')
+		buf = appendJSONString(buf, string(value))
+		return append(buf, "}}"...)
 	}
-	key := strings.ReplaceAll(strings.ReplaceAll(pullthrough.AnnotationOriginalImages, "~", "~0"), "/", "~1")
-	return append(ops, patchOp{Op: "add", Path: "/metadata/annotations/" + key, Value: v}), nil
+	buf = append(buf, `,{"op":"add","path":"/metadata/annotations/`...)
+	buf = append(buf, strings.ReplaceAll(strings.ReplaceAll(pullthrough.AnnotationOriginalImages, "~", "~0"), "/", "~1")...)
+	buf = append(buf, `","value":`...)
+	buf = appendJSONString(buf, string(value))
+	return append(buf, '}')
+}
+
+// appendJSONString appends s as a JSON string. s is valid UTF-8 (it was decoded from JSON).
+func appendJSONString(buf []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			buf = append(buf, '\\', c)
+		case c < 0x20:
+			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return append(buf, '"')
 }
 
 // PlanEphemeral routes the images of the ephemeral containers an update of the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/slok/kubewebhook/v2/pkg/model"
@@ -327,3 +328,32 @@ func TestPullThroughEphemeralContainers(t *testing.T) {
 }
 
 func runtimeRaw(b []byte) runtime.RawExtension { return runtime.RawExtension{Raw: b} }
+
+// The annotation is JSON written by hand: it decodes to what was there (when that was an object
+// of strings) plus each new container's original image, whatever the strings hold.
+func FuzzOriginalImages(f *testing.F) {
+	f.Add(`{"a":"nginx"}`, "b", "redis:7")
+	f.Add(``, "main", "docker.io/library/nginx@"+dgst)
+	f.Add(`not json`, "c\"x", "a\\b\u0001\u2028é")
+	f.Add(`{"a":"nginx"}`, "a", "other")
+	f.Fuzz(func(t *testing.T, current, name, img string) {
+		if !utf8.ValidString(current) || !utf8.ValidString(name) || !utf8.ValidString(img) {
+			return // pods arrive as JSON: their strings are valid UTF-8
+		}
+		want := map[string]string{}
+		if json.Unmarshal([]byte(current), &want) != nil || want == nil {
+			want = map[string]string{}
+		}
+		if _, ok := want[name]; !ok {
+			want[name] = img
+		}
+		out := inject.OriginalImages(current, []inject.Rewrite{{Container: name, From: img}})
+		var got map[string]string
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("OriginalImages(%q, %q: %q) = %s: %v", current, name, img, out, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("OriginalImages(%q, %q: %q) = %s (-want +got):\n%s", current, name, img, out, diff)
+		}
+	})
+}

@@ -51,18 +51,23 @@ func (w Webhook) Review(ctx context.Context, ar model.AdmissionReview) (model.Ad
 	if len(add) == 0 && len(rw) == 0 {
 		return unchanged, nil
 	}
-	var ops []patchOp
-	if len(rw) > 0 {
-		var err error
-		if ops, err = rewriteOps(rw, annotations, true); err != nil {
+	if len(rw) == 0 {
+		patch, err := Patch(have, add)
+		if err != nil {
 			return nil, fmt.Errorf("encoding the patch: %w", err)
 		}
+		return &model.MutatingAdmissionResponse{ID: ar.ID, JSONPatchPatch: patch}, nil
 	}
-	patch, err := json.Marshal(append(ops, secretOps(have, add)...))
-	if err != nil {
-		return nil, fmt.Errorf("encoding the patch: %w", err)
+	patch := make([]byte, 0, 512*len(rw)+128*len(add))
+	patch = appendRewriteOps(append(patch, '['), rw, annotations, true)
+	if len(add) > 0 {
+		secrets, err := Patch(have, add)
+		if err != nil {
+			return nil, fmt.Errorf("encoding the patch: %w", err)
+		}
+		patch = append(append(patch, ','), secrets[1:len(secrets)-1]...) // the operations, out of their array
 	}
-	return &model.MutatingAdmissionResponse{ID: ar.ID, JSONPatchPatch: patch}, nil
+	return &model.MutatingAdmissionResponse{ID: ar.ID, JSONPatchPatch: append(patch, ']')}, nil
 }
 
 // reviewEphemeral serves an update of the pods/ephemeralcontainers subresource: only the images
@@ -82,15 +87,8 @@ func (w Webhook) reviewEphemeral(ctx context.Context, ar model.AdmissionReview, 
 	if len(rw) == 0 {
 		return unchanged, nil
 	}
-	ops, err := rewriteOps(rw, nil, false)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the patch: %w", err)
-	}
-	patch, err := json.Marshal(ops)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the patch: %w", err)
-	}
-	return &model.MutatingAdmissionResponse{ID: ar.ID, JSONPatchPatch: patch}, nil
+	patch := appendRewriteOps([]byte{'['}, rw, nil, false)
+	return &model.MutatingAdmissionResponse{ID: ar.ID, JSONPatchPatch: append(patch, ']')}, nil
 }
 
 // subResource is the review's subresource ("" for the pod itself).
@@ -116,19 +114,12 @@ type patchOp struct {
 
 // Patch is the JSON patch that appends add to a pod whose pull secrets are have.
 func Patch(have, add []corev1.LocalObjectReference) ([]byte, error) {
-	return json.Marshal(secretOps(have, add))
-}
-
-func secretOps(have, add []corev1.LocalObjectReference) []patchOp {
-	if len(add) == 0 {
-		return nil
-	}
 	if len(have) == 0 {
-		return []patchOp{{Op: "add", Path: "/spec/imagePullSecrets", Value: add}}
+		return json.Marshal([]patchOp{{Op: "add", Path: "/spec/imagePullSecrets", Value: add}})
 	}
 	ops := make([]patchOp, len(add))
 	for i, s := range add {
 		ops[i] = patchOp{Op: "add", Path: "/spec/imagePullSecrets/-", Value: s}
 	}
-	return ops
+	return json.Marshal(ops)
 }
