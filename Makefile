@@ -75,6 +75,8 @@ fuzz: ## Fuzz each target for FUZZTIME (default 2m)
 	$(GO) test ./pkg/match -run '^$$' -fuzz '^FuzzPattern$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/dockerconfig -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/pullthrough -run '^$$' -fuzz '^FuzzRewrite$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/image -run '^$$' -fuzz '^FuzzHostAgrees$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./webhook/inject -run '^$$' -fuzz '^FuzzOriginalImages$$' -fuzztime $(FUZZTIME)
 
 .PHONY: bench
 bench: ## Run the Go benchmarks (see docs/benchmarks.md)
