@@ -53,9 +53,17 @@ lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/buil
 	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/...
 
 .PHONY: test
-test: lint unit ## Run everything: lint, unit tests, then the e2e suite against pullpass deployed on a fresh harness cluster
+test: lint unit test-harness test-kind ## Run everything: lint, unit and integration tests, the e2e suite on a fresh harness cluster, then on a fresh 3-node kind cluster with the chart's defaults
+
+.PHONY: test-harness
+test-harness: ## The e2e suite against pullpass deployed on a fresh harness cluster (the fast loop), torn down after
 	@set -e; trap 'e2e/cluster/down.sh; e2e/cluster/check-clean.sh || exit 1' EXIT; e2e/cluster/down.sh >/dev/null 2>&1 || true; \
 	  e2e/cluster/up.sh; e2e/cluster/deploy.sh; $(MAKE) --no-print-directory e2e
+
+.PHONY: test-kind
+test-kind: ## The e2e suite on a fresh kind cluster (1 control plane, 2 workers, chart defaults), torn down after
+	@set -e; trap 'e2e/kind/down.sh; e2e/kind/check-clean.sh || exit 1' EXIT; e2e/kind/down.sh >/dev/null 2>&1 || true; \
+	  $(MAKE) --no-print-directory e2e-kind
 
 .PHONY: e2e
 e2e: ## Run the e2e suite against a running cluster (the harness's, or E2E_KUBECONFIG/E2E_REGISTRY_ENV)
@@ -86,20 +94,32 @@ bench: ## Run the Go benchmarks (see docs/benchmarks.md)
 clean: ## Remove build output (the harness must be down)
 	rm -rf $(BIN_DIR) _output
 
-.PHONY: e2e-kind
-e2e-kind: ## On a Docker machine: kind cluster (kind.yaml) + private registry, pullpass deployed, then the e2e suite (E2E_HOST_NETWORK=false)
-	e2e/kind/up.sh
-	e2e/kind/deploy.sh
-	E2E_ENDPOINTS_ENV=$(CURDIR)/_output/kind/endpoints.env E2E_KUBECONFIG=$(CURDIR)/_output/kind/kubeconfig E2E_REGISTRY_ENV=$(CURDIR)/_output/kind/registry.env \
-	  E2E_HOST_NETWORK=false $(GO) test -tags e2e -count=1 -timeout 30m ./e2e/...
+KIND_ENV := E2E_KUBECONFIG=$(CURDIR)/_output/kind/kubeconfig E2E_REGISTRY_ENV=$(CURDIR)/_output/kind/registry.env \
+  E2E_ENDPOINTS_ENV=$(CURDIR)/_output/kind/endpoints.env E2E_SCRIPTS_DIR=$(CURDIR)/e2e/kind E2E_HOST_NETWORK=false E2E_PIN_NODE=true
 
-.PHONY: demo-kind
-demo-kind: ## On a Docker machine: make demo's story on a kind cluster (kind.yaml)
-	e2e/kind/demo.sh
+.PHONY: kind-up
+kind-up: ## kind cluster (kind.yaml: 1 control plane, 2 workers) + private registry; offline with its own dockerd and node image when no Docker engine is reachable
+	e2e/kind/up.sh
+
+.PHONY: kind-deploy
+kind-deploy: ## Build pullpass's images and install the chart (default values, 2 webhook replicas, agent on every node) into the kind cluster
+	e2e/kind/deploy.sh
 
 .PHONY: kind-down
-kind-down: ## Delete the kind cluster and its registry
+kind-down: ## Delete the kind cluster and its registry, stop the own dockerd, leave the host as it was (checked)
 	e2e/kind/down.sh
+	e2e/kind/check-clean.sh
+
+.PHONY: e2e-kind
+e2e-kind: ## The e2e suite on the kind cluster (kind-up and kind-deploy first, if not done)
+	e2e/kind/up.sh
+	e2e/kind/deploy.sh
+	e2e/kind/netns.sh env $(KIND_ENV) E2E_ECR_LISTEN=$$(sed -n 's/^ECR_LISTEN=//p' _output/kind/endpoints.env) \
+	  $(GO) test -tags e2e -count=1 -timeout 45m ./e2e/...
+
+.PHONY: demo-kind
+demo-kind: ## make demo's story on the kind cluster: webhook pull secrets on each worker, a Cluster-scope registry served by each node's agent
+	e2e/kind/demo.sh
 
 .PHONY: deploy
 deploy: ## Build images from this checkout and install the chart into the harness cluster

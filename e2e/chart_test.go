@@ -38,7 +38,7 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 	e := framework.Load(t)
 	h := helm(t)
 	chart := filepath.Join(framework.RepoRoot(), "charts/pullpass")
-	kubectl := filepath.Join(framework.RepoRoot(), "_output/e2e/bin/kubectl")
+	kubectl := e.Kubectl()
 	if _, err := os.Stat(kubectl); err != nil {
 		kubectl = "kubectl"
 	}

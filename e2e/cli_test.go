@@ -81,8 +81,8 @@ func TestCLIRegistriesLifecycle(t *testing.T) {
 	}
 	for _, l := range lines {
 		if strings.HasPrefix(l, e.Registry+" ") {
-			if f := strings.Fields(l); len(f) < 6 || f[1] != name || f[2] != e.RegistryUsername || f[3] != "Namespaced" {
-				t.Fatalf("list row %q, want SERVER NAME USERNAME SCOPE READY EXPIRES for %s", l, name)
+			if f := strings.Fields(l); len(f) < 8 || f[1] != name || f[2] != "secretRef" || f[3] != e.RegistryUsername || f[4] != "Namespaced" {
+				t.Fatalf("list row %q, want SERVER NAME SOURCE USERNAME SCOPE NAMESPACES READY EXPIRES for %s", l, name)
 			}
 		}
 	}

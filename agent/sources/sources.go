@@ -32,7 +32,9 @@ type Config struct {
 	Namespace string // pullpass's namespace: the only one sources are read from
 	// OnChange is called when a watched Secret changes, appears or goes.
 	OnChange func()
-	Logger   *slog.Logger
+	// ReadRetry is how often a Secret not readable yet is tried again (default 1 s).
+	ReadRetry time.Duration
+	Logger    *slog.Logger
 }
 
 // Watcher holds one informer per watched Secret name.
@@ -44,6 +46,7 @@ type Watcher struct {
 }
 
 type watch struct {
+	name     string
 	informer cache.SharedIndexInformer
 	stop     context.CancelFunc
 	mu       sync.Mutex
@@ -60,6 +63,9 @@ func New(cfg Config) (*Watcher, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReadRetry <= 0 {
+		cfg.ReadRetry = time.Second
 	}
 	return &Watcher{cfg: cfg, watches: map[string]*watch{}}, nil
 }
@@ -103,7 +109,7 @@ func (w *Watcher) Set(names []string) {
 func (w *Watcher) newWatch(name string) *watch {
 	api := w.cfg.Client.CoreV1().Secrets(w.cfg.Namespace)
 	lw := OneByName(name, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) }, api.Watch)
-	wt := &watch{informer: cache.NewSharedIndexInformer(lw, &corev1.Secret{}, 10*time.Minute, cache.Indexers{})}
+	wt := &watch{name: name, informer: cache.NewSharedIndexInformer(lw, &corev1.Secret{}, 10*time.Minute, cache.Indexers{})}
 	changed := func(any) { w.cfg.OnChange() }
 	_, _ = wt.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    changed,
@@ -111,19 +117,42 @@ func (w *Watcher) newWatch(name string) *watch {
 		DeleteFunc: changed,
 	})
 	_ = wt.informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		wt.mu.Lock()
-		wt.lastErr = err
-		wt.mu.Unlock()
+		wt.setErr(err)
 		w.cfg.Logger.Warn("cannot watch a source secret yet", "secret", w.cfg.Namespace+"/"+name, "err", err)
 	})
 	return wt
 }
 
+func (wt *watch) setErr(err error) {
+	wt.mu.Lock()
+	wt.lastErr = err
+	wt.mu.Unlock()
+}
+
 // run starts a watch; w.mu is held.
+//
+// Until the Secret can be read (the leader grants it a moment after the Registry appears), a
+// plain read is tried every second: an informer whose list is refused backs off for up to 30 s,
+// which would hold back the first credentials of a new registry that long.
 func (w *Watcher) run(wt *watch) {
 	ctx, cancel := context.WithCancel(w.ctx)
 	wt.stop = cancel
-	go wt.informer.RunWithContext(ctx)
+	go func() {
+		api := w.cfg.Client.CoreV1().Secrets(w.cfg.Namespace)
+		for {
+			_, err := api.Get(ctx, wt.name, metav1.GetOptions{})
+			if err == nil || apierrors.IsNotFound(err) {
+				break
+			}
+			wt.setErr(err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(w.cfg.ReadRetry):
+			}
+		}
+		wt.informer.RunWithContext(ctx)
+	}()
 }
 
 // WaitForSync waits until every watch has listed once, or ctx ends; it reports which have not.

@@ -153,21 +153,36 @@ PAUSE_IMAGE=$REGISTRY_HOST/e2e/pause:1
 E2E_IMAGE=$REGISTRY_HOST/e2e/hello:1
 build_image e2e/images/pause pause "$PAUSE_IMAGE" /pause
 build_image e2e/images/hello hello "$E2E_IMAGE" /hello,serve
-log "pushed $PAUSE_IMAGE and $E2E_IMAGE"
+# Docker Hub cannot be reached from here: the harness registry stands in for it (containerd's
+# docker.io mirror below), with the images Docker Hub's docs and the CLI seeds name.
+for repo in library/nginx yourname/app yourname/postgres; do
+  "$CRANE" copy "$E2E_IMAGE" "$REGISTRY_HOST/$repo:latest" >>"$LOGS/images.log" 2>&1
+done
+log "pushed $PAUSE_IMAGE and $E2E_IMAGE, and docker.io stand-ins"
 
 # --- containerd ---------------------------------------------------------------------------------
 # The registry answers as localhost:PORT and as 127.0.0.1:PORT (REGISTRY_ALIAS): two hosts,
 # so a test can serve one through the node and leave the other alone.
 mkdir -p "$E2E_DIR/cni/bin" "$E2E_DIR/cni/conf"
-for h in "$REGISTRY_HOST" "$REGISTRY_ALIAS"; do
-  mkdir -p "$CONTAINERD_DIR/certs.d/$h"
-  cat >"$CONTAINERD_DIR/certs.d/$h/hosts.toml" <<EOF
-server = "https://$h"
-[host."https://$h"]
+# registry_hosts NAMESPACE SERVER HOST: containerd pulls NAMESPACE's images from HOST, the
+# harness registry, trusting its CA.
+registry_hosts() {
+  mkdir -p "$CONTAINERD_DIR/certs.d/$1"
+  cat >"$CONTAINERD_DIR/certs.d/$1/hosts.toml" <<EOF
+server = "$2"
+[host."https://$3"]
   capabilities = ["pull", "resolve"]
   ca = "$PKI/ca.crt"
 EOF
+}
+for h in "$REGISTRY_HOST" "$REGISTRY_ALIAS"; do
+  registry_hosts "$h" "https://$h" "$h"
 done
+# docker.io is pulled from the harness registry, with the credentials the kubelet passes (it
+# passes them with no server address, so containerd sends them to the mirror): a Docker Hub image
+# pulls only with the harness registry's credentials; without, containerd falls back to Docker
+# Hub, which is not reachable.
+registry_hosts docker.io https://registry-1.docker.io "$REGISTRY_HOST"
 cat >"$CONTAINERD_DIR/config.toml" <<EOF
 version = 2
 root = "$CONTAINERD_DIR/root"
@@ -284,6 +299,7 @@ REGISTRY_USERNAME=$REGISTRY_USERNAME
 REGISTRY_PASSWORD=$REGISTRY_PASSWORD
 REGISTRY_CA=$PKI/ca.crt
 E2E_IMAGE=$E2E_IMAGE
+DOCKER_HUB_MIRROR=$REGISTRY_HOST
 PAUSE_IMAGE=$PAUSE_IMAGE
 NODE_NAME=$NODE_NAME
 CREDENTIAL_PROVIDER_CONFIG=$CREDENTIAL_PROVIDER_CONFIG

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
+	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
@@ -253,6 +254,9 @@ func (r *Resolver) store(name string, t *cachedToken) {
 func ecrHost(reg *v1alpha1.Registry) (ecr.Host, error) {
 	last := errors.New("no ECR host among spec.hosts")
 	for _, h := range reg.Spec.Hosts {
+		if c, err := match.Canonical(h); err == nil {
+			h = c // "https://ACCOUNT.dkr.ecr.REGION.amazonaws.com/" is that host
+		}
 		host, _, _ := strings.Cut(h, "/")
 		eh, err := ecr.ParseHost(host)
 		if err == nil {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
-	"github.com/pullpass/pullpass/pkg/image"
+	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
@@ -28,28 +28,35 @@ func Name(registry string) string {
 	return n
 }
 
-// Data is the .dockerconfigjson for a registry: one entry per host pattern, each with the same
-// credentials. The kubelet matches pull secret keys with the same rules as matchImages, globs
-// included, so the patterns can be written as they are.
+// Data is the .dockerconfigjson for a registry: the keys of each host pattern, each with the same
+// credentials.
 func Data(reg *v1alpha1.Registry, c secrets.Credentials) ([]byte, error) {
 	cfg := &dockerconfig.Config{Auths: map[string]dockerconfig.AuthEntry{}}
 	for _, h := range reg.Spec.Hosts {
-		cfg.Auths[h] = dockerconfig.AuthEntry{Username: c.Username, Password: c.Password}
-		if host, _, _ := cutPath(h); host == image.DockerHub {
-			// Docker clients look Docker Hub up under its legacy key.
-			cfg.Auths["https://index.docker.io/v1/"] = dockerconfig.AuthEntry{Username: c.Username, Password: c.Password}
+		for _, k := range Keys(h) {
+			cfg.Auths[k] = dockerconfig.AuthEntry{Username: c.Username, Password: c.Password}
 		}
 	}
 	return cfg.Marshal()
 }
 
-func cutPath(h string) (string, string, bool) {
-	for i := 0; i < len(h); i++ {
-		if h[i] == '/' {
-			return h[:i], h[i:], true
-		}
+// Keys are the docker config keys a pull secret holds for a host pattern: its canonical form
+// ("https://index.docker.io/v1/" and "registry-1.docker.io" are docker.io), which the kubelet
+// matches against the repository it pulls with the matchImages rules, globs included ("nginx"
+// is looked up as docker.io/library/nginx, so the key docker.io serves every Docker Hub image).
+// The kubelet passes the credentials to the runtime with no server address, so containerd sends
+// them to whichever host it pulls from (registry-1.docker.io for docker.io).
+//
+// Docker's legacy key, "https://index.docker.io/v1/", is not written: the kubelet does not need
+// it, and it serves an index.docker.io key, as its "default registry", to every image no other
+// key matched whose host has no '.' or ':' ("localhost/app", "Registry/app"), which would send
+// Docker Hub credentials to those hosts.
+func Keys(host string) []string {
+	c, err := match.Canonical(host)
+	if err != nil {
+		return []string{host} // registries are validated before they get here
 	}
-	return h, "", false
+	return []string{c}
 }
 
 // Build returns the pull secret for a registry in a namespace.

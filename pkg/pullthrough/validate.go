@@ -52,7 +52,7 @@ func Validate(spec v1alpha1.RegistrySpec) []error {
 	}
 	host := spec.Hosts[0]
 	if !cacheHostRE.MatchString(host) {
-		errs = append(errs, errors.New("spec: pullThrough: spec.hosts[0] must be a host images can name: dot-separated labels of letters, digits and inner '-', with a '.' or a port, or localhost"))
+		errs = append(errs, errors.New("spec: pullThrough: spec.hosts[0] must be a host images can name, written host[:port][/path] with no scheme: dot-separated labels of letters, digits and inner '-', with a '.' or a port, or localhost"))
 	}
 	if strings.HasPrefix(host+"/", pt.Upstream+"/") {
 		errs = append(errs, errors.New("spec: pullThrough.upstream is the cache's own host"))

@@ -53,7 +53,7 @@ type Registry struct {
 // RegistrySpec is what the user asks for.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.pullThrough) || (size(self.hosts) == 1 && !self.hosts[0].contains('*'))",message="pullThrough needs exactly one host in spec.hosts, without '*': the cache's host, which images are rewritten to"
-// +kubebuilder:validation:XValidation:rule="!has(self.pullThrough) || size(self.hosts) != 1 || self.hosts[0].matches('^(localhost(:[0-9]+)?|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?:[0-9]+)(/.*)?$')",message="pullThrough: spec.hosts[0] must be a host images can name: dot-separated labels of letters, digits and inner '-', with a '.' or a port, or localhost"
+// +kubebuilder:validation:XValidation:rule="!has(self.pullThrough) || size(self.hosts) != 1 || self.hosts[0].matches('^(localhost(:[0-9]+)?|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?:[0-9]+)(/.*)?$')",message="pullThrough: spec.hosts[0] must be a host images can name, written host[:port][/path] with no scheme: dot-separated labels of letters, digits and inner '-', with a '.' or a port, or localhost"
 // +kubebuilder:validation:XValidation:rule="!has(self.pullThrough) || size(self.hosts) != 1 || !(self.hosts[0] + '/').startsWith(self.pullThrough.upstream + '/')",message="pullThrough.upstream is the cache's own host"
 // +kubebuilder:validation:XValidation:rule="!has(self.pullThrough) || size(self.hosts) != 1 || !['docker.io/', 'index.docker.io/', 'registry-1.docker.io/'].exists(h, (self.hosts[0] + '/').startsWith(h))",message="pullThrough: a cache cannot be on Docker Hub (spec.hosts[0])"
 // +kubebuilder:validation:XValidation:rule="!has(self.pullThrough) || size(self.hosts) != 1 || !self.hosts[0].contains('/') || ((has(self.pullThrough.prefix) && size(self.pullThrough.prefix) > 0) ? '/' + self.pullThrough.prefix + '/' : '/').startsWith(self.hosts[0].substring(self.hosts[0].indexOf('/')))",message="pullThrough: the cache's images (HOST/PREFIX/...) must be matched by spec.hosts[0], so its path must begin pullThrough.prefix"
@@ -62,12 +62,15 @@ type RegistrySpec struct {
 	// dot-separated label matches any run of characters in that label ("ghcr.io",
 	// "*.azurecr.io", "registry.example.com:5000", "ghcr.io/my-org").
 	//
-	// Only '*' globs: the kubelet reads '?' as a URL query and '[' as an IPv6 literal.
+	// Only '*' globs: the kubelet reads '?' as a URL query and '[' as an IPv6 literal. What people
+	// paste is read as the kubelet reads config keys: an http:// or https:// scheme, a trailing
+	// '/' and a /v1/ or /v2/ suffix are dropped, and Docker Hub's names (index.docker.io,
+	// registry-1.docker.io) are docker.io.
 	//
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=512
-	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9_*-]+(\.[A-Za-z0-9_*-]+)*(:[0-9]+)?(/[a-z0-9._/-]*)?$`
+	// +kubebuilder:validation:items:Pattern=`^(https?://)?[A-Za-z0-9_*-]+(\.[A-Za-z0-9_*-]+)*(:[0-9]+)?(/[a-z0-9._/-]*)?$`
 	// +listType=set
 	Hosts []string `json:"hosts"`
 	// The credential source; exactly one field is set.

@@ -60,7 +60,11 @@ var cases = []validationCase{
 	{"host of 512", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{strings.Repeat("a", 509) + ".io"} }, ""},
 	{"host of 513", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{strings.Repeat("a", 510) + ".io"} }, `spec.hosts[0]: Too long: may not be more than 512 bytes`},
 	{"empty host", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{""} }, `spec.hosts[0] in body should match`},
-	{"scheme", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"https://ghcr.io"} }, `spec.hosts[0]: Invalid value: "https://ghcr.io": spec.hosts[0] in body should match`},
+	{"pasted URLs and Docker Hub's names", func(r *v1alpha1.Registry) {
+		r.Spec.Hosts = []string{"https://index.docker.io/v1/", "registry-1.docker.io", "http://registry.example.org/", "https://localhost:5443/v2/team/"}
+	}, ""},
+	{"other scheme", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ftp://ghcr.io"} }, `spec.hosts[0]: Invalid value: "ftp://ghcr.io": spec.hosts[0] in body should match`},
+	{"scheme, no host", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"https:///v1/"} }, `spec.hosts[0]: Invalid value: "https:///v1/": spec.hosts[0] in body should match`},
 	{"question mark", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"reg?.io"} }, `spec.hosts[0] in body should match`},
 	{"bracket", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"[ab].io"} }, `spec.hosts[0] in body should match`},
 	{"glob in port", func(r *v1alpha1.Registry) { r.Spec.Hosts = []string{"ghcr.io:*"} }, `spec.hosts[0] in body should match`},
@@ -166,6 +170,7 @@ var cases = []validationCase{
 	}, `spec: Invalid value: pullThrough needs exactly one host in spec.hosts, without '*': the cache's host, which images are rewritten to`},
 	{"pullThrough glob host", pullThrough("*.dkr.ecr.eu-west-1.amazonaws.com", "docker.io", "docker-hub"), `pullThrough needs exactly one host in spec.hosts, without '*'`},
 	{"pullThrough host images cannot name", pullThrough("reg_1.example.com", "docker.io", "hub"), `spec: Invalid value: pullThrough: spec.hosts[0] must be a host images can name`},
+	{"pullThrough pasted host", pullThrough("https://harbor.example.com", "docker.io", "hub"), `spec.hosts[0] must be a host images can name, written host[:port][/path] with no scheme`},
 	{"pullThrough single-label host", pullThrough("mirror/hub", "docker.io", "hub"), `pullThrough: spec.hosts[0] must be a host images can name`},
 	{"pullThrough of itself", pullThrough("ghcr.io", "ghcr.io", "mirror"), `spec: Invalid value: pullThrough.upstream is the cache's own host`},
 	{"pullThrough on Docker Hub", pullThrough("index.docker.io/me", "ghcr.io", "me"), `spec: Invalid value: pullThrough: a cache cannot be on Docker Hub (spec.hosts[0])`},
@@ -189,6 +194,7 @@ var offlineSays = map[string]string{
 	"pullThrough two hosts":                    "pullThrough needs exactly one host in spec.hosts",
 	"pullThrough glob host":                    "without '*'",
 	"pullThrough host images cannot name":      "spec.hosts[0] must be a host images can name",
+	"pullThrough pasted host":                  "written host[:port][/path] with no scheme",
 	"pullThrough single-label host":            "must be a host images can name",
 	"pullThrough of itself":                    "pullThrough.upstream is the cache's own host",
 	"pullThrough on Docker Hub":                "a cache cannot be on Docker Hub",
