@@ -144,15 +144,19 @@ func appendOriginalImages(buf []byte, current string, rw []Rewrite) []byte {
 	}
 	type entry struct{ name, image string }
 	entries := make([]entry, 0, len(orig)+len(rw))
+	size := 2
 	for k, v := range orig {
 		entries = append(entries, entry{k, v})
+		size += len(k) + len(v) + 6
 	}
 	for _, r := range rw {
 		if _, ok := orig[r.Container]; !ok && !slices.ContainsFunc(entries, func(e entry) bool { return e.name == r.Container }) {
 			entries = append(entries, entry{r.Container, r.From})
+			size += len(r.Container) + len(r.From) + 6
 		}
 	}
 	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+	buf = slices.Grow(buf, size)
 	buf = append(buf, '{')
 	for i, e := range entries {
 		if i > 0 {
@@ -191,30 +195,35 @@ func appendRewriteOps(buf []byte, rw []Rewrite, annotations map[string]string, w
 		buf = append(buf, `,{"op":"add","path":"/metadata/annotations","value":{`...)
 		buf = appendJSONString(buf, pullthrough.AnnotationOriginalImages)
 		buf = append(buf, ':')
-		buf = appendJSONString(buf, string(value))
+		buf = appendJSONString(buf, value)
 		return append(buf, "}}"...)
 	}
 	buf = append(buf, `,{"op":"add","path":"/metadata/annotations/`...)
 	buf = append(buf, strings.ReplaceAll(strings.ReplaceAll(pullthrough.AnnotationOriginalImages, "~", "~0"), "/", "~1")...)
 	buf = append(buf, `","value":`...)
-	buf = appendJSONString(buf, string(value))
+	buf = appendJSONString(buf, value)
 	return append(buf, '}')
 }
 
 // appendJSONString appends s as a JSON string. s is valid UTF-8 (it was decoded from JSON).
-func appendJSONString(buf []byte, s string) []byte {
+func appendJSONString[S string | []byte](buf []byte, s S) []byte {
 	const hex = "0123456789abcdef"
 	buf = append(buf, '"')
+	start := 0
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			buf = append(buf, '\\', c)
-		case c < 0x20:
-			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			buf = append(buf, c)
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
 		}
+		buf = append(buf, s[start:i]...)
+		if c < 0x20 {
+			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		} else {
+			buf = append(buf, '\\', c)
+		}
+		start = i + 1
 	}
+	buf = append(buf, s[start:]...)
 	return append(buf, '"')
 }
 
