@@ -46,13 +46,15 @@ func TestCLIRegistriesLifecycle(t *testing.T) {
 		_ = e.Kube.CoreV1().Secrets(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
 
-	// A wrong password first, then the right one: the second add updates, never duplicates.
+	// A wrong password first (refused by the registry: exit 1, the registry stays), then the right
+	// one: the second add updates, never duplicates.
+	e.Deployed(t)
 	r := runCLI(t, e, "wrong-password\n", "-N", ns, "registries", "add", e.Registry, "--username", e.RegistryUsername, "--password-stdin")
-	if r.code != 0 || !strings.Contains(r.out, "registry "+name+" created") {
+	if r.code != 1 || !strings.Contains(r.out, "registry "+name+" created") || !strings.Contains(r.errOut, "(Unauthorized)") {
 		t.Fatalf("add: exit %d, out %q, err %q", r.code, r.out, r.errOut)
 	}
 	r = runCLI(t, e, e.RegistryPassword+"\n", "-N", ns, "registries", "add", e.Registry, "--username", e.RegistryUsername, "--password-stdin")
-	if r.code != 0 || !strings.Contains(r.out, "registry "+name+" updated") {
+	if r.code != 0 || !strings.Contains(r.out, "registry "+name+" updated") || !strings.Contains(r.out, "Login Succeeded") {
 		t.Fatalf("second add: exit %d, out %q, err %q", r.code, r.out, r.errOut)
 	}
 	if strings.Contains(r.out+r.errOut, e.RegistryPassword) {
@@ -81,8 +83,8 @@ func TestCLIRegistriesLifecycle(t *testing.T) {
 	}
 	for _, l := range lines {
 		if strings.HasPrefix(l, e.Registry+" ") {
-			if f := strings.Fields(l); len(f) < 8 || f[1] != name || f[2] != "secretRef" || f[3] != e.RegistryUsername || f[4] != "Namespaced" {
-				t.Fatalf("list row %q, want SERVER NAME SOURCE USERNAME SCOPE NAMESPACES READY EXPIRES for %s", l, name)
+			if f := strings.Fields(l); len(f) < 9 || f[1] != name || f[2] != "secretRef" || f[3] != e.RegistryUsername || f[4] != "Namespaced" || f[7] != "True" {
+				t.Fatalf("list row %q, want SERVER NAME SOURCE USERNAME SCOPE NAMESPACES READY VERIFIED EXPIRES for %s, verified", l, name)
 			}
 		}
 	}

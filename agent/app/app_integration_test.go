@@ -116,7 +116,12 @@ func startAgent(t *testing.T, env *testenv.Env) *agent {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop = cancel
 	go func() { a.done <- Run(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	t.Cleanup(func() { cancel(); <-a.done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-a.done; err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
 	return a
 }
 
@@ -137,7 +142,10 @@ func (a *agent) shutdown(t *testing.T) {
 	t.Helper()
 	a.stop()
 	select {
-	case <-a.done:
+	case err := <-a.done:
+		if err != nil {
+			t.Errorf("agent: %v", err)
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the agent did not stop")
 	}

@@ -42,6 +42,7 @@ kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-s
   --set image.webhookRepository="$WEBHOOK_REPO" --set image.agentRepository="$AGENT_REPO" --set image.tag="$tag" \
   --set agent.providerConfig="$CREDENTIAL_PROVIDER_CONFIG" --set agent.providerBinDir="$CREDENTIAL_PROVIDER_BIN" \
   --set agent.cacheDir="$E2E_DIR/credential-provider/cache" --set agent.matchImages="{$REGISTRY}" \
+  --set-file verify.caBundle="$REGISTRY_CA" --set verify.dockerHubHost="$TOKEN_REGISTRY" \
   --wait --timeout 3m >"$LOGS/helm.log" 2>&1 || { cat "$LOGS/helm.log" >&2; kubectl_e2e -n pullpass get pods -o wide >&2; die "helm install failed"; }
 
 # Ready means: the pod answers /readyz and its CA bundle is in the webhook configuration.

@@ -15,6 +15,8 @@ SCHEDULER_PORT=20259
 KUBELET_PORT=20250
 KUBELET_HEALTHZ_PORT=20248
 REGISTRY_PORT=25443
+TOKEN_REGISTRY_PORT=25444         # the Bearer registry's front (token service, TLS)
+TOKEN_REGISTRY_BACKEND_PORT=25445 # the distribution registry behind it
 
 # The node is named localhost: the API server reaches the kubelet by the node's Hostname
 # address, and a kubelet refuses a loopback --node-ip.
@@ -22,6 +24,8 @@ NODE_NAME=localhost
 REGISTRY_HOST=localhost:$REGISTRY_PORT
 REGISTRY_ALIAS=127.0.0.1:$REGISTRY_PORT
 REGISTRY_USERNAME=pullpass-e2e
+TOKEN_REGISTRY_HOST=localhost:$TOKEN_REGISTRY_PORT
+TOKEN_REGISTRY_USERNAME=pullpass-e2e-token
 
 PKI=$E2E_DIR/pki
 LOGS=$E2E_DIR/logs
@@ -41,7 +45,7 @@ log() { printf '%s [harness] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # Processes the harness starts, in start order; cluster-down stops them in reverse.
-COMPONENTS=(etcd registry containerd kube-apiserver kube-controller-manager kube-scheduler kubelet)
+COMPONENTS=(etcd registry token-registry token-registry-front containerd kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
 alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }

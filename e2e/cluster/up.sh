@@ -19,7 +19,7 @@ fi
 rm -f "$E2E_DIR/ready"
 # Start clean: no objects, pods, images or node state from an earlier cluster. The PKI and the
 # registry password are kept, so a kubeconfig copied elsewhere keeps working.
-rm -rf "$E2E_DIR/etcd" "$KUBELET_ROOT" "$CONTAINERD_DIR" "$E2E_DIR/registry/data" "$LOGS" "$E2E_DIR/pod-logs"
+rm -rf "$E2E_DIR/etcd" "$KUBELET_ROOT" "$CONTAINERD_DIR" "$E2E_DIR/registry/data" "$E2E_DIR/token-registry/data" "$LOGS" "$E2E_DIR/pod-logs"
 
 # --- packages ---------------------------------------------------------------------------------
 need=()
@@ -144,6 +144,7 @@ start registry docker-registry serve "$E2E_DIR/registry/config.yml"
 wait_for registry 30 curl -s --cacert "$PKI/ca.crt" -o /dev/null "https://$REGISTRY_HOST/v2/"
 code=$(curl -s --cacert "$PKI/ca.crt" -o /dev/null -w '%{http_code}' "https://$REGISTRY_HOST/v2/")
 [ "$code" = 401 ] || die "registry answers $code without credentials; it must answer 401"
+. "$(dirname "$0")/token-registry.sh"
 
 # --- images (no Docker, nothing from the internet) ---------------------------------------------
 export SSL_CERT_FILE=$PKI/ca.crt
@@ -158,7 +159,10 @@ build_image e2e/images/hello hello "$E2E_IMAGE" /hello,serve
 for repo in library/nginx yourname/app yourname/postgres; do
   "$CRANE" copy "$E2E_IMAGE" "$REGISTRY_HOST/$repo:latest" >>"$LOGS/images.log" 2>&1
 done
-log "pushed $PAUSE_IMAGE and $E2E_IMAGE, and docker.io stand-ins"
+"$CRANE" auth login "$TOKEN_REGISTRY_HOST" -u "$TOKEN_REGISTRY_USERNAME" -p "$TOKEN_REGISTRY_PASSWORD" >/dev/null 2>&1
+TOKEN_E2E_IMAGE=$TOKEN_REGISTRY_HOST/e2e/hello:1
+"$CRANE" copy "$E2E_IMAGE" "$TOKEN_E2E_IMAGE" >>"$LOGS/images.log" 2>&1 || die "pushing to the token registry failed; see $LOGS/images.log"
+log "pushed $PAUSE_IMAGE and $E2E_IMAGE, docker.io stand-ins, and $TOKEN_E2E_IMAGE through the token flow"
 
 # --- containerd ---------------------------------------------------------------------------------
 # The registry answers as localhost:PORT and as 127.0.0.1:PORT (REGISTRY_ALIAS): two hosts,
@@ -175,7 +179,7 @@ server = "$2"
   ca = "$PKI/ca.crt"
 EOF
 }
-for h in "$REGISTRY_HOST" "$REGISTRY_ALIAS"; do
+for h in "$REGISTRY_HOST" "$REGISTRY_ALIAS" "$TOKEN_REGISTRY_HOST"; do
   registry_hosts "$h" "https://$h" "$h"
 done
 # docker.io is pulled from the harness registry, with the credentials the kubelet passes (it
@@ -298,6 +302,11 @@ REGISTRY_ALIAS=$REGISTRY_ALIAS
 REGISTRY_USERNAME=$REGISTRY_USERNAME
 REGISTRY_PASSWORD=$REGISTRY_PASSWORD
 REGISTRY_CA=$PKI/ca.crt
+TOKEN_REGISTRY=$TOKEN_REGISTRY_HOST
+TOKEN_REGISTRY_USERNAME=$TOKEN_REGISTRY_USERNAME
+TOKEN_REGISTRY_PASSWORD=$TOKEN_REGISTRY_PASSWORD
+TOKEN_REGISTRY_STATE_URL=https://$TOKEN_REGISTRY_HOST/__harness/state
+TOKEN_E2E_IMAGE=$TOKEN_E2E_IMAGE
 E2E_IMAGE=$E2E_IMAGE
 DOCKER_HUB_MIRROR=$REGISTRY_HOST
 PAUSE_IMAGE=$PAUSE_IMAGE

@@ -20,7 +20,9 @@ TOOLS_BIN=$(tools_bin crane helm kind)
 CRANE=$TOOLS_BIN/crane HELM=$TOOLS_BIN/helm KIND=$TOOLS_BIN/kind
 if [ "$(engine)" = own ] || ! command -v kubectl >/dev/null; then KUBE_BIN=$(kube_bin); else KUBE_BIN=$(dirname "$(command -v kubectl)"); fi
 export SSL_CERT_FILE=$REGISTRY_CA
-"$CRANE" auth login "$REGISTRY" -u "$REGISTRY_USERNAME" -p "$REGISTRY_PASSWORD" >/dev/null 2>&1
+# Pushed from here as PUSH_REGISTRY (localhost:5001 on kind), pulled by the cluster as REGISTRY.
+PUSH=${PUSH_REGISTRY:-$REGISTRY}
+"$CRANE" auth login "$PUSH" -u "$REGISTRY_USERNAME" -p "$REGISTRY_PASSWORD" >/dev/null 2>&1
 
 # Images tagged by the binaries' content: a changed build rolls the pods, an unchanged one does not.
 work=$(mktemp -d "$KIND_DIR/deploy.XXXXXX")
@@ -31,12 +33,12 @@ done
 tag=dev-$(cat "$work"/* | sha256sum | cut -c1-12)
 WEBHOOK_REPO=$REGISTRY/pullpass/pullpass-webhook
 AGENT_REPO=$REGISTRY/pullpass/pullpass-agent
-if ! "$CRANE" digest "$WEBHOOK_REPO:$tag" >/dev/null 2>&1; then
-  build_image_of "$WEBHOOK_REPO:$tag" 65532 /pullpass-webhook cmd/pullpass-webhook
+if ! "$CRANE" digest "$PUSH/pullpass/pullpass-webhook:$tag" >/dev/null 2>&1; then
+  build_image_of "$PUSH/pullpass/pullpass-webhook:$tag" 65532 /pullpass-webhook cmd/pullpass-webhook
   log "pushed $WEBHOOK_REPO:$tag"
 fi
-if ! "$CRANE" digest "$AGENT_REPO:$tag" >/dev/null 2>&1; then
-  build_image_of "$AGENT_REPO:$tag" 0 /pullpass-agent cmd/pullpass-agent cmd/pullpass-credential-provider
+if ! "$CRANE" digest "$PUSH/pullpass/pullpass-agent:$tag" >/dev/null 2>&1; then
+  build_image_of "$PUSH/pullpass/pullpass-agent:$tag" 0 /pullpass-agent cmd/pullpass-agent cmd/pullpass-credential-provider
   log "pushed $AGENT_REPO:$tag"
 fi
 
@@ -56,6 +58,7 @@ fi
 "$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_KIND" \
   --namespace pullpass --create-namespace -f "$here/values-kind.yaml" "${ecr_args[@]}" \
   --set image.webhookRepository="$WEBHOOK_REPO" --set image.agentRepository="$AGENT_REPO" --set image.tag="$tag" \
+  --set-file verify.caBundle="$REGISTRY_CA" --set agent.matchImages="{$REGISTRY}" \
   --wait --timeout 5m >"$LOGS/helm.log" 2>&1 ||
   { cat "$LOGS/helm.log" >&2; kubectl_e2e -n pullpass get pods -o wide >&2; die "helm install failed"; }
 

@@ -118,10 +118,14 @@ for _ in $(seq 1 60); do
 done
 [ "$code" = 401 ] || die "the registry answers $code without credentials; it must answer 401 (docker logs $REGISTRY_CONTAINER)"
 
-# Each node's containerd reaches localhost:5001 and 127.0.0.1:5001 (two hosts, like the
-# harness's REGISTRY and REGISTRY_ALIAS) at the registry container, trusting its CA.
+# The registry's name for the cluster is its container's, REGISTRY_CONTAINER:5000: nodes and pods
+# (through kind's DNS, which forwards to docker's) resolve it, so pullpass's webhook can log in
+# to it as a user's cluster would. Each node's containerd trusts its CA there, and also reaches it
+# as localhost:5001 (where pullpass's own images are pushed from this machine) and 127.0.0.1:5001
+# (REGISTRY_ALIAS: a second host, which the node serves only when told).
+REGISTRY_NAME=$REGISTRY_CONTAINER:5000
 for node in $("$KIND" get nodes --name "$CLUSTER"); do
-  for h in localhost:5001 127.0.0.1:5001; do
+  for h in "$REGISTRY_NAME" localhost:5001 127.0.0.1:5001; do
     dir=/etc/containerd/certs.d/$h
     docker exec "$node" mkdir -p "$dir"
     docker cp "$PKI/ca.crt" "$node:$dir/ca.crt"
@@ -140,8 +144,9 @@ kubectl_kind -n default get serviceaccount default >/dev/null
 # --- test images (no Docker build, nothing from the internet) ---------------------------------
 export SSL_CERT_FILE=$PKI/ca.crt
 in_netns "$CRANE" auth login localhost:5001 -u "$REGISTRY_USERNAME" -p "$REGISTRY_PASSWORD" >/dev/null 2>&1
-E2E_IMAGE=localhost:5001/e2e/hello:1
-PAUSE_IMAGE=localhost:5001/e2e/pause:1
+# Pushed from here to localhost:5001; pulled by the cluster as $REGISTRY_NAME (the same registry).
+E2E_IMAGE=$REGISTRY_NAME/e2e/hello:1
+PAUSE_IMAGE=$REGISTRY_NAME/e2e/pause:1
 build_image_netns() { # DIR BINARY REF ENTRYPOINT
   local work
   work=$(mktemp -d "$KIND_DIR/image.XXXXXX")
@@ -151,13 +156,14 @@ build_image_netns() { # DIR BINARY REF ENTRYPOINT
   in_netns "$CRANE" mutate --set-platform linux/amd64 --entrypoint "$4" "$3" -t "$3" >>"$LOGS/images.log" 2>&1
   rm -rf "$work"
 }
-build_image_netns e2e/images/hello hello "$E2E_IMAGE" /hello,serve
-build_image_netns e2e/images/pause pause "$PAUSE_IMAGE" /pause
+build_image_netns e2e/images/hello hello "localhost:5001/e2e/hello:1" /hello,serve
+build_image_netns e2e/images/pause pause "localhost:5001/e2e/pause:1" /pause
 
 first=${node_names[1]:-${node_names[0]}}
 cat >"$KIND_DIR/registry.env" <<ENV
-REGISTRY=localhost:5001
+REGISTRY=$REGISTRY_NAME
 REGISTRY_ALIAS=127.0.0.1:5001
+PUSH_REGISTRY=localhost:5001
 REGISTRY_USERNAME=$REGISTRY_USERNAME
 REGISTRY_PASSWORD=$REGISTRY_PASSWORD
 REGISTRY_CA=$PKI/ca.crt
@@ -172,4 +178,4 @@ KUBECTL=$(command -v "$KUBECTL")
 ENV
 chmod 600 "$KIND_DIR/registry.env"
 touch "$KIND_DIR/ready"
-log "kind cluster $CLUSTER up: KUBECONFIG=$KUBECONFIG_KIND, registry localhost:5001 (see $KIND_DIR/registry.env)"
+log "kind cluster $CLUSTER up: KUBECONFIG=$KUBECONFIG_KIND, registry $REGISTRY_NAME, pushed to as localhost:5001 (see $KIND_DIR/registry.env)"

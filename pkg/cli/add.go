@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,8 @@ type addOptions struct {
 	forceECR          bool
 	namespaces        []string
 	namespaceSelector string
+	noWait            bool
+	waitTimeout       time.Duration
 
 	flags *cobra.Command
 	// passwordArg is set when the password came as an argument: warned about once all is read.
@@ -75,7 +78,12 @@ whose tokens pullpass fetches and renews:
 Who is served: --scope Namespaced (pull secrets in opted-in namespaces, optionally only those
 of --namespaces or --namespace-selector) or Cluster (every pod, through the node agent).
 
-Exit status: 0 done, 1 the cluster refused or failed, 2 invalid input (nothing was changed).`,
+add then waits (--wait-timeout, 10s) for pullpass's login to the registry with the credentials
+just written and reports like docker login: "Login Succeeded", or the registry's refusal (exit 1;
+the registry stays, so another add can fix the password). --no-wait skips this.
+
+Exit status: 0 done, 1 the cluster or the registry refused or failed, 2 invalid input (nothing
+was changed).`,
 		Args: cobra.RangeArgs(1, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.flags = cmd
@@ -93,6 +101,8 @@ Exit status: 0 done, 1 the cluster refused or failed, 2 invalid input (nothing w
 	f.StringVar(&a.region, "region", "", "ECR: AWS region (default: from the host)")
 	f.BoolVar(&a.forceECR, "ecr", false, "ECR: make an ECR source for a host that does not look like one (needs --region)")
 	f.StringSliceVar(&a.namespaces, "namespaces", nil, "serve only these namespaces (Namespaced scope); '' serves every opted-in namespace again")
+	f.BoolVar(&a.noWait, "no-wait", false, "do not wait for pullpass to log in to the registry with the credentials")
+	f.DurationVar(&a.waitTimeout, "wait-timeout", 10*time.Second, "how long to wait for pullpass's login to the registry")
 	f.StringVar(&a.namespaceSelector, "namespace-selector", "", "serve only namespaces with these labels (Namespaced scope), e.g. 'team=shop,env in (prod,stage)'")
 	return cmd
 }
@@ -139,7 +149,11 @@ func (a *addOptions) run(ctx context.Context, o *options, args []string) error {
 	if err != nil {
 		return err
 	}
-	return apply(ctx, o, c, req)
+	name, err := apply(ctx, o, c, req)
+	if err != nil || a.noWait {
+		return err
+	}
+	return waitVerified(ctx, o, c, name, a.waitTimeout)
 }
 
 // request reads and checks everything add was given. Nothing here touches the cluster.

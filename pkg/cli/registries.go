@@ -39,14 +39,15 @@ func newRegistriesCommand(o *options) *cobra.Command {
 
 // apply writes a request's Registry and source secret so that a failure leaves the cluster as it
 // was: the Registry is checked by the API server first (a dry run), then the secret is written,
-// then the Registry; if the Registry is refused after all, the secret is put back as it was.
-func apply(ctx context.Context, o *options, c *Clients, req *addRequest) error {
+// then the Registry; if the Registry is refused after all, the secret is put back as it was. It
+// returns the Registry's name.
+func apply(ctx context.Context, o *options, c *Clients, req *addRequest) (string, error) {
 	existing, err := findRegistry(ctx, c, req.name, req.host)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if existing != nil && req.name != "" && existing.Name != req.name {
-		return badInput("host %s is already served by registry %q: use --name %s to update it, or remove it first", req.host, existing.Name, existing.Name)
+		return "", badInput("host %s is already served by registry %q: use --name %s to update it, or remove it first", req.host, existing.Name, existing.Name)
 	}
 	name := req.name
 	switch {
@@ -57,37 +58,37 @@ func apply(ctx context.Context, o *options, c *Clients, req *addRequest) error {
 	}
 	reg, secret, err := desired(req, existing, name, o.namespace)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var before *corev1.Secret
 	if secret != nil {
 		if before, err = getSecret(ctx, c, secret.Namespace, secret.Name); err != nil {
-			return err
+			return "", err
 		}
 		if before != nil && !secrets.Owned(before) {
-			return badInput("secret %s/%s exists and is not managed by pullpass; choose another --name", secret.Namespace, secret.Name)
+			return "", badInput("secret %s/%s exists and is not managed by pullpass; choose another --name", secret.Namespace, secret.Name)
 		}
 	}
 	if err := writeRegistry(ctx, c, reg, existing != nil, true); err != nil {
-		return err
+		return "", err
 	}
 	if secret != nil {
 		if before == nil {
 			if err := ensureNamespace(ctx, c, o.namespace); err != nil {
-				return err
+				return "", err
 			}
 		}
 		if err := applySecret(ctx, c, secret); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := writeRegistry(ctx, c, reg, existing != nil, false); err != nil {
 		if secret != nil {
 			if uerr := restoreSecret(context.WithoutCancel(ctx), c, secret, before); uerr != nil {
-				return fmt.Errorf("%w; and putting secret %s/%s back failed: %v", err, secret.Namespace, secret.Name, uerr)
+				return "", fmt.Errorf("%w; and putting secret %s/%s back failed: %v", err, secret.Namespace, secret.Name, uerr)
 			}
 		}
-		return err
+		return "", err
 	}
 	// A source secret pullpass made that the registry no longer uses goes (ECR keys given up
 	// for the default chain).
@@ -105,7 +106,7 @@ func apply(ctx context.Context, o *options, c *Clients, req *addRequest) error {
 		verb = "updated"
 	}
 	fmt.Fprintf(o.streams.Out, "registry %s %s (%s)\n", name, verb, describe(reg))
-	return nil
+	return name, nil
 }
 
 // writeRegistry creates or updates a Registry; with dryRun the API server only checks it.
@@ -281,7 +282,7 @@ func findRegistry(ctx context.Context, c *Clients, name, host string) (*v1alpha1
 func newListCommand(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List registries: SERVER, NAME, SOURCE, USERNAME, SCOPE, NAMESPACES, READY, EXPIRES",
+		Short: "List registries: SERVER, NAME, SOURCE, USERNAME, SCOPE, NAMESPACES, READY, VERIFIED, EXPIRES",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return list(cmd.Context(), o)
@@ -300,11 +301,11 @@ func list(ctx context.Context, o *options) error {
 	}
 	sort.Slice(regs.Items, func(i, j int) bool { return regs.Items[i].Name < regs.Items[j].Name })
 	w := tabwriter.NewWriter(o.streams.Out, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(w, "SERVER\tNAME\tSOURCE\tUSERNAME\tSCOPE\tNAMESPACES\tREADY\tEXPIRES")
+	fmt.Fprintln(w, "SERVER\tNAME\tSOURCE\tUSERNAME\tSCOPE\tNAMESPACES\tREADY\tVERIFIED\tEXPIRES")
 	for i := range regs.Items {
 		r := &regs.Items[i]
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(r.Spec.Hosts, ","), r.Name, sourceOf(r),
-			usernameOf(ctx, c, r), r.Spec.EffectiveScope(), namespacesOf(r), readyOf(r), expiresOf(r))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(r.Spec.Hosts, ","), r.Name, sourceOf(r),
+			usernameOf(ctx, c, r), r.Spec.EffectiveScope(), namespacesOf(r), readyOf(r), verifiedOf(r), expiresOf(r))
 	}
 	return w.Flush()
 }

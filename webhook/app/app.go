@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/pullpass/pullpass/webhook/keeper"
 	"github.com/pullpass/pullpass/webhook/pullwatch"
 	"github.com/pullpass/pullpass/webhook/state"
+	"github.com/pullpass/pullpass/webhook/verify"
 )
 
 // NewLogger builds the slog logger the options ask for.
@@ -93,6 +95,26 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		Managed: managedInformer.Lister(), Sources: sourceListers, Client: kube, Log: log.With("component", "pullsecrets"),
 		Resolver: &credentials.Resolver{NewECR: ecr.NewAPI, ECREndpoint: o.ECREndpoint},
 	}
+	var (
+		verifier *verify.Verifier
+		observer inject.Observer // nil unless verifying
+	)
+	if o.Verify {
+		login, err := newLogin(o)
+		if err != nil {
+			return err
+		}
+		verifier, err = verify.New(verify.Config{
+			Registries: table, Credentials: pullSecrets, Status: regClient, Login: login,
+			Interval: o.VerifyInterval, Workers: o.VerifyWorkers, DockerHubHost: o.DockerHubHost,
+			DockerHubAnonymous: o.DockerHubAnonymous, Metrics: metrics.Verify, Logger: log.With("component", "verifier"),
+		})
+		if err != nil {
+			return err
+		}
+		observer = verifier.Seen()
+		watchForVerifier(verifier, table, sourceInformers)
+	}
 	mutator, err := inject.New(inject.Config{
 		Namespaces:         &state.Namespaces{Lister: nsInformer.Lister(), Client: kube},
 		Registries:         table,
@@ -101,6 +123,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		ExcludedNamespaces: excluded,
 		Logger:             log.With("component", "inject"),
 		Metrics:            metrics.Inject,
+		Observer:           observer,
 	})
 	if err != nil {
 		return err
@@ -200,12 +223,25 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	log.Info("caches synced", "registries", table.String())
 	var watcher *pullwatch.Watcher
 	if o.WatchPulls {
-		watcher, err = pullwatch.New(pullwatch.Config{
+		cfg := pullwatch.Config{
 			Client: kube, Registry: pullwatch.TableRegistry(table.Table), Metrics: metrics.Pulls,
 			Logger: log.With("component", "pullwatch"),
-		})
+		}
+		if verifier != nil {
+			cfg.Observe = observeImage(verifier, table)
+		}
+		watcher, err = pullwatch.New(cfg)
 		if err != nil {
 			return err
+		}
+		if verifier != nil {
+			stuck, stop, err := newStuckPods(kube, watcher, nsInformer.Lister(), o, metrics, log.With("component", "stuckpods"))
+			if err != nil {
+				return err
+			}
+			defer stop()
+			verifier.SetRecovered(stuck.Recover)
+			verifier.SetPodImages(watcher.Images)
 		}
 	}
 	var roleKeeper *nodeaccess.RoleKeeper
@@ -229,7 +265,13 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		if roleKeeper != nil {
 			go roleKeeper.Run(ctx, time.Minute)
 		}
+		// The verifier's term ends before the next can begin.
+		var terms sync.WaitGroup
+		if verifier != nil {
+			terms.Go(func() { verifier.Run(ctx) })
+		}
 		keep.Run(ctx)
+		terms.Wait()
 	})
 
 	var runErr error
@@ -257,6 +299,9 @@ type Metrics struct {
 	Inject *inject.PrometheusRecorder
 	Keeper *keeper.PrometheusMetrics
 	Pulls  *pullwatch.Metrics
+	Verify *verify.PrometheusMetrics
+	// Recreated counts stuck pods deleted for their controller to recreate.
+	Recreated *prometheus.CounterVec
 }
 
 // NewMetrics registers the webhook's metrics (besides kubewebhook's, registered by the handler)
@@ -271,6 +316,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	if m.Pulls, err = pullwatch.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.Verify, err = verify.NewPrometheusMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.Recreated, err = verify.NewDeletedCounter(reg); err != nil {
 		return nil, err
 	}
 	return &m, nil

@@ -57,7 +57,7 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startReplica(t *testing.T, env *testenv.Env, ecrEndpoint string) *replica {
+func startReplica(t *testing.T, env *testenv.Env, ecrEndpoint string, options ...func(*Options)) *replica {
 	t.Helper()
 	o := DefaultOptions()
 	o.Kubeconfig = env.KubeconfigFile(t)
@@ -68,6 +68,9 @@ func startReplica(t *testing.T, env *testenv.Env, ecrEndpoint string) *replica {
 	o.ECREndpoint = ecrEndpoint
 	o.WatchPulls = false
 	o.ShutdownDelay = 0
+	for _, f := range options {
+		f(o)
+	}
 	r := &replica{webhook: o.ListenAddress, metrics: o.MetricsAddress, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel

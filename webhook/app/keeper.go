@@ -47,22 +47,7 @@ func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources []ca
 	}
 	table.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: byName, UpdateFunc: func(o, n any) { byName(o); byName(n) }, DeleteFunc: byName})
 
-	bySource := func(obj any) {
-		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = d.Obj
-		}
-		s, ok := obj.(*corev1.Secret)
-		if !ok {
-			return
-		}
-		for _, r := range table.List() {
-			for _, ref := range r.Spec.Auth.SecretRefs() {
-				if ref.Namespace == s.Namespace && ref.Name == s.Name {
-					k.Enqueue(r.Name)
-				}
-			}
-		}
-	}
+	bySource := func(obj any) { forSourceOf(table, obj, k.Enqueue) }
 	for _, inf := range sources {
 		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: bySource, UpdateFunc: func(_, n any) { bySource(n) }, DeleteFunc: bySource})
 	}
@@ -84,6 +69,24 @@ func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources []ca
 			k.EnqueueAll()
 		}
 	}})
+}
+
+// forSourceOf calls f with the name of each registry that reads the Secret obj as a source.
+func forSourceOf(table *registrywatch.Watcher, obj any, f func(registry string)) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return
+	}
+	for _, r := range table.List() {
+		for _, ref := range r.Spec.Auth.SecretRefs() {
+			if ref.Namespace == s.Namespace && ref.Name == s.Name {
+				f(r.Name)
+			}
+		}
+	}
 }
 
 func equalMaps(a, b map[string]string) bool {

@@ -52,6 +52,16 @@ type Options struct {
 	WatchPulls         bool // count image pull failures across the cluster (on the leader)
 	ExcludedNamespaces []string
 
+	// Verification: logins to each registry with its credentials (on the leader).
+	Verify             bool
+	VerifyInterval     time.Duration
+	VerifyTimeout      time.Duration
+	VerifyWorkers      int
+	RegistryCAFile     string // extra CAs trusted for registries (PEM)
+	DockerHubHost      string // where Docker Hub's names are logged in to
+	DockerHubAnonymous bool   // also read the anonymous Docker Hub pull limit
+	RecreateStuckPods  bool   // the default of the pullpass.io/recreate-stuck-pods namespace annotation
+
 	// Logs.
 	Log logging.Options
 }
@@ -75,6 +85,10 @@ func DefaultOptions() *Options {
 		ServiceName:        "pullpass-webhook",
 		ExcludedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"},
 		WatchPulls:         true,
+		Verify:             true,
+		VerifyInterval:     time.Hour,
+		VerifyTimeout:      10 * time.Second,
+		VerifyWorkers:      4,
 		Log:                logging.Defaults(),
 	}
 }
@@ -124,6 +138,14 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		o.ExcludedNamespaces = splitList(s)
 		return nil
 	})
+	fs.BoolVar(&o.Verify, "verify", o.Verify, "log in to each registry with its credentials (GET /v2/ and the token flow, never a pull) and report it in the Verified condition")
+	fs.DurationVar(&o.VerifyInterval, "verify-interval", o.VerifyInterval, "how often a registry that verified is verified again (±10% jitter); changes are verified at once, failures retried from 30s doubling")
+	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", o.VerifyTimeout, "longest one login may take, all its requests together")
+	fs.IntVar(&o.VerifyWorkers, "verify-workers", o.VerifyWorkers, "logins in flight at once")
+	fs.StringVar(&o.RegistryCAFile, "registry-ca-file", o.RegistryCAFile, "PEM file of CAs trusted for registries besides the system's")
+	fs.StringVar(&o.DockerHubHost, "docker-hub-host", o.DockerHubHost, "where Docker Hub's names (docker.io) are logged in to (default index.docker.io; a mirror or a test registry)")
+	fs.BoolVar(&o.DockerHubAnonymous, "docker-hub-anonymous-limit", o.DockerHubAnonymous, "also read Docker Hub's anonymous pull limit (the nodes' own when they share the webhook's egress address)")
+	fs.BoolVar(&o.RecreateStuckPods, "recreate-stuck-pods", o.RecreateStuckPods, "in every namespace not annotated pullpass.io/recreate-stuck-pods=disabled, delete controller-owned pods stuck pulling from a registry that verifies again (otherwise only where annotated enabled)")
 	o.Log.AddFlags(fs)
 }
 
@@ -131,6 +153,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 func (o *Options) Validate() error {
 	if o.Namespace == "" {
 		return fmt.Errorf("--namespace is required")
+	}
+	if o.VerifyInterval < time.Minute || o.VerifyTimeout <= 0 || o.VerifyWorkers <= 0 {
+		return fmt.Errorf("--verify-interval must be at least 1m, --verify-timeout and --verify-workers positive")
 	}
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")

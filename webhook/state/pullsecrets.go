@@ -132,6 +132,12 @@ func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*cor
 	return s, err
 }
 
+// Credentials returns a registry's current credentials, from the same cache as Desired: the
+// verifier logs in with exactly what the pull secrets hold.
+func (p *PullSecrets) Credentials(ctx context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error) {
+	return p.resolver().Resolve(ctx, reg)
+}
+
 // ExpiresAt returns when a registry's current credentials expire (zero: they do not).
 func (p *PullSecrets) ExpiresAt(ctx context.Context, reg *v1alpha1.Registry) time.Time {
 	creds, _ := p.resolver().Resolve(ctx, reg)

@@ -27,6 +27,9 @@ const (
 // Condition types and reasons of Registry.status.
 const (
 	ConditionReady = "Ready"
+	// ConditionVerified says whether the registry accepted a login with the current credentials
+	// (GET /v2/ and, for Bearer registries, a pull-scope token), checked without pulling anything.
+	ConditionVerified = "Verified"
 )
 
 // Registry maps image host patterns to a credential source.
@@ -38,6 +41,7 @@ const (
 // +kubebuilder:printcolumn:name="Hosts",type=string,JSONPath=`.spec.hosts`
 // +kubebuilder:printcolumn:name="Scope",type=string,JSONPath=`.spec.scope`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Verified",type=string,JSONPath=`.status.conditions[?(@.type=="Verified")].reason`
 // +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Namespaces",type=integer,priority=1,JSONPath=`.status.namespaces`
@@ -197,6 +201,48 @@ type RegistryStatus struct {
 	LastRefreshTime *metav1.Time `json:"lastRefreshTime,omitempty"`
 	// Namespaces counts the namespaces holding a pull secret for this registry.
 	Namespaces int32 `json:"namespaces,omitempty"`
+	// Verification is the last login to the registry with its current credentials (the
+	// Verified condition holds its outcome).
+	// +optional
+	Verification *RegistryVerification `json:"verification,omitempty"`
+}
+
+// RegistryVerification records the last login to a registry with its credentials.
+type RegistryVerification struct {
+	// ObservedGeneration is the generation the last login was made for.
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// SourceVersion is the resourceVersion of the source Secret whose credentials were used
+	// ("" for sources without one): a client that just wrote the Secret waits for it.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	SourceVersion string `json:"sourceVersion,omitempty"`
+	// Hosts are the hosts logged in to: the registry's literal hosts, and for glob patterns the
+	// hosts pods were seen using.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=512
+	// +optional
+	Hosts []string `json:"hosts,omitempty"`
+	// LastAttemptTime is when the last login was tried.
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+	// LastSuccessTime is when a login last succeeded.
+	// +optional
+	LastSuccessTime *metav1.Time `json:"lastSuccessTime,omitempty"`
+	// PullLimit is the registry's pull limit for these credentials, when it says (Docker Hub's
+	// ratelimit-limit and ratelimit-remaining headers).
+	// +optional
+	PullLimit *PullLimit `json:"pullLimit,omitempty"`
+}
+
+// PullLimit is a registry's pull rate limit as its ratelimit headers state it.
+type PullLimit struct {
+	// Limit is how many pulls the window allows.
+	Limit int64 `json:"limit"`
+	// Remaining is how many are left.
+	Remaining int64 `json:"remaining"`
+	// WindowSeconds is the window's length.
+	// +optional
+	WindowSeconds int64 `json:"windowSeconds,omitempty"`
 }
 
 // EffectiveScope returns the scope, defaulted.

@@ -279,6 +279,9 @@ func TestPrinterColumns(t *testing.T) {
 		Conditions: []metav1.Condition{{
 			Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: "AccessDenied",
 			Message: "denied", LastTransitionTime: metav1.Now(),
+		}, {
+			Type: v1alpha1.ConditionVerified, Status: metav1.ConditionFalse, Reason: "Unauthorized",
+			Message: "login to ghcr.io refused", LastTransitionTime: metav1.Now(),
 		}},
 	}
 	if _, err := env.Registries.UpdateStatus(t.Context(), r, metav1.UpdateOptions{}); err != nil {
@@ -297,12 +300,12 @@ func TestPrinterColumns(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		cols = append(cols, fmt.Sprintf("%s:%s:%d", c.Name, c.Type, c.Priority))
 	}
-	want := "Name:string:0 Hosts:string:0 Scope:string:0 Ready:string:0 Expires:date:0 Reason:string:1 Namespaces:integer:1 Age:date:0"
+	want := "Name:string:0 Hosts:string:0 Scope:string:0 Ready:string:0 Verified:string:0 Expires:date:0 Reason:string:1 Namespaces:integer:1 Age:date:0"
 	if got := strings.Join(cols, " "); got != want {
 		t.Fatalf("columns\n  %s\nwant\n  %s", got, want)
 	}
-	cells := fmt.Sprint(table.Rows[0].Cells[:7])
-	if want := `[columns ["ghcr.io"] Namespaced False <nil> AccessDenied 3]`; cells != want {
+	cells := fmt.Sprint(table.Rows[0].Cells[:8])
+	if want := `[columns ["ghcr.io"] Namespaced False Unauthorized <nil> AccessDenied 3]`; cells != want {
 		t.Fatalf("row %s, want %s", cells, want)
 	}
 }
