@@ -67,8 +67,7 @@ type Result struct {
 
 const namespace = "bench"
 
-// Run measures both servers and returns pullpass's result and the baseline's.
-func Run(ctx context.Context, cfg Config) (Result, Result, error) {
+func (cfg *Config) defaults() {
 	if cfg.Registries == 0 {
 		cfg.Registries = 1000
 	}
@@ -84,6 +83,11 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 	if cfg.Rounds == 0 {
 		cfg.Rounds = 3
 	}
+}
+
+// Run measures both servers and returns pullpass's result and the baseline's.
+func Run(ctx context.Context, cfg Config) (Result, Result, error) {
+	cfg.defaults()
 	cert, pool, err := selfSigned()
 	if err != nil {
 		return Result{}, Result{}, err

@@ -29,15 +29,7 @@ type CPUResult struct {
 // shared with other work, wall-clock latency mostly measures the others, CPU time much less.
 // Both handlers get the same review.
 func CPU(cfg Config, reviewsPerRound int) (pullpass, noop CPUResult, err error) {
-	if cfg.Registries == 0 {
-		cfg.Registries = 1000
-	}
-	if cfg.Containers == 0 {
-		cfg.Containers = 10
-	}
-	if cfg.Rounds == 0 {
-		cfg.Rounds = 3
-	}
+	cfg.defaults()
 	m, err := pullpassMutator(cfg.Registries, cfg.PullThrough)
 	if err != nil {
 		return pullpass, noop, err
