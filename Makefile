@@ -23,15 +23,17 @@ images: ## Build and push pullpass's images without Docker: make images IMAGE_RE
 	cmd/images.sh $(IMAGE_REPO) $(TAG)
 
 .PHONY: unit
-unit: test-assets ## Run unit and integration tests (a real kube-apiserver + etcd per package, pkg/testenv; fuzz seed corpora; the matcher against the kubelet's own code; alerts and dashboard against Prometheus's parsers)
+unit: test-assets ## Run unit and integration tests (a real kube-apiserver + etcd per package, pkg/testenv; fuzz seed corpora; the matcher against the kubelet's own code; alerts and dashboard against Prometheus's parsers, alerts under promtool test rules)
 	$(GO) test -count=1 $(PKGS)
 	cd e2e/tools/kube && $(GO) test -count=1 .
 	cd e2e/tools/promcheck && $(GO) test -count=1 .
 
 .PHONY: test-assets
-test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's etcd-server) for the integration tier, if missing
+test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's etcd-server) for the integration tier, and promtool (Debian's prometheus), if missing
 	@command -v etcd >/dev/null 2>&1 || { echo "installing etcd-server"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null; }
+	@command -v promtool >/dev/null 2>&1 || { echo "installing prometheus (for promtool)"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@KUBE_BINARIES=kube-apiserver e2e/cluster/build-kube.sh >/dev/null
 
 .PHONY: generate
