@@ -23,10 +23,11 @@ images: ## Build and push pullpass's images without Docker: make images IMAGE_RE
 	cmd/images.sh $(IMAGE_REPO) $(TAG)
 
 .PHONY: unit
-unit: test-assets ## Run unit and integration tests (a real kube-apiserver + etcd per package, pkg/testenv; fuzz seed corpora; the matcher against the kubelet's own code; alerts and dashboard against Prometheus's parsers, alerts under promtool test rules)
+unit: test-assets ## Run unit and integration tests (a real kube-apiserver + etcd per package, pkg/testenv; fuzz seed corpora; the matcher against the kubelet's own code; alerts and dashboard against Prometheus's parsers, alerts under promtool test rules; the Prometheus config the operator's generator makes of the chart)
 	$(GO) test -count=1 $(PKGS)
 	cd e2e/tools/kube && $(GO) test -count=1 .
 	cd e2e/tools/promcheck && $(GO) test -count=1 .
+	cd e2e/tools/promconfig && $(GO) test -count=1 ./...
 
 .PHONY: test-assets
 test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's etcd-server) for the integration tier, and promtool (Debian's prometheus), if missing
@@ -51,6 +52,7 @@ lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/buil
 	$(GO) vet -tags e2e ./e2e/...
 	cd e2e/tools/kube && $(GO) vet .
 	cd e2e/tools/promcheck && $(GO) vet .
+	cd e2e/tools/promconfig && $(GO) vet ./...
 	@lint=$$(e2e/cluster/build-tools.sh golangci-lint | tail -n 1)/golangci-lint; \
 	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/...
 

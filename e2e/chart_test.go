@@ -132,7 +132,7 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 
 // installMonitoringCRDs applies the Prometheus Operator's ServiceMonitor, PodMonitor and
 // PrometheusRule CRDs (from the operator's module, through the module proxy) so the API server
-// can judge the chart's monitoring objects; they are removed after the test.
+// can judge the chart's monitoring objects; they are removed after the test unless they were there.
 func installMonitoringCRDs(t *testing.T, kubectl, kubeconfig string) {
 	t.Helper()
 	const module = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
@@ -148,13 +148,17 @@ func installMonitoringCRDs(t *testing.T, kubectl, kubeconfig string) {
 	for _, kind := range []string{"servicemonitors", "podmonitors", "prometheusrules"} {
 		files = append(files, "-f", filepath.Join(dl.Dir, "example/prometheus-operator-crd", "monitoring.coreos.com_"+kind+".yaml"))
 	}
-	apply := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "apply", "--server-side"}, files...)...)
+	// The harness installs them with pullpass (deploy.sh), for its Prometheus: those stay.
+	installed := exec.Command(kubectl, "--kubeconfig", kubeconfig, "get", "crd", "servicemonitors.monitoring.coreos.com").Run() == nil
+	apply := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "apply", "--server-side", "--force-conflicts"}, files...)...)
 	if out, err := apply.CombinedOutput(); err != nil {
 		t.Fatalf("applying the monitoring CRDs: %v\n%s", err, out)
 	}
-	t.Cleanup(func() {
-		_ = exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "delete", "--wait=false"}, files...)...).Run()
-	})
+	if !installed {
+		t.Cleanup(func() {
+			_ = exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "delete", "--wait=false"}, files...)...).Run()
+		})
+	}
 	wait := exec.Command(kubectl, "--kubeconfig", kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
 		"crd/servicemonitors.monitoring.coreos.com", "crd/podmonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
 	if out, err := wait.CombinedOutput(); err != nil {
