@@ -120,6 +120,17 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), "bogus") {
 		t.Fatalf("an unknown value was accepted: %v\n%s", err, out)
 	}
+	// Alert overrides: an alert's for and window change; a name that is no alert is refused.
+	rules := []string{"template", "pullpass", chart, "--show-only", "templates/monitoring.yaml", "--set", "metrics.prometheusRule.enabled=true"}
+	if out, err := exec.Command(h, append(rules, "--set", "metrics.prometheusRule.alerts.PullpassPulAuthFailing.for=1m")...).CombinedOutput(); err == nil || !strings.Contains(string(out), "no such alert") {
+		t.Errorf("an override of an alert that does not exist was accepted: %v\n%s", err, out)
+	}
+	out, err := exec.Command(h, append(rules, "--set", "metrics.prometheusRule.alerts.PullpassPullAuthFailuresRising.window=2m",
+		"--set", "metrics.prometheusRule.alerts.PullpassPullAuthFailing.for=42m")...).Output()
+	if err != nil || !strings.Contains(string(out), "for: 42m") || !strings.Contains(string(out), "[2m]") ||
+		!strings.Contains(string(out), "offset 2m") || !strings.Contains(string(out), "time() - 120") || strings.Contains(string(out), "offset 15m") {
+		t.Errorf("alert overrides not applied: %v\n%s", err, out)
+	}
 	cm := exec.Command(h, "template", "pullpass", chart, "--set", "webhook.tls.mode=certManager")
 	if out, err := cm.CombinedOutput(); err == nil || !strings.Contains(string(out), "certManagerIssuer.name") {
 		t.Fatalf("certManager mode without an issuer was accepted: %v\n%s", err, out)
