@@ -24,6 +24,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
+	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/registryclient"
 )
 
@@ -69,14 +70,11 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 	}
 	cfg := rest.CopyConfig(rc)
 	cfg.QPS, cfg.Burst = 200, 400
-	kube, err := kubernetes.NewForConfig(cfg)
+	clients, err := kubeconfig.ClientsFor(cfg)
 	if err != nil {
 		return Result{}, err
 	}
-	regs, err := registryclient.New(cfg)
-	if err != nil {
-		return Result{}, err
-	}
+	kube, regs := clients.Kube, clients.Registries
 	pc, err := api.NewClient(api.Config{Address: c.PrometheusURL})
 	if err != nil {
 		return Result{}, err
