@@ -19,7 +19,7 @@ fi
 rm -f "$E2E_DIR/ready"
 # Start clean: no objects, pods, images or node state from an earlier cluster. The PKI and the
 # registry password are kept, so a kubeconfig copied elsewhere keeps working.
-rm -rf "$E2E_DIR/etcd" "$KUBELET_ROOT" "$CONTAINERD_DIR" "$E2E_DIR/registry/data" "$E2E_DIR/token-registry/data" "$LOGS" "$E2E_DIR/pod-logs"
+rm -rf "$E2E_DIR/etcd" "$KUBELET_ROOT" "$CONTAINERD_DIR" "$E2E_DIR/registry/data" "$E2E_DIR/token-registry/data" "$LOGS" "$E2E_DIR/pod-logs" "$PROMETHEUS_DIR"
 
 # --- packages ---------------------------------------------------------------------------------
 need=()

@@ -25,10 +25,14 @@ import (
 // PullpassNamespace is where the deployed pullpass keeps registry source secrets.
 const PullpassNamespace = "pullpass"
 
-// Endpoints are what `make deploy` wrote: where the deployed pullpass serves its metrics.
+// Endpoints are what `make deploy` wrote: where the deployed pullpass serves its metrics, and the
+// Prometheus that scrapes them.
 type Endpoints struct {
 	WebhookMetricsURL string
 	AgentMetricsURL   string
+	// PrometheusURL is a Prometheus that scrapes them as the chart's ServiceMonitor says and
+	// evaluates the chart's alerts.
+	PrometheusURL string
 }
 
 // Deployed returns the endpoints of the deployed pullpass, failing the test when pullpass was
@@ -56,6 +60,8 @@ func (e *Env) Deployed(t testing.TB) Endpoints {
 			ep.WebhookMetricsURL = v
 		case "AGENT_METRICS_URL":
 			ep.AgentMetricsURL = v
+		case "PROMETHEUS_URL":
+			ep.PrometheusURL = v
 		}
 	}
 	return ep
