@@ -37,17 +37,8 @@ kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-s
   --docker-username="$REGISTRY_USERNAME" --docker-password="$REGISTRY_PASSWORD" --dry-run=client -o yaml |
   kubectl_e2e apply -f - >/dev/null
 
-# The Prometheus Operator's CRDs, as on a cluster where the operator runs: the chart's
-# ServiceMonitor and PrometheusRule (values-harness.yaml) are real objects, which prometheus.sh
-# turns into the harness Prometheus's configuration. From the operator's module, which
-# e2e/tools/promconfig pins.
-operator_dir=$(cd "$repo_root/e2e/tools/promconfig" && go list -m -f '{{.Dir}}' github.com/prometheus-operator/prometheus-operator)
-crds=()
-for kind in servicemonitors podmonitors prometheusrules; do
-  crds+=(-f "$operator_dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml")
-done
-kubectl_e2e apply --server-side --force-conflicts "${crds[@]}" >/dev/null
-kubectl_e2e wait --for condition=established --timeout=60s "${crds[@]}" >/dev/null
+# The Prometheus Operator's CRDs (the chart's monitoring objects need them).
+install_operator_crds
 
 "$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_ADMIN" \
   --namespace pullpass --create-namespace \

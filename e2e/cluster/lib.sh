@@ -98,6 +98,19 @@ provider_config_sum() { cat "$CREDENTIAL_PROVIDER_CONFIG"/* 2>/dev/null | sha256
 
 kubectl_e2e() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
+# install_operator_crds: the Prometheus Operator's CRDs, as on a cluster where the operator runs,
+# so the chart's ServiceMonitor and PrometheusRule are real objects (prometheus.sh turns them into
+# a Prometheus configuration). From the operator's module, which e2e/tools/promconfig pins.
+install_operator_crds() {
+  local operator_dir kind crds=()
+  operator_dir=$(cd "$repo_root/e2e/tools/promconfig" && go list -m -f '{{.Dir}}' github.com/prometheus-operator/prometheus-operator)
+  for kind in servicemonitors podmonitors prometheusrules; do
+    crds+=(-f "$operator_dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml")
+  done
+  kubectl_e2e apply --server-side --force-conflicts "${crds[@]}" >/dev/null
+  kubectl_e2e wait --for condition=established --timeout=60s "${crds[@]}" >/dev/null
+}
+
 # build_image CMDDIR BINARY REF ENTRYPOINT: a static Go binary as a one-layer linux/amd64 image,
 # pushed with crane (no Docker engine, no base image from the internet).
 build_image() {
