@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +45,7 @@ func TestObservabilityInPrometheus(t *testing.T) {
 		webhookDownAlert(t, e, prom)
 	})
 	t.Run("every dashboard query answers", func(t *testing.T) {
-		dashboardAnswers(t, prom, start)
+		dashboardAnswers(t, e, prom, start)
 	})
 }
 
@@ -264,14 +265,19 @@ func webhookDownAlert(t *testing.T, e *framework.Env, prom *framework.Prometheus
 
 // dashboardAnswers evaluates every query of the dashboard as Grafana would over the time of the
 // scenarios above ("All" for the variables): each answers, without error or warning, with data.
-func dashboardAnswers(t *testing.T, prom *framework.Prometheus, start time.Time) {
+func dashboardAnswers(t *testing.T, e *framework.Env, prom *framework.Prometheus, start time.Time) {
 	dash, err := framework.LoadDashboard()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Grafana's $__rate_interval is at least four scrape intervals of its data source (15 s by
 	// default): a minute.
-	vars := strings.NewReplacer("$__rate_interval", "1m", "$namespace", ".*", "$registry", ".*")
+	// $__range is the dashboard's time range: here, the scenarios'.
+	vars := strings.NewReplacer("$__rate_interval", "1m", "$__range", fmt.Sprintf("%ds", int(time.Since(start).Seconds())+1),
+		"$namespace", ".*", "$registry", ".*")
+	// Docker Hub's pull limits come from the Docker Hub stand-in (verify.dockerHubHost), which
+	// only the harness runs.
+	noDockerHub := e.Var("TOKEN_REGISTRY") == ""
 	r := promv1.Range{Start: start, End: time.Now(), Step: 5 * time.Second}
 	ctx := framework.Context(t, 5*time.Minute)
 	queries := 0
@@ -284,6 +290,8 @@ func dashboardAnswers(t *testing.T, prom *framework.Prometheus, start time.Time)
 			switch m, _ := v.(model.Matrix); {
 			case err != nil || len(warnings) > 0:
 				t.Errorf("panel %q, query %s: %v %v\n%s", p.Title, tg.RefID, err, warnings, expr)
+			case len(m) == 0 && noDockerHub && strings.Contains(expr, "pullpass_registry_pull"):
+				t.Logf("panel %q, query %s: no data, as this cluster has no Docker Hub stand-in", p.Title, tg.RefID)
 			case len(m) == 0:
 				t.Errorf("panel %q, query %s: no data\n%s", p.Title, tg.RefID, expr)
 			default:
