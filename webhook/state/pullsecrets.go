@@ -92,8 +92,7 @@ func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha
 // also returns the secret of the last good credentials.
 func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
 	creds, err := p.resolver().Resolve(ctx, reg)
-	var stale *credentials.StaleError
-	if err != nil && !errors.As(err, &stale) {
+	if err != nil && !isStale(err) {
 		return nil, err
 	}
 	if v, ok := p.built.Load(reg.Name); ok {
@@ -108,6 +107,13 @@ func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*cor
 	}
 	p.built.Store(reg.Name, builtSecret{registryVersion: reg.ResourceVersion, credsVersion: creds.Version, secret: s})
 	return s, err
+}
+
+// isStale reports a *credentials.StaleError. Its own function so that the target errors.As
+// needs escapes only on the error path, not on every admission.
+func isStale(err error) bool {
+	var stale *credentials.StaleError
+	return errors.As(err, &stale)
 }
 
 // ExpiresAt returns when a registry's current credentials expire (zero: they do not).
