@@ -98,26 +98,10 @@ func NewTable[V any](entries []Entry[V]) *Table[V] {
 }
 
 func hostKey(p Pattern) string {
-	h := joinLabels(p.labels)
 	if p.port != "" {
-		h += ":" + p.port
+		return p.host + ":" + p.port
 	}
-	return h
-}
-
-func joinLabels(l []string) string {
-	n := len(l) - 1
-	for _, s := range l {
-		n += len(s)
-	}
-	b := make([]byte, 0, n)
-	for i, s := range l {
-		if i > 0 {
-			b = append(b, '.')
-		}
-		b = append(b, s...)
-	}
-	return string(b)
+	return p.host
 }
 
 func isLiteral(label string) bool {
@@ -204,13 +188,14 @@ func (t *Table[V]) All(repository string) []Entry[V] {
 // candidates calls f with each index bucket that may hold entries matching tg.
 func (t *Table[V]) candidates(tg target, f func([]*Entry[V])) {
 	f(t.exact[tg.hostport])
-	n := len(tg.labels)
+	n := tg.labels
 	if len(t.globs) > 0 {
-		for i, l := range tg.labels {
+		eachLabel(tg.host, func(i int, l string) bool {
 			if b := t.globs[globKey{n, tg.port, i, l}]; b != nil {
 				f(b)
 			}
-		}
+			return true
+		})
 	}
 	f(t.wildOnly[globKey{labels: n, port: tg.port}])
 }
