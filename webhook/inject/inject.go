@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
+	"strings"
 
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	"github.com/slok/kubewebhook/v2/pkg/webhook/mutating"
@@ -115,12 +115,15 @@ func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *core
 	if namespace == "" {
 		namespace = pod.Namespace
 	}
-	log := m.cfg.Logger.With("namespace", namespace, "pod", podName(pod), "uid", ar.ID)
+	// Built only when something is logged: most reviews log nothing, and With allocates.
+	log := func() *slog.Logger {
+		return m.cfg.Logger.With("namespace", namespace, "pod", podName(pod), "uid", ar.ID)
+	}
 	defer func() {
 		// A bug must not block pods either.
 		if r := recover(); r != nil {
 			m.cfg.Metrics.Error(ErrorPanic)
-			log.Error("admitting pod unchanged after a panic", "panic", fmt.Sprint(r))
+			log().Error("admitting pod unchanged after a panic", "panic", fmt.Sprint(r))
 			add = nil
 		}
 	}()
@@ -128,7 +131,7 @@ func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *core
 	switch {
 	case err != nil:
 		m.cfg.Metrics.Error(kind)
-		log.Error("admitting pod unchanged", "kind", kind, "err", err)
+		log().Error("admitting pod unchanged", "kind", kind, "err", err)
 		return nil
 	case skip != "":
 		m.cfg.Metrics.Skipped(skip)
@@ -137,11 +140,14 @@ func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *core
 		m.cfg.Metrics.Skipped(SkipNoMatch)
 		return nil
 	}
+	add = make([]corev1.LocalObjectReference, 0, len(added))
 	for _, a := range added {
 		m.cfg.Metrics.Injected(a.registry)
 		add = append(add, corev1.LocalObjectReference{Name: a.secret})
 	}
-	log.Debug("injecting pull secrets", "secrets", secretNames(added), "dryRun", ar.DryRun)
+	if m.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		log().Debug("injecting pull secrets", "secrets", secretNames(added), "dryRun", ar.DryRun)
+	}
 	return add
 }
 
@@ -183,19 +189,17 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 		return nil, "", ErrorTableNotLoaded, errors.New("the registry table is not loaded yet")
 	}
 	regs := registriesFor(table, pod, ns)
-	have := map[string]bool{}
-	for _, s := range pod.Spec.ImagePullSecrets {
-		have[s.Name] = true
-	}
+	added = make([]injection, 0, len(regs))
 	for _, reg := range regs {
 		name, err := m.cfg.Secrets.Ensure(ctx, namespace, reg, dryRun)
 		if err != nil {
 			return nil, "", ErrorEnsureSecret, fmt.Errorf("pull secret for registry %s: %w", reg.Name, err)
 		}
-		if have[name] {
+		// Pods hold a few pull secrets at most: a scan costs less than a set.
+		if slices.ContainsFunc(pod.Spec.ImagePullSecrets, func(s corev1.LocalObjectReference) bool { return s.Name == name }) ||
+			slices.ContainsFunc(added, func(a injection) bool { return a.secret == name }) {
 			continue
 		}
-		have[name] = true
 		added = append(added, injection{registry: reg.Name, secret: name})
 	}
 	return added, "", "", nil
@@ -204,24 +208,22 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 // registriesFor returns the Namespaced registries serving the pod's images in this namespace,
 // sorted by name so the pod's secret order never depends on map or image order.
 func registriesFor(table *registrytable.Table, pod *corev1.Pod, ns *corev1.Namespace) []*v1alpha1.Registry {
-	seen := map[string]*v1alpha1.Registry{}
-	for _, img := range Images(pod) {
+	imgs := Images(pod)
+	out := make([]*v1alpha1.Registry, 0, len(imgs))
+	for _, img := range imgs {
 		m, ok, err := table.Lookup(img)
 		if err != nil || !ok {
 			// An invalid image fails at the kubelet with a clear message; nothing to add here.
 			continue
 		}
 		reg := m.Registry
-		if !RegistryServes(reg, ns) {
+		// A pod's images are few: a scan costs less than a set.
+		if slices.ContainsFunc(out, func(r *v1alpha1.Registry) bool { return r.Name == reg.Name }) || !RegistryServes(reg, ns) {
 			continue
 		}
-		seen[reg.Name] = reg
+		out = append(out, reg)
 	}
-	out := make([]*v1alpha1.Registry, 0, len(seen))
-	for _, r := range seen {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b *v1alpha1.Registry) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -268,7 +270,7 @@ func RegistryServes(reg *v1alpha1.Registry, ns *corev1.Namespace) bool {
 // Images returns every image of a pod: containers, init containers and ephemeral containers,
 // each once, in spec order.
 func Images(pod *corev1.Pod) []string {
-	var out []string
+	out := make([]string, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers)+len(pod.Spec.EphemeralContainers))
 	add := func(img string) {
 		if img != "" && !slices.Contains(out, img) {
 			out = append(out, img)
