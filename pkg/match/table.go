@@ -2,7 +2,9 @@ package match
 
 import (
 	"cmp"
+	"iter"
 	"slices"
+	"strings"
 )
 
 // Entry is one host pattern of one registry.
@@ -198,4 +200,55 @@ func (t *Table[V]) candidates(tg target, f func([]*Entry[V])) {
 		})
 	}
 	f(t.wildOnly[globKey{labels: n, port: tg.port}])
+}
+
+// Raw is an entry whose pattern is not parsed yet.
+type Raw[V any] struct {
+	Name    string
+	Pattern string
+	Value   V
+}
+
+// LookupOnce answers as NewTable(the valid entries).Lookup(repository) would, for a single
+// lookup: it parses only the patterns that may match, where building a table parses them all.
+// The credential provider plugin answers one lookup per exec, from a cache of any size.
+func LookupOnce[V any](repository string, entries iter.Seq[Raw[V]]) (Entry[V], bool) {
+	tg, ok := parseTarget(repository)
+	if !ok {
+		return Entry[V]{}, false
+	}
+	var best *Entry[V]
+	for r := range entries {
+		if !mayMatch(r.Pattern, tg) {
+			continue
+		}
+		p, err := ParsePattern(r.Pattern)
+		if err != nil || !p.matches(tg) {
+			continue
+		}
+		e := &Entry[V]{Name: r.Name, Pattern: p, Value: r.Value}
+		if best == nil || compareEntries(e, best) < 0 {
+			best = e
+		}
+	}
+	if best == nil {
+		return Entry[V]{}, false
+	}
+	return *best, true
+}
+
+// mayMatch is false when a pattern cannot match tg, judged from the pattern as written. It judges
+// only patterns of plain characters, whose host url.Parse leaves as written; it leaves the others
+// to ParsePattern.
+func mayMatch(pattern string, tg target) bool {
+	hostport, _, _ := strings.Cut(pattern, "/")
+	if !plain(hostport) {
+		return true
+	}
+	if !strings.Contains(hostport, "*") {
+		// A valid literal pattern matches only its own host and port: its index key.
+		return hostport == tg.hostport
+	}
+	host, port := splitHostPort(hostport)
+	return port == tg.port && strings.Count(host, ".")+1 == tg.labels
 }
