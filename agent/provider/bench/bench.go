@@ -20,11 +20,15 @@ import (
 
 // Config sets what is measured.
 type Config struct {
-	Plugin   string // the built pullpass-credential-provider
-	Baseline string // the command to compare with
-	Entries  int    // registries in the cache (default 100)
-	Runs     int    // execs of each command per round (default 200)
-	Rounds   int    // rounds (default 5)
+	// Plugin is the built pullpass-credential-provider; "" builds ./cmd/pullpass-credential-provider
+	// as it ships (static, stripped), from the module in the working directory.
+	Plugin string
+	// Baseline is the command to compare with; "go" builds a Go program that prints {} and exits,
+	// the same way: the floor of any Go plugin.
+	Baseline string
+	Entries  int // registries in the cache (default 100)
+	Runs     int // execs of each command per round (default 200)
+	Rounds   int // rounds (default 5)
 	// NoRecord also measures the plugin with --no-record: what counting requests costs.
 	NoRecord bool
 }
@@ -59,6 +63,29 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
+	if cfg.Plugin == "" {
+		cfg.Plugin = filepath.Join(dir, "pullpass-credential-provider")
+		if err := build(ctx, ".", "./cmd/pullpass-credential-provider", cfg.Plugin); err != nil {
+			return Result{}, err
+		}
+	}
+	baselineName := cfg.Baseline
+	if cfg.Baseline == "go" {
+		src := filepath.Join(dir, "empty")
+		cfg.Baseline, baselineName = filepath.Join(dir, "empty-go-program"), "a Go program that prints {}"
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return Result{}, err
+		}
+		if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module empty\n\ngo 1.26\n"), 0o644); err != nil {
+			return Result{}, err
+		}
+		if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(emptyProgram), 0o644); err != nil {
+			return Result{}, err
+		}
+		if err := build(ctx, src, ".", cfg.Baseline); err != nil {
+			return Result{}, err
+		}
+	}
 	cache := filepath.Join(dir, "credentials.json")
 	req, want, err := WriteCache(cache, cfg.Entries)
 	if err != nil {
@@ -70,7 +97,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		check bool
 	}
 	cmds := []command{
-		{name: cfg.Baseline + " (baseline)", argv: []string{cfg.Baseline}},
+		{name: baselineName + " (baseline)", argv: []string{cfg.Baseline}},
 		{name: "pullpass-credential-provider", argv: []string{cfg.Plugin, "--cache=" + cache, "--max-cache-duration=1m0s", "--generation=bench"}, check: true},
 	}
 	if cfg.NoRecord {
@@ -104,6 +131,24 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.Commands = append(res.Commands, Command{Name: c.name, P50: all[j][len(all[j])/2], P99: all[j][len(all[j])*99/100], RoundP50: rounds[j]})
 	}
 	return res, nil
+}
+
+const emptyProgram = `package main
+
+import "os"
+
+func main() { _, _ = os.Stdout.WriteString("{}\n") }
+`
+
+// build builds a Go package as the plugin ships: static, stripped, no paths.
+func build(ctx context.Context, dir, pkg, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s", "-o", out, pkg)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building %s: %w: %s", pkg, err, b)
+	}
+	return nil
 }
 
 // WriteCache writes a node cache of n registries, one host each, and returns a request for an

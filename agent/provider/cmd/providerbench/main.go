@@ -1,8 +1,9 @@
 // Command providerbench compares one exec of the credential provider plugin with a baseline
-// command, execs alternating, and prints p50/p99 and the ratios per round.
+// command, execs alternating, and prints p50/p99 and the ratios per round. Run from the
+// repository's root, it builds the plugin as it ships and a minimal Go program as the baseline:
 //
-//	CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /tmp/pullpass-credential-provider ./cmd/pullpass-credential-provider
-//	go run ./agent/provider/cmd/providerbench -plugin /tmp/pullpass-credential-provider -baseline /tmp/hello
+//	go run ./agent/provider/cmd/providerbench -compare-record
+//	go run ./agent/provider/cmd/providerbench -baseline /bin/true
 package main
 
 import (
@@ -17,17 +18,13 @@ import (
 
 func main() {
 	var cfg bench.Config
-	flag.StringVar(&cfg.Plugin, "plugin", "", "the built pullpass-credential-provider")
-	flag.StringVar(&cfg.Baseline, "baseline", "/bin/true", "the baseline command: /bin/true, or a minimal Go program")
+	flag.StringVar(&cfg.Plugin, "plugin", "", "a built pullpass-credential-provider (default: built from ./cmd/pullpass-credential-provider as it ships)")
+	flag.StringVar(&cfg.Baseline, "baseline", "go", `the baseline command; "go": a minimal Go program, built as the plugin is`)
 	flag.IntVar(&cfg.Entries, "entries", 100, "registries in the cache")
 	flag.IntVar(&cfg.Runs, "runs", 200, "execs of each command per round")
 	flag.IntVar(&cfg.Rounds, "rounds", 5, "rounds")
 	flag.BoolVar(&cfg.NoRecord, "compare-record", false, "also measure the plugin with --no-record (the cost of counting requests)")
 	flag.Parse()
-	if cfg.Plugin == "" {
-		fmt.Fprintln(os.Stderr, "providerbench: -plugin is required")
-		os.Exit(2)
-	}
 	res, err := bench.Run(context.Background(), cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "providerbench:", err)
