@@ -1,6 +1,6 @@
-// Package bench measures the node agent on a real cluster: its memory (RSS and Go heap) idle, and
-// with N Cluster-scope registries in its cache, and how long it takes to serve all N; the idle
-// agent of the same run is the baseline. The agent runs as a process on this machine, in provider
+// Package bench measures the node agent on a real cluster: its memory (RSS and Go heap) and CPU
+// idle, and at steady state with N Cluster-scope registries in its cache, and how long it takes
+// to serve all N; the idle agent of the same run is the baseline. The agent runs as a process on this machine, in provider
 // mode, into temp dirs, reading sources from a namespace of its own, so the node's real
 // configuration is not touched.
 package bench
@@ -38,12 +38,15 @@ type Config struct {
 	PluginBin      string // the built pullpass-credential-provider
 	Registries     int
 	MetricsAddress string
-	Out            io.Writer
+	// Steady is how long CPU is measured, idle and loaded (default 1 min).
+	Steady time.Duration
+	Out    io.Writer
 }
 
-// Sample is the agent's memory at one point.
+// Sample is the agent's memory at the end of a steady period, and its CPU over it.
 type Sample struct {
 	RSS, Heap float64 // bytes
+	CPU       float64 // cores
 }
 
 // Result is what a run measured.
@@ -54,6 +57,9 @@ type Result struct {
 
 // Run runs the benchmark and removes what it created.
 func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Steady == 0 {
+		cfg.Steady = time.Minute
+	}
 	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
 	if err != nil {
 		return Result{}, err
@@ -102,7 +108,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	var res Result
 	time.Sleep(5 * time.Second) // settle
-	res.Idle = sample(agent.Process.Pid, metrics)
+	if res.Idle, err = sample(ctx, agent.Process.Pid, metrics, cfg.Steady); err != nil {
+		return Result{}, err
+	}
 
 	start := time.Now()
 	err = forEach(cfg.Registries, func(i int) error {
@@ -132,13 +140,40 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	res.FillTime = time.Since(start)
 	time.Sleep(5 * time.Second)
-	res.Loaded = sample(agent.Process.Pid, metrics)
-	return res, nil
+	res.Loaded, err = sample(ctx, agent.Process.Pid, metrics, cfg.Steady)
+	return res, err
 }
 
-func sample(pid int, metrics string) Sample {
-	return Sample{RSS: rss(pid), Heap: metric(metrics, "go_memstats_heap_inuse_bytes")}
+// sample watches the agent for d: its CPU over it, its memory at the end.
+func sample(ctx context.Context, pid int, metrics string, d time.Duration) (Sample, error) {
+	c0, t0 := cpuSeconds(pid), time.Now()
+	select {
+	case <-ctx.Done():
+		return Sample{}, ctx.Err()
+	case <-time.After(d):
+	}
+	cpu := (cpuSeconds(pid) - c0) / time.Since(t0).Seconds()
+	return Sample{RSS: rss(pid), Heap: metric(metrics, "go_memstats_heap_inuse_bytes"), CPU: cpu}, nil
 }
+
+// cpuSeconds reads the user and system time a process used, from /proc/PID/stat.
+func cpuSeconds(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields count from after it.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / clockTicks
+}
+
+// clockTicks is USER_HZ, 100 on Linux for every architecture Go supports.
+const clockTicks = 100
 
 // rss reads a process's resident set size.
 func rss(pid int) float64 {
