@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/pullpass/pullpass/pkg/memlimit"
 	"github.com/pullpass/pullpass/webhook/app"
 )
 
@@ -17,6 +18,9 @@ func main() {
 	o.AddFlags(flag.CommandLine)
 	flag.Parse()
 	log := app.NewLogger(o)
+	if l := memlimit.Set("/sys/fs/cgroup"); l > 0 {
+		log.Info("Go memory limit set below the container's", "bytes", l)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := app.Run(ctx, o, log); err != nil {

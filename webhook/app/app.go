@@ -26,6 +26,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
+	"github.com/pullpass/pullpass/pkg/slim"
 	"github.com/pullpass/pullpass/webhook/certs"
 	"github.com/pullpass/pullpass/webhook/inject"
 	"github.com/pullpass/pullpass/webhook/keeper"
@@ -58,12 +59,12 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 
 	// Informers: every namespace; pullpass's own secrets in every namespace; the sources in
 	// pullpass's namespace. Nothing else is watched.
-	nsFactory := informers.NewSharedInformerFactory(kube, 10*time.Minute)
-	managedFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute,
+	nsFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields))
+	managedFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields),
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 			lo.LabelSelector = secrets.LabelManagedBy + "=" + secrets.ManagedByValue
 		}))
-	sourceFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(o.Namespace))
+	sourceFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(o.Namespace), informers.WithTransform(slim.DropManagedFields))
 	nsInformer := nsFactory.Core().V1().Namespaces()
 	managedInformer := managedFactory.Core().V1().Secrets()
 	sourceInformer := sourceFactory.Core().V1().Secrets()
