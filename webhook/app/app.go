@@ -259,7 +259,7 @@ func NewHandlerFor(wh kwhwebhook.Webhook, reg prometheus.Registerer) (http.Handl
 	if err != nil {
 		return nil, err
 	}
-	h, err := kwhhttp.HandlerFor(kwhhttp.HandlerConfig{Webhook: kwhwebhook.NewMeasuredWebhook(rec, wh)})
+	h, err := kwhhttp.HandlerFor(kwhhttp.HandlerConfig{Webhook: kwhwebhook.NewMeasuredWebhook(inject.WithoutNamespace(rec), wh)})
 	if err != nil {
 		return nil, err
 	}
