@@ -75,7 +75,7 @@ func TestReviewAllocationBudget(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil || strings.Count(string(out.Response.Patch), `"pullpass-reg-`) != 5 {
 		t.Fatalf("status %d, answer %s (%v): want five pull secrets added", rec.Code, rec.Body, err)
 	}
-	allocbudget.Check(t, "one admission review", 153, func() { serve() })
+	allocbudget.Check(t, "one admission review", 160, func() { serve() })
 }
 
 func BenchmarkReviewPullpass(b *testing.B) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	"github.com/slok/kubewebhook/v2/pkg/webhook/mutating"
@@ -189,12 +190,13 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 		return nil, "", ErrorTableNotLoaded, errors.New("the registry table is not loaded yet")
 	}
 	regs := registriesFor(table, pod, ns)
+	names, err := m.ensureAll(ctx, namespace, regs, dryRun)
+	if err != nil {
+		return nil, "", ErrorEnsureSecret, err
+	}
 	added = make([]injection, 0, len(regs))
-	for _, reg := range regs {
-		name, err := m.cfg.Secrets.Ensure(ctx, namespace, reg, dryRun)
-		if err != nil {
-			return nil, "", ErrorEnsureSecret, fmt.Errorf("pull secret for registry %s: %w", reg.Name, err)
-		}
+	for i, reg := range regs {
+		name := names[i]
 		// Pods hold a few pull secrets at most: a scan costs less than a set.
 		if slices.ContainsFunc(pod.Spec.ImagePullSecrets, func(s corev1.LocalObjectReference) bool { return s.Name == name }) ||
 			slices.ContainsFunc(added, func(a injection) bool { return a.secret == name }) {
@@ -203,6 +205,61 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 		added = append(added, injection{registry: reg.Name, secret: name})
 	}
 	return added, "", "", nil
+}
+
+// ensureAll ensures the pull secret of each registry, all at once: the first pod of a namespace
+// waits for all of them to be written, and one after the other they cost one API round trip
+// each. It returns their names in the order of regs. A panic in an Ensure is raised again here,
+// where Plan recovers it.
+func (m *Mutator) ensureAll(ctx context.Context, namespace string, regs []*v1alpha1.Registry, dryRun bool) ([]string, error) {
+	j := &ensureJob{m: m, ctx: ctx, namespace: namespace, regs: regs, dryRun: dryRun, out: make([]ensured, len(regs))}
+	for i := 1; i < len(regs); i++ {
+		j.wg.Add(1)
+		go func() {
+			defer j.wg.Done()
+			j.one(i)
+		}()
+	}
+	if len(regs) > 0 {
+		j.one(0) // this goroutine does one share
+	}
+	j.wg.Wait()
+	names := make([]string, len(regs))
+	for i, o := range j.out {
+		if o.panic != nil {
+			panic(o.panic)
+		}
+		if o.err != nil {
+			return nil, fmt.Errorf("pull secret for registry %s: %w", regs[i].Name, o.err)
+		}
+		names[i] = o.name
+	}
+	return names, nil
+}
+
+type ensureJob struct {
+	m         *Mutator
+	ctx       context.Context
+	namespace string
+	regs      []*v1alpha1.Registry
+	dryRun    bool
+	out       []ensured
+	wg        sync.WaitGroup
+}
+
+type ensured struct {
+	name  string
+	err   error
+	panic any
+}
+
+func (j *ensureJob) one(i int) {
+	defer func() {
+		if r := recover(); r != nil {
+			j.out[i].panic = r
+		}
+	}()
+	j.out[i].name, j.out[i].err = j.m.cfg.Secrets.Ensure(j.ctx, j.namespace, j.regs[i], j.dryRun)
 }
 
 // registriesFor returns the Namespaced registries serving the pod's images in this namespace,
