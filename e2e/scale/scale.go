@@ -72,9 +72,10 @@ type Result struct {
 	Converge          time.Duration // rotation to every pull secret updated
 	ConvergeWrites    int           // secret PUTs the API server counted meanwhile
 	QuietPeriod       time.Duration
-	Idle, Loaded      Process       // the webhook before the namespaces, and at the end
-	Baseline          time.Duration // the same number of plain Secret updates from one client
-	BaselineWrites    int
+	Idle, Loaded      Process // the webhook before the namespaces, and at the end
+	// Baseline is the mean of BaselineBefore and BaselineAfter: the same number of plain Secret
+	// updates from one client, before the rotation and after.
+	Baseline, BaselineBefore, BaselineAfter time.Duration
 }
 
 const pullpassNS = "pullpass"
@@ -200,8 +201,14 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 	}
 	logf("%d pull secrets in place", res.PullSecrets)
 
-	// Rotate every source at once, and follow the pull secrets with one watch.
+	// Baseline, before: the same number of updates of plain Secrets, from one client, same limits.
 	want := res.PullSecrets
+	logf("baseline: %d plain secret updates", want)
+	if res.BaselineBefore, err = baseline(ctx, kube, c, want, true); err != nil {
+		return res, err
+	}
+
+	// Rotate every source at once, and follow the pull secrets with one watch.
 	rotated, err := watchRotation(ctx, kube, names, "password-2", want)
 	if err != nil {
 		return res, err
@@ -238,29 +245,47 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 		return res, err
 	}
 
-	// Baseline: the same number of updates of plain Secrets, from one client, same limits.
-	logf("baseline: %d plain secret updates", want)
-	err = parallel(ctx, c.Concurrency, c.Namespaces, func(i int) error {
-		_, err := kube.CoreV1().Secrets(optedInName(i, c.PlainEvery)).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "baseline"}, StringData: map[string]string{"v": "0"}}, metav1.CreateOptions{})
-		return err
-	})
-	if err != nil {
+	// The baseline again, after: the mean of the two runs, before and after, is the baseline, so
+	// that load from elsewhere while the keeper ran weighs on both alike.
+	if res.BaselineAfter, err = baseline(ctx, kube, c, want, false); err != nil {
 		return res, err
 	}
-	b0, _ := secretWrites(ctx, kube, "PATCH")
-	t1 := time.Now()
-	err = parallel(ctx, c.Concurrency, want, func(i int) error {
-		// One request per update, as the keeper makes: a merge patch is a PUT-less update, so
-		// it is counted with verb PATCH; BaselineWrites counts those.
-		ns := optedInName(i%c.Namespaces, c.PlainEvery)
+	res.Baseline = (res.BaselineBefore + res.BaselineAfter) / 2
+	logf("baseline before %s, after %s", res.BaselineBefore, res.BaselineAfter)
+	return res, nil
+}
+
+// baseline times n updates of plain Secrets in the opted-in namespaces, from one client with
+// the same limits, one request per update, as the keeper makes. The first time creates them.
+func baseline(ctx context.Context, kube kubernetes.Interface, c Config, n int, create bool) (time.Duration, error) {
+	if create {
+		err := parallel(ctx, c.Concurrency, c.Namespaces, func(i int) error {
+			_, err := kube.CoreV1().Secrets(optedInName(i, c.PlainEvery)).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "baseline"}, StringData: map[string]string{"v": "0"}}, metav1.CreateOptions{})
+			return err
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	b0, err := secretWrites(ctx, kube, "PATCH")
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	err = parallel(ctx, c.Concurrency, n, func(i int) error {
+		// A merge patch: one request, counted with verb PATCH.
 		patch := fmt.Appendf(nil, `{"stringData":{"v":"%d"}}`, i)
-		_, err := kube.CoreV1().Secrets(ns).Patch(ctx, "baseline", types.MergePatchType, patch, metav1.PatchOptions{})
+		_, err := kube.CoreV1().Secrets(optedInName(i%c.Namespaces, c.PlainEvery)).Patch(ctx, "baseline", types.MergePatchType, patch, metav1.PatchOptions{})
 		return err
 	})
-	res.Baseline = time.Since(t1)
-	b1, _ := secretWrites(ctx, kube, "PATCH")
-	res.BaselineWrites = b1 - b0
-	return res, err
+	d := time.Since(t0)
+	if err != nil {
+		return 0, err
+	}
+	if b1, err := secretWrites(ctx, kube, "PATCH"); err != nil || b1-b0 < n {
+		return 0, fmt.Errorf("the API server counted %d of the baseline's %d updates (%v)", b1-b0, n, err)
+	}
+	return d, nil
 }
 
 // Namespaces are numbered together, opted-in and plain interleaved.

@@ -47,8 +47,9 @@ func main() {
 		ms(r.AdmissionP50), ms(r.AdmissionP99), ms(r.PlainAdmissionP50), ms(r.PlainAdmissionP99),
 		r.AdmissionP50.Seconds()/r.PlainAdmissionP50.Seconds(), r.AdmissionP99.Seconds()/r.PlainAdmissionP99.Seconds())
 	fmt.Printf("| opted-in pods admitted without their secrets (the webhook failed open) | %d | | |\n", r.FailedOpen)
-	fmt.Printf("| every source rotated to every namespace; baseline: %d plain secret updates, one client, same limits | %s (%d writes) | %s | %.2f |\n",
-		r.BaselineWrites, r.Converge.Round(100*time.Millisecond), r.ConvergeWrites, r.Baseline.Round(100*time.Millisecond), r.Converge.Seconds()/r.Baseline.Seconds())
+	s := func(d time.Duration) string { return d.Round(100 * time.Millisecond).String() }
+	fmt.Printf("| every source rotated to every namespace; baseline: as many plain secret updates, one client, same limits (before / after the rotation) | %s (%d writes) | %s (%s / %s) | %.2f |\n",
+		s(r.Converge), r.ConvergeWrites, s(r.Baseline), s(r.BaselineBefore), s(r.BaselineAfter), r.Converge.Seconds()/r.Baseline.Seconds())
 	fmt.Printf("| webhook RSS at steady state; baseline: idle, before the namespaces | %s | %s | %.2f |\n", mib(r.Loaded.RSS), mib(r.Idle.RSS), r.Loaded.RSS/r.Idle.RSS)
 	fmt.Printf("| webhook Go heap in use | %s | %s | %.2f |\n", mib(r.Loaded.Heap), mib(r.Idle.Heap), r.Loaded.Heap/r.Idle.Heap)
 	fmt.Printf("| webhook CPU (cores) | %.4f | %.4f | %.2f |\n", r.Loaded.CPU, r.Idle.CPU, r.Loaded.CPU/r.Idle.CPU)
