@@ -47,6 +47,8 @@ type Config struct {
 type Sample struct {
 	RSS, Heap float64 // bytes
 	CPU       float64 // cores
+	// Resolves counts the registries resolved during the period: a sync resolves every one.
+	Resolves float64
 }
 
 // Result is what a run measured.
@@ -146,14 +148,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 // sample watches the agent for d: its CPU over it, its memory at the end.
 func sample(ctx context.Context, pid int, metrics string, d time.Duration) (Sample, error) {
-	c0, t0 := cpuSeconds(pid), time.Now()
+	c0, r0, t0 := cpuSeconds(pid), metricSum(metrics, "pullpass_agent_refreshes_total{"), time.Now()
 	select {
 	case <-ctx.Done():
 		return Sample{}, ctx.Err()
 	case <-time.After(d):
 	}
 	cpu := (cpuSeconds(pid) - c0) / time.Since(t0).Seconds()
-	return Sample{RSS: rss(pid), Heap: metric(metrics, "go_memstats_heap_inuse_bytes"), CPU: cpu}, nil
+	return Sample{RSS: rss(pid), Heap: metric(metrics, "go_memstats_heap_inuse_bytes"), CPU: cpu,
+		Resolves: metricSum(metrics, "pullpass_agent_refreshes_total{") - r0}, nil
 }
 
 // cpuSeconds reads the user and system time a process used, from /proc/PID/stat.
@@ -194,20 +197,38 @@ func rss(pid int) float64 {
 
 // metric returns the value of the sample named exactly (with its labels) in a scrape.
 func metric(url, sample string) float64 {
+	v := -1.0
+	scrape(url, func(line string) {
+		if s, ok := strings.CutPrefix(line, sample+" "); ok {
+			v, _ = strconv.ParseFloat(s, 64)
+		}
+	})
+	return v
+}
+
+// metricSum returns the sum of the samples whose lines start with prefix.
+func metricSum(url, prefix string) float64 {
+	sum := 0.0
+	scrape(url, func(line string) {
+		if strings.HasPrefix(line, prefix) {
+			v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			sum += v
+		}
+	})
+	return sum
+}
+
+func scrape(url string, f func(line string)) {
 	resp, err := http.Get(url)
 	if err != nil {
-		return -1
+		return
 	}
 	defer func() { _ = resp.Body.Close() }()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
+		f(sc.Text())
 	}
-	return -1
 }
 
 func waitFor(ctx context.Context, d time.Duration, cond func() bool) error {
