@@ -117,7 +117,15 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		UpdateFunc: func(_, _ any) { ref.Kick() },
 		DeleteFunc: func(any) { ref.Kick() },
 	}
-	registries.AddHandler(kick)
+	registries.AddHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: kick.AddFunc,
+		UpdateFunc: func(old, cur any) {
+			if refresher.SpecChanged(old, cur) {
+				ref.Kick()
+			}
+		},
+		DeleteFunc: kick.DeleteFunc,
+	})
 	_, _ = sources.Informer().AddEventHandler(kick)
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -55,6 +55,7 @@ type Sample struct {
 type Result struct {
 	Idle, Loaded Sample
 	FillTime     time.Duration // from the first registry created to all N in the cache
+	SettleTime   time.Duration // from then to 10 s without a sync
 }
 
 // Run runs the benchmark and removes what it created.
@@ -141,9 +142,25 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, fmt.Errorf("the agent did not cache all registries: %w", err)
 	}
 	res.FillTime = time.Since(start)
-	time.Sleep(5 * time.Second)
+	// Steady means no sync for 10 s: the registries' first status writes (the keeper's) come
+	// in after the cache is full.
+	if err := settle(ctx, metrics, 10*time.Second, 5*time.Minute); err != nil {
+		return Result{}, fmt.Errorf("the agent kept syncing: %w", err)
+	}
+	res.SettleTime = time.Since(start) - res.FillTime
 	res.Loaded, err = sample(ctx, agent.Process.Pid, metrics, cfg.Steady)
 	return res, err
+}
+
+// settle waits until the agent has resolved nothing for quiet, for at most limit.
+func settle(ctx context.Context, metrics string, quiet, limit time.Duration) error {
+	last, since := metricSum(metrics, "pullpass_agent_refreshes_total{"), time.Now()
+	return waitFor(ctx, limit, func() bool {
+		if n := metricSum(metrics, "pullpass_agent_refreshes_total{"); n != last {
+			last, since = n, time.Now()
+		}
+		return time.Since(since) >= quiet
+	})
 }
 
 // sample watches the agent for d: its CPU over it, its memory at the end.

@@ -45,5 +45,5 @@ func main() {
 	fmt.Printf("| Go heap in use | %s | %s | %.2f |\n", mib(r.Idle.Heap), mib(r.Loaded.Heap), r.Loaded.Heap/r.Idle.Heap)
 	fmt.Printf("| CPU over %s (millicores) | %.2f | %.2f | %.2f |\n", cfg.Steady, 1000*r.Idle.CPU, 1000*r.Loaded.CPU, r.Loaded.CPU/r.Idle.CPU)
 	fmt.Printf("| syncs over %s (registries resolved / %d) | %.1f | %.1f | |\n", cfg.Steady, cfg.Registries, r.Idle.Resolves/float64(cfg.Registries), r.Loaded.Resolves/float64(cfg.Registries))
-	fmt.Printf("\nall %d served from the cache %.1f s after the first was created\n", cfg.Registries, r.FillTime.Seconds())
+	fmt.Printf("\nall %d served from the cache %.1f s after the first was created; the last sync %.1f s after that\n", cfg.Registries, r.FillTime.Seconds(), r.SettleTime.Seconds()-10)
 }
