@@ -23,25 +23,52 @@ images: ## Build and push pullpass's images without Docker: make images IMAGE_RE
 	cmd/images.sh $(IMAGE_REPO) $(TAG)
 
 .PHONY: unit
-unit: ## Run unit tests (fuzz seed corpora included, the matcher against the kubelet's own code, alerts and dashboard against Prometheus's parsers)
+unit: test-assets ## Run unit and integration tests (a real kube-apiserver + etcd per package, pkg/testenv; fuzz seed corpora; the matcher against the kubelet's own code; alerts and dashboard against Prometheus's parsers, alerts under promtool test rules; the Prometheus config the operator's generator makes of the chart)
 	$(GO) test -count=1 $(PKGS)
 	cd e2e/tools/kube && $(GO) test -count=1 .
 	cd e2e/tools/promcheck && $(GO) test -count=1 .
+	cd e2e/tools/promconfig && $(GO) test -count=1 ./...
+
+.PHONY: test-assets
+test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's etcd-server) for the integration tier, and promtool (Debian's prometheus), if missing
+	@command -v etcd >/dev/null 2>&1 || { echo "installing etcd-server"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null; }
+	@command -v promtool >/dev/null 2>&1 || { echo "installing prometheus (for promtool)"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@KUBE_BINARIES=kube-apiserver e2e/cluster/build-kube.sh >/dev/null
+
+.PHONY: generate
+generate: ## Write the Registry CRD (package crd and the chart's crds/) and deepcopy from the markers in pkg/apis (controller-gen, pinned in e2e/tools/codegen)
+	e2e/tools/codegen/generate.sh
+
+.PHONY: verify
+verify: ## Fail if a generated file differs from what make generate writes
+	e2e/tools/codegen/generate.sh --verify
 
 .PHONY: lint
-lint: ## gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache)
+lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@for m in $$(git ls-files '*go.mod'); do (cd $$(dirname $$m) && $(GO) mod tidy -diff >/dev/null) || { echo "$$m: go mod tidy would change it"; exit 1; }; done
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./e2e/...
 	cd e2e/tools/kube && $(GO) vet .
 	cd e2e/tools/promcheck && $(GO) vet .
+	cd e2e/tools/promconfig && $(GO) vet ./...
 	@lint=$$(e2e/cluster/build-tools.sh golangci-lint | tail -n 1)/golangci-lint; \
 	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/...
 
 .PHONY: test
-test: lint unit ## Run everything: lint, unit tests, then the e2e suite against pullpass deployed on a fresh harness cluster
+test: lint unit test-harness test-kind ## Run everything: lint, unit and integration tests, the e2e suite on a fresh harness cluster, then on a fresh 3-node kind cluster with the chart's defaults
+
+.PHONY: test-harness
+test-harness: ## The e2e suite against pullpass deployed on a fresh harness cluster (the fast loop), torn down after
 	@set -e; trap 'e2e/cluster/down.sh; e2e/cluster/check-clean.sh || exit 1' EXIT; e2e/cluster/down.sh >/dev/null 2>&1 || true; \
 	  e2e/cluster/up.sh; e2e/cluster/deploy.sh; $(MAKE) --no-print-directory e2e
+
+.PHONY: test-kind
+test-kind: ## The e2e suite on a fresh kind cluster (1 control plane, 2 workers, chart defaults), torn down after
+	@set -e; trap 'e2e/kind/down.sh; e2e/kind/check-clean.sh || exit 1' EXIT; e2e/kind/down.sh >/dev/null 2>&1 || true; \
+	  $(MAKE) --no-print-directory e2e-kind
 
 .PHONY: e2e
 e2e: ## Run the e2e suite against a running cluster (the harness's, or E2E_KUBECONFIG/E2E_REGISTRY_ENV)
@@ -69,20 +96,32 @@ bench: ## Run the Go benchmarks (see docs/benchmarks.md)
 clean: ## Remove build output (the harness must be down)
 	rm -rf $(BIN_DIR) _output
 
-.PHONY: e2e-kind
-e2e-kind: ## On a Docker machine: kind cluster (kind.yaml) + private registry, pullpass deployed, then the e2e suite (E2E_HOST_NETWORK=false)
-	e2e/kind/up.sh
-	e2e/kind/deploy.sh
-	E2E_ENDPOINTS_ENV=$(CURDIR)/_output/kind/endpoints.env E2E_KUBECONFIG=$(CURDIR)/_output/kind/kubeconfig E2E_REGISTRY_ENV=$(CURDIR)/_output/kind/registry.env \
-	  E2E_HOST_NETWORK=false $(GO) test -tags e2e -count=1 -timeout 30m ./e2e/...
+KIND_ENV := E2E_KUBECONFIG=$(CURDIR)/_output/kind/kubeconfig E2E_REGISTRY_ENV=$(CURDIR)/_output/kind/registry.env \
+  E2E_ENDPOINTS_ENV=$(CURDIR)/_output/kind/endpoints.env E2E_SCRIPTS_DIR=$(CURDIR)/e2e/kind E2E_HOST_NETWORK=false E2E_PIN_NODE=true
 
-.PHONY: demo-kind
-demo-kind: ## On a Docker machine: make demo's story on a kind cluster (kind.yaml)
-	e2e/kind/demo.sh
+.PHONY: kind-up
+kind-up: ## kind cluster (kind.yaml: 1 control plane, 2 workers) + private registry; offline with its own dockerd and node image when no Docker engine is reachable
+	e2e/kind/up.sh
+
+.PHONY: kind-deploy
+kind-deploy: ## Build pullpass's images and install the chart (default values, 2 webhook replicas, agent on every node) into the kind cluster
+	e2e/kind/deploy.sh
 
 .PHONY: kind-down
-kind-down: ## Delete the kind cluster and its registry
+kind-down: ## Delete the kind cluster and its registry, stop the own dockerd, leave the host as it was (checked)
 	e2e/kind/down.sh
+	e2e/kind/check-clean.sh
+
+.PHONY: e2e-kind
+e2e-kind: ## The e2e suite on the kind cluster (kind-up and kind-deploy first, if not done)
+	e2e/kind/up.sh
+	e2e/kind/deploy.sh
+	e2e/kind/netns.sh env $(KIND_ENV) E2E_ECR_LISTEN=$$(sed -n 's/^ECR_LISTEN=//p' _output/kind/endpoints.env) \
+	  $(GO) test -tags e2e -count=1 -timeout 45m ./e2e/...
+
+.PHONY: demo-kind
+demo-kind: ## make demo's story on the kind cluster: webhook pull secrets on each worker, a Cluster-scope registry served by each node's agent
+	e2e/kind/demo.sh
 
 .PHONY: deploy
 deploy: ## Build images from this checkout and install the chart into the harness cluster

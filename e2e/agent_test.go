@@ -18,6 +18,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 
@@ -36,7 +37,7 @@ const pluginCache = 5 * time.Second
 
 func script(t *testing.T, name string, args ...string) {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(framework.RepoRoot(), "e2e/cluster", name), args...).CombinedOutput()
+	out, err := exec.Command(framework.Script(name), args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
@@ -44,11 +45,7 @@ func script(t *testing.T, name string, args ...string) {
 
 func agentCache(t *testing.T, e *framework.Env) map[string]nodecache.Entry {
 	t.Helper()
-	path := e.Var("AGENT_CACHE")
-	if path == "" {
-		path = filepath.Join(framework.RepoRoot(), "_output/e2e/credential-provider/cache/credentials.json")
-	}
-	f, err := nodecache.Read(path)
+	f, err := nodecache.Read(e.AgentCache())
 	if err != nil {
 		t.Fatalf("reading the node cache: %v", err)
 	}
@@ -81,11 +78,11 @@ func TestAgentServesClusterRegistryWithNoPullSecret(t *testing.T) {
 	before := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
 	e.WaitPullFailure(t, ns, before.Name)
 
-	hits := framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_plugin_requests_total", map[string]string{"result": "hit"})
+	hits := framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_plugin_requests_total", map[string]string{"result": "hit"})
 	e.CreateRegistry(t, framework.RegistryOptions{Name: "node-wide", Scope: v1alpha1.ScopeCluster})
 	start := time.Now()
 	waitFor(t, time.Minute, "registry served by the node", func() bool {
-		return framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_registry_served", map[string]string{"registry": "node-wide"}) == 1
+		return framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_registry_served", map[string]string{"registry": "node-wide"}) == 1
 	})
 	t.Logf("the node cache served the new registry %s after it was created", time.Since(start).Round(100*time.Millisecond))
 	if c := agentCache(t, e)["node-wide"]; c.Password != e.RegistryPassword {
@@ -107,10 +104,10 @@ func TestAgentServesClusterRegistryWithNoPullSecret(t *testing.T) {
 			t.Fatalf("a pull secret %s was written into the namespace", s.Name)
 		}
 	}
-	if got := framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_plugin_requests_total", map[string]string{"result": "hit"}); got <= hits {
+	if got := framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_plugin_requests_total", map[string]string{"result": "hit"}); got <= hits {
 		t.Fatalf("plugin hits %v -> %v: the kubelet did not get the credentials from the plugin", hits, got)
 	}
-	if got := framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_refreshes_total", map[string]string{"registry": "node-wide", "result": "success"}); got < 1 {
+	if got := framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_refreshes_total", map[string]string{"registry": "node-wide", "result": "success"}); got < 1 {
 		t.Fatalf("refreshes{success} = %v", got)
 	}
 	// The agent logged the registry (it did: cache written) and never its password.
@@ -137,7 +134,7 @@ func basicAuthStatus(t *testing.T, e *framework.Env, user, password string) int 
 	}
 	pool.AppendCertsFromPEM(ca)
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	req, _ := http.NewRequest(http.MethodGet, "https://"+e.Registry+"/v2/", nil)
+	req, _ := http.NewRequest(http.MethodGet, "https://"+e.RegistryFromHere()+"/v2/", nil)
 	req.SetBasicAuth(user, password)
 	resp, err := c.Do(req)
 	if err != nil {
@@ -185,7 +182,7 @@ func TestAgentDoesNotServeNamespacedRegistry(t *testing.T) {
 	ep := e.Deployed(t)
 	nodeServesNothingAfter(t, e)
 	e.CreateRegistry(t, framework.RegistryOptions{Name: "ns-only", Scope: v1alpha1.ScopeNamespaced})
-	misses := framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_plugin_requests_total", map[string]string{"result": "miss"})
+	misses := framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_plugin_requests_total", map[string]string{"result": "miss"})
 	ns := e.Namespace(t, "not-opted-in", nil)
 	time.Sleep(2 * time.Second) // the agent has seen the registry (and must ignore it)
 	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
@@ -193,7 +190,7 @@ func TestAgentDoesNotServeNamespacedRegistry(t *testing.T) {
 	if _, ok := agentCache(t, e)["ns-only"]; ok {
 		t.Fatal("a Namespaced registry is in the node cache")
 	}
-	if got := framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_plugin_requests_total", map[string]string{"result": "miss"}); got <= misses {
+	if got := framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_plugin_requests_total", map[string]string{"result": "miss"}); got <= misses {
 		t.Fatalf("plugin misses %v -> %v: the kubelet did not ask the plugin", misses, got)
 	}
 }
@@ -220,7 +217,7 @@ func TestAgentHostWithPortNeedsKubeletRestart(t *testing.T) {
 	})
 	nodeServesNothingAfter(t, e)
 	restart := func() float64 {
-		return framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_kubelet_restart_required", nil)
+		return framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_kubelet_restart_required", nil)
 	}
 	// The kubelet runs the plugin on any pull (the globs match every host): then the agent
 	// knows which config the kubelet has.
@@ -245,10 +242,14 @@ func TestAgentHostWithPortNeedsKubeletRestart(t *testing.T) {
 // Legacy mode, for kubelets whose flags cannot change: an agent writes pullpass's entries into
 // the kubelet's config.json, keeping the entries it does not own, and the kubelet pulls with them.
 // The agent runs on the host here, beside the deployed one, serving a registry whose source the
-// deployed agent cannot read (another namespace), so only the legacy path can serve it.
+// deployed agent does not read (another allowed source namespace, not the release's), so only the
+// legacy path can serve it.
 func TestAgentLegacyModeServesThroughKubeletDockerConfig(t *testing.T) {
 	e := framework.Load(t)
 	e.Deployed(t)
+	if !e.HostNetwork {
+		t.Skip("legacy mode is proved on the harness, whose kubelet's root dir is on this machine; a kind node's is inside its container")
+	}
 	alias := e.Var("REGISTRY_ALIAS")
 	kubeletRoot := filepath.Join(framework.RepoRoot(), "_output/e2e/kubelet")
 	config := filepath.Join(kubeletRoot, "config.json")
@@ -268,17 +269,20 @@ func TestAgentLegacyModeServesThroughKubeletDockerConfig(t *testing.T) {
 		time.Sleep(2 * time.Second)
 	})
 
-	srcNS := e.Namespace(t, "legacy-src", nil)
+	srcNS := legacySourceNamespace(t, e)
 	src, _ := dockerconfig.ForHost(alias, e.RegistryUsername, e.RegistryPassword).Marshal()
 	if _, err := e.Kube.CoreV1().Secrets(srcNS).Create(framework.Context(t, time.Minute), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "src"}, Type: corev1.SecretTypeDockerConfigJson,
+		ObjectMeta: metav1.ObjectMeta{Name: "legacy-src"}, Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: src},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = e.Kube.CoreV1().Secrets(srcNS).Delete(context.Background(), "legacy-src", metav1.DeleteOptions{})
+	})
 	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "node-legacy"}, Spec: v1alpha1.RegistrySpec{
 		Hosts: []string{alias}, Scope: v1alpha1.ScopeCluster,
-		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: srcNS, Name: "src"}},
+		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: srcNS, Name: "legacy-src"}},
 	}}
 	if _, err := e.Registries.Create(framework.Context(t, time.Minute), reg, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -353,8 +357,22 @@ func TestAgentLegacyModeServesThroughKubeletDockerConfig(t *testing.T) {
 }
 
 // agentPID finds the deployed agent's process on this machine (the harness's node), by its cache.
-func agentPID(t *testing.T, cache string) int {
+func agentPID(t *testing.T, e *framework.Env, cache string) int {
 	t.Helper()
+	// On a cluster of several nodes the agents' flags are alike: find the one of the suite's
+	// node by its container's ID, in the cgroup of its process.
+	container := ""
+	if !e.HostNetwork {
+		pods, err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).List(framework.Context(t, time.Minute), metav1.ListOptions{
+			LabelSelector: "app.kubernetes.io/component=agent", FieldSelector: "spec.nodeName=" + e.NodeName})
+		if err != nil || len(pods.Items) != 1 || len(pods.Items[0].Status.ContainerStatuses) != 1 {
+			return 0
+		}
+		_, container, _ = strings.Cut(pods.Items[0].Status.ContainerStatuses[0].ContainerID, "://")
+		if container == "" {
+			return 0
+		}
+	}
 	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, f := range dirs {
 		data, err := os.ReadFile(f)
@@ -362,10 +380,19 @@ func agentPID(t *testing.T, cache string) int {
 			continue
 		}
 		args := strings.Split(string(data), "\x00")
-		if strings.HasSuffix(args[0], "pullpass-agent") && strings.Contains(string(data), "--cache="+cache) {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
-			return pid
+		if !strings.HasSuffix(args[0], "pullpass-agent") {
+			continue
 		}
+		if container != "" {
+			cg, _ := os.ReadFile(filepath.Join(filepath.Dir(f), "cgroup"))
+			if !strings.Contains(string(cg), container) {
+				continue
+			}
+		} else if !strings.Contains(string(data), "--cache="+cache) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		return pid
 	}
 	return 0
 }
@@ -377,10 +404,11 @@ func TestAgentKilledWhileWritingLeavesAReadableCache(t *testing.T) {
 	e := framework.Load(t)
 	ep := e.Deployed(t)
 	nodeServesNothingAfter(t, e)
-	cache := filepath.Join(framework.RepoRoot(), "_output/e2e/credential-provider/cache/credentials.json")
+	cache := e.AgentCache()
 	plugin := filepath.Join(e.Var("CREDENTIAL_PROVIDER_BIN"), "pullpass-credential-provider")
+	readyz := strings.TrimSuffix(e.AgentMetricsURL(t, ep), "/metrics") + "/readyz" // the pod's address outlives its container
 	ready := func() bool {
-		resp, err := http.Get(strings.TrimSuffix(ep.AgentMetricsURL, "/metrics") + "/readyz")
+		resp, err := http.Get(readyz)
 		if err != nil {
 			return false
 		}
@@ -420,9 +448,9 @@ func TestAgentKilledWhileWritingLeavesAReadableCache(t *testing.T) {
 	})
 
 	for kill := 0; kill < 3; kill++ {
-		waitFor(t, 2*time.Minute, "the agent running and ready", func() bool { return agentPID(t, cache) != 0 && ready() })
+		waitFor(t, 2*time.Minute, "the agent running and ready", func() bool { return agentPID(t, e, cache) != 0 && ready() })
 		time.Sleep(time.Duration(300+kill*400) * time.Millisecond) // into the churn
-		pid := agentPID(t, cache)
+		pid := agentPID(t, e, cache)
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatalf("killing the agent (pid %d): %v", pid, err)
 		}
@@ -457,4 +485,16 @@ func TestAgentKilledWhileWritingLeavesAReadableCache(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(cache), ".credentials.json.*")); len(left) != 0 {
 		t.Fatalf("temp files left beside the cache: %v", left)
 	}
+}
+
+// legacySourceNamespace is a namespace the deployed webhook allows sources in besides its own
+// (values-harness.yaml's sourceNamespaces), which the deployed agents never read.
+func legacySourceNamespace(t *testing.T, e *framework.Env) string {
+	t.Helper()
+	const ns = "pullpass-e2e-legacy"
+	_, err := e.Kube.CoreV1().Namespaces().Create(framework.Context(t, time.Minute), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return ns
 }

@@ -38,18 +38,23 @@ func runCLI(t *testing.T, e *framework.Env, stdin string, args ...string) cliRes
 func TestCLIRegistriesLifecycle(t *testing.T) {
 	e := framework.Load(t)
 	e.InstallCRD(t)
-	ns := e.Namespace(t, "pullpass-cli", nil) // stands for the pullpass namespace
+	ns := framework.PullpassNamespace // sources may only be there
 	ctx := framework.Context(t, 5*time.Minute)
 	name := cli.NameForHost(e.Registry)
-	t.Cleanup(func() { _ = e.Registries.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = e.Registries.Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = e.Kube.CoreV1().Secrets(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 
-	// A wrong password first, then the right one: the second add updates, never duplicates.
+	// A wrong password first (refused by the registry: exit 1, the registry stays), then the right
+	// one: the second add updates, never duplicates.
+	e.Deployed(t)
 	r := runCLI(t, e, "wrong-password\n", "-N", ns, "registries", "add", e.Registry, "--username", e.RegistryUsername, "--password-stdin")
-	if r.code != 0 || !strings.Contains(r.out, "registry "+name+" created") {
+	if r.code != 1 || !strings.Contains(r.out, "registry "+name+" created") || !strings.Contains(r.errOut, "(Unauthorized)") {
 		t.Fatalf("add: exit %d, out %q, err %q", r.code, r.out, r.errOut)
 	}
 	r = runCLI(t, e, e.RegistryPassword+"\n", "-N", ns, "registries", "add", e.Registry, "--username", e.RegistryUsername, "--password-stdin")
-	if r.code != 0 || !strings.Contains(r.out, "registry "+name+" updated") {
+	if r.code != 0 || !strings.Contains(r.out, "registry "+name+" updated") || !strings.Contains(r.out, "Login Succeeded") {
 		t.Fatalf("second add: exit %d, out %q, err %q", r.code, r.out, r.errOut)
 	}
 	if strings.Contains(r.out+r.errOut, e.RegistryPassword) {
@@ -78,8 +83,8 @@ func TestCLIRegistriesLifecycle(t *testing.T) {
 	}
 	for _, l := range lines {
 		if strings.HasPrefix(l, e.Registry+" ") {
-			if f := strings.Fields(l); len(f) < 6 || f[1] != name || f[2] != e.RegistryUsername || f[3] != "Namespaced" {
-				t.Fatalf("list row %q, want SERVER NAME USERNAME SCOPE READY EXPIRES for %s", l, name)
+			if f := strings.Fields(l); len(f) < 9 || f[1] != name || f[2] != "secretRef" || f[3] != e.RegistryUsername || f[4] != "Namespaced" || f[7] != "True" {
+				t.Fatalf("list row %q, want SERVER NAME SOURCE USERNAME SCOPE NAMESPACES READY VERIFIED EXPIRES for %s, verified", l, name)
 			}
 		}
 	}
@@ -130,8 +135,13 @@ func TestCLIRegistriesLifecycle(t *testing.T) {
 func TestCLIAddFromDockerConfig(t *testing.T) {
 	e := framework.Load(t)
 	e.InstallCRD(t)
-	ns := e.Namespace(t, "pullpass-cli", nil)
+	ns := framework.PullpassNamespace // sources may only be there
 	ctx := framework.Context(t, 2*time.Minute)
+	t.Cleanup(func() {
+		for _, s := range []string{"from-docker", "users-own"} {
+			_ = e.Kube.CoreV1().Secrets(ns).Delete(context.Background(), s, metav1.DeleteOptions{})
+		}
+	})
 	cfg := dockerconfig.Config{Auths: map[string]dockerconfig.AuthEntry{
 		"https://" + e.Registry: {Username: e.RegistryUsername, Password: e.RegistryPassword},
 		"ghcr.io":               {Username: "other", Password: "other"},

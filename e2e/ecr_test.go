@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 
@@ -18,8 +19,14 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials/ecr/ecrtest"
 )
 
-// ecrEndpoint is where the harness's webhook looks for the ECR API (values-harness.yaml).
-const ecrEndpoint = "127.0.0.1:28900"
+// ecrEndpoint is where the deployed webhook and agent look for the ECR API: the harness's
+// (values-harness.yaml), or E2E_ECR_LISTEN (the kind cluster's, which its pods reach).
+var ecrEndpoint = func() string {
+	if v := os.Getenv("E2E_ECR_LISTEN"); v != "" {
+		return v
+	}
+	return "127.0.0.1:28900"
+}()
 
 // An ECR registry, through the real aws-sdk-go-v2 client in the deployed webhook, against a local
 // ECR API whose tokens open the harness registry: a pod pulls with the token, the token is
@@ -135,7 +142,7 @@ func TestAgentECRKeepsLastGoodTokenUntilExpiry(t *testing.T) {
 	waitFor(t, 30*time.Second, "the ECR token in the node cache", func() bool {
 		return agentCache(t, e)["node-ecr"].Password == e.RegistryPassword
 	})
-	if got := framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_credentials_expiry_timestamp_seconds", map[string]string{"registry": "node-ecr"}); got != float64(expires.Unix()) {
+	if got := framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_credentials_expiry_timestamp_seconds", map[string]string{"registry": "node-ecr"}); got != float64(expires.Unix()) {
 		t.Fatalf("expiry metric %v, want %d", got, expires.Unix())
 	}
 	time.Sleep(pluginCache)
@@ -146,7 +153,7 @@ func TestAgentECRKeepsLastGoodTokenUntilExpiry(t *testing.T) {
 	// ECR refuses from now on: the token stays until it expires.
 	srv.SetReplies(ecrtest.Reply{ErrorCode: "AccessDeniedException", Message: "not authorized to perform: ecr:GetAuthorizationToken"})
 	waitFor(t, life, "a failed refresh counted", func() bool {
-		return framework.Metric(t, ep.AgentMetricsURL, "pullpass_agent_refreshes_total", map[string]string{"registry": "node-ecr", "result": "stale"}) >= 1
+		return framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_refreshes_total", map[string]string{"registry": "node-ecr", "result": "stale"}) >= 1
 	})
 	if time.Now().Before(expires) {
 		if got := agentCache(t, e)["node-ecr"]; got.Password != e.RegistryPassword {

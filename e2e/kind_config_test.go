@@ -12,9 +12,10 @@ import (
 	"github.com/pullpass/pullpass/e2e/framework"
 )
 
-// kind.yaml cannot be run here (no Docker), so what can be checked is: it decodes strictly with
-// kind's own types, and every node's kubelet gets both credential provider flags, with the dirs
-// mounted where the flags point.
+// kind.yaml is run by make kind-up (e2e/kind); what is checked here, without a cluster: it decodes
+// strictly with kind's own types, it has a control plane and two workers, every node's kubelet
+// gets both credential provider flags with the dirs mounted where the flags point, and no two
+// nodes share a host directory (each node has its own provider config and pullpass cache).
 func TestKindConfig(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "kind.yaml"))
 	if err != nil {
@@ -30,8 +31,19 @@ func TestKindConfig(t *testing.T) {
 	if len(cluster.ContainerdConfigPatches) == 0 || !strings.Contains(cluster.ContainerdConfigPatches[0], `config_path = "/etc/containerd/certs.d"`) {
 		t.Fatal("containerd is not pointed at /etc/containerd/certs.d for registry trust")
 	}
-	if len(cluster.Nodes) < 2 {
-		t.Fatalf("%d nodes, want a control plane and a worker", len(cluster.Nodes))
+	roles := map[kindv1alpha4.NodeRole]int{}
+	hostPaths := map[string]int{}
+	for i, n := range cluster.Nodes {
+		roles[n.Role]++
+		for _, m := range n.ExtraMounts {
+			if j, ok := hostPaths[m.HostPath]; ok {
+				t.Fatalf("nodes %d and %d share the host directory %s", j, i, m.HostPath)
+			}
+			hostPaths[m.HostPath] = i
+		}
+	}
+	if roles[kindv1alpha4.ControlPlaneRole] != 1 || roles[kindv1alpha4.WorkerRole] != 2 {
+		t.Fatalf("nodes by role %v, want one control plane and two workers", roles)
 	}
 	for i, n := range cluster.Nodes {
 		mounted := map[string]bool{}

@@ -27,7 +27,7 @@ func TestPullAuthFailureCountedOncePerEpisode(t *testing.T) {
 	labels := map[string]string{"registry": "obs-wrong", "namespace": ns, "reason": "auth"}
 	start := time.Now()
 	waitFor(t, time.Minute, "the auth failure counted", func() bool {
-		return framework.Metric(t, ep.WebhookMetricsURL, "pullpass_image_pull_failures_total", labels) == 1
+		return e.WebhookMetric(t, ep, "pullpass_image_pull_failures_total", labels) == 1
 	})
 	t.Logf("counted %s after the pod was created", time.Since(start).Round(100*time.Millisecond))
 
@@ -44,17 +44,17 @@ func TestPullAuthFailureCountedOncePerEpisode(t *testing.T) {
 		}
 		return false
 	})
-	if got := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_image_pull_failures_total", labels); got != 1 {
+	if got := e.WebhookMetric(t, ep, "pullpass_image_pull_failures_total", labels); got != 1 {
 		t.Fatalf("failures = %v after the kubelet retried, want 1 (one episode)", got)
 	}
-	if got := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_image_pulls_failing", labels); got != 1 {
+	if got := e.WebhookMetric(t, ep, "pullpass_image_pulls_failing", labels); got != 1 {
 		t.Fatalf("failing now = %v, want 1", got)
 	}
 	if err := e.Kube.CoreV1().Pods(ns).Delete(framework.Context(t, time.Minute), pod.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Minute, "the episode gone with its pod", func() bool {
-		return framework.Metric(t, ep.WebhookMetricsURL, "pullpass_image_pulls_failing", labels) == 0
+		return e.WebhookMetric(t, ep, "pullpass_image_pulls_failing", labels) == 0
 	})
 }
 

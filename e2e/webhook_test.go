@@ -25,7 +25,7 @@ func TestWebhookFirstPodInFreshNamespacePulls(t *testing.T) {
 	reg := e.CreateRegistry(t, framework.RegistryOptions{Name: "wh-fresh"})
 	secret := "pullpass-" + reg.Name
 	e.WaitServed(t, e.Namespace(t, "warmup", optIn), secret)
-	before := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_webhook_injections_total", map[string]string{"registry": reg.Name})
+	before := e.WebhookMetric(t, ep, "pullpass_webhook_injections_total", map[string]string{"registry": reg.Name})
 
 	ns := e.Namespace(t, "fresh", optIn)
 	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{InitImage: e.Image}))
@@ -36,7 +36,7 @@ func TestWebhookFirstPodInFreshNamespacePulls(t *testing.T) {
 	if ev := e.FailedPullEvents(t, ns, pod.Name); len(ev) != 0 {
 		t.Fatalf("the first pull failed before succeeding: %v", ev)
 	}
-	if after := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_webhook_injections_total", map[string]string{"registry": reg.Name}); after != before+1 {
+	if after := e.WebhookMetric(t, ep, "pullpass_webhook_injections_total", map[string]string{"registry": reg.Name}); after != before+1 {
 		t.Fatalf("pullpass_webhook_injections_total{registry=%q} went %v -> %v, want +1", reg.Name, before, after)
 	}
 }
@@ -148,7 +148,7 @@ func TestWebhookFailsOpen(t *testing.T) {
 	ns := e.Namespace(t, "failopen", optIn)
 	e.CreateRegistry(t, framework.RegistryOptions{Name: "wh-broken", NoSource: true})
 	labels := map[string]string{"kind": "ensure_secret"}
-	before := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_webhook_errors_total", labels)
+	before := e.WebhookMetric(t, ep, "pullpass_webhook_errors_total", labels)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// Until the webhook sees the registry the pod is simply not matched; once it does, the
@@ -158,7 +158,7 @@ func TestWebhookFailsOpen(t *testing.T) {
 		if len(created.Spec.ImagePullSecrets) != 0 {
 			t.Fatalf("pod got %v from a registry with no source", created.Spec.ImagePullSecrets)
 		}
-		if framework.Metric(t, ep.WebhookMetricsURL, "pullpass_webhook_errors_total", labels) > before {
+		if e.WebhookMetric(t, ep, "pullpass_webhook_errors_total", labels) > before {
 			break
 		}
 		if time.Now().After(deadline) {

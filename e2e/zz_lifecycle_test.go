@@ -29,7 +29,7 @@ func TestZZHelmUpgradeThenUninstall(t *testing.T) {
 	h := helm(t)
 	ctx := framework.Context(t, 10*time.Minute)
 	deploy := func() {
-		out, err := exec.Command(filepath.Join(framework.RepoRoot(), "e2e/cluster/deploy.sh")).CombinedOutput()
+		out, err := exec.Command(framework.Script("deploy.sh")).CombinedOutput()
 		if err != nil {
 			t.Fatalf("deploy: %v\n%s", err, out)
 		}
@@ -91,7 +91,7 @@ func TestZZHelmUpgradeThenUninstall(t *testing.T) {
 		}
 	}
 	// The agent took its credentials and its kubelet config entry off the node.
-	cache := filepath.Join(framework.RepoRoot(), "_output/e2e/credential-provider/cache/credentials.json")
+	cache := e.AgentCache()
 	waitFor(t, time.Minute, "the node cache removed", func() bool { _, err := os.Stat(cache); return os.IsNotExist(err) })
 	if _, err := os.Stat(filepath.Join(e.Var("CREDENTIAL_PROVIDER_CONFIG"), "pullpass.yaml")); !os.IsNotExist(err) {
 		t.Fatalf("the kubelet config entry is still on the node: %v", err)

@@ -13,20 +13,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pullpass/pullpass/agent/install"
 	"github.com/pullpass/pullpass/agent/legacy"
 	"github.com/pullpass/pullpass/agent/refresher"
+	"github.com/pullpass/pullpass/agent/sources"
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
+	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 )
@@ -58,10 +54,21 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Informers: Registry objects, and the secrets of pullpass's namespace (the sources).
+	// Informers: Registry objects, each source Secret the node serves from (by name: that is
+	// all the agent may read), and the agent's own DaemonSet (is pullpass being uninstalled?).
 	registries := registrywatch.New(regClient, log.With("component", "registries"))
-	sourceFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(o.Namespace))
-	sources := sourceFactory.Core().V1().Secrets()
+	var ref *refresher.Refresher
+	srcs, err := sources.New(sources.Config{
+		Client: kube, Namespace: o.Namespace, Logger: log.With("component", "sources"),
+		OnChange: func() { ref.Kick() },
+	})
+	if err != nil {
+		return err
+	}
+	var daemonSet *selfWatch
+	if o.DaemonSetName != "" {
+		daemonSet = watchDaemonSet(kube, o.Namespace, o.DaemonSetName)
+	}
 
 	var sinks []refresher.Sink
 	var installer *install.Installer
@@ -98,10 +105,10 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ref, err := refresher.New(refresher.Config{
+	ref, err = refresher.New(refresher.Config{
 		Registries: registries,
 		Resolver: &credentials.Resolver{
-			Secrets: &secretGetter{lister: sources.Lister(), namespace: o.Namespace},
+			Secrets: srcs,
 			NewECR:  ecr.NewAPI, ECREndpoint: o.ECREndpoint,
 		},
 		CachePath: o.CachePath,
@@ -112,26 +119,29 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	kick := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { ref.Kick() },
-		UpdateFunc: func(_, _ any) { ref.Kick() },
-		DeleteFunc: func(any) { ref.Kick() },
+	// A registry changed: watch the sources the node now serves from, then sync.
+	changed := func(any) {
+		srcs.Set(nodeaccess.SourceSecrets(registries.List(), o.Namespace))
+		ref.Kick()
 	}
 	registries.AddHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: kick.AddFunc,
+		AddFunc: changed,
+		// Not on a status update: the keeper writes the status of every registry it resyncs.
 		UpdateFunc: func(old, cur any) {
 			if refresher.SpecChanged(old, cur) {
-				ref.Kick()
+				changed(cur)
 			}
 		},
-		DeleteFunc: kick.DeleteFunc,
+		DeleteFunc: changed,
 	})
-	_, _ = sources.Informer().AddEventHandler(kick)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sourceFactory.Start(ctx.Done())
-	go registries.Run(ctx)
+	runCtx, stopRunning := context.WithCancel(ctx)
+	defer stopRunning()
+	srcs.Start(runCtx)
+	go registries.Run(runCtx)
+	if daemonSet != nil {
+		go daemonSet.run(runCtx)
+	}
 
 	opsMux := http.NewServeMux()
 	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -152,23 +162,40 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	}()
 	log.Info("pullpass agent started", "mode", o.Mode, "cache", o.CachePath, "metrics", o.MetricsAddress, "namespace", o.Namespace)
 
-	if !cache.WaitForCacheSync(ctx.Done(), registries.HasSynced, sources.Informer().HasSynced) {
+	if !cache.WaitForCacheSync(runCtx.Done(), registries.HasSynced) {
 		return ctx.Err()
 	}
-	go ref.Run(ctx) // its first sync makes the agent ready
+	srcs.Set(nodeaccess.SourceSecrets(registries.List(), o.Namespace))
+	// Sources not readable within a few seconds keep their last good credentials in the cache
+	// (the refresher never takes "not readable" for "gone"); the watches go on trying.
+	syncCtx, syncDone := context.WithTimeout(runCtx, o.SourceSyncTimeout)
+	if pending := srcs.WaitForSync(syncCtx); len(pending) > 0 {
+		log.Warn("some source secrets are not readable yet; serving what the cache holds for them", "secrets", pending)
+	}
+	syncDone()
+	refreshed := make(chan struct{})
+	go func() { ref.Run(runCtx); close(refreshed) }() // its first sync makes the agent ready
 
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errs:
 	}
+	// Stop the refresher and wait for it: a sync under way must not write the cache back after
+	// an uninstall removed it.
+	stopRunning()
+	<-refreshed
 	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 	defer scancel()
 	_ = opsSrv.Shutdown(sctx)
-	if o.DaemonSetName != "" {
-		if gone, why := uninstalling(kube, o.Namespace, o.DaemonSetName); gone {
+	if daemonSet != nil {
+		gone, why := daemonSet.uninstalling(sctx, kube)
+		if gone {
 			log.Info("pullpass is being uninstalled: removing its credentials and config from the node", "why", why)
 			return errors.Join(runErr, Uninstall(o, log, true))
+		}
+		if why != "" {
+			log.Warn("could not tell whether pullpass is being uninstalled", "why", why)
 		}
 	}
 	log.Info("shutting down; the node keeps serving the cache as written")
@@ -214,26 +241,6 @@ func Uninstall(o *Options, log *slog.Logger, keepPlugin bool) error {
 	return err
 }
 
-// uninstalling reports whether the agent stops because pullpass is being uninstalled: its
-// DaemonSet is gone or going, or (helm deletes the agent's RBAC and ServiceAccount in the same
-// breath) the API server no longer lets it look.
-func uninstalling(kube kubernetes.Interface, namespace, name string) (bool, string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ds, err := kube.AppsV1().DaemonSets(namespace).Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return true, "the DaemonSet is gone"
-	case apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err):
-		return true, "the agent's access was revoked"
-	case err != nil:
-		return false, ""
-	case ds.DeletionTimestamp != nil:
-		return true, "the DaemonSet is being deleted"
-	}
-	return false, ""
-}
-
 // RegisterMetrics registers the agent's metrics on reg: the refresher's, and in provider mode
 // (restartNeeded set) what the plugin recorded beside the cache, read at scrape.
 func RegisterMetrics(reg prometheus.Registerer, cachePath string, restartNeeded func() bool) (*refresher.PrometheusMetrics, error) {
@@ -269,17 +276,3 @@ type collectorFunc struct {
 
 func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
-
-// secretGetter reads sources from the informer of pullpass's namespace only: that is all the
-// agent may read (its RBAC), and a node agent making API calls per registry would not scale.
-type secretGetter struct {
-	lister    corelisters.SecretLister
-	namespace string
-}
-
-func (g *secretGetter) Secret(_ context.Context, namespace, name string) (*corev1.Secret, error) {
-	if namespace != g.namespace {
-		return nil, fmt.Errorf("the node agent reads sources in namespace %s only; move %s/%s there for a Cluster-scope registry", g.namespace, namespace, name)
-	}
-	return g.lister.Secrets(namespace).Get(name)
-}

@@ -48,6 +48,8 @@ type Options struct {
 	// Serving.
 	MetricsAddress  string
 	ShutdownTimeout time.Duration
+	// SourceSyncTimeout bounds the wait at start for the source Secrets' first reads.
+	SourceSyncTimeout time.Duration
 
 	// Logs.
 	Log logging.Options
@@ -71,6 +73,7 @@ func DefaultOptions() *Options {
 		KubeletDockerConfig: "/var/lib/kubelet/config.json",
 		MetricsAddress:      ":8081",
 		ShutdownTimeout:     10 * time.Second,
+		SourceSyncTimeout:   10 * time.Second,
 		Log:                 logging.Defaults(),
 	}
 }
@@ -102,6 +105,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long to let requests finish on shutdown")
+	fs.DurationVar(&o.SourceSyncTimeout, "source-sync-timeout", o.SourceSyncTimeout, "how long to wait at start for the source secrets' first reads before serving what the cache holds")
 
 	o.Log.AddFlags(fs)
 }

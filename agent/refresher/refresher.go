@@ -19,6 +19,8 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/match"
+	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/registrytable"
 )
@@ -161,7 +163,7 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 	served := map[string]bool{}
 	var regs []*v1alpha1.Registry
 	for _, reg := range r.cfg.Registries.List() {
-		if reg.Spec.EffectiveScope() != v1alpha1.ScopeCluster || reg.DeletionTimestamp != nil {
+		if !nodeaccess.ServedByNode(reg) {
 			continue
 		}
 		if err := registrytable.Validate(reg); err != nil {
@@ -277,14 +279,30 @@ func (r *Refresher) resolve(ctx context.Context, reg *v1alpha1.Registry, prev no
 		r.cfg.Metrics.Refresh(reg.Name, ResultError)
 		keep := prev.Registry != "" && !apierrors.IsNotFound(err) && (prev.ExpiresAt.IsZero() || prev.ExpiresAt.After(now))
 		if keep {
-			prev.Hosts = slices.Clone(reg.Spec.Hosts)
+			prev.Hosts = cacheHosts(reg)
 			r.cfg.Logger.Warn("refresh failing; serving the last good credentials", "registry", reg.Name, "expiresAt", prev.ExpiresAt, "err", err)
 			return prev, true
 		}
 		r.cfg.Logger.Error("no credentials for registry", "registry", reg.Name, "err", err)
 		return nodecache.Entry{}, false
 	}
-	return nodecache.Entry{Registry: reg.Name, Hosts: slices.Clone(reg.Spec.Hosts), Username: c.Username, Password: c.Password, ExpiresAt: c.ExpiresAt}, true
+	return nodecache.Entry{Registry: reg.Name, Hosts: cacheHosts(reg), Username: c.Username, Password: c.Password, ExpiresAt: c.ExpiresAt}, true
+}
+
+// cacheHosts are a registry's host patterns in their canonical form ("https://index.docker.io/v1/"
+// is docker.io): the plugin answers the kubelet with them as keys, the installer writes them as
+// matchImages and the legacy writer as config.json keys, all read by the kubelet as they are.
+func cacheHosts(reg *v1alpha1.Registry) []string {
+	out := make([]string, 0, len(reg.Spec.Hosts))
+	for _, h := range reg.Spec.Hosts {
+		if c, err := match.Canonical(h); err == nil {
+			h = c
+		}
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 func equalEntry(a, b nodecache.Entry) bool {

@@ -273,3 +273,16 @@ func TestSpecChanged(t *testing.T) {
 		}
 	}
 }
+
+// The node cache holds canonical host patterns: the plugin answers the kubelet with them as keys
+// and the installer writes them as matchImages, so Docker Hub written as its legacy URL is served
+// under docker.io, the key the kubelet matches Docker Hub images with.
+func TestCacheHoldsCanonicalHosts(t *testing.T) {
+	f := newFixture(t, "")
+	f.regs = registries{registry("hub", v1alpha1.ScopeCluster, "https://index.docker.io/v1/", "registry-1.docker.io", "https://localhost:5443/")}
+	f.res.creds["hub"] = credentials.Credentials{Username: "u", Password: "p"}
+	f.r.Sync(context.Background())
+	if got := f.cached(t)["hub"].Hosts; !slices.Equal(got, []string{"docker.io", "localhost:5443"}) {
+		t.Fatalf("cached hosts %v, want [docker.io localhost:5443]", got)
+	}
+}

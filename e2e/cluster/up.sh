@@ -19,7 +19,7 @@ fi
 rm -f "$E2E_DIR/ready"
 # Start clean: no objects, pods, images or node state from an earlier cluster. The PKI and the
 # registry password are kept, so a kubeconfig copied elsewhere keeps working.
-rm -rf "$E2E_DIR/etcd" "$KUBELET_ROOT" "$CONTAINERD_DIR" "$E2E_DIR/registry/data" "$LOGS"
+rm -rf "$E2E_DIR/etcd" "$KUBELET_ROOT" "$CONTAINERD_DIR" "$E2E_DIR/registry/data" "$E2E_DIR/token-registry/data" "$LOGS" "$E2E_DIR/pod-logs" "$PROMETHEUS_DIR"
 
 # --- packages ---------------------------------------------------------------------------------
 need=()
@@ -144,6 +144,7 @@ start registry docker-registry serve "$E2E_DIR/registry/config.yml"
 wait_for registry 30 curl -s --cacert "$PKI/ca.crt" -o /dev/null "https://$REGISTRY_HOST/v2/"
 code=$(curl -s --cacert "$PKI/ca.crt" -o /dev/null -w '%{http_code}' "https://$REGISTRY_HOST/v2/")
 [ "$code" = 401 ] || die "registry answers $code without credentials; it must answer 401"
+. "$(dirname "$0")/token-registry.sh"
 
 # --- images (no Docker, nothing from the internet) ---------------------------------------------
 export SSL_CERT_FILE=$PKI/ca.crt
@@ -153,21 +154,39 @@ PAUSE_IMAGE=$REGISTRY_HOST/e2e/pause:1
 E2E_IMAGE=$REGISTRY_HOST/e2e/hello:1
 build_image e2e/images/pause pause "$PAUSE_IMAGE" /pause
 build_image e2e/images/hello hello "$E2E_IMAGE" /hello,serve
-log "pushed $PAUSE_IMAGE and $E2E_IMAGE"
+# Docker Hub cannot be reached from here: the harness registry stands in for it (containerd's
+# docker.io mirror below), with the images Docker Hub's docs and the CLI seeds name.
+for repo in library/nginx yourname/app yourname/postgres; do
+  "$CRANE" copy "$E2E_IMAGE" "$REGISTRY_HOST/$repo:latest" >>"$LOGS/images.log" 2>&1
+done
+"$CRANE" auth login "$TOKEN_REGISTRY_HOST" -u "$TOKEN_REGISTRY_USERNAME" -p "$TOKEN_REGISTRY_PASSWORD" >/dev/null 2>&1
+TOKEN_E2E_IMAGE=$TOKEN_REGISTRY_HOST/e2e/hello:1
+"$CRANE" copy "$E2E_IMAGE" "$TOKEN_E2E_IMAGE" >>"$LOGS/images.log" 2>&1 || die "pushing to the token registry failed; see $LOGS/images.log"
+log "pushed $PAUSE_IMAGE and $E2E_IMAGE, docker.io stand-ins, and $TOKEN_E2E_IMAGE through the token flow"
 
 # --- containerd ---------------------------------------------------------------------------------
 # The registry answers as localhost:PORT and as 127.0.0.1:PORT (REGISTRY_ALIAS): two hosts,
 # so a test can serve one through the node and leave the other alone.
 mkdir -p "$E2E_DIR/cni/bin" "$E2E_DIR/cni/conf"
-for h in "$REGISTRY_HOST" "$REGISTRY_ALIAS"; do
-  mkdir -p "$CONTAINERD_DIR/certs.d/$h"
-  cat >"$CONTAINERD_DIR/certs.d/$h/hosts.toml" <<EOF
-server = "https://$h"
-[host."https://$h"]
+# registry_hosts NAMESPACE SERVER HOST: containerd pulls NAMESPACE's images from HOST, the
+# harness registry, trusting its CA.
+registry_hosts() {
+  mkdir -p "$CONTAINERD_DIR/certs.d/$1"
+  cat >"$CONTAINERD_DIR/certs.d/$1/hosts.toml" <<EOF
+server = "$2"
+[host."https://$3"]
   capabilities = ["pull", "resolve"]
   ca = "$PKI/ca.crt"
 EOF
+}
+for h in "$REGISTRY_HOST" "$REGISTRY_ALIAS" "$TOKEN_REGISTRY_HOST"; do
+  registry_hosts "$h" "https://$h" "$h"
 done
+# docker.io is pulled from the harness registry, with the credentials the kubelet passes (it
+# passes them with no server address, so containerd sends them to the mirror): a Docker Hub image
+# pulls only with the harness registry's credentials; without, containerd falls back to Docker
+# Hub, which is not reachable.
+registry_hosts docker.io https://registry-1.docker.io "$REGISTRY_HOST"
 cat >"$CONTAINERD_DIR/config.toml" <<EOF
 version = 2
 root = "$CONTAINERD_DIR/root"
@@ -240,6 +259,11 @@ wait_for kube-scheduler 60 curl -skf "https://127.0.0.1:$SCHEDULER_PORT/healthz"
 # The credential provider flags point at harness dirs, where the node agent installs its
 # plugin. The kubelet refuses an empty config and checks each named binary at start, so the
 # harness keeps one placeholder provider that matches no real image.
+# The kubelet adds KUBE-* chains to the host's iptables (it runs on the host's network):
+# remembered when they were not there before, so cluster-down removes them again.
+if ! iptables -t mangle -S KUBE-KUBELET-CANARY >/dev/null 2>&1 && [ ! -f "$E2E_DIR/kube-chains-ours" ]; then
+  touch "$E2E_DIR/kube-chains-ours"
+fi
 mkdir -p "$KUBELET_ROOT" "$CREDENTIAL_PROVIDER_CONFIG" "$CREDENTIAL_PROVIDER_BIN"
 install_placeholder_provider "$CREDENTIAL_PROVIDER_CONFIG" "$CREDENTIAL_PROVIDER_BIN"
 cat >"$E2E_DIR/kubelet.yaml" <<EOF
@@ -269,6 +293,9 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 resolvConf: ""
 serializeImagePulls: false
+# Pod logs under the harness dir: a kubelet deletes the log dirs of pods it does not know, so two
+# harnesses (or a harness and a real node) sharing /var/log/pods would delete each other's.
+podLogsDir: $E2E_DIR/pod-logs
 EOF
 start_kubelet
 wait_for kubelet 120 kubectl_e2e get node "$NODE_NAME"
@@ -280,7 +307,13 @@ REGISTRY_ALIAS=$REGISTRY_ALIAS
 REGISTRY_USERNAME=$REGISTRY_USERNAME
 REGISTRY_PASSWORD=$REGISTRY_PASSWORD
 REGISTRY_CA=$PKI/ca.crt
+TOKEN_REGISTRY=$TOKEN_REGISTRY_HOST
+TOKEN_REGISTRY_USERNAME=$TOKEN_REGISTRY_USERNAME
+TOKEN_REGISTRY_PASSWORD=$TOKEN_REGISTRY_PASSWORD
+TOKEN_REGISTRY_STATE_URL=https://$TOKEN_REGISTRY_HOST/__harness/state
+TOKEN_E2E_IMAGE=$TOKEN_E2E_IMAGE
 E2E_IMAGE=$E2E_IMAGE
+DOCKER_HUB_MIRROR=$REGISTRY_HOST
 PAUSE_IMAGE=$PAUSE_IMAGE
 NODE_NAME=$NODE_NAME
 CREDENTIAL_PROVIDER_CONFIG=$CREDENTIAL_PROVIDER_CONFIG

@@ -38,6 +38,9 @@ type Env struct {
 	NodeName         string
 	// HostNetwork runs test pods on the host network, for clusters without a CNI (the harness).
 	HostNetwork bool
+	// PinNode runs test pods on NodeName (E2E_PIN_NODE=true): on a cluster of several nodes, the
+	// node whose agent metrics, cache and provider dirs the suite reads (kind's first worker).
+	PinNode bool
 
 	Config     *rest.Config
 	Kube       kubernetes.Interface
@@ -52,6 +55,49 @@ func (e *Env) Var(k string) string {
 		return v
 	}
 	return e.vars[k]
+}
+
+// Script is the path of one of the cluster's scripts (restart-kubelet.sh, registry-user.sh,
+// deploy.sh): the harness's in e2e/cluster, or those of the directory E2E_SCRIPTS_DIR names
+// (e2e/kind for the kind cluster), which keep the same contract.
+func Script(name string) string {
+	return filepath.Join(getenv("E2E_SCRIPTS_DIR", filepath.Join(RepoRoot(), "e2e", "cluster")), name)
+}
+
+// Kubectl is the kubectl the cluster's scripts use: KUBECTL from the registry env file or the
+// environment, else the harness's.
+func (e *Env) Kubectl() string {
+	if k := e.Var("KUBECTL"); k != "" {
+		return k
+	}
+	return filepath.Join(RepoRoot(), "_output", "e2e", "bin", "kubectl")
+}
+
+// AgentCache is the node cache file the tests read: AGENT_CACHE from the endpoints or registry
+// env file, else the harness's.
+func (e *Env) AgentCache() string {
+	if p := e.Var("AGENT_CACHE"); p != "" {
+		return p
+	}
+	if p := os.Getenv("E2E_ENDPOINTS_ENV"); p != "" {
+		if data, err := os.ReadFile(p); err == nil {
+			for _, l := range strings.Split(string(data), "\n") {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(l), "AGENT_CACHE="); ok {
+					return v
+				}
+			}
+		}
+	}
+	return filepath.Join(RepoRoot(), "_output", "e2e", "credential-provider", "cache", "credentials.json")
+}
+
+// RegistryFromHere is the registry's host:port as this machine reaches it: PUSH_REGISTRY where
+// the cluster's name for it does not resolve here (kind: localhost:5001), else REGISTRY.
+func (e *Env) RegistryFromHere() string {
+	if p := e.Var("PUSH_REGISTRY"); p != "" {
+		return p
+	}
+	return e.Registry
 }
 
 // RepoRoot is the repository's top directory.
@@ -90,6 +136,7 @@ func Load(t testing.TB) *Env {
 		Image:            get("E2E_IMAGE"),
 		NodeName:         get("NODE_NAME"),
 		HostNetwork:      getenv("E2E_HOST_NETWORK", "true") == "true",
+		PinNode:          os.Getenv("E2E_PIN_NODE") == "true",
 		vars:             vars,
 	}
 	for k, v := range map[string]string{"REGISTRY": e.Registry, "REGISTRY_USERNAME": e.RegistryUsername, "REGISTRY_PASSWORD": e.RegistryPassword, "E2E_IMAGE": e.Image} {
@@ -206,6 +253,9 @@ func (e *Env) Pod(namespace string, o PodOptions) *corev1.Pod {
 			}},
 			ServiceAccountName: o.ServiceAccount,
 		},
+	}
+	if e.PinNode && e.NodeName != "" {
+		p.Spec.NodeSelector = map[string]string{corev1.LabelHostname: e.NodeName}
 	}
 	if o.RestartNever {
 		p.Spec.RestartPolicy = corev1.RestartPolicyNever

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,10 +25,14 @@ import (
 // PullpassNamespace is where the deployed pullpass keeps registry source secrets.
 const PullpassNamespace = "pullpass"
 
-// Endpoints are what `make deploy` wrote: where the deployed pullpass serves its metrics.
+// Endpoints are what `make deploy` wrote: where the deployed pullpass serves its metrics, and the
+// Prometheus that scrapes them.
 type Endpoints struct {
 	WebhookMetricsURL string
 	AgentMetricsURL   string
+	// PrometheusURL is a Prometheus that scrapes them as the chart's ServiceMonitor says and
+	// evaluates the chart's alerts.
+	PrometheusURL string
 }
 
 // Deployed returns the endpoints of the deployed pullpass, failing the test when pullpass was
@@ -42,6 +47,11 @@ func (e *Env) Deployed(t testing.TB) Endpoints {
 	if err != nil {
 		t.Fatalf("pullpass is not deployed (%v): run `make deploy`, or set E2E_ENDPOINTS_ENV", err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			e.logPullpass(t)
+		}
+	})
 	var ep Endpoints
 	for _, l := range strings.Split(string(data), "\n") {
 		k, v, _ := strings.Cut(strings.TrimSpace(l), "=")
@@ -50,6 +60,8 @@ func (e *Env) Deployed(t testing.TB) Endpoints {
 			ep.WebhookMetricsURL = v
 		case "AGENT_METRICS_URL":
 			ep.AgentMetricsURL = v
+		case "PROMETHEUS_URL":
+			ep.PrometheusURL = v
 		}
 	}
 	return ep
@@ -262,4 +274,146 @@ func (e *Env) PullSecretPassword(t testing.TB, namespace, name string) (password
 	}
 	entry, _ := cfg.Lookup(e.Registry)
 	return entry.Password, string(s.UID)
+}
+
+// APIServerWrites returns how many create, update and patch requests the API server has served
+// for a resource (all codes, no dry runs), from its own request counters.
+func (e *Env) APIServerWrites(t testing.TB, resource string) float64 {
+	t.Helper()
+	return e.APIServerMetric(t, "apiserver_request_total", func(l map[string]string) bool {
+		switch l["verb"] {
+		case "POST", "PUT", "PATCH", "APPLY":
+		default:
+			return false
+		}
+		return l["resource"] == resource && l["subresource"] == "" && l["dry_run"] == ""
+	})
+}
+
+// APIServerMetric sums the API server's samples of a metric whose labels match.
+func (e *Env) APIServerMetric(t testing.TB, name string, match func(labels map[string]string) bool) float64 {
+	t.Helper()
+	body, err := e.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(Context(t, 30*time.Second))
+	if err != nil {
+		t.Fatalf("reading the API server's metrics: %v", err)
+	}
+	var total float64
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		end := strings.Index(line, "}")
+		lbls := map[string]string{}
+		for _, kv := range strings.Split(line[len(name)+1:end], ",") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				lbls[k] = strings.Trim(v, `"`)
+			}
+		}
+		if !match(lbls) {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		total += v
+	}
+	return total
+}
+
+// WebhookMetric sums a sample over every webhook replica, as a Prometheus query over the pods
+// would: each replica counts the admissions it served, and the leader alone counts pull
+// failures. With one replica on the host network (the harness) it reads WEBHOOK_METRICS_URL.
+func (e *Env) WebhookMetric(t testing.TB, ep Endpoints, name string, labels map[string]string) float64 {
+	t.Helper()
+	if e.HostNetwork {
+		return Metric(t, ep.WebhookMetricsURL, name, labels)
+	}
+	var sum float64
+	for _, url := range e.podMetricsURLs(t, "app.kubernetes.io/component=webhook", "") {
+		sum += Metric(t, url, name, labels)
+	}
+	return sum
+}
+
+// AgentMetricsURL is the metrics URL of the agent on the suite's node (NodeName): on a cluster
+// of several nodes, the one whose cache and kubelet the tests watch.
+func (e *Env) AgentMetricsURL(t testing.TB, ep Endpoints) string {
+	t.Helper()
+	if e.HostNetwork || e.NodeName == "" {
+		return ep.AgentMetricsURL
+	}
+	urls := e.podMetricsURLs(t, "app.kubernetes.io/component=agent", e.NodeName)
+	if len(urls) != 1 {
+		t.Fatalf("%d agent pods ready on node %s, want 1", len(urls), e.NodeName)
+	}
+	return urls[0]
+}
+
+// podMetricsURLs lists the /metrics URLs of pullpass's ready pods with a label (on one node,
+// when given), by pod IP and the container port named "metrics".
+func (e *Env) podMetricsURLs(t testing.TB, selector, node string) []string {
+	t.Helper()
+	opts := metav1.ListOptions{LabelSelector: selector}
+	if node != "" {
+		opts.FieldSelector = "spec.nodeName=" + node
+	}
+	pods, err := e.Kube.CoreV1().Pods(PullpassNamespace).List(Context(t, time.Minute), opts)
+	if err != nil {
+		t.Fatalf("listing pullpass pods: %v", err)
+	}
+	var urls []string
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" || !ready(&p) {
+			continue
+		}
+		for _, c := range p.Spec.Containers {
+			for _, port := range c.Ports {
+				if port.Name == "metrics" {
+					urls = append(urls, fmt.Sprintf("http://%s/metrics", net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(port.ContainerPort)))))
+				}
+			}
+		}
+	}
+	return urls
+}
+
+func ready(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// logPullpass puts the last lines pullpass's webhook pods logged (debug lines left out) into a
+// failed test's output: what the leader did is most of the story of a failure.
+func (e *Env) logPullpass(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pods, err := e.Kube.CoreV1().Pods(PullpassNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
+	if err != nil {
+		return
+	}
+	tail := int64(400)
+	for _, p := range pods.Items {
+		raw, err := e.Kube.CoreV1().Pods(PullpassNamespace).GetLogs(p.Name, &corev1.PodLogOptions{TailLines: &tail}).DoRaw(ctx)
+		if err != nil {
+			continue
+		}
+		var keep []string
+		for _, l := range strings.Split(string(raw), "\n") {
+			if l != "" && !strings.Contains(l, "level=DEBUG") && !strings.Contains(l, `"level":"DEBUG"`) {
+				keep = append(keep, l)
+			}
+		}
+		if len(keep) > 40 {
+			keep = keep[len(keep)-40:]
+		}
+		t.Logf("webhook pod %s, last lines:\n%s", p.Name, strings.Join(keep, "\n"))
+	}
 }

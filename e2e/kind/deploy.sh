@@ -1,51 +1,153 @@
 #!/usr/bin/env bash
-# deploy on kind: builds pullpass's images, pushes them to the registry beside the kind cluster
-# (e2e/kind/up.sh) and installs the chart with the agent pointed at the kubelets' provider dirs
-# (kind.yaml); restarts each node's kubelet after the agent's first install; port-forwards the
-# metrics and writes _output/kind/endpoints.env. Needs Docker; not run on the Docker-less harness
-# machine, where it is untested.
+# kind-deploy: builds pullpass's images from this checkout (crane, no Docker build), pushes them
+# to the registry beside the kind cluster and installs charts/pullpass with its default values
+# plus e2e/kind/values-kind.yaml (image pull secret, the test registry named ahead, a short
+# plugin cache). Restarts the kubelet of each node whose credential provider config the agent
+# changed (the first install), as a node's operator would. Writes _output/kind/endpoints.env
+# (the harness's contract: metrics URLs reachable from where the suite runs, see e2e/README.md).
 set -euo pipefail
-E2E_DIR=${E2E_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/_output/kind}
-. "$(dirname "$0")/../cluster/lib.sh"
-[ -f "$E2E_DIR/kubeconfig" ] || die "the kind cluster is not up: run e2e/kind/up.sh"
-set -a; . "$E2E_DIR/registry.env"; set +a
-KUBECONFIG_ADMIN=$E2E_DIR/kubeconfig
-TOOLS_BIN=$("$(dirname "$0")/../cluster/build-tools.sh" crane helm kind | tail -n 1)
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+# Everything below talks to cluster addresses: with the own engine, from its network namespace.
+if [ "$(engine)" = own ] && [ "$(ip netns identify $$ 2>/dev/null)" != "$NETNS" ]; then
+  exec "$here/netns.sh" "$0" "$@"
+fi
+[ -f "$KIND_DIR/ready" ] || die "the kind cluster is not up: run make kind-up"
+use_engine
+set -a; . "$KIND_DIR/registry.env"; set +a
+KUBECONFIG_ADMIN=$KUBECONFIG_KIND
+TOOLS_BIN=$(tools_bin crane helm kind)
 CRANE=$TOOLS_BIN/crane HELM=$TOOLS_BIN/helm KIND=$TOOLS_BIN/kind
+if [ "$(engine)" = own ] || ! command -v kubectl >/dev/null; then KUBE_BIN=$(kube_bin); else KUBE_BIN=$(dirname "$(command -v kubectl)"); fi
 export SSL_CERT_FILE=$REGISTRY_CA
-kubectl_e2e() { kubectl --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+# Pushed from here as PUSH_REGISTRY (localhost:5001 on kind), pulled by the cluster as REGISTRY.
+PUSH=${PUSH_REGISTRY:-$REGISTRY}
+"$CRANE" auth login "$PUSH" -u "$REGISTRY_USERNAME" -p "$REGISTRY_PASSWORD" >/dev/null 2>&1
 
-tag=dev-$(cd "$repo_root" && git rev-parse --short HEAD)-$(date +%s)
-build_image_of "$REGISTRY/pullpass/pullpass-webhook:$tag" 65532 /pullpass-webhook cmd/pullpass-webhook
-build_image_of "$REGISTRY/pullpass/pullpass-agent:$tag" 0 /pullpass-agent cmd/pullpass-agent cmd/pullpass-credential-provider
+# Images tagged by the binaries' content: a changed build rolls the pods, an unchanged one does not.
+work=$(mktemp -d "$KIND_DIR/deploy.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+for cmd in pullpass-webhook pullpass-agent pullpass-credential-provider; do
+  (cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/$cmd" "./cmd/$cmd")
+done
+tag=dev-$(cat "$work"/* | sha256sum | cut -c1-12)
+WEBHOOK_REPO=$REGISTRY/pullpass/pullpass-webhook
+AGENT_REPO=$REGISTRY/pullpass/pullpass-agent
+if ! "$CRANE" digest "$PUSH/pullpass/pullpass-webhook:$tag" >/dev/null 2>&1; then
+  build_image_of "$PUSH/pullpass/pullpass-webhook:$tag" 65532 /pullpass-webhook cmd/pullpass-webhook
+  log "pushed $WEBHOOK_REPO:$tag"
+fi
+if ! "$CRANE" digest "$PUSH/pullpass/pullpass-agent:$tag" >/dev/null 2>&1; then
+  build_image_of "$PUSH/pullpass/pullpass-agent:$tag" 0 /pullpass-agent cmd/pullpass-agent cmd/pullpass-credential-provider
+  log "pushed $AGENT_REPO:$tag"
+fi
 
 kubectl_e2e create namespace pullpass --dry-run=client -o yaml | kubectl_e2e apply -f - >/dev/null
 kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-server="$REGISTRY" \
-  --docker-username="$REGISTRY_USERNAME" --docker-password="$REGISTRY_PASSWORD" --dry-run=client -o yaml | kubectl_e2e apply -f - >/dev/null
-before=$(provider_config_sum)
-"$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_ADMIN" \
-  --namespace pullpass --create-namespace --set imagePullSecrets="{pullpass-images}" \
-  --set image.webhookRepository="$REGISTRY/pullpass/pullpass-webhook" --set image.agentRepository="$REGISTRY/pullpass/pullpass-agent" \
-  --set image.tag="$tag" --set webhook.replicas=1 \
-  --set agent.providerConfig=/etc/kubernetes/credential-provider/config --set agent.providerBinDir=/etc/kubernetes/credential-provider/bin \
-  --set agent.matchImages="{$REGISTRY}" --set agent.pluginCacheDuration=5s \
-  --wait --timeout 5m
-# The nodes share _output/kind/credential-provider (kind.yaml): one look tells whether the agents
-# changed what the kubelets read at start.
-if [ "$(provider_config_sum)" != "$before" ]; then
-  for node in $("$KIND" get nodes --name pullpass); do docker exec "$node" systemctl restart kubelet; done
-  log "kubelets restarted to read the agent's credential provider config"
+  --docker-username="$REGISTRY_USERNAME" --docker-password="$REGISTRY_PASSWORD" --dry-run=client -o yaml |
+  kubectl_e2e apply -f - >/dev/null
+
+# The Prometheus Operator's CRDs (the chart's monitoring objects need them).
+install_operator_crds
+
+# The e2e suite serves a local ECR API where it runs: with the own engine, on the kind network's
+# gateway (the namespace's end of the bridge), which pods reach through their node.
+ecr_args=() ecr_listen=""
+if [ "$(engine)" = own ]; then
+  gw=$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' | tr ' ' '\n' | grep -m1 -E '^[0-9.]+$')
+  ecr_listen=$gw:28900
+  ecr_args=(--set webhook.ecrEndpoint="http://$ecr_listen" --set agent.ecrEndpoint="http://$ecr_listen")
 fi
-for pf in webhook:18080:8080 agent:18081:8081; do
-  IFS=: read -r name port target <<<"$pf"
-  pidfile=$E2E_DIR/port-forward-$name.pid
-  [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
-  if [ "$name" = webhook ]; then res=svc/pullpass-webhook; else res=ds/pullpass-agent; fi
-  setsid kubectl --kubeconfig "$KUBECONFIG_ADMIN" -n pullpass port-forward --address 127.0.0.1 "$res" "$port:$target" >"$E2E_DIR/port-forward-$name.log" 2>&1 &
-  echo $! >"$pidfile"
+"$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_KIND" \
+  --namespace pullpass --create-namespace -f "$here/values-kind.yaml" "${ecr_args[@]}" \
+  --set image.webhookRepository="$WEBHOOK_REPO" --set image.agentRepository="$AGENT_REPO" --set image.tag="$tag" \
+  --set-file verify.caBundle="$REGISTRY_CA" --set agent.matchImages="{$REGISTRY}" \
+  --wait --timeout 5m >"$LOGS/helm.log" 2>&1 ||
+  { cat "$LOGS/helm.log" >&2; kubectl_e2e -n pullpass get pods -o wide >&2; die "helm install failed"; }
+
+deadline=$((SECONDS + 120))
+until [ -n "$(kubectl_e2e get mutatingwebhookconfiguration pullpass -o jsonpath='{.webhooks[0].clientConfig.caBundle}')" ]; do
+  [ $SECONDS -lt $deadline ] || die "the webhook configuration has no CA bundle"
+  sleep 1
 done
-cat >"$E2E_DIR/endpoints.env" <<ENV
-WEBHOOK_METRICS_URL=http://127.0.0.1:18080/metrics
-AGENT_METRICS_URL=http://127.0.0.1:18081/metrics
+kubectl_e2e -n pullpass rollout status deploy/pullpass-webhook --timeout=120s >/dev/null
+kubectl_e2e -n pullpass rollout status ds/pullpass-agent --timeout=120s >/dev/null
+
+# The kubelet reads its credential provider config at start only: restart each node's kubelet
+# whose config the agent changed since the kubelet started.
+for node in $KIND_NODES; do
+  d=$KIND_DIR/nodes/${node#"$CLUSTER"-}
+  sum=$(cat "$d/image-credential-provider/config"/* 2>/dev/null | sha256sum | cut -c1-16)
+  if [ "$sum" != "$(cat "$d/kubelet-provider-config.sum" 2>/dev/null)" ]; then
+    log "the agent changed $node's credential provider config; restarting its kubelet"
+    docker exec "$node" systemctl restart kubelet
+    echo "$sum" >"$d/kubelet-provider-config.sum"
+  fi
+done
+kubectl_e2e wait node --all --for=condition=Ready --timeout=120s >/dev/null
+
+# Metrics from where the suite runs. A Service with internalTrafficPolicy Local reaches the agent
+# of the node that routes the traffic (NODE_NAME, below).
+kubectl_e2e apply -f - >/dev/null <<SVC
+apiVersion: v1
+kind: Service
+metadata:
+  name: pullpass-agent-e2e-metrics
+  namespace: pullpass
+  labels: {pullpass.io/e2e: "true"}
+spec:
+  internalTrafficPolicy: Local
+  selector: {app.kubernetes.io/name: pullpass, app.kubernetes.io/instance: pullpass, app.kubernetes.io/component: agent}
+  ports: [{name: metrics, port: 8081, targetPort: metrics}]
+SVC
+if [ "$(engine)" = own ]; then
+  # Our own namespace: route the service range through NODE_NAME (kube-proxy masquerades traffic
+  # from outside the pod network) and each node's pod range to it.
+  node_ip() { kubectl_e2e get node "$1" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}'; }
+  svc_cidr=10.96.0.0/16
+  ip route replace "$svc_cidr" via "$(node_ip "$NODE_NAME")"
+  for node in $KIND_NODES; do
+    for cidr in $(kubectl_e2e get node "$node" -o jsonpath='{.spec.podCIDRs[*]}'); do ip route replace "$cidr" via "$(node_ip "$node")"; done
+  done
+  webhook=$(kubectl_e2e -n pullpass get svc pullpass-webhook -o jsonpath='{.spec.clusterIP}'):8080
+  agent=$(kubectl_e2e -n pullpass get svc pullpass-agent-e2e-metrics -o jsonpath='{.spec.clusterIP}'):8081
+else
+  # A host engine's container addresses may not be routable (Docker Desktop): port-forwards.
+  for pf in webhook:18080:svc/pullpass-webhook:8080 agent:18081:svc/pullpass-agent-e2e-metrics:8081; do
+    IFS=: read -r name port res target <<<"$pf"
+    pidfile=$KIND_DIR/port-forward-$name.pid
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    setsid "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_KIND" -n pullpass port-forward --address 127.0.0.1 "$res" "$port:$target" \
+      >"$LOGS/port-forward-$name.log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+  done
+  webhook=127.0.0.1:18080 agent=127.0.0.1:18081
+fi
+for url in "http://$webhook/readyz" "http://$agent/readyz"; do
+  deadline=$((SECONDS + 60))
+  until curl -sf "$url" >/dev/null; do [ $SECONDS -lt $deadline ] || die "$url does not answer"; sleep 1; done
+done
+# Prometheus, configured from the monitoring objects the chart made, where the suite runs: it
+# scrapes pod and node addresses, which the own engine's namespace routes (above) and a host
+# engine may not (Docker Desktop): there PROMETHEUS_URL is left empty and the Prometheus test
+# says so.
+prometheus_url=""
+if [ "$(engine)" = own ]; then
+  PROM_PID_FILE=$KIND_DIR/prometheus.pid PROM_LOG_FILE=$LOGS/prometheus.log KUBECTL=$KUBE_BIN/kubectl \
+    "$repo_root/e2e/cluster/prometheus.sh" up "$KIND_DIR/prometheus" "$KUBECONFIG_KIND" pullpass "127.0.0.1:$PROMETHEUS_PORT"
+  prometheus_url=http://127.0.0.1:$PROMETHEUS_PORT
+  up_jobs='count(count by (job) (up{job=~"pullpass-webhook|pullpass-agent"} == 1))'
+  deadline=$((SECONDS + 60))
+  until curl -sfG "$prometheus_url/api/v1/query" --data-urlencode "query=$up_jobs" | grep -q '"value":\[[0-9.]*,"2"\]'; do
+    [ $SECONDS -lt $deadline ] || { curl -s "$prometheus_url/api/v1/targets" >&2; die "Prometheus does not scrape the webhook and the agents"; }
+    sleep 1
+  done
+fi
+cat >"$KIND_DIR/endpoints.env" <<ENV
+WEBHOOK_METRICS_URL=http://$webhook/metrics
+AGENT_METRICS_URL=http://$agent/metrics
+AGENT_CACHE=$KIND_DIR/nodes/${NODE_NAME#"$CLUSTER"-}/pullpass/credentials.json
+ECR_LISTEN=$ecr_listen
+PROMETHEUS_URL=$prometheus_url
 ENV
-log "pullpass deployed on kind ($tag)"
+log "pullpass deployed on kind ($tag); endpoints in $KIND_DIR/endpoints.env"

@@ -94,9 +94,7 @@ func explain(s Streams, regs []*v1alpha1.Registry, img string) error {
 	} else {
 		fmt.Fprintln(w, "served: as a pull secret added to the pods of opted-in namespaces")
 	}
-	if ref := m.Registry.Spec.Auth.SecretRef; ref != nil {
-		fmt.Fprintf(w, "source: secret %s/%s\n", ref.Namespace, ref.Name)
-	}
+	fmt.Fprintf(w, "source: %s\n", sourceDescription(m.Registry))
 	cands := table.Candidates(m.Image)
 	for _, c := range cands[1:] {
 		fmt.Fprintf(w, "also matches: %s (pattern %s), less specific\n", c.Registry.Name, c.Pattern)

@@ -102,7 +102,7 @@ func TestExplainBadInput(t *testing.T) {
 		{"not yaml", []string{"explain", "a", "--registries", writeFile(t, "{{{")}, "document 1"},
 		{"wrong kind", []string{"explain", "a", "--registries", writeFile(t, "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n")}, `kind Registry, got "v1" "Secret"`},
 		{"unknown field", []string{"explain", "a", "--registries", writeFile(t, strings.Replace(registriesYAML, "scope: Cluster", "scop: Cluster", 1))}, `document 2: error unmarshaling JSON: while decoding JSON: json: unknown field "scop"`},
-		{"bad pattern", []string{"explain", "a", "--registries", writeFile(t, strings.Replace(registriesYAML, `"ghcr.io"`, `"https://ghcr.io"`, 1))}, "document 1: registry \"ghcr\": spec.hosts[0]"},
+		{"bad pattern", []string{"explain", "a", "--registries", writeFile(t, strings.Replace(registriesYAML, `"ghcr.io"`, `"ftp://ghcr.io"`, 1))}, "document 1: registry \"ghcr\": spec.hosts[0]"},
 		{"two sources", []string{"explain", "a", "--registries", writeFile(t, strings.Replace(registriesYAML, "auth:\n    secretRef: {name: ghcr, namespace: pullpass}", "auth:\n    secretRef: {name: ghcr, namespace: pullpass}\n    ecr: {}", 1))}, "exactly one credential source"},
 	}
 	for _, tt := range tests {
@@ -149,9 +149,9 @@ func TestAddRefusesBadInputBeforeTouchingTheCluster(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"bad host", []string{"registries", "add", "https://ghcr.io", "--username", "u", "--password-stdin"}, "remove the scheme"},
-		{"no credentials", []string{"registries", "add", "ghcr.io"}, "credentials are required"},
-		{"username without stdin flag", []string{"registries", "add", "ghcr.io", "--username", "u"}, "credentials are required"},
+		{"bad host", []string{"registries", "add", "ftp://ghcr.io", "--username", "u", "--password-stdin"}, "only an https:// or http:// scheme"},
+		{"no credentials", []string{"registries", "add", "ghcr.io"}, "not a terminal"},
+		{"username without stdin flag", []string{"registries", "add", "ghcr.io", "--username", "u"}, "not a terminal"},
 		{"both sources", []string{"registries", "add", "ghcr.io", "--username", "u", "--password-stdin", "--from-docker-config", cfg}, "not both"},
 		{"bad scope", []string{"registries", "add", "ghcr.io", "--scope", "Global", "--username", "u", "--password-stdin"}, "--scope"},
 		{"empty stdin", []string{"registries", "add", "ghcr.io", "--username", "u", "--password-stdin"}, "standard input was empty"},
@@ -178,5 +178,37 @@ func TestKubectlPluginName(t *testing.T) {
 	code := run(context.Background(), "/usr/local/bin/kubectl-pullpass", []string{"--help"}, Streams{In: strings.NewReader(""), Out: &out, ErrOut: &out}, nil)
 	if code != 0 || !strings.Contains(out.String(), "kubectl pullpass [command]") {
 		t.Fatalf("exit %d, help:\n%s", code, out.String())
+	}
+}
+
+// Docker Hub written as people paste it serves Docker Hub images, and explain says so.
+func TestExplainDockerHubSpellings(t *testing.T) {
+	for _, host := range []string{"docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"} {
+		file := writeFile(t, `apiVersion: pullpass.io/v1alpha1
+kind: Registry
+metadata: {name: hub}
+spec:
+  hosts: ["`+host+`"]
+  auth:
+    dockerHub: {secretRef: {name: hub, namespace: pullpass}}
+---
+apiVersion: pullpass.io/v1alpha1
+kind: Registry
+metadata: {name: ecr}
+spec:
+  hosts: ["https://123456789012.dkr.ecr.us-east-1.amazonaws.com/"]
+  auth:
+    ecr: {roleARN: "arn:aws:iam::123456789012:role/puller"}
+`)
+		for _, img := range []string{"nginx", "docker.io/library/nginx", "yourname/app", "index.docker.io/yourname/postgres"} {
+			code, out, errOut := runOffline(t, "explain", img, "--registries", file)
+			if code != 0 || !strings.Contains(out, "registry: hub\npattern: docker.io\n") || !strings.Contains(out, "source: Docker Hub token in secret pullpass/hub\n") {
+				t.Errorf("host %q, explain %s: exit %d\n%s%s", host, img, code, out, errOut)
+			}
+		}
+		code, out, _ := runOffline(t, "explain", "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1", "--registries", file)
+		if code != 0 || !strings.Contains(out, "source: ECR with the AWS default credential chain, assuming arn:aws:iam::123456789012:role/puller\n") {
+			t.Errorf("explain of an ECR image: exit %d\n%s", code, out)
+		}
 	}
 }

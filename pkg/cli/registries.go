@@ -3,9 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -20,6 +19,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
 	"github.com/pullpass/pullpass/pkg/match"
+	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
@@ -27,178 +27,185 @@ func newRegistriesCommand(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "registries",
 		Aliases: []string{"registry", "reg"},
-		Short:   "Add, list and remove registries",
+		Short:   "Add, list and remove registries (alone: list them)",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return list(cmd.Context(), o)
+		},
 	}
 	cmd.AddCommand(newAddCommand(o), newListCommand(o), newRemoveCommand(o))
 	return cmd
 }
 
-type addOptions struct {
-	name             string
-	scope            string
-	username         string
-	passwordStdin    bool
-	fromDockerConfig string
-}
-
-func newAddCommand(o *options) *cobra.Command {
-	a := &addOptions{}
-	cmd := &cobra.Command{
-		Use:   "add HOST",
-		Short: "Create or update a registry and its source secret",
-		Long: `Create or update a registry and its source secret.
-
-HOST is a host pattern with the kubelet's matchImages rules: host[:port][/path], '*' globbing
-within one dot-separated label ("*.azurecr.io"). Running add again for the same host or name
-updates the registry and its secret; it never creates a second one.
-
-Credentials come from --username with the password on standard input:
-  echo "$TOKEN" | pullpass registries add ghcr.io --username bob --password-stdin
-or from a docker config written by docker login:
-  pullpass registries add ghcr.io --from-docker-config ~/.docker/config.json`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.run(cmd.Context(), o, args[0])
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&a.name, "name", "", "name of the Registry object (default: derived from HOST)")
-	f.StringVar(&a.scope, "scope", string(v1alpha1.ScopeNamespaced), "Namespaced (pull secrets in opted-in namespaces) or Cluster (served to every pod by the node agent)")
-	f.StringVar(&a.username, "username", "", "registry username")
-	f.BoolVar(&a.passwordStdin, "password-stdin", false, "read the password or token from standard input")
-	f.StringVar(&a.fromDockerConfig, "from-docker-config", "", "take the credentials for HOST from this docker config.json")
-	return cmd
-}
-
-func (a *addOptions) run(ctx context.Context, o *options, host string) error {
-	if _, err := match.ParsePattern(host); err != nil {
-		return badInput("%w", err)
-	}
-	scope := v1alpha1.Scope(a.scope)
-	if scope != v1alpha1.ScopeNamespaced && scope != v1alpha1.ScopeCluster {
-		return badInput("--scope must be Namespaced or Cluster, not %q", a.scope)
-	}
-	username, password, err := a.credentials(o.streams.In, host)
+// apply writes a request's Registry and source secret so that a failure leaves the cluster as it
+// was: the Registry is checked by the API server first (a dry run), then the secret is written,
+// then the Registry; if the Registry is refused after all, the secret is put back as it was. It
+// returns the Registry's name.
+func apply(ctx context.Context, o *options, c *Clients, req *addRequest) (string, error) {
+	existing, err := findRegistry(ctx, c, req.name, req.host)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if a.name != "" {
-		if msgs := dnsSubdomain(a.name); msgs != "" {
-			return badInput("--name %q: %s", a.name, msgs)
-		}
+	if existing != nil && req.name != "" && existing.Name != req.name {
+		return "", badInput("host %s is already served by registry %q: use --name %s to update it, or remove it first", req.host, existing.Name, existing.Name)
 	}
-	c, err := o.getClients()
-	if err != nil {
-		return err
-	}
-	existing, err := findRegistry(ctx, c, a.name, host)
-	if err != nil {
-		return err
-	}
-	if existing != nil && a.name != "" && existing.Name != a.name {
-		return badInput("host %s is already served by registry %q: use --name %s to update it, or remove it first", host, existing.Name, existing.Name)
-	}
-	name := a.name
+	name := req.name
 	switch {
 	case existing != nil:
 		name = existing.Name
 	case name == "":
-		name = NameForHost(host)
+		name = NameForHost(req.host)
 	}
-	if err := ensureNamespace(ctx, c, o.namespace); err != nil {
-		return err
-	}
-	cfg, err := dockerconfig.ForHost(dockerconfig.NormalizeKey(host), username, password).Marshal()
+	reg, secret, err := desired(req, existing, name, o.namespace)
 	if err != nil {
-		return err
+		return "", err
 	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:      name,
-			Namespace: o.namespace,
-			Labels:    map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRegistry: name, secrets.LabelRole: secrets.RoleSource},
-		},
-		Type: corev1.SecretTypeDockerConfigJson,
-		Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg},
+	var before *corev1.Secret
+	if secret != nil {
+		if before, err = getSecret(ctx, c, secret.Namespace, secret.Name); err != nil {
+			return "", err
+		}
+		if before != nil && !secrets.Owned(before) {
+			return "", badInput("secret %s/%s exists and is not managed by pullpass; choose another --name", secret.Namespace, secret.Name)
+		}
 	}
-	if err := applySecret(ctx, c, secret); err != nil {
-		return err
+	if err := writeRegistry(ctx, c, reg, existing != nil, true); err != nil {
+		return "", err
 	}
-	verb := "updated"
-	var reg *v1alpha1.Registry
-	// The controller writes the status as it goes, so an update may meet a newer version:
-	// read it again and re-apply.
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		reg = &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}}
-		if existing != nil {
-			cur, err := c.Registries.Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return err
+	if secret != nil {
+		if before == nil {
+			if err := ensureNamespace(ctx, c, o.namespace); err != nil {
+				return "", err
 			}
-			reg = cur
 		}
-		if !contains(reg.Spec.Hosts, host) {
-			reg.Spec.Hosts = append(reg.Spec.Hosts, host)
+		if err := applySecret(ctx, c, secret); err != nil {
+			return "", err
 		}
-		reg.Spec.Scope = scope
-		reg.Spec.Auth = v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: name, Namespace: o.namespace}}
-		if reg.Labels == nil {
-			reg.Labels = map[string]string{}
-		}
-		reg.Labels[secrets.LabelManagedBy] = secrets.ManagedByValue
-		if existing == nil {
-			verb = "created"
-			_, err := c.Registries.Create(ctx, reg, metav1.CreateOptions{FieldManager: "pullpass-cli"})
-			return err
-		}
-		_, err := c.Registries.Update(ctx, reg, metav1.UpdateOptions{FieldManager: "pullpass-cli"})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("registry %q: %w", name, err)
 	}
-	fmt.Fprintf(o.streams.Out, "registry %s %s (hosts %s, scope %s, secret %s/%s)\n", name, verb, strings.Join(reg.Spec.Hosts, ","), scope, o.namespace, name)
-	return nil
+	if err := writeRegistry(ctx, c, reg, existing != nil, false); err != nil {
+		if secret != nil {
+			if uerr := restoreSecret(context.WithoutCancel(ctx), c, secret, before); uerr != nil {
+				return "", fmt.Errorf("%w; and putting secret %s/%s back failed: %v", err, secret.Namespace, secret.Name, uerr)
+			}
+		}
+		return "", err
+	}
+	// A source secret pullpass made that the registry no longer uses goes (ECR keys given up
+	// for the default chain).
+	if existing != nil {
+		for _, ref := range secretRefs(existing) {
+			if !slices.Contains(secretRefs(reg), ref) {
+				if err := deleteOwnedSecret(ctx, c, ref); err != nil {
+					fmt.Fprintf(o.streams.ErrOut, "warning: %v\n", err)
+				}
+			}
+		}
+	}
+	verb := "created"
+	if existing != nil {
+		verb = "updated"
+	}
+	fmt.Fprintf(o.streams.Out, "registry %s %s (%s)\n", name, verb, describe(reg))
+	return name, nil
 }
 
-// credentials reads the username and password from the flags, stdin or a docker config.
-func (a *addOptions) credentials(stdin io.Reader, host string) (string, string, error) {
+// writeRegistry creates or updates a Registry; with dryRun the API server only checks it.
+func writeRegistry(ctx context.Context, c *Clients, reg *v1alpha1.Registry, exists, dryRun bool) error {
+	var dr []string
+	if dryRun {
+		dr = []string{metav1.DryRunAll}
+	}
+	// The keeper writes the status as it goes, so an update may meet a newer version: read it
+	// again and re-apply the spec.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if !exists {
+			_, err := c.Registries.Create(ctx, reg, metav1.CreateOptions{FieldManager: fieldManager, DryRun: dr})
+			return err
+		}
+		cur, err := c.Registries.Get(ctx, reg.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Spec, cur.Labels = reg.Spec, reg.Labels
+		_, err = c.Registries.Update(ctx, cur, metav1.UpdateOptions{FieldManager: fieldManager, DryRun: dr})
+		return err
+	})
 	switch {
-	case a.fromDockerConfig != "" && (a.username != "" || a.passwordStdin):
-		return "", "", badInput("use either --username with --password-stdin, or --from-docker-config, not both")
-	case a.fromDockerConfig != "":
-		data, err := os.ReadFile(a.fromDockerConfig)
-		if err != nil {
-			return "", "", badInput("reading docker config: %w", err)
-		}
-		cfg, err := dockerconfig.Parse(data)
-		if err != nil {
-			return "", "", badInput("%s: %w", a.fromDockerConfig, err)
-		}
-		e, ok := cfg.Lookup(host)
-		if !ok {
-			hosts := cfg.Hosts()
-			if len(hosts) != 1 {
-				return "", "", badInput("%s has no entry for %s (it has: %s)", a.fromDockerConfig, host, strings.Join(hosts, ", "))
-			}
-			e, _ = cfg.Lookup(hosts[0])
-		}
-		if e.Username == "" && e.Password == "" {
-			return "", "", badInput("%s: the entry for %s has no username or password (credential helpers and identity tokens are not supported here)", a.fromDockerConfig, host)
-		}
-		return e.Username, e.Password, nil
-	case a.username == "" || !a.passwordStdin:
-		return "", "", badInput("credentials are required: --username U --password-stdin, or --from-docker-config FILE")
+	case err == nil:
+		return nil
+	case apierrors.IsInvalid(err) || apierrors.IsAlreadyExists(err):
+		return badInput("registry %q: %w", reg.Name, err)
 	}
-	data, err := io.ReadAll(io.LimitReader(stdin, 1<<20))
-	if err != nil {
-		return "", "", fmt.Errorf("reading the password from standard input: %w", err)
+	return fmt.Errorf("registry %q: %w", reg.Name, err)
+}
+
+const fieldManager = "pullpass-cli"
+
+// sourceLabels are the labels of a source secret pullpass makes for a registry.
+func sourceLabels(registry string) map[string]string {
+	return map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRegistry: registry, secrets.LabelRole: secrets.RoleSource}
+}
+
+// dockerConfigFor is a source secret's .dockerconfigjson: the keys a pull secret would have.
+func dockerConfigFor(host, username, password string) ([]byte, error) {
+	cfg := &dockerconfig.Config{Auths: map[string]dockerconfig.AuthEntry{}}
+	for _, k := range pullsecret.Keys(host) {
+		cfg.Auths[k] = dockerconfig.AuthEntry{Username: username, Password: password}
 	}
-	password := strings.TrimRight(string(data), "\r\n")
-	if password == "" {
-		return "", "", badInput("--password-stdin: standard input was empty")
+	return cfg.Marshal()
+}
+
+// secretRefs are the secrets a registry's source reads.
+func secretRefs(r *v1alpha1.Registry) []v1alpha1.SecretReference {
+	var out []v1alpha1.SecretReference
+	a := r.Spec.Auth
+	if a.SecretRef != nil {
+		out = append(out, *a.SecretRef)
 	}
-	return a.username, password, nil
+	if a.DockerHub != nil {
+		out = append(out, a.DockerHub.SecretRef)
+	}
+	if a.ECR != nil && a.ECR.AccessKeySecretRef != nil {
+		out = append(out, *a.ECR.AccessKeySecretRef)
+	}
+	return out
+}
+
+func getSecret(ctx context.Context, c *Clients, namespace, name string) (*corev1.Secret, error) {
+	s, err := c.Kube.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("secret %s/%s: %w", namespace, name, err)
+	}
+	return s, nil
+}
+
+// restoreSecret puts a secret back as it was before add wrote it: gone if it did not exist.
+func restoreSecret(ctx context.Context, c *Clients, written, before *corev1.Secret) error {
+	if before == nil {
+		err := c.Kube.CoreV1().Secrets(written.Namespace).Delete(ctx, written.Name, metav1.DeleteOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	old := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: before.Name, Namespace: before.Namespace, Labels: before.Labels, Annotations: before.Annotations},
+		Type: before.Type, Data: before.Data}
+	return applySecret(ctx, c, old)
+}
+
+// deleteOwnedSecret deletes a secret pullpass made; a user's own is left alone.
+func deleteOwnedSecret(ctx context.Context, c *Clients, ref v1alpha1.SecretReference) error {
+	s, err := getSecret(ctx, c, ref.Namespace, ref.Name)
+	if err != nil || s == nil || !secrets.Owned(s) {
+		return err
+	}
+	if err := c.Kube.CoreV1().Secrets(ref.Namespace).Delete(ctx, ref.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("secret %s/%s: %w", ref.Namespace, ref.Name, err)
+	}
+	return nil
 }
 
 func applySecret(ctx context.Context, c *Clients, s *corev1.Secret) error {
@@ -210,20 +217,20 @@ func applySecretOnce(ctx context.Context, c *Clients, s *corev1.Secret) error {
 	cur, err := secretsAPI.Get(ctx, s.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		_, err = secretsAPI.Create(ctx, s, metav1.CreateOptions{FieldManager: "pullpass-cli"})
+		_, err = secretsAPI.Create(ctx, s, metav1.CreateOptions{FieldManager: fieldManager})
 	case err == nil:
-		if cur.Labels[secrets.LabelManagedBy] != secrets.ManagedByValue {
-			return fmt.Errorf("secret %s/%s exists and is not managed by pullpass; choose another --name", s.Namespace, s.Name)
+		if !secrets.Owned(cur) {
+			return badInput("secret %s/%s exists and is not managed by pullpass; choose another --name", s.Namespace, s.Name)
 		}
 		if cur.Type != s.Type {
 			// The type of a Secret is immutable: replace it.
 			if err = secretsAPI.Delete(ctx, s.Name, metav1.DeleteOptions{}); err == nil {
-				_, err = secretsAPI.Create(ctx, s, metav1.CreateOptions{FieldManager: "pullpass-cli"})
+				_, err = secretsAPI.Create(ctx, s, metav1.CreateOptions{FieldManager: fieldManager})
 			}
 			break
 		}
 		cur.Data, cur.Labels = s.Data, s.Labels
-		_, err = secretsAPI.Update(ctx, cur, metav1.UpdateOptions{FieldManager: "pullpass-cli"})
+		_, err = secretsAPI.Update(ctx, cur, metav1.UpdateOptions{FieldManager: fieldManager})
 	}
 	if err != nil {
 		return fmt.Errorf("secret %s/%s: %w", s.Namespace, s.Name, err)
@@ -245,7 +252,8 @@ func ensureNamespace(ctx context.Context, c *Clients, ns string) error {
 	return nil
 }
 
-// findRegistry finds the registry named name, or else one whose hosts include host.
+// findRegistry finds the registry named name, or else one whose hosts include host, in any
+// spelling.
 func findRegistry(ctx context.Context, c *Clients, name, host string) (*v1alpha1.Registry, error) {
 	if name != "" {
 		r, err := c.Registries.Get(ctx, name, metav1.GetOptions{})
@@ -264,7 +272,7 @@ func findRegistry(ctx context.Context, c *Clients, name, host string) (*v1alpha1
 		return nil, fmt.Errorf("listing registries: %w", err)
 	}
 	for i := range list.Items {
-		if contains(list.Items[i].Spec.Hosts, host) {
+		if slices.ContainsFunc(list.Items[i].Spec.Hosts, func(h string) bool { return sameHost(h, host) }) {
 			return &list.Items[i], nil
 		}
 	}
@@ -274,34 +282,71 @@ func findRegistry(ctx context.Context, c *Clients, name, host string) (*v1alpha1
 func newListCommand(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List registries: SERVER, NAME, USERNAME, SCOPE, READY, EXPIRES",
+		Short: "List registries: SERVER, NAME, SOURCE, USERNAME, SCOPE, NAMESPACES, READY, VERIFIED, EXPIRES",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.getClients()
-			if err != nil {
-				return err
-			}
-			list, err := c.Registries.List(cmd.Context(), metav1.ListOptions{})
-			if err != nil {
-				return fmt.Errorf("listing registries: %w", err)
-			}
-			sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
-			w := tabwriter.NewWriter(o.streams.Out, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(w, "SERVER\tNAME\tUSERNAME\tSCOPE\tREADY\tEXPIRES")
-			for i := range list.Items {
-				r := &list.Items[i]
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(r.Spec.Hosts, ","), r.Name,
-					usernameOf(cmd.Context(), c, r), r.Spec.EffectiveScope(), readyOf(r), expiresOf(r))
-			}
-			return w.Flush()
+			return list(cmd.Context(), o)
 		},
 	}
 }
 
-// usernameOf reads the username from the registry's source secret, or says why it cannot.
+func list(ctx context.Context, o *options) error {
+	c, err := o.getClients()
+	if err != nil {
+		return err
+	}
+	regs, err := c.Registries.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("listing registries: %w", err)
+	}
+	sort.Slice(regs.Items, func(i, j int) bool { return regs.Items[i].Name < regs.Items[j].Name })
+	w := tabwriter.NewWriter(o.streams.Out, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(w, "SERVER\tNAME\tSOURCE\tUSERNAME\tSCOPE\tNAMESPACES\tREADY\tVERIFIED\tEXPIRES")
+	for i := range regs.Items {
+		r := &regs.Items[i]
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", strings.Join(r.Spec.Hosts, ","), r.Name, sourceOf(r),
+			usernameOf(ctx, c, r), r.Spec.EffectiveScope(), namespacesOf(r), readyOf(r), verifiedOf(r), expiresOf(r))
+	}
+	return w.Flush()
+}
+
+func sourceOf(r *v1alpha1.Registry) string {
+	if s := r.Spec.Auth.Sources(); len(s) == 1 {
+		return s[0]
+	}
+	return "<invalid>"
+}
+
+// namespacesOf says whom a registry serves: "*" (every opted-in namespace, or every pod for
+// Cluster scope), the names it is restricted to, or its selector.
+func namespacesOf(r *v1alpha1.Registry) string {
+	sel := r.Spec.NamespaceSelector
+	if sel == nil {
+		return "*"
+	}
+	if len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 1 {
+		if e := sel.MatchExpressions[0]; e.Key == corev1.LabelMetadataName && e.Operator == metav1.LabelSelectorOpIn {
+			return strings.Join(e.Values, ",")
+		}
+	}
+	return metav1.FormatLabelSelector(sel)
+}
+
+// usernameOf reads the username (for ECR, the access key ID) from the registry's source secret,
+// or says why it cannot. It never reads out a password.
 func usernameOf(ctx context.Context, c *Clients, r *v1alpha1.Registry) string {
-	ref := r.Spec.Auth.SecretRef
-	if ref == nil {
+	a := r.Spec.Auth
+	var ref *v1alpha1.SecretReference
+	switch {
+	case a.SecretRef != nil:
+		ref = a.SecretRef
+	case a.DockerHub != nil:
+		ref = &a.DockerHub.SecretRef
+	case a.ECR != nil && a.ECR.AccessKeySecretRef != nil:
+		ref = a.ECR.AccessKeySecretRef
+	case a.ECR != nil:
+		return "<aws default chain>"
+	default:
 		return "-"
 	}
 	s, err := c.Kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
@@ -313,8 +358,18 @@ func usernameOf(ctx context.Context, c *Clients, r *v1alpha1.Registry) string {
 	case err != nil:
 		return "<unknown>"
 	}
-	u, err := secrets.Username(s, r.Spec.Hosts)
-	if err != nil {
+	var u string
+	switch {
+	case a.SecretRef != nil:
+		if u, err = secrets.Username(s, r.Spec.Hosts); err != nil {
+			return "<invalid secret>"
+		}
+	case a.DockerHub != nil:
+		u = string(s.Data["username"])
+	default:
+		u = string(s.Data["aws_access_key_id"])
+	}
+	if u == "" {
 		return "<invalid secret>"
 	}
 	return u
@@ -342,37 +397,65 @@ func newRemoveCommand(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:     "remove HOST|NAME",
 		Aliases: []string{"rm", "delete"},
-		Short:   "Remove a registry and the source secret pullpass made for it",
-		Args:    cobra.ExactArgs(1),
+		Short:   "Remove a registry (or one host of it) and the source secret pullpass made for it",
+		Long: `Remove a registry, by name or by one of its hosts in any spelling
+("https://index.docker.io/v1/" is docker.io), and the source secret pullpass made for it. When
+the registry has other hosts too, only the host given is removed from it.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			c, err := o.getClients()
-			if err != nil {
-				return err
-			}
-			r, err := findRegistry(ctx, c, args[0], args[0])
-			if err != nil {
-				return err
-			}
-			if r == nil {
-				return fmt.Errorf("no registry named %q or with that host", args[0])
-			}
-			if err := c.Registries.Delete(ctx, r.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return fmt.Errorf("registry %q: %w", r.Name, err)
-			}
-			// Only a secret pullpass made is deleted; a user's own secret is left alone.
-			if ref := r.Spec.Auth.SecretRef; ref != nil {
-				s, err := c.Kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-				if err == nil && s.Labels[secrets.LabelManagedBy] == secrets.ManagedByValue {
-					if err := c.Kube.CoreV1().Secrets(ref.Namespace).Delete(ctx, ref.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-						return fmt.Errorf("secret %s/%s: %w", ref.Namespace, ref.Name, err)
-					}
-				}
-			}
-			fmt.Fprintf(o.streams.Out, "registry %s removed\n", r.Name)
-			return nil
+			return remove(cmd.Context(), o, args[0])
 		},
 	}
+}
+
+func remove(ctx context.Context, o *options, arg string) error {
+	name := ""
+	if dnsSubdomain(arg) == "" {
+		name = arg
+	}
+	host, herr := match.Canonical(arg)
+	if name == "" && herr != nil {
+		return badInput("%q is neither a registry name nor a host: %v", arg, herr)
+	}
+	c, err := o.getClients()
+	if err != nil {
+		return err
+	}
+	r, err := findRegistry(ctx, c, name, host)
+	if err != nil {
+		return err
+	}
+	if r == nil {
+		return fmt.Errorf("no registry named %q or with host %s", arg, host)
+	}
+	if r.Name != arg && len(r.Spec.Hosts) > 1 {
+		// A host of a registry with others: only that host goes.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := c.Registries.Get(ctx, r.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cur.Spec.Hosts = slices.DeleteFunc(cur.Spec.Hosts, func(h string) bool { return sameHost(h, host) })
+			_, err = c.Registries.Update(ctx, cur, metav1.UpdateOptions{FieldManager: fieldManager})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("registry %q: %w", r.Name, err)
+		}
+		fmt.Fprintf(o.streams.Out, "host %s removed from registry %s\n", host, r.Name)
+		return nil
+	}
+	if err := c.Registries.Delete(ctx, r.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("registry %q: %w", r.Name, err)
+	}
+	// Only a secret pullpass made is deleted; a user's own secret is left alone.
+	for _, ref := range secretRefs(r) {
+		if err := deleteOwnedSecret(ctx, c, ref); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(o.streams.Out, "registry %s removed\n", r.Name)
+	return nil
 }
 
 var notNameChars = regexp.MustCompile(`[^a-z0-9.-]+`)
@@ -399,13 +482,4 @@ func dnsSubdomain(s string) string {
 		return "must be a DNS subdomain: lower case letters, digits, '-' and '.'"
 	}
 	return ""
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -59,6 +59,16 @@ type options struct {
 	streams    Streams
 	// clients, when set, are used instead of a kubeconfig (tests).
 	clients *Clients
+	// prompt, when set, asks instead of the terminal (tests).
+	prompt Prompter
+}
+
+// prompter returns who to ask for credentials: nil when standard input is not a terminal.
+func (o *options) prompter() Prompter {
+	if o.prompt != nil {
+		return o.prompt
+	}
+	return newTerminalPrompter(o.streams.In, o.streams.ErrOut)
 }
 
 func (o *options) getClients() (*Clients, error) {
@@ -98,7 +108,12 @@ func Run(ctx context.Context, program string, args []string, streams Streams) in
 }
 
 func run(ctx context.Context, program string, args []string, streams Streams, clients *Clients) int {
-	o := &options{streams: streams, clients: clients}
+	return runWith(ctx, program, args, &options{streams: streams, clients: clients})
+}
+
+// runWith runs with options set ahead (tests: clients, a prompter).
+func runWith(ctx context.Context, program string, args []string, o *options) int {
+	streams := o.streams
 	root := newRootCommand(program, o)
 	root.SetArgs(args)
 	root.SetIn(streams.In)

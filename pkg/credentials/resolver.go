@@ -18,6 +18,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
+	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
@@ -33,6 +34,18 @@ type Credentials struct {
 // String never prints the password.
 func (c Credentials) String() string {
 	return fmt.Sprintf("{username:%q password:<redacted>}", c.Username)
+}
+
+// NamespaceNotAllowedError is returned for a source Secret outside the namespaces pullpass reads
+// sources from: a Registry must never make pullpass copy a Secret it has no business with (it
+// may read every Secret) into namespaces where others can read it.
+type NamespaceNotAllowedError struct {
+	Namespace string
+	Allowed   []string
+}
+
+func (e *NamespaceNotAllowedError) Error() string {
+	return fmt.Sprintf("namespace %q may not hold credential sources (allowed: %s; the chart's sourceNamespaces adds more)", e.Namespace, strings.Join(e.Allowed, ", "))
 }
 
 // SecretGetter reads a Secret, from a cache where it can.
@@ -288,6 +301,9 @@ func (r *Resolver) store(name string, t *cachedToken) {
 func ecrHost(reg *v1alpha1.Registry) (ecr.Host, error) {
 	last := errors.New("no ECR host among spec.hosts")
 	for _, h := range reg.Spec.Hosts {
+		if c, err := match.Canonical(h); err == nil {
+			h = c // "https://ACCOUNT.dkr.ecr.REGION.amazonaws.com/" is that host
+		}
 		host, _, _ := strings.Cut(h, "/")
 		eh, err := ecr.ParseHost(host)
 		if err == nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+
+	"k8s.io/klog/v2"
 )
 
 // Options are the logging flags.
@@ -45,3 +47,7 @@ func (o Options) Logger() *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
+
+// RouteKlog sends what client-go and other Kubernetes libraries log through klog to l, so
+// --log-format=json output is JSON throughout rather than JSON mixed with klog's text lines.
+func RouteKlog(l *slog.Logger) { klog.SetSlogLogger(l.With("source", "klog")) }

@@ -92,7 +92,13 @@ func TestPatternMatches(t *testing.T) {
 func TestParsePatternErrors(t *testing.T) {
 	tests := []struct{ in, wantErr string }{
 		{"", "empty"},
-		{"https://ghcr.io", "remove the scheme"},
+		{"ftp://ghcr.io", "only an https:// or http:// scheme"},
+		{"HTTPS://ghcr.io", "only an https:// or http:// scheme"},
+		{"https://https://ghcr.io", "only an https:// or http:// scheme"},
+		{"https://", "no host"},
+		{"https:///v1/", "no host"},
+		{"https://ghcr.io?x", `only '*' is a glob`},
+		{"https://Ghcr.io/Team", `(written "https://Ghcr.io/Team")`},
 		{"reg?.io", "only '*' is a glob"},
 		{"reg[0-9].io", "only '*' is a glob"},
 		{"ghcr.io:abc", "invalid port"},
@@ -109,6 +115,56 @@ func TestParsePatternErrors(t *testing.T) {
 		_, err := match.ParsePattern(tt.in)
 		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 			t.Errorf("ParsePattern(%q) error %v, want one containing %q", tt.in, err, tt.wantErr)
+		}
+	}
+}
+
+// Patterns are read as people paste registry addresses, and as the kubelet and docker read docker
+// config keys; Docker Hub has one name.
+func TestParsePatternCanonical(t *testing.T) {
+	for in, want := range map[string]string{
+		"ghcr.io":                          "ghcr.io",
+		"https://ghcr.io":                  "ghcr.io",
+		"http://ghcr.io/":                  "ghcr.io",
+		"ghcr.io/":                         "ghcr.io",
+		"https://ghcr.io/v2/":              "ghcr.io",
+		"https://ghcr.io/v2/team/":         "ghcr.io/team/",
+		"ghcr.io/v1/team":                  "ghcr.io/team",
+		"ghcr.io/team/":                    "ghcr.io/team/", // a trailing slash on a path stops at it
+		"ghcr.io/v2":                       "ghcr.io/v2",    // a repository named v2, as for the kubelet
+		"localhost:5443/":                  "localhost:5443",
+		"https://localhost:5443/v2/":       "localhost:5443",
+		"docker.io":                        "docker.io",
+		"index.docker.io":                  "docker.io",
+		"registry-1.docker.io":             "docker.io",
+		"https://index.docker.io/v1/":      "docker.io",
+		"https://registry-1.docker.io/v2/": "docker.io",
+		"index.docker.io/myorg":            "docker.io/myorg",
+		"*.docker.io":                      "*.docker.io",
+		"https://*.azurecr.io":             "*.azurecr.io",
+	} {
+		p, err := match.ParsePattern(in)
+		if err != nil {
+			t.Errorf("ParsePattern(%q): %v", in, err)
+			continue
+		}
+		if p.String() != want {
+			t.Errorf("ParsePattern(%q) = %q, want %q", in, p.String(), want)
+		}
+		if c, err := match.Canonical(in); err != nil || c != want {
+			t.Errorf("Canonical(%q) = %q, %v", in, c, err)
+		}
+	}
+	// Every Docker Hub spelling serves Docker Hub images, and only them.
+	for _, spelling := range []string{"docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"} {
+		p, _ := match.ParsePattern(spelling)
+		for _, repo := range []string{"docker.io/library/nginx", "docker.io/yourname/app"} {
+			if !p.Matches(repo) {
+				t.Errorf("%q does not match %q", spelling, repo)
+			}
+		}
+		if p.Matches("ghcr.io/library/nginx") {
+			t.Errorf("%q matches ghcr.io", spelling)
 		}
 	}
 }

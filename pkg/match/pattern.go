@@ -12,6 +12,13 @@
 // reads patterns as URLs, so '?' starts a query and '[' an IPv6 literal there: the only glob that
 // works in a kubelet is '*', and ParsePattern refuses the others rather than let them silently
 // mean something else.
+//
+// A pattern may be written as people paste registry addresses, and as the kubelet and docker read
+// docker config keys: "https://ghcr.io", "ghcr.io/", "https://index.docker.io/v1/". ParsePattern
+// reads it in its canonical form, which String returns and which is what pullpass writes where
+// the kubelet reads it (pull secret keys, the node cache, matchImages): no scheme, no "/v1/" or
+// "/v2/" before the path, no lone trailing "/", and Docker Hub's other names (index.docker.io,
+// registry-1.docker.io) as docker.io, the host the kubelet gives Docker Hub images.
 package match
 
 import (
@@ -22,9 +29,16 @@ import (
 	"strings"
 )
 
+// DockerHub is Docker Hub's canonical host, the one the kubelet names images by ("nginx" is
+// docker.io/library/nginx).
+const DockerHub = "docker.io"
+
+// dockerHubAliases are Docker Hub's other names, read as docker.io.
+var dockerHubAliases = map[string]bool{"index.docker.io": true, "registry-1.docker.io": true}
+
 // Pattern is a parsed host pattern.
 type Pattern struct {
-	raw    string
+	raw    string // canonical
 	host   string
 	labels []string // host split on '.'
 	port   string
@@ -36,14 +50,62 @@ type Pattern struct {
 }
 
 // ParsePattern parses and validates a host pattern. It accepts what the kubelet accepts in
-// matchImages, less what can never match an image: a scheme, a query, a user or an empty label.
-func ParsePattern(s string) (Pattern, error) {
-	if s == "" {
+// matchImages, less what can never match an image (a query, a user or an empty label), and the
+// forms of canonical below.
+func ParsePattern(written string) (Pattern, error) {
+	if written == "" {
 		return Pattern{}, errors.New("invalid host pattern: empty")
 	}
-	if strings.Contains(s, "://") {
-		return Pattern{}, fmt.Errorf("invalid host pattern %q: remove the scheme, patterns are host[:port][/path]", s)
+	s := canonical(written)
+	if s == "" || s[0] == '/' {
+		return Pattern{}, fmt.Errorf("invalid host pattern %q: no host", written)
 	}
+	if strings.Contains(s, "://") {
+		return Pattern{}, fmt.Errorf("invalid host pattern %q: only an https:// or http:// scheme may come before host[:port][/path]", written)
+	}
+	p, err := parseCanonical(s)
+	if err != nil && s != written {
+		// Name what the user wrote, and what it was read as.
+		return Pattern{}, fmt.Errorf("%w (written %q)", err, written)
+	}
+	return p, err
+}
+
+// canonical reads a pattern as the kubelet reads a docker config key (keyring.go, Add): without
+// an http(s):// scheme, with "/v1/" or "/v2/" cut from the front of the path and a path of a lone
+// "/" dropped; and with Docker Hub's other names as docker.io.
+func canonical(s string) string {
+	if rest, ok := strings.CutPrefix(s, "https://"); ok {
+		s = rest
+	} else if rest, ok := strings.CutPrefix(s, "http://"); ok {
+		s = rest
+	}
+	host, path, hasPath := strings.Cut(s, "/")
+	if hasPath {
+		path = "/" + path
+		if strings.HasPrefix(path, "/v1/") || strings.HasPrefix(path, "/v2/") {
+			path = path[3:]
+		}
+		if path == "/" {
+			path = ""
+		}
+	}
+	if dockerHubAliases[host] {
+		host = DockerHub
+	}
+	return host + path
+}
+
+// Canonical returns a pattern's canonical form, or why it is not a pattern.
+func Canonical(s string) (string, error) {
+	p, err := ParsePattern(s)
+	if err != nil {
+		return "", err
+	}
+	return p.raw, nil
+}
+
+func parseCanonical(s string) (Pattern, error) {
 	if strings.ContainsAny(s, "?[]") {
 		return Pattern{}, fmt.Errorf("invalid host pattern %q: only '*' is a glob for the kubelet ('?' and '[' are read as URL syntax)", s)
 	}
@@ -140,7 +202,7 @@ func splitHostPort(hostport string) (host, port string) {
 	return host, hostport[i+1:]
 }
 
-// String returns the pattern as written.
+// String returns the pattern in its canonical form.
 func (p Pattern) String() string { return p.raw }
 
 // Literal reports whether the pattern's host has no glob.

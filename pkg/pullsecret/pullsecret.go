@@ -5,13 +5,14 @@ package pullsecret
 import (
 	"bytes"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
-	"github.com/pullpass/pullpass/pkg/image"
+	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
@@ -27,28 +28,35 @@ func Name(registry string) string {
 	return n
 }
 
-// Data is the .dockerconfigjson for a registry: one entry per host pattern, each with the same
-// credentials. The kubelet matches pull secret keys with the same rules as matchImages, globs
-// included, so the patterns can be written as they are.
+// Data is the .dockerconfigjson for a registry: the keys of each host pattern, each with the same
+// credentials.
 func Data(reg *v1alpha1.Registry, c secrets.Credentials) ([]byte, error) {
 	cfg := &dockerconfig.Config{Auths: map[string]dockerconfig.AuthEntry{}}
 	for _, h := range reg.Spec.Hosts {
-		cfg.Auths[h] = dockerconfig.AuthEntry{Username: c.Username, Password: c.Password}
-		if host, _, _ := cutPath(h); host == image.DockerHub {
-			// Docker clients look Docker Hub up under its legacy key.
-			cfg.Auths["https://index.docker.io/v1/"] = dockerconfig.AuthEntry{Username: c.Username, Password: c.Password}
+		for _, k := range Keys(h) {
+			cfg.Auths[k] = dockerconfig.AuthEntry{Username: c.Username, Password: c.Password}
 		}
 	}
 	return cfg.Marshal()
 }
 
-func cutPath(h string) (string, string, bool) {
-	for i := 0; i < len(h); i++ {
-		if h[i] == '/' {
-			return h[:i], h[i:], true
-		}
+// Keys are the docker config keys a pull secret holds for a host pattern: its canonical form
+// ("https://index.docker.io/v1/" and "registry-1.docker.io" are docker.io), which the kubelet
+// matches against the repository it pulls with the matchImages rules, globs included ("nginx"
+// is looked up as docker.io/library/nginx, so the key docker.io serves every Docker Hub image).
+// The kubelet passes the credentials to the runtime with no server address, so containerd sends
+// them to whichever host it pulls from (registry-1.docker.io for docker.io).
+//
+// Docker's legacy key, "https://index.docker.io/v1/", is not written: the kubelet does not need
+// it, and it serves an index.docker.io key, as its "default registry", to every image no other
+// key matched whose host has no '.' or ':' ("localhost/app", "Registry/app"), which would send
+// Docker Hub credentials to those hosts.
+func Keys(host string) []string {
+	c, err := match.Canonical(host)
+	if err != nil {
+		return []string{host} // registries are validated before they get here
 	}
-	return h, "", false
+	return []string{c}
 }
 
 // Build returns the pull secret for a registry in a namespace.
@@ -72,10 +80,60 @@ func Build(namespace string, reg *v1alpha1.Registry, c secrets.Credentials) (*co
 	}, nil
 }
 
+// AnnotationExpiresAt holds, on a pull secret of expiring credentials (ECR tokens), when they
+// stop working (RFC 3339). Admission leaves an existing pull secret to the keeper unless it says
+// it has expired.
+const AnnotationExpiresAt = "pullpass.io/expires-at"
+
+// SetExpiresAt records when the secret's credentials expire (zero: they do not).
+func SetExpiresAt(s *corev1.Secret, t time.Time) {
+	if t.IsZero() {
+		delete(s.Annotations, AnnotationExpiresAt)
+		return
+	}
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	s.Annotations[AnnotationExpiresAt] = t.UTC().Format(time.RFC3339)
+}
+
+// Usable reports whether an existing pull secret still holds credentials that work at now, as
+// far as it says: one without an expiry, or with an expiry still ahead. An expiry that does not
+// parse counts as expired.
+func Usable(s *corev1.Secret, now time.Time) bool {
+	v, ok := s.Annotations[AnnotationExpiresAt]
+	if !ok {
+		return true
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	return err == nil && now.Before(t)
+}
+
+// CopyInto makes have hold what want holds: type, data, pullpass's labels and expiry. Other
+// labels and annotations on have are kept.
+func CopyInto(have, want *corev1.Secret) {
+	have.Type, have.Data = want.Type, want.Data
+	if have.Labels == nil {
+		have.Labels = map[string]string{}
+	}
+	for k, v := range want.Labels {
+		have.Labels[k] = v
+	}
+	if t, ok := want.Annotations[AnnotationExpiresAt]; ok {
+		if have.Annotations == nil {
+			have.Annotations = map[string]string{}
+		}
+		have.Annotations[AnnotationExpiresAt] = t
+	} else {
+		delete(have.Annotations, AnnotationExpiresAt)
+	}
+}
+
 // UpToDate reports whether an existing pull secret already holds what want holds.
 func UpToDate(have, want *corev1.Secret) bool {
 	return have.Type == want.Type &&
 		bytes.Equal(have.Data[corev1.DockerConfigJsonKey], want.Data[corev1.DockerConfigJsonKey]) &&
+		have.Annotations[AnnotationExpiresAt] == want.Annotations[AnnotationExpiresAt] &&
 		have.Labels[secrets.LabelManagedBy] == secrets.ManagedByValue &&
 		have.Labels[secrets.LabelRegistry] == want.Labels[secrets.LabelRegistry] &&
 		have.Labels[secrets.LabelRole] == secrets.RolePullSecret

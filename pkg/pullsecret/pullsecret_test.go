@@ -14,7 +14,7 @@ import (
 )
 
 func TestBuild(t *testing.T) {
-	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "hub"}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"docker.io", "*.example.com:5000/team"}}}
+	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "hub"}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"https://index.docker.io/v1/", "*.example.com:5000/team"}}}
 	s, err := pullsecret.Build("shop", reg, secrets.Credentials{Username: "u", Password: "p"})
 	if err != nil {
 		t.Fatal(err)
@@ -26,15 +26,14 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One key per pattern as written (the kubelet globs pull secret keys too), and Docker Hub's
-	// legacy key beside docker.io.
-	for _, key := range []string{"docker.io", "*.example.com:5000/team", "https://index.docker.io/v1/"} {
+	// One key per pattern, canonical (the kubelet globs pull secret keys too).
+	for _, key := range []string{"docker.io", "*.example.com:5000/team"} {
 		e, ok := cfg.Auths[key]
 		if !ok || e.Username != "u" || e.Password != "p" {
 			t.Errorf("key %q: %v %t", key, e, ok)
 		}
 	}
-	if len(cfg.Auths) != 3 {
+	if len(cfg.Auths) != 2 {
 		t.Errorf("keys %v", cfg.Hosts())
 	}
 	if !pullsecret.UpToDate(s, s) {
@@ -51,5 +50,21 @@ func TestBuild(t *testing.T) {
 	}
 	if n := pullsecret.Name(strings.Repeat("a", 300)); len(n) > 253 {
 		t.Fatalf("name of %d characters", len(n))
+	}
+}
+
+func TestKeys(t *testing.T) {
+	for host, want := range map[string]string{
+		"docker.io":                   "docker.io",
+		"index.docker.io":             "docker.io",
+		"registry-1.docker.io":        "docker.io",
+		"https://index.docker.io/v1/": "docker.io",
+		"docker.io/myorg":             "docker.io/myorg",
+		"https://ghcr.io/":            "ghcr.io",
+		"localhost:5443":              "localhost:5443",
+	} {
+		if got := strings.Join(pullsecret.Keys(host), " "); got != want {
+			t.Errorf("Keys(%q) = %q, want %q", host, got, want)
+		}
 	}
 }

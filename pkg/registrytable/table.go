@@ -5,8 +5,10 @@ package registrytable
 import (
 	"errors"
 	"fmt"
+	"regexp"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/image"
@@ -84,28 +86,42 @@ func (t *Table) Candidates(ref image.Reference) []Match {
 	return out
 }
 
+// Limits and formats of the CRD's schema (pkg/apis/pullpass/v1alpha1/types.go's markers), checked
+// again here for objects that never went through an API server.
+const (
+	maxHosts      = 64
+	maxHostLength = 512
+)
+
+var (
+	ecrRegion  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	ecrRoleARN = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$`)
+)
+
 // Validate checks what the CRD schema checks, for registries read from files (offline
 // `explain`) or from an API server that was given objects before the schema was tightened.
+// The CRD integration test (pkg/apis/pullpass/v1alpha1/crd) runs one table through both.
 func Validate(r *v1alpha1.Registry) error {
 	var errs []error
 	if r.Name == "" {
 		errs = append(errs, errors.New("metadata.name is empty"))
 	}
-	if len(r.Spec.Hosts) == 0 {
-		errs = append(errs, errors.New("spec.hosts is empty"))
-	}
-	for i, h := range r.Spec.Hosts {
-		if _, err := match.ParsePattern(h); err != nil {
-			errs = append(errs, fmt.Errorf("spec.hosts[%d]: %w", i, err))
-		}
-	}
+	errs = append(errs, validateHosts(r.Spec.Hosts)...)
 	if src := r.Spec.Auth.Sources(); len(src) != 1 {
 		errs = append(errs, fmt.Errorf("spec.auth: exactly one credential source must be set (secretRef, ecr or dockerHub), found %d", len(src)))
 	}
-	for field, ref := range map[string]*v1alpha1.SecretReference{"secretRef": r.Spec.Auth.SecretRef, "dockerHub.secretRef": dockerHubRef(r.Spec.Auth.DockerHub)} {
-		if ref != nil && (ref.Name == "" || ref.Namespace == "") {
-			errs = append(errs, fmt.Errorf("spec.auth.%s: name and namespace are required", field))
+	errs = append(errs, validateSecretRef("spec.auth.secretRef", r.Spec.Auth.SecretRef)...)
+	if d := r.Spec.Auth.DockerHub; d != nil {
+		errs = append(errs, validateSecretRef("spec.auth.dockerHub.secretRef", &d.SecretRef)...)
+	}
+	if e := r.Spec.Auth.ECR; e != nil {
+		if e.Region != "" && !ecrRegion.MatchString(e.Region) {
+			errs = append(errs, fmt.Errorf("spec.auth.ecr.region: %q is not an AWS region", e.Region))
 		}
+		if e.RoleARN != "" && !ecrRoleARN.MatchString(e.RoleARN) {
+			errs = append(errs, fmt.Errorf("spec.auth.ecr.roleARN: %q is not an IAM role ARN", e.RoleARN))
+		}
+		errs = append(errs, validateSecretRef("spec.auth.ecr.accessKeySecretRef", e.AccessKeySecretRef)...)
 	}
 	if sel := r.Spec.NamespaceSelector; sel != nil {
 		if _, err := metav1.LabelSelectorAsSelector(sel); err != nil {
@@ -123,9 +139,42 @@ func Validate(r *v1alpha1.Registry) error {
 	return nil
 }
 
-func dockerHubRef(d *v1alpha1.DockerHubSource) *v1alpha1.SecretReference {
-	if d == nil {
+func validateHosts(hosts []string) []error {
+	switch {
+	case len(hosts) == 0:
+		return []error{errors.New("spec.hosts is empty")}
+	case len(hosts) > maxHosts:
+		return []error{fmt.Errorf("spec.hosts: %d patterns, at most %d are allowed", len(hosts), maxHosts)}
+	}
+	var errs []error
+	seen := make(map[string]bool, len(hosts))
+	for i, h := range hosts {
+		if len(h) > maxHostLength {
+			errs = append(errs, fmt.Errorf("spec.hosts[%d]: longer than %d characters", i, maxHostLength))
+		} else if _, err := match.ParsePattern(h); err != nil {
+			errs = append(errs, fmt.Errorf("spec.hosts[%d]: %w", i, err))
+		}
+		if seen[h] {
+			errs = append(errs, fmt.Errorf("spec.hosts[%d]: duplicate %q", i, h))
+		}
+		seen[h] = true
+	}
+	return errs
+}
+
+func validateSecretRef(field string, ref *v1alpha1.SecretReference) []error {
+	if ref == nil {
 		return nil
 	}
-	return &d.SecretRef
+	if ref.Name == "" || ref.Namespace == "" {
+		return []error{fmt.Errorf("%s: name and namespace are required", field)}
+	}
+	var errs []error
+	for _, msg := range validation.IsDNS1123Subdomain(ref.Name) {
+		errs = append(errs, fmt.Errorf("%s.name: %s", field, msg))
+	}
+	for _, msg := range validation.IsDNS1123Label(ref.Namespace) {
+		errs = append(errs, fmt.Errorf("%s.namespace: %s", field, msg))
+	}
+	return errs
 }

@@ -26,7 +26,7 @@ func reg(name string, hosts ...string) *v1alpha1.Registry {
 }
 
 func TestBuildSkipsInvalidRegistries(t *testing.T) {
-	bad := reg("bad", "https://ghcr.io")
+	bad := reg("bad", "ftp://ghcr.io")
 	noAuth := reg("no-auth", "quay.io")
 	noAuth.Spec.Auth = v1alpha1.RegistryAuth{}
 	table := registrytable.Build([]*v1alpha1.Registry{reg("good", "ghcr.io"), bad, noAuth})
@@ -42,6 +42,22 @@ func TestBuildSkipsInvalidRegistries(t *testing.T) {
 	}
 	if _, _, err := table.Lookup("Bad/Image"); err == nil {
 		t.Fatal("Lookup of an invalid image gave no error")
+	}
+}
+
+// Docker Hub's every spelling in a Registry serves Docker Hub images.
+func TestDockerHubSpellingsServeDockerHub(t *testing.T) {
+	for _, host := range []string{"docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"} {
+		table := registrytable.Build([]*v1alpha1.Registry{reg("hub", host)})
+		if s := table.Skipped(); len(s) > 0 {
+			t.Fatalf("%s: %v", host, s)
+		}
+		for _, img := range []string{"nginx", "docker.io/library/nginx", "yourname/app", "index.docker.io/yourname/postgres:16"} {
+			m, ok, err := table.Lookup(img)
+			if err != nil || !ok || m.Registry.Name != "hub" || m.Pattern != "docker.io" {
+				t.Errorf("host %q, image %q: %+v, %t, %v", host, img, m, ok, err)
+			}
+		}
 	}
 }
 
@@ -74,6 +90,20 @@ func TestValidate(t *testing.T) {
 	two.Spec.Auth.DockerHub = &v1alpha1.DockerHubSource{SecretRef: v1alpha1.SecretReference{Name: "a", Namespace: "b"}}
 	scope := reg("scope", "ghcr.io")
 	scope.Spec.Scope = "Global"
+	var many []string
+	for i := range 65 {
+		many = append(many, fmt.Sprintf("h%d.io", i))
+	}
+	badRegion := reg("region", "ghcr.io")
+	badRegion.Spec.Auth = v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{Region: "Europe"}}
+	badRole := reg("role", "ghcr.io")
+	badRole.Spec.Auth = v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{RoleARN: "arn:aws:iam::123:user/me"}}
+	badKeys := reg("keys", "ghcr.io")
+	badKeys.Spec.Auth = v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{AccessKeySecretRef: &v1alpha1.SecretReference{Name: "Aws", Namespace: "pullpass"}}}
+	badNS := reg("ns", "ghcr.io")
+	badNS.Spec.Auth.SecretRef.Namespace = "a.b"
+	hubNoName := reg("hub", "ghcr.io")
+	hubNoName.Spec.Auth = v1alpha1.RegistryAuth{DockerHub: &v1alpha1.DockerHubSource{SecretRef: v1alpha1.SecretReference{Namespace: "pullpass"}}}
 	for _, tt := range []struct {
 		r    *v1alpha1.Registry
 		want string
@@ -84,6 +114,14 @@ func TestValidate(t *testing.T) {
 		{reg("", "ghcr.io"), "metadata.name"},
 		{reg("nohosts"), "spec.hosts is empty"},
 		{reg("pat", "ghcr.io", "a?b"), "spec.hosts[1]"},
+		{reg("many", many...), "at most 64"},
+		{reg("long", strings.Repeat("a", 510)+".io"), "longer than 512"},
+		{reg("dup", "ghcr.io", "quay.io", "ghcr.io"), `spec.hosts[2]: duplicate "ghcr.io"`},
+		{badRegion, "spec.auth.ecr.region"},
+		{badRole, "spec.auth.ecr.roleARN"},
+		{badKeys, "spec.auth.ecr.accessKeySecretRef.name"},
+		{badNS, "spec.auth.secretRef.namespace"},
+		{hubNoName, "spec.auth.dockerHub.secretRef: name and namespace are required"},
 	} {
 		if err := registrytable.Validate(tt.r); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Validate(%s) = %v, want an error naming %q", tt.r.Name, err, tt.want)
@@ -111,7 +149,8 @@ func TestCRDPatternAgreesWithParsePattern(t *testing.T) {
 	inputs := []string{
 		"ghcr.io", "*.azurecr.io", "localhost:5000", "localhost:5000/team", "*", "*:5000", "a.b.c.d.e",
 		"europe-west1-docker.pkg.dev/p/r", "reg_1.example.com", "x.io/a/b-c_d.e~f",
-		"", "https://ghcr.io", "ghcr.io:*", "ghcr.io:abc", "a..io", ".io", "io.", "a?b.io", "[ab].io",
+		"https://ghcr.io", "http://ghcr.io/", "https://index.docker.io/v1/", "https://localhost:5443/v2/team",
+		"", "ftp://ghcr.io", "HTTPS://ghcr.io", "https://", "https:///v1/", "https://https://ghcr.io", "ghcr.io:*", "ghcr.io:abc", "a..io", ".io", "io.", "a?b.io", "[ab].io",
 		"ghcr.io/a b", "ghcr.io#x", "user@ghcr.io", "ghcr.io/x?y", `a\b.io`, "ghcr.io:", "/path", "ghcr.io//x",
 	}
 	for i := 0; i < 256; i++ {

@@ -22,8 +22,11 @@ import (
 // Watcher is the registry table, rebuilt whenever a Registry changes.
 type Watcher struct {
 	informer cache.SharedIndexInformer
-	table    atomic.Pointer[registrytable.Table]
-	log      *slog.Logger
+	// rebuilt reports when the table handler has seen the first list: the informer's own
+	// HasSynced turns true when the store is full, possibly before the handler rebuilt from it.
+	rebuilt cache.ResourceEventHandlerRegistration
+	table   atomic.Pointer[registrytable.Table]
+	log     *slog.Logger
 }
 
 // New watches Registry objects through client.
@@ -41,7 +44,7 @@ func New(client registryclient.Interface, log *slog.Logger) *Watcher {
 		log:      log,
 	}
 	rebuild := func(any) { t.rebuild() }
-	_, _ = t.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	t.rebuilt, _ = t.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    rebuild,
 		UpdateFunc: func(_, _ any) { t.rebuild() },
 		DeleteFunc: rebuild,
@@ -52,12 +55,12 @@ func New(client registryclient.Interface, log *slog.Logger) *Watcher {
 // Run runs the informer until ctx ends.
 func (t *Watcher) Run(ctx context.Context) { t.informer.RunWithContext(ctx) }
 
-// HasSynced reports whether the first list is in.
-func (t *Watcher) HasSynced() bool { return t.informer.HasSynced() }
+// HasSynced reports whether the first list is in, and in the table.
+func (t *Watcher) HasSynced() bool { return t.rebuilt.HasSynced() }
 
 // Table returns the current table, or nil before the first sync.
 func (t *Watcher) Table() *registrytable.Table {
-	if !t.informer.HasSynced() {
+	if !t.HasSynced() {
 		return nil
 	}
 	if tb := t.table.Load(); tb != nil {

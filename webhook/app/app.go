@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +26,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
+	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/pkg/slim"
@@ -32,6 +35,7 @@ import (
 	"github.com/pullpass/pullpass/webhook/keeper"
 	"github.com/pullpass/pullpass/webhook/pullwatch"
 	"github.com/pullpass/pullpass/webhook/state"
+	"github.com/pullpass/pullpass/webhook/verify"
 )
 
 // NewLogger builds the slog logger the options ask for.
@@ -57,17 +61,29 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Informers: every namespace; pullpass's own secrets in every namespace; the sources in
-	// pullpass's namespace. Nothing else is watched.
+	// Informers: every namespace; pullpass's own secrets in every namespace; the secrets of the
+	// namespaces sources may be in (pullpass's, and those allowed). Nothing else is watched,
+	// and no other Secret is ever read. managedFields are dropped: at 10,000 namespaces they
+	// are most of what the caches would hold.
 	nsFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields))
 	managedFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields),
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 			lo.LabelSelector = secrets.LabelManagedBy + "=" + secrets.ManagedByValue
 		}))
-	sourceFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(o.Namespace), informers.WithTransform(slim.DropManagedFields))
 	nsInformer := nsFactory.Core().V1().Namespaces()
 	managedInformer := managedFactory.Core().V1().Secrets()
-	sourceInformer := sourceFactory.Core().V1().Secrets()
+	factories := []informers.SharedInformerFactory{nsFactory, managedFactory}
+	informersToSync := []cache.SharedIndexInformer{nsInformer.Informer(), managedInformer.Informer()}
+	sourceListers := state.SourceListers{}
+	var sourceInformers []cache.SharedIndexInformer
+	for _, ns := range o.AllSourceNamespaces() {
+		f := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(ns), informers.WithTransform(slim.DropManagedFields))
+		inf := f.Core().V1().Secrets()
+		sourceListers[ns] = inf.Lister()
+		sourceInformers = append(sourceInformers, inf.Informer())
+		factories = append(factories, f)
+	}
+	informersToSync = append(informersToSync, sourceInformers...)
 	table := registrywatch.New(regClient, log.With("component", "registries"))
 
 	metrics, err := NewMetrics(reg)
@@ -76,9 +92,28 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	}
 	excluded := append([]string{o.Namespace}, o.ExcludedNamespaces...)
 	pullSecrets := &state.PullSecrets{
-		Managed: managedInformer.Lister(), Sources: sourceInformer.Lister(), SourceNamespace: o.Namespace,
-		Client: kube, Log: log.With("component", "pullsecrets"),
+		Managed: managedInformer.Lister(), Sources: sourceListers, Client: kube, Log: log.With("component", "pullsecrets"),
 		Resolver: &credentials.Resolver{NewECR: ecr.NewAPI, ECREndpoint: o.ECREndpoint},
+	}
+	var (
+		verifier *verify.Verifier
+		observer inject.Observer // nil unless verifying
+	)
+	if o.Verify {
+		login, err := newLogin(o)
+		if err != nil {
+			return err
+		}
+		verifier, err = verify.New(verify.Config{
+			Registries: table, Credentials: pullSecrets, Status: regClient, Login: login,
+			Interval: o.VerifyInterval, Workers: o.VerifyWorkers, DockerHubHost: o.DockerHubHost,
+			DockerHubAnonymous: o.DockerHubAnonymous, Metrics: metrics.Verify, Logger: log.With("component", "verifier"),
+		})
+		if err != nil {
+			return err
+		}
+		observer = verifier.Seen()
+		watchForVerifier(verifier, table, sourceInformers)
 	}
 	mutator, err := inject.New(inject.Config{
 		Namespaces:         &state.Namespaces{Lister: nsInformer.Lister(), Client: kube},
@@ -88,6 +123,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		ExcludedNamespaces: excluded,
 		Logger:             log.With("component", "inject"),
 		Metrics:            metrics.Inject,
+		Observer:           observer,
 	})
 	if err != nil {
 		return err
@@ -105,7 +141,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	watchForKeeper(keep, table, sourceInformer.Informer(), managedInformer.Informer(), nsInformer.Informer())
+	watchForKeeper(keep, table, sourceInformers, managedInformer.Informer(), nsInformer.Informer())
 
 	var certSrc certSource
 	if o.TLSCertFile != "" {
@@ -129,18 +165,27 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go certSrc.Run(ctx)
-	nsInformer.Informer()
-	managedInformer.Informer()
-	sourceInformer.Informer()
-	nsFactory.Start(ctx.Done())
-	managedFactory.Start(ctx.Done())
-	sourceFactory.Start(ctx.Done())
+	for _, f := range factories {
+		f.Start(ctx.Done())
+	}
 	go table.Run(ctx)
 
 	synced := func() bool {
-		return table.HasSynced() && nsInformer.Informer().HasSynced() && managedInformer.Informer().HasSynced() && sourceInformer.Informer().HasSynced()
+		if !table.HasSynced() {
+			return false
+		}
+		for _, inf := range informersToSync {
+			if !inf.HasSynced() {
+				return false
+			}
+		}
+		return true
 	}
+	var draining atomic.Bool
 	ready := func() error {
+		if draining.Load() {
+			return errors.New("shutting down")
+		}
 		if !synced() {
 			return errors.New("informers not synced")
 		}
@@ -177,20 +222,55 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	log.Info("caches synced", "registries", table.String())
 	var watcher *pullwatch.Watcher
 	if o.WatchPulls {
-		watcher, err = pullwatch.New(pullwatch.Config{
+		cfg := pullwatch.Config{
 			Client: kube, Registry: pullwatch.TableRegistry(table.Table), Metrics: metrics.Pulls,
 			Logger: log.With("component", "pullwatch"),
+		}
+		if verifier != nil {
+			cfg.Observe = observeImage(verifier, table)
+		}
+		watcher, err = pullwatch.New(cfg)
+		if err != nil {
+			return err
+		}
+		if verifier != nil {
+			stuck, stop, err := newStuckPods(kube, watcher, nsInformer.Lister(), o, metrics, log.With("component", "stuckpods"))
+			if err != nil {
+				return err
+			}
+			defer stop()
+			verifier.SetRecovered(stuck.Recover)
+			verifier.SetPodImages(watcher.Images)
+		}
+	}
+	var roleKeeper *nodeaccess.RoleKeeper
+	if o.AgentSourcesRole != "" {
+		roleKeeper, err = nodeaccess.NewRoleKeeper(nodeaccess.RoleKeeperConfig{
+			Client: kube, Namespace: o.Namespace, RoleName: o.AgentSourcesRole, Registries: table,
+			Logger: log.With("component", "agentaccess"),
 		})
 		if err != nil {
 			return err
 		}
+		kick := func(any) { roleKeeper.Kick() }
+		table.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(_, n any) { kick(n) }, DeleteFunc: kick})
 	}
-	// The leader keeps pull secrets fresh and counts pull failures: one replica at a time.
+	// The leader keeps pull secrets fresh, grants the node agents their sources and counts pull
+	// failures: one replica at a time.
 	go runLeader(ctx, kube, o.Namespace, "pullpass-keeper", log.With("component", "leader"), func(ctx context.Context, previousLeaderSeen time.Time) {
 		if watcher != nil {
 			go watcher.Run(ctx, previousLeaderSeen)
 		}
+		if roleKeeper != nil {
+			go roleKeeper.Run(ctx, time.Minute)
+		}
+		// The verifier's term ends before the next can begin.
+		var terms sync.WaitGroup
+		if verifier != nil {
+			terms.Go(func() { verifier.Run(ctx) })
+		}
 		keep.Run(ctx)
+		terms.Wait()
 	})
 
 	var runErr error
@@ -198,7 +278,14 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	case <-ctx.Done():
 	case runErr = <-errs:
 	}
-	log.Info("shutting down")
+	// Not ready first, and still serving for a while: the endpoints and every kube-proxy catch
+	// up before the server stops taking requests, so no admission in flight meets a closed port
+	// and is admitted without its pull secrets (the chart's preStop sleep covers pod deletion).
+	draining.Store(true)
+	log.Info("shutting down", "drain", o.ShutdownDelay)
+	if runErr == nil && o.ShutdownDelay > 0 {
+		time.Sleep(o.ShutdownDelay)
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 	defer scancel()
 	_ = webhookSrv.Shutdown(sctx)
@@ -211,6 +298,9 @@ type Metrics struct {
 	Inject *inject.PrometheusRecorder
 	Keeper *keeper.PrometheusMetrics
 	Pulls  *pullwatch.Metrics
+	Verify *verify.PrometheusMetrics
+	// Recreated counts stuck pods deleted for their controller to recreate.
+	Recreated *prometheus.CounterVec
 }
 
 // NewMetrics registers the webhook's metrics (besides kubewebhook's, registered by the handler)
@@ -225,6 +315,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	if m.Pulls, err = pullwatch.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.Verify, err = verify.NewPrometheusMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.Recreated, err = verify.NewDeletedCounter(reg); err != nil {
 		return nil, err
 	}
 	return &m, nil

@@ -24,7 +24,7 @@ import (
 // watchForKeeper turns informer events into keeper work: a registry that changed, a source
 // secret that changed (its registries), a pull secret that changed or went (its registry), a
 // namespace whose annotations or labels changed (everything: it is rare).
-func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources, managed, namespaces cache.SharedIndexInformer) {
+func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources []cache.SharedIndexInformer, managed, namespaces cache.SharedIndexInformer) {
 	byName := func(obj any) {
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
@@ -35,21 +35,10 @@ func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources, man
 	}
 	table.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: byName, UpdateFunc: func(_, n any) { byName(n) }, DeleteFunc: byName})
 
-	bySource := func(obj any) {
-		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = d.Obj
-		}
-		s, ok := obj.(*corev1.Secret)
-		if !ok {
-			return
-		}
-		for _, r := range table.List() {
-			if ref := r.Spec.Auth.SecretRef; ref != nil && ref.Namespace == s.Namespace && ref.Name == s.Name {
-				k.Enqueue(r.Name)
-			}
-		}
+	bySource := func(obj any) { forSourceOf(table, obj, k.Enqueue) }
+	for _, inf := range sources {
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: bySource, UpdateFunc: func(_, n any) { bySource(n) }, DeleteFunc: bySource})
 	}
-	_, _ = sources.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: bySource, UpdateFunc: func(_, n any) { bySource(n) }, DeleteFunc: bySource})
 
 	byLabel := func(obj any) {
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -68,6 +57,24 @@ func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources, man
 			k.EnqueueAll()
 		}
 	}})
+}
+
+// forSourceOf calls f with the name of each registry that reads the Secret obj as a source.
+func forSourceOf(table *registrywatch.Watcher, obj any, f func(registry string)) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return
+	}
+	for _, r := range table.List() {
+		for _, ref := range r.Spec.Auth.SecretRefs() {
+			if ref.Namespace == s.Namespace && ref.Name == s.Name {
+				f(r.Name)
+			}
+		}
+	}
 }
 
 func equalMaps(a, b map[string]string) bool {
@@ -90,6 +97,9 @@ func setOf(list []string) map[string]bool {
 	return m
 }
 
+// leaderTimings are client-go's usual ones; tests shorten them.
+var leaderTimings = struct{ lease, renew, retry time.Duration }{15 * time.Second, 10 * time.Second, 2 * time.Second}
+
 // runLeader runs f while this replica holds the Lease, and stands for election again when it
 // loses it, until ctx ends. f is told when another holder was last seen renewing the Lease (zero:
 // none was seen): what that leader did before then is done.
@@ -101,7 +111,7 @@ func runLeader(ctx context.Context, kube kubernetes.Interface, namespace, name s
 		Client:     kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
 	}
-	const retry = 2 * time.Second
+	retry := leaderTimings.retry
 	var (
 		mu       sync.Mutex
 		lastSeen time.Time
@@ -135,8 +145,8 @@ func runLeader(ctx context.Context, kube kubernetes.Interface, namespace, name s
 	for ctx.Err() == nil {
 		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
 			Lock:            lock,
-			LeaseDuration:   15 * time.Second,
-			RenewDeadline:   10 * time.Second,
+			LeaseDuration:   leaderTimings.lease,
+			RenewDeadline:   leaderTimings.renew,
 			RetryPeriod:     retry,
 			ReleaseOnCancel: true,
 			Name:            name,

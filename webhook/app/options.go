@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ type Options struct {
 	ListenAddress   string // HTTPS, AdmissionReviews
 	MetricsAddress  string // HTTP: /metrics, /healthz, /readyz
 	ShutdownTimeout time.Duration
+	ShutdownDelay   time.Duration // not ready but still serving, before the server stops
 
 	// TLS: self-managed in a Secret (default), or files kept by cert-manager.
 	TLSSecretName     string
@@ -37,6 +39,11 @@ type Options struct {
 
 	// Credential sources.
 	ECREndpoint string
+	// SourceNamespaces may hold Registry sources besides Namespace (which always may).
+	SourceNamespaces []string
+	// AgentSourcesRole is the node agents' Role that the leader keeps to exactly the sources
+	// they serve ('' when there are no agents).
+	AgentSourcesRole string
 
 	// Injection.
 	ClusterWide bool
@@ -44,6 +51,16 @@ type Options struct {
 	// Observability.
 	WatchPulls         bool // count image pull failures across the cluster (on the leader)
 	ExcludedNamespaces []string
+
+	// Verification: logins to each registry with its credentials (on the leader).
+	Verify             bool
+	VerifyInterval     time.Duration
+	VerifyTimeout      time.Duration
+	VerifyWorkers      int
+	RegistryCAFile     string // extra CAs trusted for registries (PEM)
+	DockerHubHost      string // where Docker Hub's names are logged in to
+	DockerHubAnonymous bool   // also read the anonymous Docker Hub pull limit
+	RecreateStuckPods  bool   // the default of the pullpass.io/recreate-stuck-pods namespace annotation
 
 	// Logs.
 	Log logging.Options
@@ -62,11 +79,16 @@ func DefaultOptions() *Options {
 		ListenAddress:      ":8443",
 		MetricsAddress:     ":8080",
 		ShutdownTimeout:    10 * time.Second,
+		ShutdownDelay:      3 * time.Second,
 		TLSSecretName:      "pullpass-webhook-tls",
 		WebhookConfigName:  "pullpass",
 		ServiceName:        "pullpass-webhook",
 		ExcludedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"},
 		WatchPulls:         true,
+		Verify:             true,
+		VerifyInterval:     time.Hour,
+		VerifyTimeout:      10 * time.Second,
+		VerifyWorkers:      4,
 		Log:                logging.Defaults(),
 	}
 }
@@ -84,6 +106,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ListenAddress, "listen-address", o.ListenAddress, "HTTPS address for AdmissionReviews")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may take at shutdown")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay, "at shutdown, how long /readyz fails while the webhook still serves, so endpoints and kube-proxy catch up")
 	fs.StringVar(&o.TLSSecretName, "tls-secret-name", o.TLSSecretName, "Secret holding the webhook's CA and serving certificate (self-managed TLS)")
 	fs.StringVar(&o.WebhookConfigName, "webhook-config-name", o.WebhookConfigName, "MutatingWebhookConfiguration whose caBundle the webhook keeps current ('' to leave it alone)")
 	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "Service in front of the webhook; its DNS names go into the certificate")
@@ -103,6 +126,11 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "serve this certificate (cert-manager) instead of a self-managed one")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", o.TLSKeyFile, "key of --tls-cert-file")
+	fs.Func("source-namespaces", "namespaces besides --namespace whose Secrets Registries may name as sources, comma-separated (a source anywhere else is refused)", func(s string) error {
+		o.SourceNamespaces = splitList(s)
+		return nil
+	})
+	fs.StringVar(&o.AgentSourcesRole, "agent-sources-role", o.AgentSourcesRole, "Role in --namespace that the leader keeps granting the node agents exactly the Secrets they serve ('' when no agents run)")
 	fs.StringVar(&o.ECREndpoint, "ecr-endpoint", o.ECREndpoint, "ECR API endpoint instead of the region's (a VPC endpoint, or a local ECR API in tests)")
 	fs.BoolVar(&o.WatchPulls, "watch-pulls", o.WatchPulls, "count image pull failures of every pod (pullpass_image_pull_failures_total); needs list/watch on pods and events")
 	fs.BoolVar(&o.ClusterWide, "cluster-wide", o.ClusterWide, "inject in every namespace but the excluded ones (otherwise only namespaces annotated pullpass.io/inject=enabled)")
@@ -110,6 +138,14 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		o.ExcludedNamespaces = splitList(s)
 		return nil
 	})
+	fs.BoolVar(&o.Verify, "verify", o.Verify, "log in to each registry with its credentials (GET /v2/ and the token flow, never a pull) and report it in the Verified condition")
+	fs.DurationVar(&o.VerifyInterval, "verify-interval", o.VerifyInterval, "how often a registry that verified is verified again (±10% jitter); changes are verified at once, failures retried from 30s doubling")
+	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", o.VerifyTimeout, "longest one login may take, all its requests together")
+	fs.IntVar(&o.VerifyWorkers, "verify-workers", o.VerifyWorkers, "logins in flight at once")
+	fs.StringVar(&o.RegistryCAFile, "registry-ca-file", o.RegistryCAFile, "PEM file of CAs trusted for registries besides the system's")
+	fs.StringVar(&o.DockerHubHost, "docker-hub-host", o.DockerHubHost, "where Docker Hub's names (docker.io) are logged in to (default index.docker.io; a mirror or a test registry)")
+	fs.BoolVar(&o.DockerHubAnonymous, "docker-hub-anonymous-limit", o.DockerHubAnonymous, "also read Docker Hub's anonymous pull limit (the nodes' own when they share the webhook's egress address)")
+	fs.BoolVar(&o.RecreateStuckPods, "recreate-stuck-pods", o.RecreateStuckPods, "in every namespace not annotated pullpass.io/recreate-stuck-pods=disabled, delete controller-owned pods stuck pulling from a registry that verifies again (otherwise only where annotated enabled)")
 	o.Log.AddFlags(fs)
 }
 
@@ -118,10 +154,24 @@ func (o *Options) Validate() error {
 	if o.Namespace == "" {
 		return fmt.Errorf("--namespace is required")
 	}
+	if o.VerifyInterval < time.Minute || o.VerifyTimeout <= 0 || o.VerifyWorkers <= 0 {
+		return fmt.Errorf("--verify-interval must be at least 1m, --verify-timeout and --verify-workers positive")
+	}
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
 	return o.Log.Validate()
+}
+
+// AllSourceNamespaces are the namespaces whose Secrets may be sources: pullpass's own first.
+func (o *Options) AllSourceNamespaces() []string {
+	out := []string{o.Namespace}
+	for _, ns := range o.SourceNamespaces {
+		if !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	return out
 }
 
 // DNSNames are the names the certificate must carry.

@@ -270,8 +270,8 @@ func pullpassMutator(n int) (*inject.Mutator, error) {
 		Namespaces: &state.Namespaces{Lister: corelisters.NewNamespaceLister(nsIdx), Client: client},
 		Registries: staticTable{registrytable.Build(regs)},
 		Secrets: &state.PullSecrets{
-			Managed: corelisters.NewSecretLister(managedIdx), Sources: corelisters.NewSecretLister(srcIdx),
-			SourceNamespace: "pullpass", Client: client, Log: slog.New(slog.DiscardHandler),
+			Managed: corelisters.NewSecretLister(managedIdx), Sources: state.SourceListers{"pullpass": corelisters.NewSecretLister(srcIdx)},
+			Client: client, Log: slog.New(slog.DiscardHandler),
 		},
 	})
 }

@@ -55,6 +55,16 @@ type Config struct {
 	ExcludedNamespaces []string
 	Logger             *slog.Logger
 	Metrics            Recorder
+	// Observer, when set, is told the images of each pod served and their registries (the
+	// verifier logs in where pods actually pull, for glob host patterns).
+	Observer Observer
+}
+
+// Observer learns which images pods of served registries use. Wants keeps the hot path free of
+// the work when it has nothing to learn.
+type Observer interface {
+	Wants(regs []*v1alpha1.Registry) bool
+	ObservePod(regs []*v1alpha1.Registry, images []string)
 }
 
 func (c *Config) defaults() error {
@@ -190,6 +200,9 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 		return nil, "", ErrorTableNotLoaded, errors.New("the registry table is not loaded yet")
 	}
 	regs := registriesFor(table, pod, ns)
+	if m.cfg.Observer != nil && len(regs) > 0 && m.cfg.Observer.Wants(regs) {
+		m.cfg.Observer.ObservePod(regs, Images(pod))
+	}
 	names, err := m.ensureAll(ctx, namespace, regs, dryRun)
 	if err != nil {
 		return nil, "", ErrorEnsureSecret, err

@@ -57,6 +57,9 @@ func NewPrometheusRecorder(reg prometheus.Registerer) (*PrometheusRecorder, erro
 	for _, k := range []string{ErrorNamespace, ErrorEnsureSecret, ErrorTableNotLoaded, ErrorPanic, ErrorDecode} {
 		r.errors.WithLabelValues(k) // so alerts see a zero before the first error
 	}
+	for _, k := range []string{SkipPodOptOut, SkipNamespaceNotIn, SkipNamespaceExcl, SkipNoMatch} {
+		r.skipped.WithLabelValues(k) // and the dashboard before the first skip
+	}
 	return r, nil
 }
 

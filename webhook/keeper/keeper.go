@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -58,16 +59,21 @@ type Config struct {
 	Namespaces   corelisters.NamespaceLister
 	Policy       inject.Policy
 	ResyncPeriod time.Duration // default 30s: a source outside the watched namespace is read this often
-	Parallelism  int           // writes in flight at once (default 16)
+	Parallelism  int           // writes in flight at once, per registry (default 16)
+	Workers      int           // registries reconciled at once (default 4)
 	Now          func() time.Time
 	Metrics      Metrics
 	Logger       *slog.Logger
 }
 
-// Keeper reconciles one registry at a time from a rate-limited queue.
+// Keeper reconciles one registry at a time from a rate-limited queue. Each term of leadership
+// (Run) works a queue of its own: a queue that was shut down at the end of one term can never
+// swallow the work of the next.
 type Keeper struct {
-	cfg   Config
-	queue workqueue.TypedRateLimitingInterface[string]
+	cfg Config
+
+	mu    sync.Mutex
+	queue workqueue.TypedRateLimitingInterface[string] // nil between terms
 }
 
 // New returns a Keeper.
@@ -87,31 +93,65 @@ func New(cfg Config) (*Keeper, error) {
 	if cfg.Parallelism <= 0 {
 		cfg.Parallelism = 16
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Keeper{cfg: cfg, queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullpass-keeper"})}, nil
+	return &Keeper{cfg: cfg}, nil
 }
 
-// Enqueue asks for a registry to be reconciled.
-func (k *Keeper) Enqueue(registry string) { k.queue.Add(registry) }
+// current returns the queue of the term under way, nil when none is.
+func (k *Keeper) current() workqueue.TypedRateLimitingInterface[string] {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.queue
+}
+
+// Enqueue asks for a registry to be reconciled. Between terms it does nothing: every term
+// starts by enqueueing everything.
+func (k *Keeper) Enqueue(registry string) {
+	if q := k.current(); q != nil {
+		q.Add(registry)
+	}
+}
 
 // EnqueueAll asks for every known registry, and every registry that still has pull secrets.
 func (k *Keeper) EnqueueAll() {
+	q := k.current()
+	if q == nil {
+		return
+	}
 	for _, r := range k.cfg.Registries.List() {
-		k.queue.Add(r.Name)
+		q.Add(r.Name)
 	}
 	all, _ := k.cfg.Managed.List(labels.SelectorFromSet(labels.Set{secrets.LabelRole: secrets.RolePullSecret}))
 	for _, s := range all {
-		k.queue.Add(s.Labels[secrets.LabelRegistry])
+		q.Add(s.Labels[secrets.LabelRegistry])
 	}
 }
 
-// Run works the queue until ctx ends, and resyncs everything every ResyncPeriod.
+// Run is one term: it works a new queue until ctx ends, and resyncs everything every
+// ResyncPeriod. It may be called again after it returns (leadership lost and won back); two
+// terms never overlap.
 func (k *Keeper) Run(ctx context.Context) {
-	defer k.queue.ShutDown()
+	q := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullpass-keeper"})
+	k.mu.Lock()
+	if k.queue != nil {
+		k.mu.Unlock()
+		panic("keeper: Run called while a term is under way")
+	}
+	k.queue = q
+	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		k.queue = nil
+		k.mu.Unlock()
+		q.ShutDown()
+	}()
 	go func() {
 		t := time.NewTicker(k.cfg.ResyncPeriod)
 		defer t.Stop()
@@ -126,32 +166,47 @@ func (k *Keeper) Run(ctx context.Context) {
 	}()
 	go func() {
 		<-ctx.Done()
-		k.queue.ShutDown()
+		q.ShutDown()
 	}()
-	for {
-		name, quit := k.queue.Get()
-		if quit {
-			return
-		}
-		err := k.Reconcile(ctx, name)
-		if next := k.cfg.Desired.NextRefresh(name); time.Until(next) > 0 {
-			// Expiring tokens (ECR) come back on their own schedule; a time already past is
-			// left to the rate limiter, never an immediate requeue.
-			k.queue.AddAfter(name, time.Until(next))
-		}
-		switch {
-		case err == nil || ctx.Err() != nil:
-			k.queue.Forget(name)
-		case apierrors.IsConflict(err):
-			// A stale cache: the object changed under us; try again with the new one.
-			k.cfg.Logger.Debug("conflict, retrying", "registry", name)
-			k.queue.AddRateLimited(name)
-		default:
-			k.cfg.Logger.Error("reconciling registry", "registry", name, "err", err)
-			k.queue.AddRateLimited(name)
-		}
-		k.queue.Done(name)
+	// A few registries at once: one whose source is slow (an ECR endpoint timing out) must not
+	// hold up the rotation of the others. The queue never hands one registry to two workers.
+	var wg sync.WaitGroup
+	for range k.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k.work(ctx, q) {
+			}
+		}()
 	}
+	wg.Wait()
+}
+
+// work reconciles the next registry of the queue; false when the queue is shut down.
+func (k *Keeper) work(ctx context.Context, q workqueue.TypedRateLimitingInterface[string]) bool {
+	name, quit := q.Get()
+	if quit {
+		return false
+	}
+	defer q.Done(name)
+	err := k.Reconcile(ctx, name)
+	if next := k.cfg.Desired.NextRefresh(name); time.Until(next) > 0 {
+		// Expiring tokens (ECR) come back on their own schedule; a time already past is
+		// left to the rate limiter, never an immediate requeue.
+		q.AddAfter(name, time.Until(next))
+	}
+	switch {
+	case err == nil || ctx.Err() != nil:
+		q.Forget(name)
+	case apierrors.IsConflict(err):
+		// A stale cache: the object changed under us; try again with the new one.
+		k.cfg.Logger.Debug("conflict, retrying", "registry", name)
+		q.AddRateLimited(name)
+	default:
+		k.cfg.Logger.Error("reconciling registry", "registry", name, "err", err)
+		q.AddRateLimited(name)
+	}
+	return true
 }
 
 // Reconcile brings one registry's pull secrets and status up to date.
@@ -230,7 +285,7 @@ func (k *Keeper) delete(ctx context.Context, s *corev1.Secret, why string) error
 
 func (k *Keeper) update(ctx context.Context, have, want *corev1.Secret) error {
 	s := have.DeepCopy()
-	s.Type, s.Data, s.Labels = want.Type, want.Data, want.Labels
+	pullsecret.CopyInto(s, want)
 	if _, err := k.cfg.Client.CoreV1().Secrets(s.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: "pullpass-keeper"}); err != nil {
 		return fmt.Errorf("updating %s/%s: %w", s.Namespace, s.Name, err)
 	}
@@ -242,9 +297,12 @@ func (k *Keeper) update(ctx context.Context, have, want *corev1.Secret) error {
 // Throttled, CredentialsExpired, ...), a missing Secret, or SourceUnavailable.
 func reasonOf(err error) string {
 	var e *ecr.Error
+	var ns *credentials.NamespaceNotAllowedError
 	switch {
 	case errors.As(err, &e):
 		return e.Reason
+	case errors.As(err, &ns):
+		return ReasonSourceNamespaceNotAllowed
 	case apierrors.IsNotFound(err):
 		return ReasonSourceSecretMissing
 	}
@@ -256,9 +314,26 @@ const (
 	ReasonSourceSecretMissing  = "SourceSecretMissing"
 	ReasonCredentialsAvailable = "CredentialsAvailable"
 	ReasonSourceUnavailable    = "SourceUnavailable"
+	// ReasonSourceNamespaceNotAllowed: the source is in a namespace pullpass may not read sources from.
+	ReasonSourceNamespaceNotAllowed = "SourceNamespaceNotAllowed"
 	// ReasonRefreshFailing: the last good token is in use until it expires.
 	ReasonRefreshFailing = "RefreshFailing"
 )
+
+// conditionMessage bounds an error for a condition: the API server refuses messages over 32768
+// bytes, and an AWS error can carry a whole response.
+func conditionMessage(err error) string {
+	const limit = 2048
+	m := err.Error()
+	if len(m) <= limit {
+		return m
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(m[cut]) {
+		cut--
+	}
+	return m[:cut] + "…"
+}
 
 // status writes the Ready condition and the namespace count, only when they changed.
 func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr error, usable bool, namespaces int, refreshed bool) error {
@@ -267,9 +342,9 @@ func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr erro
 		Message: "credentials read from the source", ObservedGeneration: reg.Generation}
 	switch {
 	case srcErr != nil && usable:
-		cond.Reason, cond.Message = ReasonRefreshFailing, srcErr.Error()
+		cond.Reason, cond.Message = ReasonRefreshFailing, conditionMessage(srcErr)
 	case srcErr != nil:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reasonOf(srcErr), srcErr.Error()
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reasonOf(srcErr), conditionMessage(srcErr)
 	}
 	changed := meta.SetStatusCondition(&next.Status.Conditions, cond)
 	var expires *metav1.Time

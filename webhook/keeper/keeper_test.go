@@ -2,7 +2,10 @@ package keeper_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,15 +41,19 @@ func (r registries) List() []*v1alpha1.Registry {
 
 // desired builds from a password the test sets, or fails like a missing source.
 type desired struct {
+	mu       sync.Mutex
 	password string
 	missing  bool
 }
+
+func (d *desired) setPassword(p string) { d.mu.Lock(); d.password = p; d.mu.Unlock() }
+func (d *desired) getPassword() string  { d.mu.Lock(); defer d.mu.Unlock(); return d.password }
 
 func (d *desired) Desired(_ context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
 	if d.missing {
 		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, "src")
 	}
-	return pullsecret.Build("", reg, secrets.Credentials{Username: "u", Password: d.password})
+	return pullsecret.Build("", reg, secrets.Credentials{Username: "u", Password: d.getPassword()})
 }
 func (d *desired) ExpiresAt(context.Context, *v1alpha1.Registry) time.Time { return time.Time{} }
 func (d *desired) NextRefresh(string) time.Time                            { return time.Time{} }
@@ -212,4 +219,40 @@ pullpass_credentials_refresh_errors_total{reason="SourceSecretMissing",registry=
 	if n, _ := testutil.GatherAndCount(f.reg); n != 0 {
 		t.Fatalf("%d series left for a removed registry", n)
 	}
+}
+
+// A replica that loses its Lease and wins it back runs the keeper again in the same process:
+// the second term must work as the first did (it once found its queue shut down and did nothing).
+func TestSecondTermStillRotates(t *testing.T) {
+	f := setup(t)
+	for term := 1; term <= 2; term++ {
+		f.client.ClearActions()
+		f.src.setPassword(fmt.Sprintf("term-%d", term))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { f.k.Run(ctx); close(done) }()
+		f.k.Enqueue("r")
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if u, _ := f.writes(); slices.Contains(u, "a") && slices.Contains(u, "b") {
+				break
+			}
+			if time.Now().After(deadline) {
+				u, _ := f.writes()
+				cancel()
+				t.Fatalf("term %d: updates %v, want both namespaces rotated", term, u)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		<-done
+		// The informer would now hold what was written.
+		for _, n := range []string{"a", "b"} {
+			s, _ := pullsecret.Build(n, f.regs["r"], secrets.Credentials{Username: "u", Password: f.src.getPassword()})
+			_ = f.managed.Update(s)
+		}
+	}
+	// Between terms nothing is queued, and nothing blocks.
+	f.k.Enqueue("r")
+	f.k.EnqueueAll()
 }

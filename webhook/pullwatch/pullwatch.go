@@ -38,6 +38,9 @@ type Config struct {
 	Now      func() time.Time
 	// GCPeriod is how often episodes of pods that are gone are dropped (default 1 min).
 	GCPeriod time.Duration
+	// Observe, when set, is told the image of each new failure episode (the verifier logs in
+	// where pods fail to pull).
+	Observe func(image string)
 }
 
 // Watcher counts pull failure episodes.
@@ -264,6 +267,9 @@ func (w *Watcher) observe(k key, namespace, pod, container, image, message strin
 	w.episodes[k] = e
 	delete(w.ended, k)
 	w.count(e)
+	if w.cfg.Observe != nil {
+		w.cfg.Observe(image)
+	}
 }
 
 func (w *Watcher) count(e *Episode) {
@@ -310,6 +316,31 @@ func (w *Watcher) Failing() []Episode {
 	out := make([]Episode, 0, len(w.episodes))
 	for _, e := range w.episodes {
 		out = append(out, *e)
+	}
+	return out
+}
+
+// Images returns the distinct images the cached pods' containers run or wait for (from their
+// statuses): where pods actually pull from, for the verifier's glob host patterns.
+func (w *Watcher) Images() []string {
+	w.mu.Lock()
+	store := w.pods
+	w.mu.Unlock()
+	if store == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, o := range store.List() {
+		p := o.(*corev1.Pod)
+		for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
+			for _, s := range list {
+				if s.Image != "" && !seen[s.Image] {
+					seen[s.Image] = true
+					out = append(out, s.Image)
+				}
+			}
+		}
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package pullwatch_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -247,5 +248,19 @@ func TestTableRegistry(t *testing.T) {
 	}
 	if got := pullwatch.TableRegistry(func() *registrytable.Table { return nil })("nginx"); got != "docker.io" {
 		t.Errorf("before the table is loaded: %q", got)
+	}
+}
+
+// Images lists what the cached pods run or wait for, once each.
+func TestImagesOfCachedPods(t *testing.T) {
+	f := start(t, pod("a", nil), pod("b", backOff(unauthorized)))
+	other := pod("c", nil)
+	other.Status.ContainerStatuses[0].Image = "team.azurecr.io/shop/app:2"
+	f.create(t, other)
+	eventually(t, "three pods cached", func() bool { return len(f.w.Images()) == 2 })
+	got := f.w.Images()
+	slices.Sort(got)
+	if want := []string{"registry.example.com/app:1", "team.azurecr.io/shop/app:2"}; !slices.Equal(got, want) {
+		t.Fatalf("Images() = %v, want %v", got, want)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,13 +27,14 @@ import (
 type PullSecrets struct {
 	// Managed lists the secrets pullpass owns, in every namespace.
 	Managed corelisters.SecretLister
-	// Sources lists secrets in pullpass's own namespace, where registry sources usually are.
-	Sources         corelisters.SecretLister
-	SourceNamespace string
-	Client          kubernetes.Interface
-	Log             *slog.Logger
+	// Sources lists the secrets of each namespace registry sources may be in (pullpass's own,
+	// and those the chart allows), from informers. A source anywhere else is refused.
+	Sources SourceListers
+	Client  kubernetes.Interface
+	Log     *slog.Logger
 	// Resolver turns credential sources into credentials; New... fills it when nil.
 	Resolver *credentials.Resolver
+	Now      func() time.Time // time.Now when nil
 
 	// built caches each registry's pull secret content by the versions it was built from, so
 	// the hot path neither parses the source nor encodes JSON while nothing changes.
@@ -45,15 +47,22 @@ type builtSecret struct {
 	secret                        *corev1.Secret // namespace left empty
 }
 
-// Secret implements credentials.SecretGetter: pullpass's own namespace from the informer, any
-// other with a live read.
-func (p *PullSecrets) Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
-	if namespace == p.SourceNamespace && p.Sources != nil {
-		if s, err := p.Sources.Secrets(namespace).Get(name); err == nil {
-			return s, nil
+// SourceListers lists secrets by namespace, one informer per namespace sources may be in.
+type SourceListers map[string]corelisters.SecretLister
+
+// Secret implements credentials.SecretGetter from the informers, and only for the namespaces
+// sources may be in.
+func (p *PullSecrets) Secret(_ context.Context, namespace, name string) (*corev1.Secret, error) {
+	l, ok := p.Sources[namespace]
+	if !ok {
+		allowed := make([]string, 0, len(p.Sources))
+		for ns := range p.Sources {
+			allowed = append(allowed, ns)
 		}
+		slices.Sort(allowed)
+		return nil, &credentials.NamespaceNotAllowedError{Namespace: namespace, Allowed: allowed}
 	}
-	return p.Client.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+	return l.Secrets(namespace).Get(name)
 }
 
 func (p *PullSecrets) resolver() *credentials.Resolver {
@@ -68,23 +77,35 @@ func (p *PullSecrets) resolver() *credentials.Resolver {
 	return p.Resolver
 }
 
-// Ensure implements inject.SecretEnsurer.
+// Ensure implements inject.SecretEnsurer. Admission only makes pull secrets that are missing
+// (or whose credentials have expired): keeping existing ones fresh is the keeper's job alone, so
+// replicas holding different ECR tokens never overwrite each other's, and a pod admitted at
+// steady state costs no API write at all.
 func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha1.Registry, dryRun bool) (string, error) {
 	name := pullsecret.Name(reg.Name)
+	have, err := p.Managed.Secrets(namespace).Get(name)
+	if err != nil {
+		have = nil
+	} else if secrets.Owned(have) && pullsecret.Usable(have, p.now()) {
+		return name, nil
+	}
 	tmpl, err := p.Desired(ctx, reg)
 	if tmpl == nil {
 		return "", err
-	}
-	have, err := p.Managed.Secrets(namespace).Get(name)
-	if err == nil && pullsecret.UpToDate(have, tmpl) {
-		return name, nil
 	}
 	if dryRun {
 		return name, nil
 	}
 	want := tmpl.DeepCopy()
 	want.Namespace = namespace
-	return name, p.write(ctx, want)
+	return name, p.write(ctx, have, want)
+}
+
+func (p *PullSecrets) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
 }
 
 // Desired returns the registry's pull secret, without a namespace, from the cache when neither
@@ -105,6 +126,7 @@ func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*cor
 	if berr != nil {
 		return nil, berr
 	}
+	pullsecret.SetExpiresAt(s, creds.ExpiresAt)
 	p.built.Store(reg.Name, builtSecret{registryVersion: reg.ResourceVersion, credsVersion: creds.Version, secret: s})
 	return s, err
 }
@@ -114,6 +136,12 @@ func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*cor
 func isStale(err error) bool {
 	var stale *credentials.StaleError
 	return errors.As(err, &stale)
+}
+
+// Credentials returns a registry's current credentials, from the same cache as Desired: the
+// verifier logs in with exactly what the pull secrets hold.
+func (p *PullSecrets) Credentials(ctx context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error) {
+	return p.resolver().Resolve(ctx, reg)
 }
 
 // ExpiresAt returns when a registry's current credentials expire (zero: they do not).
@@ -131,35 +159,39 @@ func (p *PullSecrets) Forget(name string) {
 // NextRefresh returns when the registry's credentials are due again (zero: on change only).
 func (p *PullSecrets) NextRefresh(name string) time.Time { return p.resolver().NextRefresh(name) }
 
-// write creates or updates the secret, going to the API server for the truth: the cache may
-// lag, and other replicas may be writing the same secret.
-func (p *PullSecrets) write(ctx context.Context, want *corev1.Secret) error {
+// write creates the secret, or mends an owned one whose credentials expired (have, from the
+// cache, when it holds one). It goes to the API server for the truth: the cache may lag, and
+// other replicas may be writing the same secret.
+func (p *PullSecrets) write(ctx context.Context, have, want *corev1.Secret) error {
 	api := p.Client.CoreV1().Secrets(want.Namespace)
-	_, err := api.Create(ctx, want, metav1.CreateOptions{FieldManager: "pullpass-webhook"})
-	if err == nil {
-		p.Log.Info("created pull secret", "namespace", want.Namespace, "secret", want.Name)
-		return nil
-	}
-	if !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating secret %s/%s: %w", want.Namespace, want.Name, err)
-	}
-	cur, err := api.Get(ctx, want.Name, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("reading secret %s/%s: %w", want.Namespace, want.Name, err)
+	cur := have
+	if cur == nil {
+		_, err := api.Create(ctx, want, metav1.CreateOptions{FieldManager: "pullpass-webhook"})
+		if err == nil {
+			p.Log.Info("created pull secret", "namespace", want.Namespace, "secret", want.Name)
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating secret %s/%s: %w", want.Namespace, want.Name, err)
+		}
+		if cur, err = api.Get(ctx, want.Name, metav1.GetOptions{}); err != nil {
+			return fmt.Errorf("reading secret %s/%s: %w", want.Namespace, want.Name, err)
+		}
 	}
 	if !secrets.Owned(cur) {
 		return fmt.Errorf("secret %s/%s exists and %w", want.Namespace, want.Name, secrets.ErrNotOwned)
 	}
-	if pullsecret.UpToDate(cur, want) {
-		return nil
+	if pullsecret.Usable(cur, p.now()) {
+		return nil // another replica made it a moment ago; the keeper keeps it fresh
 	}
-	cur.Type, cur.Data, cur.Labels = want.Type, want.Data, want.Labels
-	if _, err := api.Update(ctx, cur, metav1.UpdateOptions{FieldManager: "pullpass-webhook"}); err != nil {
+	next := cur.DeepCopy()
+	pullsecret.CopyInto(next, want)
+	if _, err := api.Update(ctx, next, metav1.UpdateOptions{FieldManager: "pullpass-webhook"}); err != nil {
 		if apierrors.IsConflict(err) {
-			return nil // another replica wrote it a moment ago, from the same source
+			return nil // another writer got there first
 		}
 		return fmt.Errorf("updating secret %s/%s: %w", want.Namespace, want.Name, err)
 	}
-	p.Log.Info("updated pull secret", "namespace", want.Namespace, "secret", want.Name)
+	p.Log.Info("renewed expired pull secret", "namespace", want.Namespace, "secret", want.Name)
 	return nil
 }

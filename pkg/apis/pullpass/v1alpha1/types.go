@@ -1,5 +1,11 @@
 // Package v1alpha1 holds the pullpass.io/v1alpha1 API: the cluster-scoped Registry, one row of
 // the registry table that maps image hosts to a credential source.
+//
+// The CRD manifest (crd/pullpass.io_registries.yaml) and zz_generated.deepcopy.go are written
+// by controller-gen from the markers below: edit them here and run `make generate`.
+//
+// +groupName=pullpass.io
+// +kubebuilder:object:generate=true
 package v1alpha1
 
 import (
@@ -7,6 +13,8 @@ import (
 )
 
 // Scope says who is served a registry's credentials.
+//
+// +kubebuilder:validation:Enum=Namespaced;Cluster
 type Scope string
 
 const (
@@ -19,9 +27,25 @@ const (
 // Condition types and reasons of Registry.status.
 const (
 	ConditionReady = "Ready"
+	// ConditionVerified says whether the registry accepted a login with the current credentials
+	// (GET /v2/ and, for Bearer registries, a pull-scope token), checked without pulling anything.
+	ConditionVerified = "Verified"
 )
 
 // Registry maps image host patterns to a credential source.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=reg,categories=pullpass
+// +kubebuilder:subresource:status
+// +kubebuilder:metadata:labels="app.kubernetes.io/name=pullpass"
+// +kubebuilder:printcolumn:name="Hosts",type=string,JSONPath=`.spec.hosts`
+// +kubebuilder:printcolumn:name="Scope",type=string,JSONPath=`.spec.scope`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Verified",type=string,JSONPath=`.status.conditions[?(@.type=="Verified")].reason`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Namespaces",type=integer,priority=1,JSONPath=`.status.namespaces`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Registry struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -32,41 +56,75 @@ type Registry struct {
 
 // RegistrySpec is what the user asks for.
 type RegistrySpec struct {
-	// Hosts are patterns with the kubelet's matchImages rules: "ghcr.io", "*.azurecr.io",
-	// "registry.example.com:5000", "ghcr.io/my-org".
+	// Host patterns with the kubelet's matchImages rules: host[:port][/path], where '*' in a
+	// dot-separated label matches any run of characters in that label ("ghcr.io",
+	// "*.azurecr.io", "registry.example.com:5000", "ghcr.io/my-org").
+	//
+	// Only '*' globs: the kubelet reads '?' as a URL query and '[' as an IPv6 literal. What people
+	// paste is read as the kubelet reads config keys: an http:// or https:// scheme, a trailing
+	// '/' and a /v1/ or /v2/ suffix are dropped, and Docker Hub's names (index.docker.io,
+	// registry-1.docker.io) are docker.io.
+	//
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
+	// +kubebuilder:validation:items:Pattern=`^(https?://)?[A-Za-z0-9_*-]+(\.[A-Za-z0-9_*-]+)*(:[0-9]+)?(/[a-z0-9._/-]*)?$`
+	// +listType=set
 	Hosts []string `json:"hosts"`
-	// Auth is the credential source: exactly one of its fields is set.
+	// The credential source; exactly one field is set.
 	Auth RegistryAuth `json:"auth"`
-	// Scope is Namespaced (the default) or Cluster.
+	// Namespaced (default): the webhook adds a pull secret to pods of opted-in namespaces.
+	// Cluster: the node agent serves the kubelet, for every pod.
+	//
+	// +kubebuilder:default=Namespaced
+	// +optional
 	Scope Scope `json:"scope,omitempty"`
-	// NamespaceSelector limits the namespaces a Namespaced registry is given to.
+	// Limits the namespaces a Namespaced registry is given to.
+	//
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions: operator must be In, NotIn, Exists or DoesNotExist"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="matchExpressions: In and NotIn need values, Exists and DoesNotExist take none"
+	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 }
 
 // RegistryAuth is a credential source. Exactly one field is set.
+//
+// +kubebuilder:validation:XValidation:rule="[has(self.secretRef), has(self.ecr), has(self.dockerHub)].filter(x, x).size() == 1",message="exactly one credential source must be set (secretRef, ecr or dockerHub)"
 type RegistryAuth struct {
-	// SecretRef names a Secret holding username/password (or kubernetes.io/basic-auth), or a
+	// A Secret with username and password (Opaque or kubernetes.io/basic-auth), or a
 	// kubernetes.io/dockerconfigjson with an entry for the registry.
+	// +optional
 	SecretRef *SecretReference `json:"secretRef,omitempty"`
-	// ECR fetches tokens from AWS ECR's GetAuthorizationToken.
+	// AWS ECR tokens from GetAuthorizationToken, with the SDK's default credential chain (IRSA,
+	// EKS Pod Identity, instance role) unless accessKeySecretRef is set.
+	// +optional
 	ECR *ECRSource `json:"ecr,omitempty"`
-	// DockerHub uses a Docker Hub username and personal access token.
+	// A Secret with a Docker Hub username and personal access token.
+	// +optional
 	DockerHub *DockerHubSource `json:"dockerHub,omitempty"`
 }
 
 // ECRSource gets ECR tokens with the AWS SDK's default credential chain (IRSA, EKS Pod Identity,
 // instance role), or with static keys, optionally assuming a role.
 type ECRSource struct {
-	// Region is taken from the host when empty ("123.dkr.ecr.eu-west-1.amazonaws.com").
+	// Taken from the host when empty ("123.dkr.ecr.eu-west-1.amazonaws.com").
+	//
+	// +kubebuilder:validation:Pattern=`^[a-z]{2}(-[a-z]+)+-[0-9]+$`
+	// +optional
 	Region string `json:"region,omitempty"`
-	// RoleARN is a role to assume, for cross-account registries.
+	// A role to assume, for cross-account registries.
+	//
+	// +kubebuilder:validation:Pattern=`^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$`
+	// +optional
 	RoleARN string `json:"roleARN,omitempty"`
-	// AccessKeySecretRef names a Secret with aws_access_key_id and aws_secret_access_key.
+	// A Secret with aws_access_key_id and aws_secret_access_key.
+	// +optional
 	AccessKeySecretRef *SecretReference `json:"accessKeySecretRef,omitempty"`
 }
 
 // DockerHubSource names a Secret with a Docker Hub username and personal access token.
 type DockerHubSource struct {
+	// The Secret, with keys username and token.
 	SecretRef SecretReference `json:"secretRef"`
 }
 
@@ -85,9 +143,35 @@ func (a RegistryAuth) Sources() []string {
 	return out
 }
 
+// SecretRefs returns every Secret the source reads: the secretRef, the Docker Hub secret, or
+// the ECR source's AWS keys.
+func (a RegistryAuth) SecretRefs() []SecretReference {
+	var out []SecretReference
+	if a.SecretRef != nil {
+		out = append(out, *a.SecretRef)
+	}
+	if a.DockerHub != nil {
+		out = append(out, a.DockerHub.SecretRef)
+	}
+	if a.ECR != nil && a.ECR.AccessKeySecretRef != nil {
+		out = append(out, *a.ECR.AccessKeySecretRef)
+	}
+	return out
+}
+
 // SecretReference names a Secret.
 type SecretReference struct {
-	Name      string `json:"name"`
+	// The Secret's name.
+	//
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+	// The Secret's namespace.
+	//
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Namespace string `json:"namespace"`
 }
 
@@ -96,6 +180,10 @@ type RegistryStatus struct {
 	// ObservedGeneration is the generation the status was computed for.
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// Conditions hold Ready, with a reason and message when credentials cannot be produced.
+	//
+	// +listType=map
+	// +listMapKey=type
+	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// ExpiresAt is when the current credentials expire, for sources whose tokens do.
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
@@ -103,6 +191,48 @@ type RegistryStatus struct {
 	LastRefreshTime *metav1.Time `json:"lastRefreshTime,omitempty"`
 	// Namespaces counts the namespaces holding a pull secret for this registry.
 	Namespaces int32 `json:"namespaces,omitempty"`
+	// Verification is the last login to the registry with its current credentials (the
+	// Verified condition holds its outcome).
+	// +optional
+	Verification *RegistryVerification `json:"verification,omitempty"`
+}
+
+// RegistryVerification records the last login to a registry with its credentials.
+type RegistryVerification struct {
+	// ObservedGeneration is the generation the last login was made for.
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// SourceVersion is the resourceVersion of the source Secret whose credentials were used
+	// ("" for sources without one): a client that just wrote the Secret waits for it.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	SourceVersion string `json:"sourceVersion,omitempty"`
+	// Hosts are the hosts logged in to: the registry's literal hosts, and for glob patterns the
+	// hosts pods were seen using.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=512
+	// +optional
+	Hosts []string `json:"hosts,omitempty"`
+	// LastAttemptTime is when the last login was tried.
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+	// LastSuccessTime is when a login last succeeded.
+	// +optional
+	LastSuccessTime *metav1.Time `json:"lastSuccessTime,omitempty"`
+	// PullLimit is the registry's pull limit for these credentials, when it says (Docker Hub's
+	// ratelimit-limit and ratelimit-remaining headers).
+	// +optional
+	PullLimit *PullLimit `json:"pullLimit,omitempty"`
+}
+
+// PullLimit is a registry's pull rate limit as its ratelimit headers state it.
+type PullLimit struct {
+	// Limit is how many pulls the window allows.
+	Limit int64 `json:"limit"`
+	// Remaining is how many are left.
+	Remaining int64 `json:"remaining"`
+	// WindowSeconds is the window's length.
+	// +optional
+	WindowSeconds int64 `json:"windowSeconds,omitempty"`
 }
 
 // EffectiveScope returns the scope, defaulted.
@@ -114,6 +244,8 @@ func (s RegistrySpec) EffectiveScope() Scope {
 }
 
 // RegistryList is a list of Registry.
+//
+// +kubebuilder:object:root=true
 type RegistryList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
