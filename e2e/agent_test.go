@@ -134,7 +134,7 @@ func basicAuthStatus(t *testing.T, e *framework.Env, user, password string) int 
 	}
 	pool.AppendCertsFromPEM(ca)
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	req, _ := http.NewRequest(http.MethodGet, "https://"+e.Registry+"/v2/", nil)
+	req, _ := http.NewRequest(http.MethodGet, "https://"+e.RegistryFromHere()+"/v2/", nil)
 	req.SetBasicAuth(user, password)
 	resp, err := c.Do(req)
 	if err != nil {

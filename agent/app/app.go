@@ -22,7 +22,6 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
-	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
@@ -36,7 +35,6 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("invalid options: %w", err)
 	}
-	logging.RouteKlog(log)
 	if o.NodeName != "" {
 		log = log.With("node", o.NodeName)
 	}
@@ -126,7 +124,16 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		srcs.Set(nodeaccess.SourceSecrets(registries.List(), o.Namespace))
 		ref.Kick()
 	}
-	registries.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: changed, UpdateFunc: func(_, n any) { changed(n) }, DeleteFunc: changed})
+	registries.AddHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: changed,
+		// Not on a status update: the keeper writes the status of every registry it resyncs.
+		UpdateFunc: func(old, cur any) {
+			if refresher.SpecChanged(old, cur) {
+				changed(cur)
+			}
+		},
+		DeleteFunc: changed,
+	})
 
 	runCtx, stopRunning := context.WithCancel(ctx)
 	defer stopRunning()

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/pullpass/pullpass/agent/app"
+	"github.com/pullpass/pullpass/pkg/logging"
+	"github.com/pullpass/pullpass/pkg/memlimit"
 )
 
 func main() {
@@ -18,6 +20,10 @@ func main() {
 	o.AddFlags(flag.CommandLine)
 	flag.Parse()
 	log := app.NewLogger(o)
+	logging.RouteKlog(log) // process-wide: client-go's klog lines go to the same handler
+	if l := memlimit.Set("/sys/fs/cgroup"); l > 0 {
+		log.Info("Go memory limit set below the container's", "bytes", l)
+	}
 	var err error
 	switch flag.Arg(0) {
 	case "":

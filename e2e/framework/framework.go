@@ -91,6 +91,15 @@ func (e *Env) AgentCache() string {
 	return filepath.Join(RepoRoot(), "_output", "e2e", "credential-provider", "cache", "credentials.json")
 }
 
+// RegistryFromHere is the registry's host:port as this machine reaches it: PUSH_REGISTRY where
+// the cluster's name for it does not resolve here (kind: localhost:5001), else REGISTRY.
+func (e *Env) RegistryFromHere() string {
+	if p := e.Var("PUSH_REGISTRY"); p != "" {
+		return p
+	}
+	return e.Registry
+}
+
 // RepoRoot is the repository's top directory.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,8 +30,13 @@ func (e *Env) CopyImage(t testing.TB, src, dst string) {
 	if crane == "" {
 		t.Fatal("crane not found: set CRANE, put it on PATH or run `make cluster-up`")
 	}
+	// The test registry by the name it has from where the suite runs (PUSH_REGISTRY on kind).
+	if here := e.RegistryFromHere(); here != e.Registry {
+		src = here + strings.TrimPrefix(src, e.Registry)
+		dst = here + strings.TrimPrefix(dst, e.Registry)
+	}
 	dir := t.TempDir()
-	cfg, err := dockerconfig.ForHost(e.Registry, e.RegistryUsername, e.RegistryPassword).Marshal()
+	cfg, err := dockerconfig.ForHost(e.RegistryFromHere(), e.RegistryUsername, e.RegistryPassword).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,10 +25,14 @@ import (
 // PullpassNamespace is where the deployed pullpass keeps registry source secrets.
 const PullpassNamespace = "pullpass"
 
-// Endpoints are what `make deploy` wrote: where the deployed pullpass serves its metrics.
+// Endpoints are what `make deploy` wrote: where the deployed pullpass serves its metrics, and the
+// Prometheus that scrapes them.
 type Endpoints struct {
 	WebhookMetricsURL string
 	AgentMetricsURL   string
+	// PrometheusURL is a Prometheus that scrapes them as the chart's ServiceMonitor says and
+	// evaluates the chart's alerts.
+	PrometheusURL string
 }
 
 // Deployed returns the endpoints of the deployed pullpass, failing the test when pullpass was
@@ -43,6 +47,11 @@ func (e *Env) Deployed(t testing.TB) Endpoints {
 	if err != nil {
 		t.Fatalf("pullpass is not deployed (%v): run `make deploy`, or set E2E_ENDPOINTS_ENV", err)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			e.logPullpass(t)
+		}
+	})
 	var ep Endpoints
 	for _, l := range strings.Split(string(data), "\n") {
 		k, v, _ := strings.Cut(strings.TrimSpace(l), "=")
@@ -51,6 +60,8 @@ func (e *Env) Deployed(t testing.TB) Endpoints {
 			ep.WebhookMetricsURL = v
 		case "AGENT_METRICS_URL":
 			ep.AgentMetricsURL = v
+		case "PROMETHEUS_URL":
+			ep.PrometheusURL = v
 		}
 	}
 	return ep
@@ -379,4 +390,32 @@ func ready(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// logPullpass puts the last lines pullpass's webhook pods logged (debug lines left out) into a
+// failed test's output: what the leader did is most of the story of a failure.
+func (e *Env) logPullpass(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pods, err := e.Kube.CoreV1().Pods(PullpassNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
+	if err != nil {
+		return
+	}
+	tail := int64(400)
+	for _, p := range pods.Items {
+		raw, err := e.Kube.CoreV1().Pods(PullpassNamespace).GetLogs(p.Name, &corev1.PodLogOptions{TailLines: &tail}).DoRaw(ctx)
+		if err != nil {
+			continue
+		}
+		var keep []string
+		for _, l := range strings.Split(string(raw), "\n") {
+			if l != "" && !strings.Contains(l, "level=DEBUG") && !strings.Contains(l, `"level":"DEBUG"`) {
+				keep = append(keep, l)
+			}
+		}
+		if len(keep) > 40 {
+			keep = keep[len(keep)-40:]
+		}
+		t.Logf("webhook pod %s, last lines:\n%s", p.Name, strings.Join(keep, "\n"))
+	}
 }

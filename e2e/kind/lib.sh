@@ -21,6 +21,7 @@ LOGS=$KIND_DIR/logs
 CLUSTER=pullpass
 KUBECONFIG_KIND=$KIND_DIR/kubeconfig
 REGISTRY_CONTAINER=pullpass-kind-registry
+REGISTRY_ALIAS_NAME=pullpass-kind-registry-alias
 REGISTRY_USERNAME=pullpass-e2e
 # The registry answers on the kind network under its container name, port 5000. Nodes pull
 # from it by that name; the host (or the own engine's namespace) pushes to it the same way.

@@ -41,9 +41,14 @@ if [ ! -f "$PKI/ca.crt" ]; then
   openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$PKI/ca.key" -subj "/CN=pullpass-kind-ca" -days 3650 -sha256 \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$PKI/ca.crt" 2>/dev/null
 fi
+# A certificate made before the alias was a name of the registry is made again.
+if [ -f "$PKI/registry.crt" ] && ! openssl x509 -in "$PKI/registry.crt" -noout -text | grep -q "DNS:$REGISTRY_ALIAS_NAME"; then
+  rm -f "$PKI/registry.crt" "$PKI/registry.key"
+  docker rm -f "$REGISTRY_CONTAINER" >/dev/null 2>&1 || true
+fi
 if [ ! -f "$PKI/registry.crt" ]; then
   openssl req -new -newkey rsa:2048 -nodes -keyout "$PKI/registry.key" -subj "/CN=$REGISTRY_CONTAINER" -out "$PKI/registry.csr" 2>/dev/null
-  printf 'subjectAltName=DNS:localhost,DNS:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' "$REGISTRY_CONTAINER" >"$PKI/registry.ext"
+  printf 'subjectAltName=DNS:localhost,DNS:%s,DNS:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' "$REGISTRY_CONTAINER" "$REGISTRY_ALIAS_NAME" >"$PKI/registry.ext"
   openssl x509 -req -in "$PKI/registry.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial -days 365 -sha256 \
     -extfile "$PKI/registry.ext" -out "$PKI/registry.crt" 2>/dev/null
   rm -f "$PKI/registry.csr" "$PKI/registry.ext"
@@ -101,7 +106,7 @@ fi
 if [ -z "$(docker ps -q -f name="^$REGISTRY_CONTAINER$")" ]; then
   docker rm -f "$REGISTRY_CONTAINER" >/dev/null 2>&1 || true
   # Published on the engine's loopback for pushing; on the kind network for the nodes.
-  docker run -d --restart=always --name "$REGISTRY_CONTAINER" --network kind -p "127.0.0.1:5001:5000" \
+  docker run -d --restart=always --name "$REGISTRY_CONTAINER" --network kind --network-alias "$REGISTRY_ALIAS_NAME" -p "127.0.0.1:5001:5000" \
     -v "$PKI:/certs:ro" -v "$KIND_DIR/auth:/auth:ro" \
     -e REGISTRY_HTTP_ADDR=0.0.0.0:5000 \
     -e REGISTRY_HTTP_TLS_CERTIFICATE=/certs/registry.crt -e REGISTRY_HTTP_TLS_KEY=/certs/registry.key \
@@ -118,14 +123,14 @@ for _ in $(seq 1 60); do
 done
 [ "$code" = 401 ] || die "the registry answers $code without credentials; it must answer 401 (docker logs $REGISTRY_CONTAINER)"
 
-# The registry's name for the cluster is its container's, REGISTRY_CONTAINER:5000: nodes and pods
-# (through kind's DNS, which forwards to docker's) resolve it, so pullpass's webhook can log in
-# to it as a user's cluster would. Each node's containerd trusts its CA there, and also reaches it
-# as localhost:5001 (where pullpass's own images are pushed from this machine) and 127.0.0.1:5001
-# (REGISTRY_ALIAS: a second host, which the node serves only when told).
+# The registry's names for the cluster are its container's, REGISTRY_CONTAINER:5000, and a network
+# alias (REGISTRY_ALIAS: a second host, which the node serves only when told): nodes and pods
+# (through kind's DNS, which forwards to docker's) resolve both, so pullpass's webhook logs in to
+# them as in a user's cluster. Each node's containerd trusts its CA there, and also reaches it as
+# localhost:5001, where pullpass's own images are pushed from this machine.
 REGISTRY_NAME=$REGISTRY_CONTAINER:5000
 for node in $("$KIND" get nodes --name "$CLUSTER"); do
-  for h in "$REGISTRY_NAME" localhost:5001 127.0.0.1:5001; do
+  for h in "$REGISTRY_NAME" "$REGISTRY_ALIAS_NAME:5000" localhost:5001; do
     dir=/etc/containerd/certs.d/$h
     docker exec "$node" mkdir -p "$dir"
     docker cp "$PKI/ca.crt" "$node:$dir/ca.crt"
@@ -162,7 +167,7 @@ build_image_netns e2e/images/pause pause "localhost:5001/e2e/pause:1" /pause
 first=${node_names[1]:-${node_names[0]}}
 cat >"$KIND_DIR/registry.env" <<ENV
 REGISTRY=$REGISTRY_NAME
-REGISTRY_ALIAS=127.0.0.1:5001
+REGISTRY_ALIAS=$REGISTRY_ALIAS_NAME:5000
 PUSH_REGISTRY=localhost:5001
 REGISTRY_USERNAME=$REGISTRY_USERNAME
 REGISTRY_PASSWORD=$REGISTRY_PASSWORD

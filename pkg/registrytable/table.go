@@ -83,7 +83,7 @@ func (t *Table) Lookup(img string) (Match, bool, error) {
 	if err != nil {
 		return Match{}, false, err
 	}
-	e, ok := t.t.Lookup(ref.Repository())
+	e, ok := t.t.Lookup(repository(img, ref))
 	if !ok {
 		return Match{Image: ref}, false, nil
 	}
@@ -95,6 +95,17 @@ func (t *Table) Lookup(img string) (Match, bool, error) {
 func (t *Table) LookupRepository(repository string) (*v1alpha1.Registry, bool) {
 	e, ok := t.t.Lookup(repository)
 	return e.Value, ok
+}
+
+// repository is ref.Repository(), taken from the image as written when it starts with it (no
+// Docker Hub short form or alias): a lookup runs for every image of every pod, and the
+// concatenation would allocate.
+func repository(img string, ref image.Reference) string {
+	n := len(ref.Host) + 1 + len(ref.Path)
+	if len(img) >= n && img[:len(ref.Host)] == ref.Host && img[len(ref.Host)] == '/' && img[len(ref.Host)+1:n] == ref.Path {
+		return img[:n]
+	}
+	return ref.Repository()
 }
 
 // Candidates returns every match for an image, best first.

@@ -51,16 +51,23 @@ type Config struct {
 	Containers  int           // containers per pod (default 10)
 	Concurrency int           // clients sending at once (default 8)
 	Round       time.Duration // length of one measured round (default 5s)
-	Rounds      int           // rounds per server, interleaved (default 3)
+	Rounds      int           // rounds per server, interleaved (default 6)
 	// PullThrough adds a pull-through cache of Docker Hub to the table, and makes the pod's
 	// unserved half Docker Hub images, which the review then rewrites to the cache.
 	PullThrough bool
 }
 
-// Result is one server's figures over all its rounds.
+// Result is one server's figures over all its rounds, and each round's.
 type Result struct {
 	Name          string
 	Requests      int
+	P50, P99      time.Duration
+	ReviewsPerSec float64
+	Rounds        []Round
+}
+
+// Round is one round's figures.
+type Round struct {
 	P50, P99      time.Duration
 	ReviewsPerSec float64
 }
@@ -81,7 +88,7 @@ func (cfg *Config) defaults() {
 		cfg.Round = 5 * time.Second
 	}
 	if cfg.Rounds == 0 {
-		cfg.Rounds = 3
+		cfg.Rounds = 6
 	}
 }
 
@@ -135,12 +142,15 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 	}
 	lat := map[string][]time.Duration{}
 	elapsed := map[string]time.Duration{}
+	rounds := map[string][]Round{}
 	for r := 0; r < cfg.Rounds; r++ {
 		for _, name := range []string{"no-op", "pullpass"} {
 			l, d, err := round(ctx, client, servers[name], body, cfg.Concurrency, cfg.Round)
 			if err != nil {
 				return Result{}, Result{}, err
 			}
+			slices.Sort(l)
+			rounds[name] = append(rounds[name], Round{P50: l[len(l)/2], P99: l[len(l)*99/100], ReviewsPerSec: float64(len(l)) / d.Seconds()})
 			lat[name] = append(lat[name], l...)
 			elapsed[name] += d
 		}
@@ -148,9 +158,32 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 	res := func(name string) Result {
 		l := lat[name]
 		slices.Sort(l)
-		return Result{Name: name, Requests: len(l), P50: l[len(l)/2], P99: l[len(l)*99/100], ReviewsPerSec: float64(len(l)) / elapsed[name].Seconds()}
+		return Result{Name: name, Requests: len(l), P50: l[len(l)/2], P99: l[len(l)*99/100], ReviewsPerSec: float64(len(l)) / elapsed[name].Seconds(), Rounds: rounds[name]}
 	}
 	return res("pullpass"), res("no-op"), nil
+}
+
+// Ratios are pullpass's figures over the baseline's: over all rounds, and the lowest and
+// highest of the rounds' own ratios.
+type Ratios struct {
+	P50, P99, Throughput [3]float64 // all, low, high
+}
+
+// Compare returns pullpass's figures over the baseline's.
+func Compare(pp, base Result) Ratios {
+	var r Ratios
+	r.P50[0], r.P99[0] = float64(pp.P50)/float64(base.P50), float64(pp.P99)/float64(base.P99)
+	r.Throughput[0] = pp.ReviewsPerSec / base.ReviewsPerSec
+	for _, x := range []*[3]float64{&r.P50, &r.P99, &r.Throughput} {
+		x[1], x[2] = 1e9, 0
+	}
+	for i := range pp.Rounds {
+		a, b := pp.Rounds[i], base.Rounds[i]
+		for x, v := range map[*[3]float64]float64{&r.P50: float64(a.P50) / float64(b.P50), &r.P99: float64(a.P99) / float64(b.P99), &r.Throughput: a.ReviewsPerSec / b.ReviewsPerSec} {
+			x[1], x[2] = min(x[1], v), max(x[2], v)
+		}
+	}
+	return r
 }
 
 func round(ctx context.Context, c *http.Client, url string, body []byte, workers int, d time.Duration) ([]time.Duration, time.Duration, error) {

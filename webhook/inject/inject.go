@@ -8,7 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
+	"strings"
+	"sync"
 
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	"github.com/slok/kubewebhook/v2/pkg/webhook/mutating"
@@ -135,12 +136,15 @@ func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *core
 	if namespace == "" {
 		namespace = pod.Namespace
 	}
-	log := m.cfg.Logger.With("namespace", namespace, "pod", podName(pod), "uid", ar.ID)
+	// Built only when something is logged: most reviews log nothing, and With allocates.
+	log := func() *slog.Logger {
+		return m.cfg.Logger.With("namespace", namespace, "pod", podName(pod), "uid", ar.ID)
+	}
 	defer func() {
 		// A bug must not block pods either.
 		if r := recover(); r != nil {
 			m.cfg.Metrics.Error(ErrorPanic)
-			log.Error("admitting pod unchanged after a panic", "panic", fmt.Sprint(r))
+			log().Error("admitting pod unchanged after a panic", "panic", fmt.Sprint(r))
 			undoRewrites(pod, rw)
 			add, rw = nil, nil
 		}
@@ -153,13 +157,13 @@ func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *core
 	for _, r := range rw {
 		m.cfg.Metrics.Rewritten(r.Cache)
 		if m.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
-			log.Debug("rewriting image through its pull-through cache", "container", r.Container, "from", r.From, "to", r.To, "cache", r.Cache)
+			log().Debug("rewriting image through its pull-through cache", "container", r.Container, "from", r.From, "to", r.To, "cache", r.Cache)
 		}
 	}
 	switch {
 	case err != nil:
 		m.cfg.Metrics.Error(kind)
-		log.Error("admitting pod unchanged", "kind", kind, "err", err)
+		log().Error("admitting pod unchanged", "kind", kind, "err", err)
 		return nil, nil
 	case skip != "":
 		m.cfg.Metrics.Skipped(skip)
@@ -170,11 +174,14 @@ func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *core
 		}
 		return nil, rw
 	}
+	add = make([]corev1.LocalObjectReference, 0, len(added))
 	for _, a := range added {
 		m.cfg.Metrics.Injected(a.registry)
 		add = append(add, corev1.LocalObjectReference{Name: a.secret})
 	}
-	log.Debug("injecting pull secrets", "secrets", secretNames(added), "dryRun", ar.DryRun)
+	if m.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		log().Debug("injecting pull secrets", "secrets", secretNames(added), "dryRun", ar.DryRun)
+	}
 	return add, rw
 }
 
@@ -208,19 +215,18 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 	if m.cfg.Observer != nil && len(regs) > 0 && m.cfg.Observer.Wants(regs) {
 		m.cfg.Observer.ObservePod(regs, Images(pod))
 	}
-	have := map[string]bool{}
-	for _, s := range pod.Spec.ImagePullSecrets {
-		have[s.Name] = true
+	names, err := m.ensureAll(ctx, namespace, regs, dryRun)
+	if err != nil {
+		return nil, "", ErrorEnsureSecret, err
 	}
-	for _, reg := range regs {
-		name, err := m.cfg.Secrets.Ensure(ctx, namespace, reg, dryRun)
-		if err != nil {
-			return nil, "", ErrorEnsureSecret, fmt.Errorf("pull secret for registry %s: %w", reg.Name, err)
-		}
-		if have[name] {
+	added = make([]injection, 0, len(regs))
+	for i, reg := range regs {
+		name := names[i]
+		// Pods hold a few pull secrets at most: a scan costs less than a set.
+		if slices.ContainsFunc(pod.Spec.ImagePullSecrets, func(s corev1.LocalObjectReference) bool { return s.Name == name }) ||
+			slices.ContainsFunc(added, func(a injection) bool { return a.secret == name }) {
 			continue
 		}
-		have[name] = true
 		added = append(added, injection{registry: reg.Name, secret: name})
 	}
 	return added, "", "", nil
@@ -248,27 +254,80 @@ func (m *Mutator) served(ctx context.Context, namespace string, pod *corev1.Pod)
 	return ns, table, "", "", nil
 }
 
+// ensureAll ensures the pull secret of each registry, all at once: the first pod of a namespace
+// waits for all of them to be written, and one after the other they cost one API round trip
+// each. It returns their names in the order of regs. A panic in an Ensure is raised again here,
+// where Plan recovers it.
+func (m *Mutator) ensureAll(ctx context.Context, namespace string, regs []*v1alpha1.Registry, dryRun bool) ([]string, error) {
+	j := &ensureJob{m: m, ctx: ctx, namespace: namespace, regs: regs, dryRun: dryRun, out: make([]ensured, len(regs))}
+	for i := 1; i < len(regs); i++ {
+		j.wg.Add(1)
+		go func() {
+			defer j.wg.Done()
+			j.one(i)
+		}()
+	}
+	if len(regs) > 0 {
+		j.one(0) // this goroutine does one share
+	}
+	j.wg.Wait()
+	names := make([]string, len(regs))
+	for i, o := range j.out {
+		if o.panic != nil {
+			panic(o.panic)
+		}
+		if o.err != nil {
+			return nil, fmt.Errorf("pull secret for registry %s: %w", regs[i].Name, o.err)
+		}
+		names[i] = o.name
+	}
+	return names, nil
+}
+
+type ensureJob struct {
+	m         *Mutator
+	ctx       context.Context
+	namespace string
+	regs      []*v1alpha1.Registry
+	dryRun    bool
+	out       []ensured
+	wg        sync.WaitGroup
+}
+
+type ensured struct {
+	name  string
+	err   error
+	panic any
+}
+
+func (j *ensureJob) one(i int) {
+	defer func() {
+		if r := recover(); r != nil {
+			j.out[i].panic = r
+		}
+	}()
+	j.out[i].name, j.out[i].err = j.m.cfg.Secrets.Ensure(j.ctx, j.namespace, j.regs[i], j.dryRun)
+}
+
 // registriesFor returns the Namespaced registries serving the pod's images in this namespace,
 // sorted by name so the pod's secret order never depends on map or image order.
 func registriesFor(table *registrytable.Table, pod *corev1.Pod, ns *corev1.Namespace) []*v1alpha1.Registry {
-	seen := map[string]*v1alpha1.Registry{}
-	for _, img := range Images(pod) {
+	imgs := Images(pod)
+	out := make([]*v1alpha1.Registry, 0, len(imgs))
+	for _, img := range imgs {
 		m, ok, err := table.Lookup(img)
 		if err != nil || !ok {
 			// An invalid image fails at the kubelet with a clear message; nothing to add here.
 			continue
 		}
 		reg := m.Registry
-		if !RegistryServes(reg, ns) {
+		// A pod's images are few: a scan costs less than a set.
+		if slices.ContainsFunc(out, func(r *v1alpha1.Registry) bool { return r.Name == reg.Name }) || !RegistryServes(reg, ns) {
 			continue
 		}
-		seen[reg.Name] = reg
+		out = append(out, reg)
 	}
-	out := make([]*v1alpha1.Registry, 0, len(seen))
-	for _, r := range seen {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b *v1alpha1.Registry) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -305,7 +364,7 @@ func RegistryServes(reg *v1alpha1.Registry, ns *corev1.Namespace) bool {
 // Images returns every image of a pod: containers, init containers and ephemeral containers,
 // each once, in spec order.
 func Images(pod *corev1.Pod) []string {
-	var out []string
+	out := make([]string, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers)+len(pod.Spec.EphemeralContainers))
 	add := func(img string) {
 		if img != "" && !slices.Contains(out, img) {
 			out = append(out, img)

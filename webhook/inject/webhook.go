@@ -39,15 +39,16 @@ func (w Webhook) Review(ctx context.Context, ar model.AdmissionReview) (model.Ad
 	if ar.Operation != model.OperationCreate {
 		return unchanged, nil
 	}
-	var pod corev1.Pod
-	if err := json.Unmarshal(ar.NewObjectRaw, &pod); err != nil {
+	var in admittedPod
+	if err := json.Unmarshal(ar.NewObjectRaw, &in); err != nil {
 		w.Mutator.cfg.Metrics.Error(ErrorDecode)
 		w.Mutator.cfg.Logger.Error("admitting an object that is not a pod unchanged", "uid", ar.ID, "err", err)
 		return unchanged, nil
 	}
+	pod := in.pod()
 	// The secrets and annotations as they were: Plan changes only the pod's images.
 	have, annotations := pod.Spec.ImagePullSecrets, pod.Annotations
-	add, rw := w.Mutator.Plan(ctx, &ar, &pod)
+	add, rw := w.Mutator.Plan(ctx, &ar, pod)
 	if len(add) == 0 && len(rw) == 0 {
 		return unchanged, nil
 	}
@@ -104,6 +105,55 @@ func subResource(ar model.AdmissionReview) string {
 		}
 	}
 	return ""
+}
+
+// admittedPod is what Plan reads of a pod. Decoding just this skips what real pods are mostly
+// made of (env, resources, probes, volumes): decoding a whole corev1.Pod was most of the cost
+// of a review.
+type admittedPod struct {
+	Metadata struct {
+		Name         string            `json:"name"`
+		GenerateName string            `json:"generateName"`
+		Namespace    string            `json:"namespace"`
+		Annotations  map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		InitContainers      []containerImage              `json:"initContainers"`
+		Containers          []containerImage              `json:"containers"`
+		EphemeralContainers []containerImage              `json:"ephemeralContainers"`
+		ImagePullSecrets    []corev1.LocalObjectReference `json:"imagePullSecrets"`
+	} `json:"spec"`
+}
+
+type containerImage struct {
+	Name  string `json:"name"` // the pull-through annotation names containers
+	Image string `json:"image"`
+}
+
+// pod is the pod as Plan sees it: only the fields it reads are set.
+func (a *admittedPod) pod() *corev1.Pod {
+	p := &corev1.Pod{}
+	p.Name, p.GenerateName, p.Namespace, p.Annotations = a.Metadata.Name, a.Metadata.GenerateName, a.Metadata.Namespace, a.Metadata.Annotations
+	p.Spec.ImagePullSecrets = a.Spec.ImagePullSecrets
+	p.Spec.InitContainers, p.Spec.Containers = containers(a.Spec.InitContainers), containers(a.Spec.Containers)
+	if n := len(a.Spec.EphemeralContainers); n > 0 {
+		p.Spec.EphemeralContainers = make([]corev1.EphemeralContainer, n)
+		for i, c := range a.Spec.EphemeralContainers {
+			p.Spec.EphemeralContainers[i].Name, p.Spec.EphemeralContainers[i].Image = c.Name, c.Image
+		}
+	}
+	return p
+}
+
+func containers(in []containerImage) []corev1.Container {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]corev1.Container, len(in))
+	for i, c := range in {
+		out[i].Name, out[i].Image = c.Name, c.Image
+	}
+	return out
 }
 
 type patchOp struct {

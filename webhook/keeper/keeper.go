@@ -59,7 +59,8 @@ type Config struct {
 	Namespaces   corelisters.NamespaceLister
 	Policy       inject.Policy
 	ResyncPeriod time.Duration // default 30s: a source outside the watched namespace is read this often
-	Parallelism  int           // writes in flight at once (default 16)
+	Parallelism  int           // writes in flight at once, per registry (default 16)
+	Workers      int           // registries reconciled at once (default 4)
 	Now          func() time.Time
 	Metrics      Metrics
 	Logger       *slog.Logger
@@ -99,6 +100,9 @@ func New(cfg Config) (*Keeper, error) {
 	}
 	if cfg.Parallelism <= 0 {
 		cfg.Parallelism = 16
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -172,30 +176,45 @@ func (k *Keeper) Run(ctx context.Context) {
 		<-ctx.Done()
 		q.ShutDown()
 	}()
-	for {
-		name, quit := q.Get()
-		if quit {
-			return
-		}
-		err := k.Reconcile(ctx, name)
-		if next := k.cfg.Desired.NextRefresh(name); time.Until(next) > 0 {
-			// Expiring tokens (ECR) come back on their own schedule; a time already past is
-			// left to the rate limiter, never an immediate requeue.
-			q.AddAfter(name, time.Until(next))
-		}
-		switch {
-		case err == nil || ctx.Err() != nil:
-			q.Forget(name)
-		case apierrors.IsConflict(err):
-			// A stale cache: the object changed under us; try again with the new one.
-			k.cfg.Logger.Debug("conflict, retrying", "registry", name)
-			q.AddRateLimited(name)
-		default:
-			k.cfg.Logger.Error("reconciling registry", "registry", name, "err", err)
-			q.AddRateLimited(name)
-		}
-		q.Done(name)
+	// A few registries at once: one whose source is slow (an ECR endpoint timing out) must not
+	// hold up the rotation of the others. The queue never hands one registry to two workers.
+	var wg sync.WaitGroup
+	for range k.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k.work(ctx, q) {
+			}
+		}()
 	}
+	wg.Wait()
+}
+
+// work reconciles the next registry of the queue; false when the queue is shut down.
+func (k *Keeper) work(ctx context.Context, q workqueue.TypedRateLimitingInterface[string]) bool {
+	name, quit := q.Get()
+	if quit {
+		return false
+	}
+	defer q.Done(name)
+	err := k.Reconcile(ctx, name)
+	if next := k.cfg.Desired.NextRefresh(name); time.Until(next) > 0 {
+		// Expiring tokens (ECR) come back on their own schedule; a time already past is
+		// left to the rate limiter, never an immediate requeue.
+		q.AddAfter(name, time.Until(next))
+	}
+	switch {
+	case err == nil || ctx.Err() != nil:
+		q.Forget(name)
+	case apierrors.IsConflict(err):
+		// A stale cache: the object changed under us; try again with the new one.
+		k.cfg.Logger.Debug("conflict, retrying", "registry", name)
+		q.AddRateLimited(name)
+	default:
+		k.cfg.Logger.Error("reconciling registry", "registry", name, "err", err)
+		q.AddRateLimited(name)
+	}
+	return true
 }
 
 // Reconcile brings one registry's pull secrets and status up to date.

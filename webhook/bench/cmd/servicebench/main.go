@@ -71,7 +71,9 @@ func run(ctx context.Context, kubeconfig string, nRegistries, nContainers, n int
 	if _, err := kube.CoreV1().Secrets("pullpass").Create(ctx, src, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	defer func() { _ = kube.CoreV1().Secrets("pullpass").Delete(context.Background(), src.Name, metav1.DeleteOptions{}) }()
+	defer func() {
+		_ = kube.CoreV1().Secrets("pullpass").Delete(context.Background(), src.Name, metav1.DeleteOptions{})
+	}()
 	mkns := func(prefix string, ann map[string]string) (string, error) {
 		ns, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix, Annotations: ann}}, metav1.CreateOptions{})
 		if err != nil {
