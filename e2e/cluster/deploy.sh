@@ -39,6 +39,9 @@ kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-s
 
 # The Prometheus Operator's CRDs (the chart's monitoring objects need them).
 install_operator_crds
+# pullpass's own CRD: helm installs crds/ on the first install only, and a deploy over an existing
+# cluster must bring a changed schema (as an upgrade's first step would: see the chart's notes).
+kubectl_e2e apply --server-side --force-conflicts -f "$repo_root/charts/pullpass/crds/" >/dev/null
 
 "$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_ADMIN" \
   --namespace pullpass --create-namespace \

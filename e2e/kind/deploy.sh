@@ -49,6 +49,9 @@ kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-s
 
 # The Prometheus Operator's CRDs (the chart's monitoring objects need them).
 install_operator_crds
+# pullpass's own CRD: helm installs crds/ on the first install only, and a deploy over an existing
+# cluster must bring a changed schema (as an upgrade's first step would: see the chart's notes).
+kubectl_e2e apply --server-side --force-conflicts -f "$repo_root/charts/pullpass/crds/" >/dev/null
 
 # The e2e suite serves a local ECR API where it runs: with the own engine, on the kind network's
 # gateway (the namespace's end of the bridge), which pods reach through their node.
