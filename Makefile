@@ -23,15 +23,18 @@ images: ## Build and push pullpass's images without Docker: make images IMAGE_RE
 	cmd/images.sh $(IMAGE_REPO) $(TAG)
 
 .PHONY: unit
-unit: test-assets ## Run unit and integration tests (a real kube-apiserver + etcd per package, pkg/testenv; fuzz seed corpora; the matcher against the kubelet's own code; alerts and dashboard against Prometheus's parsers)
+unit: test-assets ## Run unit and integration tests (a real kube-apiserver + etcd per package, pkg/testenv; fuzz seed corpora; the matcher against the kubelet's own code; alerts and dashboard against Prometheus's parsers, alerts under promtool test rules; the Prometheus config the operator's generator makes of the chart)
 	$(GO) test -count=1 $(PKGS)
 	cd e2e/tools/kube && $(GO) test -count=1 .
 	cd e2e/tools/promcheck && $(GO) test -count=1 .
+	cd e2e/tools/promconfig && $(GO) test -count=1 ./...
 
 .PHONY: test-assets
-test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's etcd-server) for the integration tier, if missing
+test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's etcd-server) for the integration tier, and promtool (Debian's prometheus), if missing
 	@command -v etcd >/dev/null 2>&1 || { echo "installing etcd-server"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null; }
+	@command -v promtool >/dev/null 2>&1 || { echo "installing prometheus (for promtool)"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@KUBE_BINARIES=kube-apiserver e2e/cluster/build-kube.sh >/dev/null
 
 .PHONY: generate
@@ -45,10 +48,12 @@ verify: ## Fail if a generated file differs from what make generate writes
 .PHONY: lint
 lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@for m in $$(git ls-files '*go.mod'); do (cd $$(dirname $$m) && $(GO) mod tidy -diff >/dev/null) || { echo "$$m: go mod tidy would change it"; exit 1; }; done
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./e2e/...
 	cd e2e/tools/kube && $(GO) vet .
 	cd e2e/tools/promcheck && $(GO) vet .
+	cd e2e/tools/promconfig && $(GO) vet ./...
 	@lint=$$(e2e/cluster/build-tools.sh golangci-lint | tail -n 1)/golangci-lint; \
 	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/...
 
@@ -82,6 +87,9 @@ fuzz: ## Fuzz each target for FUZZTIME (default 2m)
 	$(GO) test ./pkg/image -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/match -run '^$$' -fuzz '^FuzzPattern$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./pkg/dockerconfig -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/pullthrough -run '^$$' -fuzz '^FuzzRewrite$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./pkg/image -run '^$$' -fuzz '^FuzzHostAgrees$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./webhook/inject -run '^$$' -fuzz '^FuzzOriginalImages$$' -fuzztime $(FUZZTIME)
 
 .PHONY: bench
 bench: ## Run the Go benchmarks (see docs/benchmarks.md)

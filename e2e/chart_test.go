@@ -120,6 +120,17 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), "bogus") {
 		t.Fatalf("an unknown value was accepted: %v\n%s", err, out)
 	}
+	// Alert overrides: an alert's for and window change; a name that is no alert is refused.
+	rules := []string{"template", "pullpass", chart, "--show-only", "templates/monitoring.yaml", "--set", "metrics.prometheusRule.enabled=true"}
+	if out, err := exec.Command(h, append(rules, "--set", "metrics.prometheusRule.alerts.PullpassPulAuthFailing.for=1m")...).CombinedOutput(); err == nil || !strings.Contains(string(out), "no such alert") {
+		t.Errorf("an override of an alert that does not exist was accepted: %v\n%s", err, out)
+	}
+	out, err := exec.Command(h, append(rules, "--set", "metrics.prometheusRule.alerts.PullpassPullAuthFailuresRising.window=2m",
+		"--set", "metrics.prometheusRule.alerts.PullpassPullAuthFailing.for=42m")...).Output()
+	if err != nil || !strings.Contains(string(out), "for: 42m") || !strings.Contains(string(out), "[2m]") ||
+		!strings.Contains(string(out), "offset 2m") || !strings.Contains(string(out), "time() - 120") || strings.Contains(string(out), "offset 15m") {
+		t.Errorf("alert overrides not applied: %v\n%s", err, out)
+	}
 	cm := exec.Command(h, "template", "pullpass", chart, "--set", "webhook.tls.mode=certManager")
 	if out, err := cm.CombinedOutput(); err == nil || !strings.Contains(string(out), "certManagerIssuer.name") {
 		t.Fatalf("certManager mode without an issuer was accepted: %v\n%s", err, out)
@@ -132,7 +143,7 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 
 // installMonitoringCRDs applies the Prometheus Operator's ServiceMonitor, PodMonitor and
 // PrometheusRule CRDs (from the operator's module, through the module proxy) so the API server
-// can judge the chart's monitoring objects; they are removed after the test.
+// can judge the chart's monitoring objects; they are removed after the test unless they were there.
 func installMonitoringCRDs(t *testing.T, kubectl, kubeconfig string) {
 	t.Helper()
 	const module = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
@@ -148,13 +159,17 @@ func installMonitoringCRDs(t *testing.T, kubectl, kubeconfig string) {
 	for _, kind := range []string{"servicemonitors", "podmonitors", "prometheusrules"} {
 		files = append(files, "-f", filepath.Join(dl.Dir, "example/prometheus-operator-crd", "monitoring.coreos.com_"+kind+".yaml"))
 	}
-	apply := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "apply", "--server-side"}, files...)...)
+	// The harness installs them with pullpass (deploy.sh), for its Prometheus: those stay.
+	installed := exec.Command(kubectl, "--kubeconfig", kubeconfig, "get", "crd", "servicemonitors.monitoring.coreos.com").Run() == nil
+	apply := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "apply", "--server-side", "--force-conflicts"}, files...)...)
 	if out, err := apply.CombinedOutput(); err != nil {
 		t.Fatalf("applying the monitoring CRDs: %v\n%s", err, out)
 	}
-	t.Cleanup(func() {
-		_ = exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "delete", "--wait=false"}, files...)...).Run()
-	})
+	if !installed {
+		t.Cleanup(func() {
+			_ = exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "delete", "--wait=false"}, files...)...).Run()
+		})
+	}
 	wait := exec.Command(kubectl, "--kubeconfig", kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
 		"crd/servicemonitors.monitoring.coreos.com", "crd/podmonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")
 	if out, err := wait.CombinedOutput(); err != nil {

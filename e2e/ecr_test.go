@@ -102,8 +102,9 @@ func startECR(t *testing.T, replies ...ecrtest.Reply) *ecrtest.Server {
 	return srv
 }
 
-// createECRRegistry makes an ECR Registry for the harness registry's host, with static keys.
-func createECRRegistry(t *testing.T, e *framework.Env, name string, scope v1alpha1.Scope) *v1alpha1.Registry {
+// createECRRegistry makes an ECR Registry for the harness registry's host, with static keys,
+// changed by opts before it is created.
+func createECRRegistry(t *testing.T, e *framework.Env, name string, scope v1alpha1.Scope, opts ...func(*v1alpha1.Registry)) *v1alpha1.Registry {
 	t.Helper()
 	ctx := framework.Context(t, time.Minute)
 	keys := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-aws-keys", Namespace: framework.PullpassNamespace},
@@ -119,6 +120,9 @@ func createECRRegistry(t *testing.T, e *framework.Env, name string, scope v1alph
 		Spec: v1alpha1.RegistrySpec{Hosts: []string{e.Registry}, Scope: scope, Auth: v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{
 			Region: "us-east-1", AccessKeySecretRef: &v1alpha1.SecretReference{Name: keys.Name, Namespace: framework.PullpassNamespace},
 		}}},
+	}
+	for _, o := range opts {
+		o(reg)
 	}
 	created, err := e.Registries.Create(ctx, reg, metav1.CreateOptions{})
 	if err != nil {

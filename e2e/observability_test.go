@@ -26,8 +26,21 @@ func TestPullAuthFailureCountedOncePerEpisode(t *testing.T) {
 	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
 	labels := map[string]string{"registry": "obs-wrong", "namespace": ns, "reason": "auth"}
 	start := time.Now()
+	var last float64
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("pullpass_image_pull_failures_total%v was %v; the pod's pull events:", labels, last)
+			evs, _ := e.Kube.CoreV1().Events(ns).List(framework.Context(t, time.Minute), metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name})
+			if evs != nil {
+				for _, ev := range evs.Items {
+					t.Logf("  %s %s x%d: %s", ev.LastTimestamp.Format(time.TimeOnly), ev.Reason, ev.Count, ev.Message)
+				}
+			}
+		}
+	})
 	waitFor(t, time.Minute, "the auth failure counted", func() bool {
-		return e.WebhookMetric(t, ep, "pullpass_image_pull_failures_total", labels) == 1
+		last = e.WebhookMetric(t, ep, "pullpass_image_pull_failures_total", labels)
+		return last == 1
 	})
 	t.Logf("counted %s after the pod was created", time.Since(start).Round(100*time.Millisecond))
 

@@ -160,7 +160,16 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		srcs.Set(nodeaccess.SourceSecrets(registries.List(), o.Namespace))
 		ref.Kick()
 	}
-	registries.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: changed, UpdateFunc: func(_, n any) { changed(n) }, DeleteFunc: changed})
+	registries.AddHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: changed,
+		// Not on a status update: the keeper writes the status of every registry it resyncs.
+		UpdateFunc: func(old, cur any) {
+			if refresher.SpecChanged(old, cur) {
+				changed(cur)
+			}
+		},
+		DeleteFunc: changed,
+	})
 	if nsInformer != nil {
 		// A namespace's labels decide which grants it is in: a change reaches the node at once.
 		kick := func(any) { ref.Kick() }

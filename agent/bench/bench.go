@@ -1,6 +1,6 @@
-// Package bench measures the node agent on a real cluster: its memory (RSS and Go heap) idle, and
-// with N Cluster-scope registries in its cache, and how long it takes to serve all N; the idle
-// agent of the same run is the baseline. The agent runs as a process on this machine, in provider
+// Package bench measures the node agent on a real cluster: its memory (RSS and Go heap) and CPU
+// idle, and at steady state with N Cluster-scope registries in its cache, and how long it takes
+// to serve all N; the idle agent of the same run is the baseline. The agent runs as a process on this machine, in provider
 // mode, into temp dirs, reading sources from a namespace of its own, so the node's real
 // configuration is not touched.
 package bench
@@ -38,22 +38,31 @@ type Config struct {
 	PluginBin      string // the built pullpass-credential-provider
 	Registries     int
 	MetricsAddress string
-	Out            io.Writer
+	// Steady is how long CPU is measured, idle and loaded (default 1 min).
+	Steady time.Duration
+	Out    io.Writer
 }
 
-// Sample is the agent's memory at one point.
+// Sample is the agent's memory at the end of a steady period, and its CPU over it.
 type Sample struct {
 	RSS, Heap float64 // bytes
+	CPU       float64 // cores
+	// Resolves counts the registries resolved during the period: a sync resolves every one.
+	Resolves float64
 }
 
 // Result is what a run measured.
 type Result struct {
 	Idle, Loaded Sample
 	FillTime     time.Duration // from the first registry created to all N in the cache
+	SettleTime   time.Duration // from then to 10 s without a sync
 }
 
 // Run runs the benchmark and removes what it created.
 func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Steady == 0 {
+		cfg.Steady = time.Minute
+	}
 	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
 	if err != nil {
 		return Result{}, err
@@ -102,7 +111,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	var res Result
 	time.Sleep(5 * time.Second) // settle
-	res.Idle = sample(agent.Process.Pid, metrics)
+	if res.Idle, err = sample(ctx, agent.Process.Pid, metrics, cfg.Steady); err != nil {
+		return Result{}, err
+	}
 
 	start := time.Now()
 	err = forEach(cfg.Registries, func(i int) error {
@@ -131,14 +142,58 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, fmt.Errorf("the agent did not cache all registries: %w", err)
 	}
 	res.FillTime = time.Since(start)
-	time.Sleep(5 * time.Second)
-	res.Loaded = sample(agent.Process.Pid, metrics)
-	return res, nil
+	// Steady means no sync for 10 s: the registries' first status writes (the keeper's) come
+	// in after the cache is full.
+	if err := settle(ctx, metrics, 10*time.Second, 5*time.Minute); err != nil {
+		return Result{}, fmt.Errorf("the agent kept syncing: %w", err)
+	}
+	res.SettleTime = time.Since(start) - res.FillTime
+	res.Loaded, err = sample(ctx, agent.Process.Pid, metrics, cfg.Steady)
+	return res, err
 }
 
-func sample(pid int, metrics string) Sample {
-	return Sample{RSS: rss(pid), Heap: metric(metrics, "go_memstats_heap_inuse_bytes")}
+// settle waits until the agent has resolved nothing for quiet, for at most limit.
+func settle(ctx context.Context, metrics string, quiet, limit time.Duration) error {
+	last, since := metricSum(metrics, "pullpass_agent_refreshes_total{"), time.Now()
+	return waitFor(ctx, limit, func() bool {
+		if n := metricSum(metrics, "pullpass_agent_refreshes_total{"); n != last {
+			last, since = n, time.Now()
+		}
+		return time.Since(since) >= quiet
+	})
 }
+
+// sample watches the agent for d: its CPU over it, its memory at the end.
+func sample(ctx context.Context, pid int, metrics string, d time.Duration) (Sample, error) {
+	c0, r0, t0 := cpuSeconds(pid), metricSum(metrics, "pullpass_agent_refreshes_total{"), time.Now()
+	select {
+	case <-ctx.Done():
+		return Sample{}, ctx.Err()
+	case <-time.After(d):
+	}
+	cpu := (cpuSeconds(pid) - c0) / time.Since(t0).Seconds()
+	return Sample{RSS: rss(pid), Heap: metric(metrics, "go_memstats_heap_inuse_bytes"), CPU: cpu,
+		Resolves: metricSum(metrics, "pullpass_agent_refreshes_total{") - r0}, nil
+}
+
+// cpuSeconds reads the user and system time a process used, from /proc/PID/stat.
+func cpuSeconds(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields count from after it.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / clockTicks
+}
+
+// clockTicks is USER_HZ, 100 on Linux for every architecture Go supports.
+const clockTicks = 100
 
 // rss reads a process's resident set size.
 func rss(pid int) float64 {
@@ -159,20 +214,38 @@ func rss(pid int) float64 {
 
 // metric returns the value of the sample named exactly (with its labels) in a scrape.
 func metric(url, sample string) float64 {
+	v := -1.0
+	scrape(url, func(line string) {
+		if s, ok := strings.CutPrefix(line, sample+" "); ok {
+			v, _ = strconv.ParseFloat(s, 64)
+		}
+	})
+	return v
+}
+
+// metricSum returns the sum of the samples whose lines start with prefix.
+func metricSum(url, prefix string) float64 {
+	sum := 0.0
+	scrape(url, func(line string) {
+		if strings.HasPrefix(line, prefix) {
+			v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			sum += v
+		}
+	})
+	return sum
+}
+
+func scrape(url string, f func(line string)) {
 	resp, err := http.Get(url)
 	if err != nil {
-		return -1
+		return
 	}
 	defer func() { _ = resp.Body.Close() }()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
+		f(sc.Text())
 	}
-	return -1
 }
 
 func waitFor(ctx context.Context, d time.Duration, cond func() bool) error {

@@ -138,20 +138,21 @@ func lookup(cfg Config, img string) (map[string][2]string, time.Duration, error)
 		return nil, 0, err
 	}
 	now := cfg.Now()
-	var entries []match.Entry[nodecache.Entry]
-	for _, e := range f.Entries {
-		if !e.ExpiresAt.IsZero() && !e.ExpiresAt.After(now) {
-			continue // expired: never served
-		}
-		for _, h := range e.Hosts {
-			p, err := match.ParsePattern(h)
-			if err != nil {
-				continue
+	// One lookup per exec: only the patterns that may match are parsed, no table is built.
+	entries := func(yield func(match.Raw[*nodecache.Entry]) bool) {
+		for i := range f.Entries {
+			e := &f.Entries[i]
+			if !e.ExpiresAt.IsZero() && !e.ExpiresAt.After(now) {
+				continue // expired: never served
 			}
-			entries = append(entries, match.Entry[nodecache.Entry]{Name: e.Registry, Pattern: p, Value: e})
+			for _, h := range e.Hosts {
+				if !yield(match.Raw[*nodecache.Entry]{Name: e.Registry, Pattern: h, Value: e}) {
+					return
+				}
+			}
 		}
 	}
-	m, ok := match.NewTable(entries).Lookup(img)
+	m, ok := match.LookupOnce(img, entries)
 	if !ok {
 		return map[string][2]string{}, cfg.MaxCacheDuration, nil
 	}

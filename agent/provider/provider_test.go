@@ -3,6 +3,7 @@ package provider_test
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pullpass/pullpass/agent/provider"
+	"github.com/pullpass/pullpass/agent/provider/bench"
+	"github.com/pullpass/pullpass/pkg/allocbudget"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 )
 
@@ -123,5 +126,50 @@ func TestRecordsRequestsAndGeneration(t *testing.T) {
 	}
 	if gen, _ := os.ReadFile(nodecache.GenerationPath(cache)); string(gen) != "gen-1" {
 		t.Errorf("generation %q, want gen-1", gen)
+	}
+}
+
+// answer returns a function answering the benchmark's request from a 100-registry cache, as the
+// agent configures the plugin (requests counted, generation recorded) or without the record.
+func answer(t testing.TB, record bool) func() []byte {
+	cache := filepath.Join(t.TempDir(), "credentials.json")
+	req, want, err := bench.WriteCache(cache, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := provider.Config{CachePath: cache, MaxCacheDuration: time.Minute}
+	if record {
+		cfg.Record, cfg.Generation = true, "bench"
+	}
+	var out bytes.Buffer
+	run := func() []byte {
+		out.Reset()
+		if err := provider.Run(cfg, bytes.NewReader(req), &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.Bytes()
+	}
+	if got := run(); !bytes.Contains(got, want) {
+		t.Fatalf("answer %s, want %s in it", got, want)
+	}
+	return func() []byte { return run() }
+}
+
+// One answer from a 100-registry cache: reading and decoding the cache (a few allocations, not
+// a few per registry), one lookup, the answer, the record.
+func TestAnswerAllocationBudget(t *testing.T) {
+	run := answer(t, true)
+	allocbudget.Check(t, "one plugin answer", 48, func() { run() })
+}
+
+func BenchmarkAnswer(b *testing.B) {
+	for _, record := range []bool{true, false} {
+		b.Run(fmt.Sprintf("record=%t", record), func(b *testing.B) {
+			run := answer(b, record)
+			b.ReportAllocs()
+			for b.Loop() {
+				run()
+			}
+		})
 	}
 }

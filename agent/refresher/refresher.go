@@ -463,3 +463,18 @@ func names(entries []nodecache.Entry) []string {
 	}
 	return out
 }
+
+// SpecChanged reports whether an update of a Registry can change what the node serves: not when
+// only its status changed. The keeper writes the status of every registry it resyncs, and each
+// write used to start a sync of every registry on every node: with 1,000 registries, 1,000 syncs
+// of 1,000 registries each.
+func SpecChanged(old, cur any) bool {
+	o, ok1 := old.(*v1alpha1.Registry)
+	n, ok2 := cur.(*v1alpha1.Registry)
+	if !ok1 || !ok2 {
+		return true
+	}
+	// The API server bumps generation on every spec change of a resource with a status
+	// subresource; a deletion sets the timestamp without one.
+	return o.Generation != n.Generation || o.Generation == 0 || !o.DeletionTimestamp.Equal(n.DeletionTimestamp)
+}

@@ -246,6 +246,34 @@ func TestScopeChangeTakesCredentialsOff(t *testing.T) {
 	}
 }
 
+func TestSpecChanged(t *testing.T) {
+	reg := func(gen int64, status string, deleting bool) *v1alpha1.Registry {
+		r := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "r", Generation: gen}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"a.io"}}}
+		r.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Reason: status}}
+		if deleting {
+			now := metav1.Now()
+			r.DeletionTimestamp = &now
+		}
+		return r
+	}
+	tests := []struct {
+		name     string
+		old, cur any
+		want     bool
+	}{
+		{"status only", reg(3, "A", false), reg(3, "B", false), false},
+		{"spec", reg(3, "A", false), reg(4, "A", false), true},
+		{"deletion", reg(3, "A", false), reg(3, "A", true), true},
+		{"no generation (no status subresource): every update counts", reg(0, "A", false), reg(0, "B", false), true},
+		{"not registries", "x", "y", true},
+	}
+	for _, tt := range tests {
+		if got := refresher.SpecChanged(tt.old, tt.cur); got != tt.want {
+			t.Errorf("%s: %t, want %t", tt.name, got, tt.want)
+		}
+	}
+}
+
 // The node cache holds canonical host patterns: the plugin answers the kubelet with them as keys
 // and the installer writes them as matchImages, so Docker Hub written as its legacy URL is served
 // under docker.io, the key the kubelet matches Docker Hub images with.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pullpass/pullpass/agent/app"
 	"github.com/pullpass/pullpass/pkg/logging"
+	"github.com/pullpass/pullpass/pkg/memlimit"
 )
 
 func main() {
@@ -20,6 +21,9 @@ func main() {
 	flag.Parse()
 	log := app.NewLogger(o)
 	logging.RouteKlog(log) // process-wide: client-go's klog lines go to the same handler
+	if l := memlimit.Set("/sys/fs/cgroup"); l > 0 {
+		log.Info("Go memory limit set below the container's", "bytes", l)
+	}
 	var err error
 	switch flag.Arg(0) {
 	case "":

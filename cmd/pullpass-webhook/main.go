@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/pullpass/pullpass/pkg/logging"
+	"github.com/pullpass/pullpass/pkg/memlimit"
 	"github.com/pullpass/pullpass/webhook/app"
 )
 
@@ -19,6 +20,9 @@ func main() {
 	flag.Parse()
 	log := app.NewLogger(o)
 	logging.RouteKlog(log) // process-wide: client-go's klog lines go to the same handler
+	if l := memlimit.Set("/sys/fs/cgroup"); l > 0 {
+		log.Info("Go memory limit set below the container's", "bytes", l)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := app.Run(ctx, o, log); err != nil {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks that cluster-down left nothing behind: no harness process, no shim, no mount.
+# Checks that cluster-down left nothing behind: no harness process (Prometheus included), no
+# shim, no mount.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 bad=0
@@ -10,6 +11,7 @@ if pgrep -f "containerd-shim.*-address $CONTAINERD_SOCK" >/dev/null 2>&1; then l
 for exe in "$BIN"/kube-apiserver "$BIN"/kubelet "$BIN"/kube-controller-manager "$BIN"/kube-scheduler; do
   if pgrep -f "^$(readlink -f "$exe" 2>/dev/null || echo "$exe")( |$)" >/dev/null 2>&1; then log "still running: $exe"; bad=1; fi
 done
+if pgrep -f "prometheus --config.file=$PROMETHEUS_DIR/" >/dev/null 2>&1; then log "still running: prometheus of $PROMETHEUS_DIR"; bad=1; fi
 if awk -v d="$E2E_DIR" 'index($5, d) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
   log "still mounted under $E2E_DIR"; bad=1
 fi

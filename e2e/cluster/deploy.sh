@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deploy: builds pullpass's images from this checkout, pushes them to the harness registry and
-# installs the chart into the harness cluster with helm. Writes _output/e2e/endpoints.env.
+# installs the chart into the harness cluster with helm, then starts (or reloads) the harness
+# Prometheus from the chart's monitoring objects. Writes _output/e2e/endpoints.env.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 [ -f "$E2E_DIR/ready" ] || die "the harness cluster is not up: run make cluster-up"
@@ -36,6 +37,12 @@ kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-s
   --docker-username="$REGISTRY_USERNAME" --docker-password="$REGISTRY_PASSWORD" --dry-run=client -o yaml |
   kubectl_e2e apply -f - >/dev/null
 
+# The Prometheus Operator's CRDs (the chart's monitoring objects need them).
+install_operator_crds
+# pullpass's own CRD: helm installs crds/ on the first install only, and a deploy over an existing
+# cluster must bring a changed schema (as an upgrade's first step would: see the chart's notes).
+kubectl_e2e apply --server-side --force-conflicts -f "$repo_root/charts/pullpass/crds/" >/dev/null
+
 "$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_ADMIN" \
   --namespace pullpass --create-namespace \
   -f "$(dirname "$0")/values-harness.yaml" \
@@ -63,9 +70,21 @@ if [ "$(provider_config_sum)" != "$(cat "$E2E_DIR/kubelet-provider-config.sum" 2
   log "the agent changed the kubelet's credential provider config; restarting the kubelet"
   "$(dirname "$0")/restart-kubelet.sh"
 fi
+# Prometheus, configured from the monitoring objects the chart just made; deploy waits until it
+# scrapes the webhook and the agent.
+PROM_PID_FILE=$PIDS/prometheus.pid PROM_LOG_FILE=$LOGS/prometheus.log KUBECTL=$KUBE_BIN/kubectl \
+  "$(dirname "$0")/prometheus.sh" up "$PROMETHEUS_DIR" "$KUBECONFIG_ADMIN" pullpass "127.0.0.1:$PROMETHEUS_PORT"
+PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
+up_jobs='count(count by (job) (up{job=~"pullpass-webhook|pullpass-agent"} == 1))'
+deadline=$((SECONDS + 60))
+until curl -sfG "$PROMETHEUS_URL/api/v1/query" --data-urlencode "query=$up_jobs" | grep -q '"value":\[[0-9.]*,"2"\]'; do
+  [ $SECONDS -lt $deadline ] || { curl -s "$PROMETHEUS_URL/api/v1/targets" >&2; die "Prometheus does not scrape the webhook and the agent"; }
+  sleep 1
+done
 cat >"$E2E_DIR/endpoints.env" <<ENV
 WEBHOOK_METRICS_URL=http://127.0.0.1:28080/metrics
 AGENT_METRICS_URL=http://127.0.0.1:28081/metrics
 AGENT_CACHE=$E2E_DIR/credential-provider/cache/credentials.json
+PROMETHEUS_URL=$PROMETHEUS_URL
 ENV
 log "pullpass deployed ($tag); endpoints in $E2E_DIR/endpoints.env"

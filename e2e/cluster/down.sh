@@ -63,6 +63,22 @@ done
 [ -z "$(mounts)" ] || log "WARNING: still mounted: $(mounts | tr '\n' ' ')"
 rm -f "$E2E_DIR/ready"
 
+# The kubelet's iptables chains, when the harness's kubelet made them (up.sh).
+if [ -f "$E2E_DIR/kube-chains-ours" ]; then
+  for ipt in iptables ip6tables; do
+    command -v $ipt >/dev/null || continue
+    $ipt -t filter -D INPUT -j KUBE-FIREWALL 2>/dev/null
+    $ipt -t filter -D OUTPUT -j KUBE-FIREWALL 2>/dev/null
+    for table in filter nat mangle; do
+      for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+        $ipt -t $table -F $chain 2>/dev/null && $ipt -t $table -X $chain 2>/dev/null
+      done
+    done
+  done
+  rm -f "$E2E_DIR/kube-chains-ours"
+  log "removed the kubelet's iptables chains"
+fi
+
 if $purge; then
   rm -rf "$E2E_DIR"
   log "purged $E2E_DIR"

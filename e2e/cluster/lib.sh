@@ -17,6 +17,7 @@ KUBELET_HEALTHZ_PORT=20248
 REGISTRY_PORT=25443
 TOKEN_REGISTRY_PORT=25444         # the Bearer registry's front (token service, TLS)
 TOKEN_REGISTRY_BACKEND_PORT=25445 # the distribution registry behind it
+PROMETHEUS_PORT=29090
 
 # The node is named localhost: the API server reaches the kubelet by the node's Hostname
 # address, and a kubelet refuses a loopback --node-ip.
@@ -44,8 +45,10 @@ export DOCKER_CONFIG=$E2E_DIR/docker
 log() { printf '%s [harness] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# Processes the harness starts, in start order; cluster-down stops them in reverse.
-COMPONENTS=(etcd registry token-registry token-registry-front containerd kube-apiserver kube-controller-manager kube-scheduler kubelet)
+# Processes the harness starts, in start order; cluster-down stops them in reverse. Prometheus
+# is started by deploy.sh, once the chart's monitoring objects exist.
+COMPONENTS=(etcd registry token-registry token-registry-front containerd kube-apiserver kube-controller-manager kube-scheduler kubelet prometheus)
+PROMETHEUS_DIR=$E2E_DIR/prometheus
 
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
 alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
@@ -94,6 +97,19 @@ build_image_of() {
 provider_config_sum() { cat "$CREDENTIAL_PROVIDER_CONFIG"/* 2>/dev/null | sha256sum | cut -c1-16; }
 
 kubectl_e2e() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
+
+# install_operator_crds: the Prometheus Operator's CRDs, as on a cluster where the operator runs,
+# so the chart's ServiceMonitor and PrometheusRule are real objects (prometheus.sh turns them into
+# a Prometheus configuration). From the operator's module, which e2e/tools/promconfig pins.
+install_operator_crds() {
+  local operator_dir kind crds=()
+  operator_dir=$(cd "$repo_root/e2e/tools/promconfig" && go list -m -f '{{.Dir}}' github.com/prometheus-operator/prometheus-operator)
+  for kind in servicemonitors podmonitors prometheusrules; do
+    crds+=(-f "$operator_dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml")
+  done
+  kubectl_e2e apply --server-side --force-conflicts "${crds[@]}" >/dev/null
+  kubectl_e2e wait --for condition=established --timeout=60s "${crds[@]}" >/dev/null
+}
 
 # build_image CMDDIR BINARY REF ENTRYPOINT: a static Go binary as a one-layer linux/amd64 image,
 # pushed with crane (no Docker engine, no base image from the internet).

@@ -19,7 +19,7 @@ fi
 rm -f "$E2E_DIR/ready"
 # Start clean: no objects, pods, images or node state from an earlier cluster. The PKI and the
 # registry password are kept, so a kubeconfig copied elsewhere keeps working.
-rm -rf "$E2E_DIR/etcd" "$KUBELET_ROOT" "$CONTAINERD_DIR" "$E2E_DIR/registry/data" "$E2E_DIR/token-registry/data" "$LOGS" "$E2E_DIR/pod-logs"
+rm -rf "$E2E_DIR/etcd" "$KUBELET_ROOT" "$CONTAINERD_DIR" "$E2E_DIR/registry/data" "$E2E_DIR/token-registry/data" "$LOGS" "$E2E_DIR/pod-logs" "$PROMETHEUS_DIR"
 
 # --- packages ---------------------------------------------------------------------------------
 need=()
@@ -260,6 +260,11 @@ wait_for kube-scheduler 60 curl -skf "https://127.0.0.1:$SCHEDULER_PORT/healthz"
 # The credential provider flags point at harness dirs, where the node agent installs its
 # plugin. The kubelet refuses an empty config and checks each named binary at start, so the
 # harness keeps one placeholder provider that matches no real image.
+# The kubelet adds KUBE-* chains to the host's iptables (it runs on the host's network):
+# remembered when they were not there before, so cluster-down removes them again.
+if ! iptables -t mangle -S KUBE-KUBELET-CANARY >/dev/null 2>&1 && [ ! -f "$E2E_DIR/kube-chains-ours" ]; then
+  touch "$E2E_DIR/kube-chains-ours"
+fi
 mkdir -p "$KUBELET_ROOT" "$CREDENTIAL_PROVIDER_CONFIG" "$CREDENTIAL_PROVIDER_BIN"
 install_placeholder_provider "$CREDENTIAL_PROVIDER_CONFIG" "$CREDENTIAL_PROVIDER_BIN"
 cat >"$E2E_DIR/kubelet.yaml" <<EOF

@@ -25,10 +25,14 @@ import (
 // PullpassNamespace is where the deployed pullpass keeps registry source secrets.
 const PullpassNamespace = "pullpass"
 
-// Endpoints are what `make deploy` wrote: where the deployed pullpass serves its metrics.
+// Endpoints are what `make deploy` wrote: where the deployed pullpass serves its metrics, and the
+// Prometheus that scrapes them.
 type Endpoints struct {
 	WebhookMetricsURL string
 	AgentMetricsURL   string
+	// PrometheusURL is a Prometheus that scrapes them as the chart's ServiceMonitor says and
+	// evaluates the chart's alerts.
+	PrometheusURL string
 }
 
 // Deployed returns the endpoints of the deployed pullpass, failing the test when pullpass was
@@ -56,6 +60,8 @@ func (e *Env) Deployed(t testing.TB) Endpoints {
 			ep.WebhookMetricsURL = v
 		case "AGENT_METRICS_URL":
 			ep.AgentMetricsURL = v
+		case "PROMETHEUS_URL":
+			ep.PrometheusURL = v
 		}
 	}
 	return ep
@@ -75,6 +81,8 @@ type RegistryOptions struct {
 	NoSource bool
 	// SourceHost is the source docker config's key (default: the test registry).
 	SourceHost string
+	// PullThrough makes the registry a pull-through cache.
+	PullThrough *v1alpha1.PullThrough
 }
 
 // CreateRegistry makes a source secret in pullpass's namespace and a Registry pointing at it,
@@ -112,7 +120,7 @@ func (e *Env) CreateRegistry(t testing.TB, o RegistryOptions) *v1alpha1.Registry
 	r := &v1alpha1.Registry{
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name},
 		Spec: v1alpha1.RegistrySpec{
-			Hosts: o.Hosts, Scope: o.Scope, Delivery: o.Delivery, ServiceAccounts: o.ServiceAccounts, NamespaceSelector: o.NamespaceSelector,
+			Hosts: o.Hosts, Scope: o.Scope, Delivery: o.Delivery, ServiceAccounts: o.ServiceAccounts, NamespaceSelector: o.NamespaceSelector, PullThrough: o.PullThrough,
 			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: source, Namespace: PullpassNamespace}},
 		},
 	}

@@ -47,6 +47,12 @@ kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-s
   --docker-username="$REGISTRY_USERNAME" --docker-password="$REGISTRY_PASSWORD" --dry-run=client -o yaml |
   kubectl_e2e apply -f - >/dev/null
 
+# The Prometheus Operator's CRDs (the chart's monitoring objects need them).
+install_operator_crds
+# pullpass's own CRD: helm installs crds/ on the first install only, and a deploy over an existing
+# cluster must bring a changed schema (as an upgrade's first step would: see the chart's notes).
+kubectl_e2e apply --server-side --force-conflicts -f "$repo_root/charts/pullpass/crds/" >/dev/null
+
 # The e2e suite serves a local ECR API where it runs: with the own engine, on the kind network's
 # gateway (the namespace's end of the bridge), which pods reach through their node.
 ecr_args=() ecr_listen=""
@@ -124,10 +130,27 @@ for url in "http://$webhook/readyz" "http://$agent/readyz"; do
   deadline=$((SECONDS + 60))
   until curl -sf "$url" >/dev/null; do [ $SECONDS -lt $deadline ] || die "$url does not answer"; sleep 1; done
 done
+# Prometheus, configured from the monitoring objects the chart made, where the suite runs: it
+# scrapes pod and node addresses, which the own engine's namespace routes (above) and a host
+# engine may not (Docker Desktop): there PROMETHEUS_URL is left empty and the Prometheus test
+# says so.
+prometheus_url=""
+if [ "$(engine)" = own ]; then
+  PROM_PID_FILE=$KIND_DIR/prometheus.pid PROM_LOG_FILE=$LOGS/prometheus.log KUBECTL=$KUBE_BIN/kubectl \
+    "$repo_root/e2e/cluster/prometheus.sh" up "$KIND_DIR/prometheus" "$KUBECONFIG_KIND" pullpass "127.0.0.1:$PROMETHEUS_PORT"
+  prometheus_url=http://127.0.0.1:$PROMETHEUS_PORT
+  up_jobs='count(count by (job) (up{job=~"pullpass-webhook|pullpass-agent"} == 1))'
+  deadline=$((SECONDS + 60))
+  until curl -sfG "$prometheus_url/api/v1/query" --data-urlencode "query=$up_jobs" | grep -q '"value":\[[0-9.]*,"2"\]'; do
+    [ $SECONDS -lt $deadline ] || { curl -s "$prometheus_url/api/v1/targets" >&2; die "Prometheus does not scrape the webhook and the agents"; }
+    sleep 1
+  done
+fi
 cat >"$KIND_DIR/endpoints.env" <<ENV
 WEBHOOK_METRICS_URL=http://$webhook/metrics
 AGENT_METRICS_URL=http://$agent/metrics
 AGENT_CACHE=$KIND_DIR/nodes/${NODE_NAME#"$CLUSTER"-}/pullpass/credentials.json
 ECR_LISTEN=$ecr_listen
+PROMETHEUS_URL=$prometheus_url
 ENV
 log "pullpass deployed on kind ($tag); endpoints in $KIND_DIR/endpoints.env"

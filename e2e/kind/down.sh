@@ -15,6 +15,10 @@ for pf in "$KIND_DIR"/port-forward-*.pid; do
   kill "$(cat "$pf")" 2>/dev/null && log "stopped $(basename "$pf" .pid)"
   rm -f "$pf"
 done
+# The Prometheus deploy.sh started (by its pid file).
+if [ -f "$KIND_DIR/prometheus.pid" ]; then
+  PROM_PID_FILE=$KIND_DIR/prometheus.pid "$repo_root/e2e/cluster/prometheus.sh" down "$KIND_DIR/prometheus" || true
+fi
 use_engine
 if docker info >/dev/null 2>&1; then
   KIND=$(tools_bin kind)/kind

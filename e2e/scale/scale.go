@@ -1,17 +1,21 @@
-// Package scale measures the keeper on a real API server: N opted-in namespaces each using R
-// registries (N×R pull secrets made at admission), then every source rotated at once: how long
-// until every namespace has the new password, and how many API writes that took. The baseline,
-// in the same run, is the same number of plain Secret updates from one client with the same rate
-// limits: the floor for any controller.
+// Package scale measures the webhook and the keeper on a real API server: N opted-in namespaces
+// each using R registries (N×R pull secrets made at admission), then every source rotated at
+// once. Each figure has a baseline from the same run: the first admission in an opted-in
+// namespace against a pod in a plain namespace created alongside; the rotation against the same
+// number of plain Secret updates from one client with the same rate limits (the floor for any
+// controller); the webhook's memory, CPU and API requests at steady state against its own,
+// idle, before the namespaces existed.
 package scale
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,20 +39,43 @@ type Config struct {
 	Concurrency int // client workers (default 16)
 	QPS         float32
 	Burst       int
-	Log         io.Writer
+	// PlainEvery makes every PlainEvery-th namespace a plain one (not opted in), for the
+	// admission baseline (default 10).
+	PlainEvery int
+	// QuietPeriod is how long the steady state is watched, idle and loaded (default 2 min, four
+	// of the keeper's 30 s resyncs).
+	QuietPeriod time.Duration
+	// WebhookMetrics is the webhook's /metrics URL, for its memory and CPU.
+	WebhookMetrics string
+	// WebhookNamespace and WebhookDeployment name the webhook (default pullpass/pullpass-webhook):
+	// its API requests are counted by a FlowSchema for its service account.
+	WebhookNamespace, WebhookDeployment string
+	Log                                 io.Writer
+}
+
+// Process is the webhook's footprint over a steady period.
+type Process struct {
+	RSS, Heap      float64 // bytes, at the end
+	CPU            float64 // cores, averaged
+	RequestsPerMin float64 // API requests of its service account
+	SecretWrites   int     // secret creates, updates, patches and deletes, from anyone
 }
 
 // Result are the figures.
 type Result struct {
-	PullSecrets    int
-	AdmissionP50   time.Duration
-	AdmissionP99   time.Duration
-	Converge       time.Duration // rotation to every pull secret updated
-	ConvergeWrites int           // secret PUTs the API server counted meanwhile
-	QuietWrites    int           // secret PUTs in the QuietPeriod after, with nothing changing
-	QuietPeriod    time.Duration
-	Baseline       time.Duration // the same number of plain Secret updates from one client
-	BaselineWrites int
+	PullSecrets       int
+	AdmissionP50      time.Duration // first pod of an opted-in namespace: writes its R secrets
+	AdmissionP99      time.Duration
+	PlainAdmissionP50 time.Duration // a pod in a plain namespace, created alongside
+	PlainAdmissionP99 time.Duration
+	FailedOpen        int           // opted-in pods admitted without their secrets
+	Converge          time.Duration // rotation to every pull secret updated
+	ConvergeWrites    int           // secret PUTs the API server counted meanwhile
+	QuietPeriod       time.Duration
+	Idle, Loaded      Process // the webhook before the namespaces, and at the end
+	// Baseline is the mean of BaselineBefore and BaselineAfter: the same number of plain Secret
+	// updates from one client, before the rotation and after.
+	Baseline, BaselineBefore, BaselineAfter time.Duration
 }
 
 const pullpassNS = "pullpass"
@@ -67,6 +94,15 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 	if c.QPS == 0 {
 		c.QPS, c.Burst = 200, 400 // the webhook's defaults
 	}
+	if c.PlainEvery == 0 {
+		c.PlainEvery = 10
+	}
+	if c.QuietPeriod == 0 {
+		c.QuietPeriod = 2 * time.Minute
+	}
+	if c.WebhookNamespace == "" {
+		c.WebhookNamespace, c.WebhookDeployment = pullpassNS, "pullpass-webhook"
+	}
 	logf := func(f string, a ...any) {
 		if c.Log != nil {
 			fmt.Fprintf(c.Log, time.Now().Format("15:04:05 ")+f+"\n", a...)
@@ -82,9 +118,20 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	var res Result
+	res := Result{QuietPeriod: c.QuietPeriod}
 	names := make([]string, c.Registries)
-	defer cleanup(kube, regs, c, names)
+	total := c.Namespaces + c.Namespaces/(c.PlainEvery-1) // opted-in and plain, interleaved
+	defer cleanup(kube, regs, c.Concurrency, total, names)
+	w, err := watchWebhook(ctx, kube, c)
+	if err != nil {
+		return res, err
+	}
+
+	// The webhook idle: the baseline of its footprint.
+	logf("webhook idle for %s", c.QuietPeriod)
+	if res.Idle, err = w.steady(ctx, c.QuietPeriod); err != nil {
+		return res, err
+	}
 
 	// Registries and their sources.
 	for i := range names {
@@ -101,15 +148,18 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 	}
 	time.Sleep(2 * time.Second) // the webhook's informer catches up
 
-	// Namespaces, each with one pod that uses every registry. The pods never run (their node
-	// does not exist): admission is what makes the pull secrets.
-	logf("creating %d namespaces and pods", c.Namespaces)
-	var admission []time.Duration
+	// Namespaces, each with one pod that uses every registry; every PlainEvery-th is not opted
+	// in. The pods never run (their node does not exist): admission is what makes the pull secrets.
+	logf("creating %d opted-in and %d plain namespaces, one pod each", c.Namespaces, total-c.Namespaces)
+	var admission, plain []time.Duration
 	var mu sync.Mutex
-	err = parallel(ctx, c.Concurrency, c.Namespaces, func(i int) error {
-		ns := fmt.Sprintf("scale-%04d", i)
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-			Name: ns, Labels: map[string]string{"pullpass.io/bench": "scale"}, Annotations: map[string]string{"pullpass.io/inject": "enabled"}}}, metav1.CreateOptions{}); err != nil {
+	err = parallel(ctx, c.Concurrency, total, func(i int) error {
+		ns, optedIn := namespaceName(i), !isPlain(i, c.PlainEvery)
+		meta := metav1.ObjectMeta{Name: ns, Labels: map[string]string{"pullpass.io/bench": "scale"}}
+		if optedIn {
+			meta.Annotations = map[string]string{"pullpass.io/inject": "enabled"}
+		}
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: meta}, metav1.CreateOptions{}); err != nil {
 			return err
 		}
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns}, Spec: corev1.PodSpec{NodeName: "pullpass-bench-nowhere"}}
@@ -122,26 +172,48 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 			return err
 		}
 		d := time.Since(t0)
-		if len(created.Spec.ImagePullSecrets) != len(names) {
-			return fmt.Errorf("pod in %s got %d pull secrets, want %d", ns, len(created.Spec.ImagePullSecrets), len(names))
-		}
+		got := len(created.Spec.ImagePullSecrets)
 		mu.Lock()
-		admission = append(admission, d)
-		mu.Unlock()
+		defer mu.Unlock()
+		switch {
+		case !optedIn && got != 0:
+			return fmt.Errorf("pod in plain namespace %s got %d pull secrets", ns, got)
+		case !optedIn:
+			plain = append(plain, d)
+		case got == len(names):
+			admission = append(admission, d)
+		case got == 0:
+			// The webhook did not answer in time, or failed: the API server admitted the pod
+			// as it was (failurePolicy Ignore). Counted, not fatal: it is what scale does.
+			res.FailedOpen++
+		default:
+			return fmt.Errorf("pod in %s got %d pull secrets, want %d", ns, got, len(names))
+		}
 		return nil
 	})
 	if err != nil {
 		return res, err
 	}
-	slices.Sort(admission)
-	res.AdmissionP50, res.AdmissionP99 = admission[len(admission)/2], admission[len(admission)*99/100]
+	res.AdmissionP50, res.AdmissionP99 = percentiles(admission)
+	res.PlainAdmissionP50, res.PlainAdmissionP99 = percentiles(plain)
 	if res.PullSecrets, err = countWith(ctx, kube, names, "password-1"); err != nil {
 		return res, err
 	}
 	logf("%d pull secrets in place", res.PullSecrets)
 
-	// Rotate every source at once.
-	before, err := secretPuts(ctx, kube)
+	// Baseline, before: the same number of updates of plain Secrets, from one client, same limits.
+	want := res.PullSecrets
+	logf("baseline: %d plain secret updates", want)
+	if res.BaselineBefore, err = baseline(ctx, kube, c, want, true); err != nil {
+		return res, err
+	}
+
+	// Rotate every source at once, and follow the pull secrets with one watch.
+	rotated, err := watchRotation(ctx, kube, names, "password-2", want)
+	if err != nil {
+		return res, err
+	}
+	before, err := secretWrites(ctx, kube, "PUT")
 	if err != nil {
 		return res, err
 	}
@@ -151,59 +223,82 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 			return res, err
 		}
 	}
-	want := c.Namespaces * c.Registries
-	for {
-		n, err := countWith(ctx, kube, names, "password-2")
+	select {
+	case err := <-rotated:
 		if err != nil {
 			return res, err
 		}
-		if n == want {
-			break
-		}
-		if time.Since(t0) > 10*time.Minute {
-			return res, fmt.Errorf("only %d of %d pull secrets rotated after 10 minutes", n, want)
-		}
-		time.Sleep(250 * time.Millisecond)
+	case <-time.After(20 * time.Minute):
+		return res, fmt.Errorf("not all of %d pull secrets rotated after 20 minutes", want)
 	}
 	res.Converge = time.Since(t0)
-	after, err := secretPuts(ctx, kube)
+	after, err := secretWrites(ctx, kube, "PUT")
 	if err != nil {
 		return res, err
 	}
 	res.ConvergeWrites = after - before - c.Registries // less the rotations themselves
 	logf("converged in %s with %d writes", res.Converge, res.ConvergeWrites)
 
-	res.QuietPeriod = 40 * time.Second // longer than the keeper's 30 s resync
-	time.Sleep(res.QuietPeriod)
-	quiet, err := secretPuts(ctx, kube)
-	if err != nil {
+	// The steady state: nothing changes; the keeper resyncs.
+	logf("webhook at steady state for %s", c.QuietPeriod)
+	if res.Loaded, err = w.steady(ctx, c.QuietPeriod); err != nil {
 		return res, err
 	}
-	res.QuietWrites = quiet - after
 
-	// Baseline: the same number of updates of plain Secrets, from one client, same limits.
-	logf("baseline: %d plain secret updates", want)
-	err = parallel(ctx, c.Concurrency, c.Namespaces, func(i int) error {
-		_, err := kube.CoreV1().Secrets(fmt.Sprintf("scale-%04d", i)).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "baseline"}, StringData: map[string]string{"v": "0"}}, metav1.CreateOptions{})
-		return err
-	})
-	if err != nil {
+	// The baseline again, after: the mean of the two runs, before and after, is the baseline, so
+	// that load from elsewhere while the keeper ran weighs on both alike.
+	if res.BaselineAfter, err = baseline(ctx, kube, c, want, false); err != nil {
 		return res, err
 	}
-	b0, _ := secretWrites(ctx, kube, "PATCH")
-	t1 := time.Now()
-	err = parallel(ctx, c.Concurrency, want, func(i int) error {
-		// One request per update, as the keeper makes: a merge patch is a PUT-less update, so
-		// it is counted with verb PATCH; BaselineWrites counts those.
-		ns := fmt.Sprintf("scale-%04d", i%c.Namespaces)
+	res.Baseline = (res.BaselineBefore + res.BaselineAfter) / 2
+	logf("baseline before %s, after %s", res.BaselineBefore, res.BaselineAfter)
+	return res, nil
+}
+
+// baseline times n updates of plain Secrets in the opted-in namespaces, from one client with
+// the same limits, one request per update, as the keeper makes. The first time creates them.
+func baseline(ctx context.Context, kube kubernetes.Interface, c Config, n int, create bool) (time.Duration, error) {
+	if create {
+		err := parallel(ctx, c.Concurrency, c.Namespaces, func(i int) error {
+			_, err := kube.CoreV1().Secrets(optedInName(i, c.PlainEvery)).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "baseline"}, StringData: map[string]string{"v": "0"}}, metav1.CreateOptions{})
+			return err
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	b0, err := secretWrites(ctx, kube, "PATCH")
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	err = parallel(ctx, c.Concurrency, n, func(i int) error {
+		// A merge patch: one request, counted with verb PATCH.
 		patch := fmt.Appendf(nil, `{"stringData":{"v":"%d"}}`, i)
-		_, err := kube.CoreV1().Secrets(ns).Patch(ctx, "baseline", types.MergePatchType, patch, metav1.PatchOptions{})
+		_, err := kube.CoreV1().Secrets(optedInName(i%c.Namespaces, c.PlainEvery)).Patch(ctx, "baseline", types.MergePatchType, patch, metav1.PatchOptions{})
 		return err
 	})
-	res.Baseline = time.Since(t1)
-	b1, _ := secretWrites(ctx, kube, "PATCH")
-	res.BaselineWrites = b1 - b0
-	return res, err
+	d := time.Since(t0)
+	if err != nil {
+		return 0, err
+	}
+	if b1, err := secretWrites(ctx, kube, "PATCH"); err != nil || b1-b0 < n {
+		return 0, fmt.Errorf("the API server counted %d of the baseline's %d updates (%v)", b1-b0, n, err)
+	}
+	return d, nil
+}
+
+// Namespaces are numbered together, opted-in and plain interleaved.
+func namespaceName(i int) string      { return fmt.Sprintf("scale-%05d", i) }
+func isPlain(i, every int) bool       { return i%every == every-1 }
+func optedInName(k, every int) string { return namespaceName(k + k/(every-1)) } // the k-th opted-in one
+
+func percentiles(d []time.Duration) (p50, p99 time.Duration) {
+	if len(d) == 0 {
+		return 0, 0
+	}
+	slices.Sort(d)
+	return d[len(d)/2], d[len(d)*99/100]
 }
 
 func setSource(ctx context.Context, kube kubernetes.Interface, name, host, password string, create bool) error {
@@ -229,47 +324,66 @@ func countWith(ctx context.Context, kube kubernetes.Interface, names []string, p
 	}
 	n := 0
 	for _, s := range list.Items {
-		if !strings.HasPrefix(s.Namespace, "scale-") || !slices.Contains(names, strings.TrimPrefix(s.Name, pullsecret.Prefix)) {
-			continue
-		}
-		cfg, err := dockerconfig.Parse(s.Data[corev1.DockerConfigJsonKey])
-		if err != nil {
-			continue
-		}
-		for _, e := range cfg.Auths {
-			if e.Password == password {
-				n++
-			}
-			break
+		if holds(&s, names, password) {
+			n++
 		}
 	}
 	return n, nil
 }
 
-// secretPuts reads the API server's count of secret updates.
-func secretPuts(ctx context.Context, kube kubernetes.Interface) (int, error) {
-	return secretWrites(ctx, kube, "PUT")
-}
-
-// secretWrites reads the API server's count of secret requests with a verb.
-func secretWrites(ctx context.Context, kube kubernetes.Interface, verb string) (int, error) {
-	raw, err := kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("reading the API server's metrics: %w", err)
-	}
+// secretWrites reads the API server's count of secret requests with any of verbs.
+func secretWrites(ctx context.Context, kube kubernetes.Interface, verbs ...string) (int, error) {
 	total := 0.0
-	sc := bufio.NewScanner(strings.NewReader(string(raw)))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if strings.HasPrefix(l, "apiserver_request_total{") && strings.Contains(l, `resource="secrets"`) && strings.Contains(l, `verb="`+verb+`"`) {
-			var v float64
-			if _, err := fmt.Sscanf(l[strings.LastIndexByte(l, ' ')+1:], "%g", &v); err == nil {
-				total += v
+	err := apiserverMetrics(ctx, kube, func(l string) {
+		if !strings.HasPrefix(l, "apiserver_request_total{") || !strings.Contains(l, `resource="secrets"`) {
+			return
+		}
+		for _, v := range verbs {
+			if strings.Contains(l, `verb="`+v+`"`) {
+				total += sampleValue(l)
 			}
 		}
+	})
+	return int(math.Round(total)), err
+}
+
+// apiserverMetrics calls f with each line of the API server's /metrics.
+func apiserverMetrics(ctx context.Context, kube kubernetes.Interface, f func(line string)) error {
+	raw, err := kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the API server's metrics: %w", err)
 	}
-	return int(math.Round(total)), nil
+	return eachLine(bytes.NewReader(raw), f)
+}
+
+func eachLine(r io.Reader, f func(line string)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f(sc.Text())
+	}
+	return sc.Err()
+}
+
+// sampleValue is the value of a sample line of the text exposition format.
+func sampleValue(line string) float64 {
+	v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+	return v
+}
+
+// holds reports whether s is one of the bench's pull secrets and holds password.
+func holds(s *corev1.Secret, names []string, password string) bool {
+	if !strings.HasPrefix(s.Namespace, "scale-") || !slices.Contains(names, strings.TrimPrefix(s.Name, pullsecret.Prefix)) {
+		return false
+	}
+	cfg, err := dockerconfig.Parse(s.Data[corev1.DockerConfigJsonKey])
+	if err != nil {
+		return false
+	}
+	for _, e := range cfg.Auths {
+		return e.Password == password
+	}
+	return false
 }
 
 func parallel(ctx context.Context, workers, n int, f func(int) error) error {
@@ -300,16 +414,17 @@ func parallel(ctx context.Context, workers, n int, f func(int) error) error {
 	return first
 }
 
-func cleanup(kube kubernetes.Interface, regs registryclient.Interface, c Config, names []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+func cleanup(kube kubernetes.Interface, regs registryclient.Interface, concurrency, namespaces int, names []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	_ = kube.FlowcontrolV1().FlowSchemas().Delete(ctx, flowSchema, metav1.DeleteOptions{})
 	for _, n := range names {
 		if n != "" {
 			_ = regs.Delete(ctx, n, metav1.DeleteOptions{})
 			_ = kube.CoreV1().Secrets(pullpassNS).Delete(ctx, "src-"+n, metav1.DeleteOptions{})
 		}
 	}
-	_ = parallel(ctx, c.Concurrency, c.Namespaces, func(i int) error {
-		return kube.CoreV1().Namespaces().Delete(ctx, fmt.Sprintf("scale-%04d", i), metav1.DeleteOptions{})
+	_ = parallel(ctx, concurrency, namespaces, func(i int) error {
+		return kube.CoreV1().Namespaces().Delete(ctx, namespaceName(i), metav1.DeleteOptions{})
 	})
 }

@@ -11,11 +11,15 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/image"
+	"github.com/pullpass/pullpass/pkg/pullthrough"
 	"github.com/pullpass/pullpass/pkg/registrytable"
 )
 
@@ -39,7 +43,13 @@ NS running as SA gets: from the node (Cluster registries, and Namespaced ones de
 node that select NS and allow SA, with the ECR role SA brings), or as a pull secret. It reads the
 namespace's labels and the service account's annotations from the cluster, or, offline, from
 --namespace-labels and --service-account-annotation. Exit status 0 when the pod gets
-credentials for IMAGE, 1 when it gets none.`,
+credentials for IMAGE, 1 when it gets none.
+
+An image of a registry that a pull-through cache mirrors (spec.pullThrough) is rewritten to the
+cache's name in the namespaces the cache serves: "rewritten: IMAGE" says to what, and the
+registry lines are then the rewritten image's. Which cache applies depends on the namespace's
+labels: --namespace reads them (or takes --namespace-labels offline); --namespace-labels alone
+gives them without a namespace; with neither, the namespace is taken to have none.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var regs []*v1alpha1.Registry
@@ -53,10 +63,18 @@ credentials for IMAGE, 1 when it gets none.`,
 				return err
 			}
 			if pod.namespace == "" {
-				if pod.labels != "" || len(pod.annotations) > 0 || pod.serviceAccount != "" {
-					return badInput("--service-account, --namespace-labels and --service-account-annotation need --namespace")
+				if len(pod.annotations) > 0 || pod.serviceAccount != "" {
+					return badInput("--service-account and --service-account-annotation need --namespace")
 				}
-				return explain(o.streams, regs, args[0])
+				ns := &corev1.Namespace{}
+				if pod.labels != "" {
+					set, err := labels.ConvertSelectorToLabelsMap(pod.labels)
+					if err != nil {
+						return badInput("--namespace-labels: %w", err)
+					}
+					ns.Labels = set
+				}
+				return explain(o.streams, regs, args[0], ns)
 			}
 			if err := pod.load(cmd.Context(), o, file != ""); err != nil {
 				return err
@@ -65,9 +83,9 @@ credentials for IMAGE, 1 when it gets none.`,
 		},
 	}
 	cmd.Flags().StringVar(&file, "registries", "", "read Registry objects from this YAML file ('-' for stdin) instead of the cluster")
-	cmd.Flags().StringVarP(&pod.namespace, "namespace", "n", "", "say what a pod of this namespace gets")
+	cmd.Flags().StringVarP(&pod.namespace, "namespace", "n", "", "say what a pod of this namespace gets (its pull-through cache included)")
 	cmd.Flags().StringVar(&pod.serviceAccount, "service-account", "", "the pod's service account (default: default)")
-	cmd.Flags().StringVar(&pod.labels, "namespace-labels", "", "offline: the namespace's labels, k=v,k2=v2 (with --registries)")
+	cmd.Flags().StringVar(&pod.labels, "namespace-labels", "", "offline or without --namespace: the namespace's labels, k=v,k2=v2")
 	cmd.Flags().StringArrayVar(&pod.annotations, "service-account-annotation", nil, "offline: an annotation of the service account, key=value, repeated (with --registries)")
 	return cmd
 }
@@ -88,7 +106,7 @@ func clusterRegistries(ctx context.Context, o *options) ([]*v1alpha1.Registry, e
 	return out, nil
 }
 
-func explain(s Streams, regs []*v1alpha1.Registry, img string) error {
+func explain(s Streams, regs []*v1alpha1.Registry, img string, ns *corev1.Namespace) error {
 	table := registrytable.Build(regs)
 	for _, err := range table.Skipped() {
 		fmt.Fprintln(s.ErrOut, "warning: ignoring invalid", err)
@@ -102,6 +120,12 @@ func explain(s Streams, regs []*v1alpha1.Registry, img string) error {
 	fmt.Fprintf(w, "normalized: %s\n", m.Image.String())
 	fmt.Fprintf(w, "host: %s\n", m.Image.Host)
 	fmt.Fprintf(w, "repository: %s\n", m.Image.Repository())
+	if to := explainPullThrough(w, table, m.Image, ns); to != "" {
+		fmt.Fprintf(w, "rewritten: %s\n", to)
+		if m, ok, err = table.Lookup(to); err != nil {
+			return err
+		}
+	}
 	if !ok {
 		fmt.Fprintln(w, "registry: none")
 		fmt.Fprintf(w, "why: no host pattern of %d registries matches %s\n", len(regs), m.Image.Repository())
@@ -197,3 +221,53 @@ func stripComments(b []byte) []byte {
 }
 
 func bufioReader(data []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(data)) }
+
+// explainPullThrough says whether a pull-through cache takes the image in the namespace, and
+// returns the image's new name ("" when it stays as it is).
+func explainPullThrough(w io.Writer, table *registrytable.Table, ref image.Reference, ns *corev1.Namespace) string {
+	ix := table.PullThrough()
+	if !ix.Upstream(ref.Host) {
+		return ""
+	}
+	for _, c := range ix.Caches(ref.Host) {
+		sel := "every namespace"
+		if s := c.Registry.Spec.NamespaceSelector; s != nil {
+			sel = "namespaces selected by " + metav1.FormatLabelSelector(s)
+		}
+		fmt.Fprintf(w, "pull-through cache: %s at %s, for %s\n", c.Registry.Name, c.Target.Repository("..."), sel)
+	}
+	nsName := ns.Name
+	if nsName == "" {
+		nsName = "the namespace"
+	}
+	nsLabels := "no labels"
+	if len(ns.Labels) > 0 {
+		nsLabels = "labels " + labels.Set(ns.Labels).String()
+	}
+	if pullthrough.OptedOut(ns.Annotations) {
+		fmt.Fprintf(w, "pull-through: none, %s opted out (%s: disabled)\n", nsName, pullthrough.AnnotationOptOut)
+		return ""
+	}
+	ch := ix.Select(ref.Host, ns.Labels)
+	switch {
+	case ch.Conflict[0] != nil:
+		fmt.Fprintf(w, "pull-through: none, caches %s and %s are equally specific for %s (%s): the image stays as it is\n",
+			ch.Conflict[0].Registry.Name, ch.Conflict[1].Registry.Name, nsName, nsLabels)
+		return ""
+	case ch.Cache == nil:
+		fmt.Fprintf(w, "pull-through: none selects %s (%s)\n", nsName, nsLabels)
+		return ""
+	}
+	to, ok := ch.Cache.Target.Rewrite(ref)
+	if !ok {
+		fmt.Fprintf(w, "pull-through: none, the name under cache %s would be too long\n", ch.Cache.Registry.Name)
+		return ""
+	}
+	// As the webhook: only when the credentials for the cache's image reach the pod.
+	if m, ok, _ := table.Lookup(to); !ok || m.Registry.Spec.EffectiveScope() != v1alpha1.ScopeCluster && !registrytable.Serves(m.Registry, ns.Labels) {
+		fmt.Fprintf(w, "pull-through: none, the credentials for %s would not reach pods of %s\n", to, nsName)
+		return ""
+	}
+	fmt.Fprintf(w, "pull-through: %s, for %s (%s)\n", ch.Cache.Registry.Name, nsName, nsLabels)
+	return to
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -129,6 +130,13 @@ func explainForPod(s Streams, regs []*v1alpha1.Registry, img string, p *podIdent
 	w := s.Out
 	fmt.Fprintf(w, "image: %s\n", img)
 	fmt.Fprintf(w, "repository: %s\n", m.Image.Repository())
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: p.namespace, Labels: p.nsLabels, Annotations: p.nsAnnotations}}
+	if to := explainPullThrough(w, all, m.Image, ns); to != "" {
+		fmt.Fprintf(w, "rewritten: %s\n", to)
+		if m, _, err = all.Lookup(to); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(w, "namespace: %s\n", p.namespace)
 	sa := p.serviceAccount
 	if !p.saFound {

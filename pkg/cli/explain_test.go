@@ -181,6 +181,92 @@ func TestKubectlPluginName(t *testing.T) {
 	}
 }
 
+const pullThroughYAML = `apiVersion: pullpass.io/v1alpha1
+kind: Registry
+metadata: {name: ecr-hub}
+spec:
+  hosts: ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"]
+  auth: {ecr: {}}
+  pullThrough: {upstream: docker.io, prefix: docker-hub}
+---
+apiVersion: pullpass.io/v1alpha1
+kind: Registry
+metadata: {name: harbor-hub}
+spec:
+  hosts: ["harbor.example.com/hub"]
+  namespaceSelector: {matchLabels: {team: a}}
+  auth:
+    secretRef: {name: harbor, namespace: pullpass}
+  pullThrough: {upstream: docker.io, prefix: hub}
+---
+apiVersion: pullpass.io/v1alpha1
+kind: Registry
+metadata: {name: gitlab-hub}
+spec:
+  hosts: ["gitlab.example.com"]
+  namespaceSelector: {matchLabels: {env: prod}}
+  auth:
+    secretRef: {name: gitlab, namespace: pullpass}
+  pullThrough: {upstream: docker.io, prefix: group/dependency_proxy/containers}
+`
+
+func TestExplainPullThrough(t *testing.T) {
+	file := writeFile(t, pullThroughYAML)
+	const ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+	tests := []struct {
+		args []string
+		code int
+		want []string
+	}{
+		{[]string{"nginx:1.27"}, 0, []string{
+			"repository: docker.io/library/nginx\n",
+			"pull-through cache: harbor-hub at harbor.example.com/hub/..., for namespaces selected by team=a\n",
+			"pull-through cache: ecr-hub at " + ecr + "/docker-hub/..., for every namespace\n",
+			"pull-through: ecr-hub, for the namespace (no labels)\n",
+			"rewritten: " + ecr + "/docker-hub/library/nginx:1.27\n",
+			"registry: ecr-hub\n", "pattern: " + ecr + "\n",
+		}},
+		{[]string{"docker.io/bitnami/redis@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "--namespace-labels", "team=a"}, 0, []string{
+			"pull-through: harbor-hub, for the namespace (labels team=a)\n",
+			"rewritten: harbor.example.com/hub/bitnami/redis@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+			"registry: harbor-hub\n", "source: secret pullpass/harbor\n",
+		}},
+		{[]string{"nginx", "--namespace-labels", "team=a,env=prod"}, 1, []string{
+			"pull-through: none, caches gitlab-hub and harbor-hub are equally specific for the namespace (labels env=prod,team=a): the image stays as it is\n",
+			"registry: none\n",
+		}},
+		{[]string{"ghcr.io/o/a"}, 1, []string{"registry: none\n"}},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runOffline(t, append([]string{"explain", "--registries", file}, tt.args...)...)
+		if code != tt.code {
+			t.Errorf("explain %v: exit %d, want %d (stderr %q)", tt.args, code, tt.code, errOut)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("explain %v: stdout lacks %q:\n%s", tt.args, w, out)
+			}
+		}
+		if strings.Contains(out, "rewritten:") != strings.Contains(strings.Join(tt.want, ""), "rewritten:") {
+			t.Errorf("explain %v: rewritten or not, unlike expected:\n%s", tt.args, out)
+		}
+	}
+	// For a pod of a namespace (offline: its labels given), the rewrite comes first; offline, no
+	// namespace is opted in, so the cache's pull secret is not given.
+	code, out, errOut := runOffline(t, "explain", "nginx:1.27", "--registries", file, "--namespace", "shop", "--namespace-labels", "team=a")
+	if code != ExitNoMatch || !strings.Contains(out, "\nrewritten: harbor.example.com/hub/library/nginx:1.27\n") || !strings.Contains(out, "namespace shop is not opted in") {
+		t.Fatalf("--namespace offline with labels: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = runOffline(t, "explain", "nginx", "--registries", file, "--service-account", "web")
+	if code != ExitBadInput || !strings.Contains(errOut, "need --namespace") {
+		t.Fatalf("--service-account without --namespace: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = runOffline(t, "explain", "nginx", "--registries", file, "--namespace-labels", "a b")
+	if code != ExitBadInput || !strings.Contains(errOut, "--namespace-labels") {
+		t.Fatalf("bad --namespace-labels: exit %d, %q", code, errOut)
+	}
+}
+
 // Docker Hub written as people paste it serves Docker Hub images, and explain says so.
 func TestExplainDockerHubSpellings(t *testing.T) {
 	for _, host := range []string{"docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/"} {

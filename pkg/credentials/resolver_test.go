@@ -147,3 +147,43 @@ func TestResolveSources(t *testing.T) {
 		t.Fatal("resolved ECR with no region")
 	}
 }
+
+// A source Secret is parsed once per resourceVersion and list of hosts: the webhook resolves
+// every registry of every pod it admits. The test changes the Secret's data behind the cache's
+// back (an informer never does that without a new resourceVersion) to see when it is read.
+func TestResolveParsesASourceOncePerVersion(t *testing.T) {
+	dockerConfig := func(host, user string) map[string]string {
+		return map[string]string{corev1.DockerConfigJsonKey: `{"auths":{"` + host + `":{"username":"` + user + `","password":"pw"}}}`}
+	}
+	src := secret("src", "5", dockerConfig("registry.example.com", "alice"))
+	r := &credentials.Resolver{Secrets: secretMap{"pullpass/src": src}}
+	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "r"}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"registry.example.com"},
+		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: "src", Namespace: "pullpass"}}}}
+	resolve := func(want, wantVersion string) {
+		t.Helper()
+		c, err := r.Resolve(context.Background(), reg)
+		if err != nil || c.Username != want || c.Version != wantVersion {
+			t.Fatalf("resolved %v version %q, %v; want %s, %s", c, c.Version, err, want, wantVersion)
+		}
+	}
+	resolve("alice", "secret/5")
+	src.Data = secret("", "", dockerConfig("registry.example.com", "bob")).Data
+	resolve("alice", "secret/5") // same resourceVersion: not parsed again
+	src.ResourceVersion = "6"
+	resolve("bob", "secret/6")
+	// The hosts choose the docker config entry: new hosts, parsed again.
+	src.Data = secret("", "", dockerConfig("other.example.com", "carol")).Data
+	reg.Spec.Hosts = []string{"other.example.com"}
+	resolve("carol", "secret/6")
+	// Without a resourceVersion nothing tells a change: parsed every time.
+	src.ResourceVersion = ""
+	resolve("carol", "secret/")
+	src.Data = secret("", "", dockerConfig("other.example.com", "dave")).Data
+	resolve("dave", "secret/")
+	// A forgotten registry is parsed again.
+	src.ResourceVersion = "7"
+	resolve("dave", "secret/7")
+	src.Data = secret("", "", dockerConfig("other.example.com", "erin")).Data
+	r.Forget("r")
+	resolve("erin", "secret/7")
+}

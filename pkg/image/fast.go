@@ -62,7 +62,7 @@ func fastDomain(d string) bool {
 			}
 		}
 	}
-	for _, l := range strings.Split(host, ".") {
+	for l := range strings.SplitSeq(host, ".") {
 		if l == "" || l[0] == '-' || l[len(l)-1] == '-' {
 			return false
 		}
@@ -78,7 +78,7 @@ func fastDomain(d string) bool {
 
 // fastRemote checks path components: lower-case alphanumerics joined by '.', '_', '__' or dashes.
 func fastRemote(r string) bool {
-	for _, comp := range strings.Split(r, "/") {
+	for comp := range strings.SplitSeq(r, "/") {
 		if comp == "" || !isAlnum(comp[0]) || !isAlnum(comp[len(comp)-1]) {
 			return false
 		}

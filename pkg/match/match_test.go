@@ -2,6 +2,7 @@ package match_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -273,6 +274,31 @@ func FuzzPattern(f *testing.F) {
 		_, ok := match.NewTable([]match.Entry[int]{{Name: "x", Pattern: p}}).Lookup(target)
 		if ok != got {
 			t.Fatalf("table(%q).Lookup(%q) = %t, pattern says %t", glob, target, ok, got)
+		}
+	})
+}
+
+// LookupOnce answers as a table of the same entries, invalid patterns left out as table
+// builders leave them out. Patterns are given comma-separated, each named by its position.
+func FuzzLookupOnceAgrees(f *testing.F) {
+	f.Add("a.example.com,*.example.com,a.example.com/x,*:5000,*", "a.example.com/x/y")
+	f.Add("localhost:5000,localhost,%6cocalhost,*.*.com", "localhost:5000/a")
+	f.Add("*.dkr.ecr.*.amazonaws.com,1.dkr.ecr.eu-west-1.amazonaws.com", "1.dkr.ecr.eu-west-1.amazonaws.com/app")
+	f.Add("A.io,a.io,0,0:1", "A.io/x")
+	f.Fuzz(func(t *testing.T, patterns, target string) {
+		var parsed []match.Entry[int]
+		var raw []match.Raw[int]
+		for i, s := range strings.Split(patterns, ",") {
+			name := fmt.Sprintf("r%02d", i)
+			raw = append(raw, match.Raw[int]{Name: name, Pattern: s, Value: i})
+			if p, err := match.ParsePattern(s); err == nil {
+				parsed = append(parsed, match.Entry[int]{Name: name, Pattern: p, Value: i})
+			}
+		}
+		want, wantOK := match.NewTable(parsed).Lookup(target)
+		got, ok := match.LookupOnce(target, slices.Values(raw))
+		if ok != wantOK || got.Name != want.Name || got.Pattern.String() != want.Pattern.String() {
+			t.Fatalf("LookupOnce(%q) among %q = %v %q, table says %v %q", target, patterns, ok, got.Name, wantOK, want.Name)
 		}
 	})
 }

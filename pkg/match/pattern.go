@@ -24,7 +24,6 @@ package match
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"path"
 	"strings"
@@ -39,7 +38,8 @@ var dockerHubAliases = map[string]bool{"index.docker.io": true, "registry-1.dock
 
 // Pattern is a parsed host pattern.
 type Pattern struct {
-	raw    string   // canonical
+	raw    string // canonical
+	host   string
 	labels []string // host split on '.'
 	port   string
 	path   string // with its leading '/', or ""
@@ -126,8 +126,9 @@ func parseCanonical(s string) (Pattern, error) {
 		return Pattern{}, fmt.Errorf("invalid host pattern %q: only host[:port][/path] is allowed", s)
 	}
 	p := Pattern{raw: s, path: u.Path, literal: true}
-	var host string
-	p.labels, host, p.port = splitHost(u.Host)
+	p.host, p.port = splitHostPort(u.Host)
+	p.labels = strings.Split(p.host, ".")
+	host := p.host
 	if host == "" {
 		return Pattern{}, fmt.Errorf("invalid host pattern %q: no host", s)
 	}
@@ -171,13 +172,34 @@ func validLabel(l string) bool {
 	return true
 }
 
-// splitHost splits a URL host into labels, the bare host and the port, as the kubelet does.
-func splitHost(hostport string) (labels []string, host, port string) {
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		host, port = hostport, ""
+// splitHostPort splits a URL host as the kubelet does: net.SplitHostPort, and on its error the
+// whole as the host with no port. Written out (FuzzSplitHostPort checks it against the net
+// package) because net.SplitHostPort allocates its error for every host without a port, and
+// because importing net makes the credential provider plugin a dynamically linked binary when
+// cgo is on, which costs every exec the dynamic loader.
+func splitHostPort(hostport string) (host, port string) {
+	j, k := 0, 0
+	i := strings.LastIndexByte(hostport, ':')
+	if i < 0 {
+		return hostport, ""
 	}
-	return strings.Split(host, "."), host, port
+	if hostport[0] == '[' {
+		end := strings.IndexByte(hostport, ']')
+		if end < 0 || end+1 != i {
+			return hostport, ""
+		}
+		host = hostport[1:end]
+		j, k = 1, end+1
+	} else {
+		host = hostport[:i]
+		if strings.IndexByte(host, ':') >= 0 {
+			return hostport, ""
+		}
+	}
+	if strings.IndexByte(hostport[j:], '[') >= 0 || strings.IndexByte(hostport[k:], ']') >= 0 {
+		return hostport, ""
+	}
+	return host, hostport[i+1:]
 }
 
 // String returns the pattern in its canonical form.
@@ -198,12 +220,14 @@ func (p Pattern) Matches(repository string) bool {
 	return ok && p.matches(t)
 }
 
-// target is an image repository split the way patterns are.
+// target is an image repository split the way patterns are. Its strings are parts of the
+// repository wherever they can be: a lookup runs for every image of every pod.
 type target struct {
-	hostport string
-	labels   []string
+	hostport string // host, and ":port" if it has one: the exact-host index key
+	host     string
 	port     string
 	path     string
+	labels   int // dot-separated labels in host
 }
 
 func parseTarget(repository string) (target, bool) {
@@ -211,12 +235,8 @@ func parseTarget(repository string) (target, bool) {
 	if plain(repository) && plainHostPort(repository) {
 		// Image repositories hold no scheme, query, escape or user, so a split on the first '/'
 		// is what url.Parse would give; it is done by hand because it runs for every image.
-		var rest string
-		var slash bool
-		hostport, rest, slash = strings.Cut(repository, "/")
-		if slash {
-			path = "/" + rest
-		}
+		hostport, _, _ = strings.Cut(repository, "/")
+		path = repository[len(hostport):]
 	} else {
 		// Anything else is read exactly as the kubelet reads it.
 		u, err := url.Parse("https://" + repository)
@@ -227,14 +247,30 @@ func parseTarget(repository string) (target, bool) {
 	}
 	// An empty host is one empty label, as for the kubelet: "*" matches it.
 	t := target{path: path}
-	var host string
-	t.labels, host, t.port = splitHost(hostport)
+	t.host, t.port = splitHostPort(hostport)
+	t.labels = strings.Count(t.host, ".") + 1
 	// The index key is rebuilt from the parts, as a pattern's is: "0:" and "0" are one host.
-	t.hostport = host
-	if t.port != "" {
-		t.hostport = host + ":" + t.port
+	switch {
+	case t.port == "":
+		t.hostport = t.host
+	case len(hostport) == len(t.host)+1+len(t.port) && hostport[:len(t.host)] == t.host && hostport[len(t.host)] == ':':
+		t.hostport = hostport
+	default:
+		t.hostport = t.host + ":" + t.port
 	}
 	return t, true
+}
+
+// eachLabel calls f with each dot-separated label of host and its position, until f returns
+// false; strings.Split would allocate.
+func eachLabel(host string, f func(i int, label string) bool) {
+	for i := 0; ; i++ {
+		l, rest, more := strings.Cut(host, ".")
+		if !f(i, l) || !more {
+			return
+		}
+		host = rest
+	}
 }
 
 // plainHostPort reports whether the host part has at most one ':', followed by digits only.
@@ -264,21 +300,17 @@ func plain(s string) bool {
 }
 
 func (p Pattern) matches(t target) bool {
-	if p.port != t.port || len(p.labels) != len(t.labels) || !strings.HasPrefix(t.path, p.path) {
+	if p.port != t.port || len(p.labels) != t.labels || !strings.HasPrefix(t.path, p.path) {
 		return false
 	}
 	if p.literal {
-		for i, l := range p.labels {
-			if l != t.labels[i] {
-				return false
-			}
-		}
-		return true
+		// The same labels, in the same number: the same host.
+		return p.host == t.host
 	}
-	for i, l := range p.labels {
-		if ok, _ := path.Match(l, t.labels[i]); !ok {
-			return false
-		}
-	}
-	return true
+	ok := true
+	eachLabel(t.host, func(i int, l string) bool {
+		ok, _ = path.Match(p.labels[i], l)
+		return ok
+	})
+	return ok
 }

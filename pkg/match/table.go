@@ -2,7 +2,9 @@ package match
 
 import (
 	"cmp"
+	"iter"
 	"slices"
+	"strings"
 )
 
 // Entry is one host pattern of one registry.
@@ -98,26 +100,10 @@ func NewTable[V any](entries []Entry[V]) *Table[V] {
 }
 
 func hostKey(p Pattern) string {
-	h := joinLabels(p.labels)
 	if p.port != "" {
-		h += ":" + p.port
+		return p.host + ":" + p.port
 	}
-	return h
-}
-
-func joinLabels(l []string) string {
-	n := len(l) - 1
-	for _, s := range l {
-		n += len(s)
-	}
-	b := make([]byte, 0, n)
-	for i, s := range l {
-		if i > 0 {
-			b = append(b, '.')
-		}
-		b = append(b, s...)
-	}
-	return string(b)
+	return p.host
 }
 
 func isLiteral(label string) bool {
@@ -204,13 +190,65 @@ func (t *Table[V]) All(repository string) []Entry[V] {
 // candidates calls f with each index bucket that may hold entries matching tg.
 func (t *Table[V]) candidates(tg target, f func([]*Entry[V])) {
 	f(t.exact[tg.hostport])
-	n := len(tg.labels)
+	n := tg.labels
 	if len(t.globs) > 0 {
-		for i, l := range tg.labels {
+		eachLabel(tg.host, func(i int, l string) bool {
 			if b := t.globs[globKey{n, tg.port, i, l}]; b != nil {
 				f(b)
 			}
-		}
+			return true
+		})
 	}
 	f(t.wildOnly[globKey{labels: n, port: tg.port}])
+}
+
+// Raw is an entry whose pattern is not parsed yet.
+type Raw[V any] struct {
+	Name    string
+	Pattern string
+	Value   V
+}
+
+// LookupOnce answers as NewTable(the valid entries).Lookup(repository) would, for a single
+// lookup: it parses only the patterns that may match, where building a table parses them all.
+// The credential provider plugin answers one lookup per exec, from a cache of any size.
+func LookupOnce[V any](repository string, entries iter.Seq[Raw[V]]) (Entry[V], bool) {
+	tg, ok := parseTarget(repository)
+	if !ok {
+		return Entry[V]{}, false
+	}
+	var best *Entry[V]
+	for r := range entries {
+		if !mayMatch(r.Pattern, tg) {
+			continue
+		}
+		p, err := ParsePattern(r.Pattern)
+		if err != nil || !p.matches(tg) {
+			continue
+		}
+		e := &Entry[V]{Name: r.Name, Pattern: p, Value: r.Value}
+		if best == nil || compareEntries(e, best) < 0 {
+			best = e
+		}
+	}
+	if best == nil {
+		return Entry[V]{}, false
+	}
+	return *best, true
+}
+
+// mayMatch is false when a pattern cannot match tg, judged from the pattern as written. It judges
+// only patterns of plain characters, whose host url.Parse leaves as written; it leaves the others
+// to ParsePattern.
+func mayMatch(pattern string, tg target) bool {
+	hostport, _, _ := strings.Cut(pattern, "/")
+	if !plain(hostport) {
+		return true
+	}
+	if !strings.Contains(hostport, "*") {
+		// A valid literal pattern matches only its own host and port: its index key.
+		return hostport == tg.hostport
+	}
+	host, port := splitHostPort(hostport)
+	return port == tg.port && strings.Count(host, ".")+1 == tg.labels
 }

@@ -65,6 +65,21 @@ func Read(path string) (File, error) {
 	if err != nil {
 		return File{}, fmt.Errorf("credential cache: %w", err)
 	}
+	f, ok := decodeFast(data)
+	if !ok {
+		f, err = decodeSlow(path, data)
+		if err != nil {
+			return File{}, err
+		}
+	}
+	if f.Version != Version {
+		return File{}, fmt.Errorf("credential cache %s: format version %d, this reader knows %d", path, f.Version, Version)
+	}
+	return f, nil
+}
+
+// decodeSlow decodes with encoding/json: what decodeFast is not sure of, and the errors.
+func decodeSlow(path string, data []byte) (File, error) {
 	var f File
 	if err := json.Unmarshal(data, &f); err != nil {
 		var se *json.SyntaxError
@@ -72,9 +87,6 @@ func Read(path string) (File, error) {
 			return File{}, fmt.Errorf("credential cache %s: not valid JSON at byte %d", path, se.Offset)
 		}
 		return File{}, fmt.Errorf("credential cache %s: not a cache file", path)
-	}
-	if f.Version != Version {
-		return File{}, fmt.Errorf("credential cache %s: format version %d, this reader knows %d", path, f.Version, Version)
 	}
 	return f, nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/pullpass/pullpass/pkg/allocbudget"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/image"
 	"github.com/pullpass/pullpass/pkg/match"
@@ -45,10 +46,11 @@ var benchPod = []string{
 	"busybox",
 }
 
-func BenchmarkPod10Images1000Registries(b *testing.B) {
+// benchTable is the 1,000-entry table, checked to serve five of benchPod's images.
+func benchTable(t testing.TB) *registrytable.Table {
 	table := registrytable.Build(benchRegistries())
 	if table.Len() != 1000 {
-		b.Fatalf("table has %d entries", table.Len())
+		t.Fatalf("table has %d entries", table.Len())
 	}
 	served := 0
 	for _, img := range benchPod {
@@ -57,8 +59,24 @@ func BenchmarkPod10Images1000Registries(b *testing.B) {
 		}
 	}
 	if served != 5 {
-		b.Fatalf("%d of the pod's images are served, want 5", served)
+		t.Fatalf("%d of the pod's images are served, want 5", served)
 	}
+	return table
+}
+
+// The lookups of a 10-image pod allocate only for Docker Hub short forms ("nginx" is
+// docker.io/library/nginx) and the digest, which the reference library parses.
+func TestPod10ImagesAllocationBudget(t *testing.T) {
+	table := benchTable(t)
+	allocbudget.Check(t, "table lookups of a 10-image pod", 13, func() {
+		for _, img := range benchPod {
+			_, _, _ = table.Lookup(img)
+		}
+	})
+}
+
+func BenchmarkPod10Images1000Registries(b *testing.B) {
+	table := benchTable(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, img := range benchPod {

@@ -8,17 +8,20 @@ import (
 	"regexp"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/image"
 	"github.com/pullpass/pullpass/pkg/match"
+	"github.com/pullpass/pullpass/pkg/pullthrough"
 )
 
 // Table maps images to the Registry that serves them.
 type Table struct {
-	t       *match.Table[*v1alpha1.Registry]
-	skipped []error
+	t           *match.Table[*v1alpha1.Registry]
+	skipped     []error
+	pullThrough *pullthrough.Index
 }
 
 // Match is the answer for one image.
@@ -34,17 +37,39 @@ type Match struct {
 func Build(registries []*v1alpha1.Registry) *Table {
 	var entries []match.Entry[*v1alpha1.Registry]
 	var skipped []error
+	valid := make([]*v1alpha1.Registry, 0, len(registries))
 	for _, r := range registries {
 		if err := Validate(r); err != nil {
 			skipped = append(skipped, err)
 			continue
 		}
+		valid = append(valid, r)
 		for _, h := range r.Spec.Hosts {
 			p, _ := match.ParsePattern(h) // checked by Validate
 			entries = append(entries, match.Entry[*v1alpha1.Registry]{Name: r.Name, Pattern: p, Value: r})
 		}
 	}
-	return &Table{t: match.NewTable(entries), skipped: skipped}
+	return &Table{t: match.NewTable(entries), skipped: skipped, pullThrough: pullthrough.NewIndex(valid)}
+}
+
+// PullThrough returns the table's pull-through caches: nil when there are none.
+func (t *Table) PullThrough() *pullthrough.Index { return t.pullThrough }
+
+// Serves reports whether a Namespaced registry's pull secret belongs in a namespace with these
+// labels: its namespaceSelector, if any, selects it. Cluster-scope registries are no namespace's,
+// and registries delivered by the node have no pull secret.
+func Serves(reg *v1alpha1.Registry, nsLabels map[string]string) bool {
+	if reg.Spec.EffectiveScope() != v1alpha1.ScopeNamespaced || reg.Spec.EffectiveDelivery() != v1alpha1.DeliveryPullSecret {
+		return false
+	}
+	if reg.Spec.NamespaceSelector == nil {
+		return true
+	}
+	sel, err := metav1.LabelSelectorAsSelector(reg.Spec.NamespaceSelector)
+	if err != nil {
+		return false // an invalid selector selects nothing rather than everything
+	}
+	return sel.Matches(labels.Set(nsLabels))
 }
 
 // Skipped returns why registries were left out of the table.
@@ -59,11 +84,29 @@ func (t *Table) Lookup(img string) (Match, bool, error) {
 	if err != nil {
 		return Match{}, false, err
 	}
-	e, ok := t.t.Lookup(ref.Repository())
+	e, ok := t.t.Lookup(repository(img, ref))
 	if !ok {
 		return Match{Image: ref}, false, nil
 	}
 	return Match{Image: ref, Registry: e.Value, Pattern: e.Pattern.String()}, true, nil
+}
+
+// LookupRepository finds the registry for a normalized image repository ("host[:port]/path", as
+// image.Reference.Repository gives it), with nothing to parse.
+func (t *Table) LookupRepository(repository string) (*v1alpha1.Registry, bool) {
+	e, ok := t.t.Lookup(repository)
+	return e.Value, ok
+}
+
+// repository is ref.Repository(), taken from the image as written when it starts with it (no
+// Docker Hub short form or alias): a lookup runs for every image of every pod, and the
+// concatenation would allocate.
+func repository(img string, ref image.Reference) string {
+	n := len(ref.Host) + 1 + len(ref.Path)
+	if len(img) >= n && img[:len(ref.Host)] == ref.Host && img[len(ref.Host)] == '/' && img[len(ref.Host)+1:n] == ref.Path {
+		return img[:n]
+	}
+	return ref.Repository()
 }
 
 // Candidates returns every match for an image, best first.
@@ -119,6 +162,7 @@ func Validate(r *v1alpha1.Registry) error {
 			errs = append(errs, fmt.Errorf("spec.namespaceSelector: %w", err))
 		}
 	}
+	errs = append(errs, pullthrough.Validate(r.Spec)...)
 	switch r.Spec.Scope {
 	case "", v1alpha1.ScopeNamespaced, v1alpha1.ScopeCluster:
 	default:

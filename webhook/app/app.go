@@ -29,6 +29,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
+	"github.com/pullpass/pullpass/pkg/slim"
 	"github.com/pullpass/pullpass/webhook/certs"
 	"github.com/pullpass/pullpass/webhook/inject"
 	"github.com/pullpass/pullpass/webhook/keeper"
@@ -62,9 +63,10 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 
 	// Informers: every namespace; pullpass's own secrets in every namespace; the secrets of the
 	// namespaces sources may be in (pullpass's, and those allowed). Nothing else is watched,
-	// and no other Secret is ever read.
-	nsFactory := informers.NewSharedInformerFactory(kube, 10*time.Minute)
-	managedFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute,
+	// and no other Secret is ever read. managedFields are dropped: at 10,000 namespaces they
+	// are most of what the caches would hold.
+	nsFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields))
+	managedFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields),
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 			lo.LabelSelector = secrets.LabelManagedBy + "=" + secrets.ManagedByValue
 		}))
@@ -75,7 +77,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	sourceListers := state.SourceListers{}
 	var sourceInformers []cache.SharedIndexInformer
 	for _, ns := range o.AllSourceNamespaces() {
-		f := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(ns))
+		f := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(ns), informers.WithTransform(slim.DropManagedFields))
 		inf := f.Core().V1().Secrets()
 		sourceListers[ns] = inf.Lister()
 		sourceInformers = append(sourceInformers, inf.Informer())
@@ -130,11 +132,12 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	policy := inject.Policy{ClusterWide: o.ClusterWide, Excluded: setOf(excluded)}
 	keep, err := keeper.New(keeper.Config{
 		Client: kube, RegistryAPI: regClient, Registries: table, Desired: pullSecrets,
 		Managed: managedInformer.Lister(), Namespaces: nsInformer.Lister(),
-		Policy: inject.Policy{ClusterWide: o.ClusterWide, Excluded: setOf(excluded)},
-		Logger: log.With("component", "keeper"), Metrics: metrics.Keeper,
+		Policy: policy, Logger: log.With("component", "keeper"), Metrics: metrics.Keeper,
+		PullThrough: pullThroughStatus{table: table, namespaces: nsInformer.Lister(), policy: policy},
 	})
 	if err != nil {
 		return err
@@ -353,7 +356,7 @@ func NewHandlerFor(wh kwhwebhook.Webhook, reg prometheus.Registerer) (http.Handl
 	if err != nil {
 		return nil, err
 	}
-	h, err := kwhhttp.HandlerFor(kwhhttp.HandlerConfig{Webhook: kwhwebhook.NewMeasuredWebhook(rec, wh)})
+	h, err := kwhhttp.HandlerFor(kwhhttp.HandlerConfig{Webhook: kwhwebhook.NewMeasuredWebhook(inject.WithoutNamespace(rec), wh)})
 	if err != nil {
 		return nil, err
 	}

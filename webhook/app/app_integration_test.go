@@ -99,6 +99,13 @@ func startReplica(t *testing.T, env *testenv.Env, ecrEndpoint string, options ..
 // webhook's patch adds.
 func (r *replica) admit(t *testing.T, namespace, image string) []string {
 	t.Helper()
+	names, _ := r.admitPod(t, namespace, image)
+	return names
+}
+
+// admitPod is admit that also returns the container's image after the patch.
+func (r *replica) admitPod(t *testing.T, namespace, image string) (secrets []string, patchedImage string) {
+	t.Helper()
 	pod := corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: namespace},
@@ -130,7 +137,11 @@ func (r *replica) admit(t *testing.T, namespace, image string) []string {
 	}
 	_ = json.Unmarshal(out.Response.Patch, &ops)
 	var names []string
+	patchedImage = image
 	for _, op := range ops {
+		if op.Path == "/spec/containers/0/image" {
+			_ = json.Unmarshal(op.Value, &patchedImage)
+		}
 		if !strings.HasPrefix(op.Path, "/spec/imagePullSecrets") {
 			continue
 		}
@@ -144,7 +155,7 @@ func (r *replica) admit(t *testing.T, namespace, image string) []string {
 			names = append(names, ref.Name)
 		}
 	}
-	return names
+	return names, patchedImage
 }
 
 func optedIn(t *testing.T, env *testenv.Env) string {
@@ -321,6 +332,84 @@ func TestLeadershipLostAndRegainedStillRotates(t *testing.T) {
 	testenv.Eventually(t, 20*time.Second, func() error {
 		if pw := pullSecretPassword(t, env, shop, "regain", host); pw != "second" {
 			return fmt.Errorf("pull secret password %q", pw)
+		}
+		return nil
+	})
+}
+
+// Two pull-through caches of Docker Hub with equally specific namespaceSelectors that both
+// select a namespace: the webhook rewrites there to neither, and the leader's keeper says why in
+// both Registries' status. A more specific selector on one settles it; a cache of a cache is
+// refused with its own reason.
+func TestPullThroughConflictStatus(t *testing.T) {
+	env := controlPlane.Env(t)
+	ensureNamespace(t, env, ns)
+	const ecrHost, harborHost = "123456789012.dkr.ecr.eu-west-1.amazonaws.com", "harbor.example.com"
+	sourceSecret(t, env, "pt-ecr-src", ecrHost, "pw")
+	sourceSecret(t, env, "pt-harbor-src", harborHost, "pw")
+	cache := func(name, host, upstream, prefix, src string, sel map[string]string) *v1alpha1.Registry {
+		return &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.RegistrySpec{
+			Hosts: []string{host}, NamespaceSelector: &metav1.LabelSelector{MatchLabels: sel},
+			Auth:        v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: ns, Name: src}},
+			PullThrough: &v1alpha1.PullThrough{Upstream: upstream, Prefix: prefix},
+		}}
+	}
+	env.CreateRegistry(t, cache("pt-ecr", ecrHost, "docker.io", "docker-hub", "pt-ecr-src", map[string]string{"team": "a"}))
+	harbor := env.CreateRegistry(t, cache("pt-harbor", harborHost, "docker.io", "hub", "pt-harbor-src", map[string]string{"env": "prod"}))
+	env.CreateRegistry(t, cache("pt-chained", harborHost+"/ecr", ecrHost, "ecr", "pt-harbor-src", nil))
+	r := startReplica(t, env, "")
+	shop, err := env.Kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		GenerateName: "shop-", Labels: map[string]string{"team": "a", "env": "prod"}, Annotations: map[string]string{"pullpass.io/inject": "enabled"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	condition := func(name string) (metav1.Condition, error) {
+		reg, err := env.Registries.Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return metav1.Condition{}, err
+		}
+		for _, c := range reg.Status.Conditions {
+			if c.Type == v1alpha1.ConditionPullThrough {
+				return c, nil
+			}
+		}
+		return metav1.Condition{}, fmt.Errorf("registry %s has no PullThrough condition: %+v", name, reg.Status.Conditions)
+	}
+	want := func(name, reason, message string) {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, func() error {
+			c, err := condition(name)
+			if err != nil {
+				return err
+			}
+			if c.Reason != reason || !strings.Contains(c.Message, message) {
+				return fmt.Errorf("registry %s: PullThrough %s %s: %s; want %s, %q", name, c.Status, c.Reason, c.Message, reason, message)
+			}
+			return nil
+		})
+	}
+	want("pt-ecr", "Conflict", "registry pt-harbor is a pull-through cache of docker.io too")
+	want("pt-harbor", "Conflict", "both select namespace "+shop.Name)
+	want("pt-chained", "Chained", "upstream "+ecrHost+" is the host of pull-through cache pt-ecr")
+	if _, img := r.admitPod(t, shop.Name, "nginx:1.27"); img != "nginx:1.27" {
+		t.Fatalf("a conflict rewrote nginx:1.27 to %s", img)
+	}
+
+	// One more requirement on one selector: it wins the namespace, the other steps back.
+	harbor, err = env.Registries.Get(t.Context(), harbor.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	harbor.Spec.NamespaceSelector.MatchLabels["team"] = "a"
+	if _, err := env.Registries.Update(t.Context(), harbor, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want("pt-harbor", "Active", "images of docker.io are rewritten to harbor.example.com/hub/... in 1 namespaces")
+	want("pt-ecr", "Active", "in 0 namespaces")
+	testenv.Eventually(t, 20*time.Second, func() error {
+		secrets, img := r.admitPod(t, shop.Name, "nginx:1.27")
+		if img != harborHost+"/hub/library/nginx:1.27" || len(secrets) != 1 || secrets[0] != pullsecret.Name("pt-harbor") {
+			return fmt.Errorf("nginx:1.27 admitted as %s with %v", img, secrets)
 		}
 		return nil
 	})

@@ -9,8 +9,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -18,6 +20,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
+	"github.com/pullpass/pullpass/webhook/inject"
 	"github.com/pullpass/pullpass/webhook/keeper"
 )
 
@@ -31,9 +34,18 @@ func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources []ca
 		}
 		if r, ok := obj.(*v1alpha1.Registry); ok {
 			k.Enqueue(r.Name)
+			if r.Spec.PullThrough != nil {
+				// Pull-through caches decide between themselves which one serves a namespace:
+				// a change to one may change every other's PullThrough condition.
+				for _, o := range table.List() {
+					if o.Spec.PullThrough != nil {
+						k.Enqueue(o.Name)
+					}
+				}
+			}
 		}
 	}
-	table.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: byName, UpdateFunc: func(_, n any) { byName(n) }, DeleteFunc: byName})
+	table.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: byName, UpdateFunc: func(o, n any) { byName(o); byName(n) }, DeleteFunc: byName})
 
 	bySource := func(obj any) { forSourceOf(table, obj, k.Enqueue) }
 	for _, inf := range sources {
@@ -172,4 +184,30 @@ func runLeader(ctx context.Context, kube kubernetes.Interface, namespace, name s
 
 func metaOf(namespace, name string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Namespace: namespace, Name: name}
+}
+
+// pullThroughStatus gives pull-through caches their PullThrough condition from the registry
+// table and the namespaces pullpass serves.
+type pullThroughStatus struct {
+	table      *registrywatch.Watcher
+	namespaces corelisters.NamespaceLister
+	policy     inject.Policy
+}
+
+func (p pullThroughStatus) Condition(reg *v1alpha1.Registry) *metav1.Condition {
+	t := p.table.Table()
+	if reg.Spec.PullThrough == nil || t == nil || t.PullThrough() == nil {
+		return nil
+	}
+	all, err := p.namespaces.List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	served := make([]*corev1.Namespace, 0, len(all))
+	for _, ns := range all {
+		if p.policy.NamespaceServed(ns) {
+			served = append(served, ns)
+		}
+	}
+	return t.PullThrough().Condition(reg.Name, reg.Generation, served)
 }

@@ -51,21 +51,30 @@ type Config struct {
 	Containers  int           // containers per pod (default 10)
 	Concurrency int           // clients sending at once (default 8)
 	Round       time.Duration // length of one measured round (default 5s)
-	Rounds      int           // rounds per server, interleaved (default 3)
+	Rounds      int           // rounds per server, interleaved (default 6)
+	// PullThrough adds a pull-through cache of Docker Hub to the table, and makes the pod's
+	// unserved half Docker Hub images, which the review then rewrites to the cache.
+	PullThrough bool
 }
 
-// Result is one server's figures over all its rounds.
+// Result is one server's figures over all its rounds, and each round's.
 type Result struct {
 	Name          string
 	Requests      int
+	P50, P99      time.Duration
+	ReviewsPerSec float64
+	Rounds        []Round
+}
+
+// Round is one round's figures.
+type Round struct {
 	P50, P99      time.Duration
 	ReviewsPerSec float64
 }
 
 const namespace = "bench"
 
-// Run measures both servers and returns pullpass's result and the baseline's.
-func Run(ctx context.Context, cfg Config) (Result, Result, error) {
+func (cfg *Config) defaults() {
 	if cfg.Registries == 0 {
 		cfg.Registries = 1000
 	}
@@ -79,13 +88,18 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 		cfg.Round = 5 * time.Second
 	}
 	if cfg.Rounds == 0 {
-		cfg.Rounds = 3
+		cfg.Rounds = 6
 	}
+}
+
+// Run measures both servers and returns pullpass's result and the baseline's.
+func Run(ctx context.Context, cfg Config) (Result, Result, error) {
+	cfg.defaults()
 	cert, pool, err := selfSigned()
 	if err != nil {
 		return Result{}, Result{}, err
 	}
-	mutator, err := pullpassMutator(cfg.Registries)
+	mutator, err := pullpassMutator(cfg.Registries, cfg.PullThrough)
 	if err != nil {
 		return Result{}, Result{}, err
 	}
@@ -111,7 +125,7 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 		defer func() { _ = srv.Close() }()
 		servers[name] = "https://" + ln.Addr().String() + "/mutate"
 	}
-	body, err := review(cfg.Containers)
+	body, err := review(cfg.Containers, cfg.PullThrough)
 	if err != nil {
 		return Result{}, Result{}, err
 	}
@@ -122,18 +136,21 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 	}}
 	// Check both answer correctly before measuring.
 	for name, url := range servers {
-		if err := checkAnswer(client, url, body, name == "pullpass"); err != nil {
+		if err := checkAnswer(client, url, body, name == "pullpass", cfg.PullThrough && name == "pullpass"); err != nil {
 			return Result{}, Result{}, fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	lat := map[string][]time.Duration{}
 	elapsed := map[string]time.Duration{}
+	rounds := map[string][]Round{}
 	for r := 0; r < cfg.Rounds; r++ {
 		for _, name := range []string{"no-op", "pullpass"} {
 			l, d, err := round(ctx, client, servers[name], body, cfg.Concurrency, cfg.Round)
 			if err != nil {
 				return Result{}, Result{}, err
 			}
+			slices.Sort(l)
+			rounds[name] = append(rounds[name], Round{P50: l[len(l)/2], P99: l[len(l)*99/100], ReviewsPerSec: float64(len(l)) / d.Seconds()})
 			lat[name] = append(lat[name], l...)
 			elapsed[name] += d
 		}
@@ -141,9 +158,32 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 	res := func(name string) Result {
 		l := lat[name]
 		slices.Sort(l)
-		return Result{Name: name, Requests: len(l), P50: l[len(l)/2], P99: l[len(l)*99/100], ReviewsPerSec: float64(len(l)) / elapsed[name].Seconds()}
+		return Result{Name: name, Requests: len(l), P50: l[len(l)/2], P99: l[len(l)*99/100], ReviewsPerSec: float64(len(l)) / elapsed[name].Seconds(), Rounds: rounds[name]}
 	}
 	return res("pullpass"), res("no-op"), nil
+}
+
+// Ratios are pullpass's figures over the baseline's: over all rounds, and the lowest and
+// highest of the rounds' own ratios.
+type Ratios struct {
+	P50, P99, Throughput [3]float64 // all, low, high
+}
+
+// Compare returns pullpass's figures over the baseline's.
+func Compare(pp, base Result) Ratios {
+	var r Ratios
+	r.P50[0], r.P99[0] = float64(pp.P50)/float64(base.P50), float64(pp.P99)/float64(base.P99)
+	r.Throughput[0] = pp.ReviewsPerSec / base.ReviewsPerSec
+	for _, x := range []*[3]float64{&r.P50, &r.P99, &r.Throughput} {
+		x[1], x[2] = 1e9, 0
+	}
+	for i := range pp.Rounds {
+		a, b := pp.Rounds[i], base.Rounds[i]
+		for x, v := range map[*[3]float64]float64{&r.P50: float64(a.P50) / float64(b.P50), &r.P99: float64(a.P99) / float64(b.P99), &r.Throughput: a.ReviewsPerSec / b.ReviewsPerSec} {
+			x[1], x[2] = min(x[1], v), max(x[2], v)
+		}
+	}
+	return r
 }
 
 func round(ctx context.Context, c *http.Client, url string, body []byte, workers int, d time.Duration) ([]time.Duration, time.Duration, error) {
@@ -183,7 +223,7 @@ func round(ctx context.Context, c *http.Client, url string, body []byte, workers
 	return all, time.Since(start), firstErr
 }
 
-func checkAnswer(c *http.Client, url string, body []byte, wantPatch bool) error {
+func checkAnswer(c *http.Client, url string, body []byte, wantPatch, wantRewrites bool) error {
 	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -200,12 +240,18 @@ func checkAnswer(c *http.Client, url string, body []byte, wantPatch bool) error 
 	if adds := bytes.Contains(out.Response.Patch, []byte("imagePullSecrets")); adds != wantPatch {
 		return fmt.Errorf("patch adds pull secrets=%t, want %t: %s", adds, wantPatch, out.Response.Patch)
 	}
+	if rewrites := bytes.Count(out.Response.Patch, []byte(cacheHost+"/docker-hub/library/tool-")); wantRewrites && rewrites == 0 || !wantRewrites && rewrites > 0 {
+		return fmt.Errorf("patch rewrites %d images, want them rewritten=%t: %s", rewrites, wantRewrites, out.Response.Patch)
+	}
 	return nil
 }
 
+// cacheHost holds the benchmark's pull-through cache of Docker Hub, under docker-hub.
+const cacheHost = "cache.example.com"
+
 // pullpassMutator is the real mutator over real listers, filled as informers would fill them:
 // the pull secrets are already in the namespace and fresh (the steady state).
-func pullpassMutator(n int) (*inject.Mutator, error) {
+func pullpassMutator(n int, pullThrough bool) (*inject.Mutator, error) {
 	var regs []*v1alpha1.Registry
 	srcIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	managedIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
@@ -217,6 +263,12 @@ func pullpassMutator(n int) (*inject.Mutator, error) {
 				Hosts: []string{fmt.Sprintf("registry-%d.example.com", i)},
 				Auth:  v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: fmt.Sprintf("src-%d", i), Namespace: "pullpass"}},
 			},
+		}
+		if pullThrough && i == n-1 {
+			// The last registry is the cache instead.
+			r.Name = "hub-cache"
+			r.Spec.Hosts = []string{cacheHost}
+			r.Spec.PullThrough = &v1alpha1.PullThrough{Upstream: "docker.io", Prefix: "docker-hub"}
 		}
 		regs = append(regs, r)
 		data, err := dockerconfig.ForHost(r.Spec.Hosts[0], creds.Username, creds.Password).Marshal()
@@ -247,12 +299,16 @@ type staticTable struct{ t *registrytable.Table }
 
 func (s staticTable) Table() *registrytable.Table { return s.t }
 
-// review is an AdmissionReview for a pod of n containers: half served by the table, half not.
-func review(n int) ([]byte, error) {
+// review is an AdmissionReview for a pod of n containers: half served by the table, half not
+// (with pullThrough, that half is Docker Hub images that go through the cache).
+func review(n int, pullThrough bool) ([]byte, error) {
 	pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: namespace}}
 	for i := 0; i < n; i++ {
 		img := fmt.Sprintf("registry-%d.example.com/team/app-%d:v1", i*97%1000, i)
-		if i%2 == 1 {
+		switch {
+		case i%2 == 1 && pullThrough:
+			img = fmt.Sprintf("tool-%d:v1", i)
+		case i%2 == 1:
 			img = fmt.Sprintf("quay.io/public/tool-%d:v1", i)
 		}
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: img})

@@ -8,15 +8,16 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
+	"strings"
+	"sync"
 
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	"github.com/slok/kubewebhook/v2/pkg/webhook/mutating"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/pullthrough"
 	"github.com/pullpass/pullpass/pkg/registrytable"
 )
 
@@ -100,59 +101,88 @@ func New(cfg Config) (*Mutator, error) {
 	return m, nil
 }
 
-// Mutate implements kubewebhook's Mutator: it appends Plan's secrets to the pod.
+// Mutate implements kubewebhook's Mutator: it appends Plan's secrets to the pod, whose images
+// Plan routed through pull-through caches, and records the original images.
 func (m *Mutator) Mutate(ctx context.Context, ar *model.AdmissionReview, obj metav1.Object) (*mutating.MutatorResult, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
 		return &mutating.MutatorResult{}, nil
 	}
-	add := m.Plan(ctx, ar, pod)
-	if len(add) == 0 {
+	add, rw := m.Plan(ctx, ar, pod)
+	if len(add) == 0 && len(rw) == 0 {
 		return &mutating.MutatorResult{}, nil
+	}
+	if len(rw) > 0 {
+		v := OriginalImages(pod.Annotations[pullthrough.AnnotationOriginalImages], rw)
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[pullthrough.AnnotationOriginalImages] = v
 	}
 	pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, add...)
 	return &mutating.MutatorResult{MutatedObject: pod}, nil
 }
 
 // Plan returns the pull secrets to append to a new pod, having made sure they exist (unless
-// the review is a dry run). It leaves the pod as it is. On any internal error, a panic included,
-// it returns nothing: the pod is admitted unchanged, and the error counted and logged.
-func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *corev1.Pod) (add []corev1.LocalObjectReference) {
+// the review is a dry run), and routes the pod's images of cached upstreams through their
+// pull-through caches: it sets the new images in pod and returns what it changed. On any internal
+// error, a panic included, it puts the images back and returns nothing: the pod is admitted
+// unchanged, and the error counted and logged.
+func (m *Mutator) Plan(ctx context.Context, ar *model.AdmissionReview, pod *corev1.Pod) (add []corev1.LocalObjectReference, rw []Rewrite) {
 	if ar.Operation != model.OperationCreate {
-		return nil
+		return nil, nil
 	}
 	namespace := ar.Namespace
 	if namespace == "" {
 		namespace = pod.Namespace
 	}
-	log := m.cfg.Logger.With("namespace", namespace, "pod", podName(pod), "uid", ar.ID)
+	// Built only when something is logged: most reviews log nothing, and With allocates.
+	log := func() *slog.Logger {
+		return m.cfg.Logger.With("namespace", namespace, "pod", podName(pod), "uid", ar.ID)
+	}
 	defer func() {
 		// A bug must not block pods either.
 		if r := recover(); r != nil {
 			m.cfg.Metrics.Error(ErrorPanic)
-			log.Error("admitting pod unchanged after a panic", "panic", fmt.Sprint(r))
-			add = nil
+			log().Error("admitting pod unchanged after a panic", "panic", fmt.Sprint(r))
+			undoRewrites(pod, rw)
+			add, rw = nil, nil
 		}
 	}()
-	added, skip, kind, err := m.inject(ctx, namespace, pod, ar.DryRun)
+	added, skip, kind, err := m.inject(ctx, namespace, pod, ar.DryRun, &rw)
+	if err != nil {
+		undoRewrites(pod, rw)
+		rw = nil
+	}
+	for _, r := range rw {
+		m.cfg.Metrics.Rewritten(r.Cache)
+		if m.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+			log().Debug("rewriting image through its pull-through cache", "container", r.Container, "from", r.From, "to", r.To, "cache", r.Cache)
+		}
+	}
 	switch {
 	case err != nil:
 		m.cfg.Metrics.Error(kind)
-		log.Error("admitting pod unchanged", "kind", kind, "err", err)
-		return nil
+		log().Error("admitting pod unchanged", "kind", kind, "err", err)
+		return nil, nil
 	case skip != "":
 		m.cfg.Metrics.Skipped(skip)
-		return nil
+		return nil, nil
 	case len(added) == 0:
-		m.cfg.Metrics.Skipped(SkipNoMatch)
-		return nil
+		if len(rw) == 0 {
+			m.cfg.Metrics.Skipped(SkipNoMatch)
+		}
+		return nil, rw
 	}
+	add = make([]corev1.LocalObjectReference, 0, len(added))
 	for _, a := range added {
 		m.cfg.Metrics.Injected(a.registry)
 		add = append(add, corev1.LocalObjectReference{Name: a.secret})
 	}
-	log.Debug("injecting pull secrets", "secrets", secretNames(added), "dryRun", ar.DryRun)
-	return add
+	if m.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		log().Debug("injecting pull secrets", "secrets", secretNames(added), "dryRun", ar.DryRun)
+	}
+	return add, rw
 }
 
 type injection struct {
@@ -173,68 +203,131 @@ const (
 	ErrorDecode         = "decode"
 )
 
-// inject returns the secrets to add, or why it adds nothing. It does not change pod.
-func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod, dryRun bool) (added []injection, skip, errKind string, err error) {
-	if pod.Annotations[Annotation] == Disabled {
-		return nil, SkipPodOptOut, "", nil
+// inject returns the secrets to add, or why it adds nothing. It changes only the images of pod
+// that go through pull-through caches, each recorded in rw as it is set.
+func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod, dryRun bool, rw *[]Rewrite) (added []injection, skip, errKind string, err error) {
+	ns, table, skip, errKind, err := m.served(ctx, namespace, pod)
+	if skip != "" || err != nil {
+		return nil, skip, errKind, err
 	}
-	if m.excluded[namespace] {
-		return nil, SkipNamespaceExcl, "", nil
-	}
-	ns, err := m.cfg.Namespaces.Namespace(ctx, namespace)
-	if err != nil {
-		return nil, "", ErrorNamespace, fmt.Errorf("namespace %s: %w", namespace, err)
-	}
-	if !m.policy().NamespaceServed(ns) {
-		return nil, SkipNamespaceNotIn, "", nil
-	}
-	table := m.cfg.Registries.Table()
-	if table == nil {
-		return nil, "", ErrorTableNotLoaded, errors.New("the registry table is not loaded yet")
-	}
+	m.rewrite(table, ns, pod, nil, nil, rw)
 	regs := registriesFor(table, pod, ns)
 	if m.cfg.Observer != nil && len(regs) > 0 && m.cfg.Observer.Wants(regs) {
 		m.cfg.Observer.ObservePod(regs, Images(pod))
 	}
-	have := map[string]bool{}
-	for _, s := range pod.Spec.ImagePullSecrets {
-		have[s.Name] = true
+	names, err := m.ensureAll(ctx, namespace, regs, dryRun)
+	if err != nil {
+		return nil, "", ErrorEnsureSecret, err
 	}
-	for _, reg := range regs {
-		name, err := m.cfg.Secrets.Ensure(ctx, namespace, reg, dryRun)
-		if err != nil {
-			return nil, "", ErrorEnsureSecret, fmt.Errorf("pull secret for registry %s: %w", reg.Name, err)
-		}
-		if have[name] {
+	added = make([]injection, 0, len(regs))
+	for i, reg := range regs {
+		name := names[i]
+		// Pods hold a few pull secrets at most: a scan costs less than a set.
+		if slices.ContainsFunc(pod.Spec.ImagePullSecrets, func(s corev1.LocalObjectReference) bool { return s.Name == name }) ||
+			slices.ContainsFunc(added, func(a injection) bool { return a.secret == name }) {
 			continue
 		}
-		have[name] = true
 		added = append(added, injection{registry: reg.Name, secret: name})
 	}
 	return added, "", "", nil
 }
 
+// served returns the pod's namespace and the registry table when pullpass serves the pod, or
+// why it does not.
+func (m *Mutator) served(ctx context.Context, namespace string, pod *corev1.Pod) (ns *corev1.Namespace, table *registrytable.Table, skip, errKind string, err error) {
+	if pod.Annotations[Annotation] == Disabled {
+		return nil, nil, SkipPodOptOut, "", nil
+	}
+	if m.excluded[namespace] {
+		return nil, nil, SkipNamespaceExcl, "", nil
+	}
+	ns, err = m.cfg.Namespaces.Namespace(ctx, namespace)
+	if err != nil {
+		return nil, nil, "", ErrorNamespace, fmt.Errorf("namespace %s: %w", namespace, err)
+	}
+	if !m.policy().NamespaceServed(ns) {
+		return nil, nil, SkipNamespaceNotIn, "", nil
+	}
+	if table = m.cfg.Registries.Table(); table == nil {
+		return nil, nil, "", ErrorTableNotLoaded, errors.New("the registry table is not loaded yet")
+	}
+	return ns, table, "", "", nil
+}
+
+// ensureAll ensures the pull secret of each registry, all at once: the first pod of a namespace
+// waits for all of them to be written, and one after the other they cost one API round trip
+// each. It returns their names in the order of regs. A panic in an Ensure is raised again here,
+// where Plan recovers it.
+func (m *Mutator) ensureAll(ctx context.Context, namespace string, regs []*v1alpha1.Registry, dryRun bool) ([]string, error) {
+	j := &ensureJob{m: m, ctx: ctx, namespace: namespace, regs: regs, dryRun: dryRun, out: make([]ensured, len(regs))}
+	for i := 1; i < len(regs); i++ {
+		j.wg.Add(1)
+		go func() {
+			defer j.wg.Done()
+			j.one(i)
+		}()
+	}
+	if len(regs) > 0 {
+		j.one(0) // this goroutine does one share
+	}
+	j.wg.Wait()
+	names := make([]string, len(regs))
+	for i, o := range j.out {
+		if o.panic != nil {
+			panic(o.panic)
+		}
+		if o.err != nil {
+			return nil, fmt.Errorf("pull secret for registry %s: %w", regs[i].Name, o.err)
+		}
+		names[i] = o.name
+	}
+	return names, nil
+}
+
+type ensureJob struct {
+	m         *Mutator
+	ctx       context.Context
+	namespace string
+	regs      []*v1alpha1.Registry
+	dryRun    bool
+	out       []ensured
+	wg        sync.WaitGroup
+}
+
+type ensured struct {
+	name  string
+	err   error
+	panic any
+}
+
+func (j *ensureJob) one(i int) {
+	defer func() {
+		if r := recover(); r != nil {
+			j.out[i].panic = r
+		}
+	}()
+	j.out[i].name, j.out[i].err = j.m.cfg.Secrets.Ensure(j.ctx, j.namespace, j.regs[i], j.dryRun)
+}
+
 // registriesFor returns the Namespaced registries serving the pod's images in this namespace,
 // sorted by name so the pod's secret order never depends on map or image order.
 func registriesFor(table *registrytable.Table, pod *corev1.Pod, ns *corev1.Namespace) []*v1alpha1.Registry {
-	seen := map[string]*v1alpha1.Registry{}
-	for _, img := range Images(pod) {
+	imgs := Images(pod)
+	out := make([]*v1alpha1.Registry, 0, len(imgs))
+	for _, img := range imgs {
 		m, ok, err := table.Lookup(img)
 		if err != nil || !ok {
 			// An invalid image fails at the kubelet with a clear message; nothing to add here.
 			continue
 		}
 		reg := m.Registry
-		if !RegistryServes(reg, ns) {
+		// A pod's images are few: a scan costs less than a set.
+		if slices.ContainsFunc(out, func(r *v1alpha1.Registry) bool { return r.Name == reg.Name }) || !RegistryServes(reg, ns) {
 			continue
 		}
-		seen[reg.Name] = reg
+		out = append(out, reg)
 	}
-	out := make([]*v1alpha1.Registry, 0, len(seen))
-	for _, r := range seen {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b *v1alpha1.Registry) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -265,23 +358,13 @@ func (p Policy) NamespaceServed(ns *corev1.Namespace) bool {
 // RegistryServes reports whether a registry's pull secret belongs in ns: a Namespaced
 // registry delivered by pull secrets whose namespaceSelector, if any, selects ns.
 func RegistryServes(reg *v1alpha1.Registry, ns *corev1.Namespace) bool {
-	if reg.Spec.EffectiveScope() != v1alpha1.ScopeNamespaced || reg.Spec.EffectiveDelivery() != v1alpha1.DeliveryPullSecret {
-		return false
-	}
-	if reg.Spec.NamespaceSelector == nil {
-		return true
-	}
-	sel, err := metav1.LabelSelectorAsSelector(reg.Spec.NamespaceSelector)
-	if err != nil {
-		return false // an invalid selector selects nothing rather than everything
-	}
-	return sel.Matches(labels.Set(ns.Labels))
+	return registrytable.Serves(reg, ns.Labels)
 }
 
 // Images returns every image of a pod: containers, init containers and ephemeral containers,
 // each once, in spec order.
 func Images(pod *corev1.Pod) []string {
-	var out []string
+	out := make([]string, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers)+len(pod.Spec.EphemeralContainers))
 	add := func(img string) {
 		if img != "" && !slices.Contains(out, img) {
 			out = append(out, img)

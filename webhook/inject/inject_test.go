@@ -3,7 +3,10 @@ package inject_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/slok/kubewebhook/v2/pkg/model"
@@ -30,6 +33,7 @@ func (f fakeTable) Table() *registrytable.Table { return f.t }
 
 type fakeSecrets struct {
 	fail    map[string]bool
+	mu      sync.Mutex
 	ensured []string
 }
 
@@ -38,19 +42,23 @@ func (f *fakeSecrets) Ensure(_ context.Context, ns string, reg *v1alpha1.Registr
 		return "", errors.New("apiserver unavailable")
 	}
 	if !dryRun {
+		f.mu.Lock()
 		f.ensured = append(f.ensured, ns+"/"+reg.Name)
+		f.mu.Unlock()
 	}
 	return "pullpass-" + reg.Name, nil
 }
 
-type countingRecorder struct{ injected, skipped, errors map[string]int }
+type countingRecorder struct{ injected, skipped, errors, rewritten, rewriteSkipped map[string]int }
 
 func newCounting() *countingRecorder {
-	return &countingRecorder{map[string]int{}, map[string]int{}, map[string]int{}}
+	return &countingRecorder{map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}}
 }
-func (c *countingRecorder) Injected(r string) { c.injected[r]++ }
-func (c *countingRecorder) Skipped(r string)  { c.skipped[r]++ }
-func (c *countingRecorder) Error(k string)    { c.errors[k]++ }
+func (c *countingRecorder) Injected(r string)       { c.injected[r]++ }
+func (c *countingRecorder) Skipped(r string)        { c.skipped[r]++ }
+func (c *countingRecorder) Error(k string)          { c.errors[k]++ }
+func (c *countingRecorder) Rewritten(r string)      { c.rewritten[r]++ }
+func (c *countingRecorder) RewriteSkipped(r string) { c.rewriteSkipped[r]++ }
 
 func registry(name string, scope v1alpha1.Scope, sel *metav1.LabelSelector, hosts ...string) *v1alpha1.Registry {
 	return &v1alpha1.Registry{
@@ -281,15 +289,54 @@ func (panickingSecrets) Ensure(context.Context, string, *v1alpha1.Registry, bool
 	panic("bug")
 }
 
+// A panic fails open, whether the pod needs one pull secret or several (ensured at once).
 func TestPanicFailsOpen(t *testing.T) {
-	rec := newCounting()
+	for _, images := range [][]string{{"ghcr.io/a/b"}, {"ghcr.io/a/b", "quay.io/c/d"}} {
+		rec := newCounting()
+		m, _ := inject.New(inject.Config{
+			Namespaces: fakeNamespaces{"team-a": namespace("team-a", optedIn, nil)},
+			Registries: fakeTable{registrytable.Build([]*v1alpha1.Registry{registry("ghcr", "", nil, "ghcr.io"), registry("quay", "", nil, "quay.io")})},
+			Secrets:    panickingSecrets{}, Metrics: rec,
+		})
+		res, err := m.Mutate(context.Background(), &model.AdmissionReview{Operation: model.OperationCreate, Namespace: "team-a"}, pod(podSpec{containers: images}))
+		if err != nil || res == nil || res.MutatedObject != nil || rec.errors[inject.ErrorPanic] != 1 {
+			t.Fatalf("%v: res %v err %v errors %v", images, res, err, rec.errors)
+		}
+	}
+}
+
+// The pull secrets of a pod are ensured at once: each Ensure below returns only once all
+// three have started (or fails after 10 s, as it would if they ran one after the other).
+func TestEnsuresAtOnce(t *testing.T) {
+	sec := &barrierSecrets{n: 3, all: make(chan struct{})}
 	m, _ := inject.New(inject.Config{
 		Namespaces: fakeNamespaces{"team-a": namespace("team-a", optedIn, nil)},
-		Registries: fakeTable{registrytable.Build([]*v1alpha1.Registry{registry("ghcr", "", nil, "ghcr.io")})},
-		Secrets:    panickingSecrets{}, Metrics: rec,
+		Registries: fakeTable{registrytable.Build([]*v1alpha1.Registry{registry("a", "", nil, "a.io"), registry("b", "", nil, "b.io"), registry("c", "", nil, "c.io")})},
+		Secrets:    sec,
 	})
-	res, err := m.Mutate(context.Background(), &model.AdmissionReview{Operation: model.OperationCreate, Namespace: "team-a"}, pod(podSpec{containers: []string{"ghcr.io/a/b"}}))
-	if err != nil || res == nil || res.MutatedObject != nil || rec.errors[inject.ErrorPanic] != 1 {
-		t.Fatalf("res %v err %v errors %v", res, err, rec.errors)
+	add, _ := m.Plan(context.Background(), &model.AdmissionReview{Operation: model.OperationCreate, Namespace: "team-a"}, pod(podSpec{containers: []string{"c.io/x", "a.io/x", "b.io/x"}}))
+	if got := fmt.Sprint(add); got != "[{pullpass-a} {pullpass-b} {pullpass-c}]" {
+		t.Fatalf("added %s, want a, b and c in name order", got)
+	}
+}
+
+type barrierSecrets struct {
+	n       int
+	mu      sync.Mutex
+	arrived int
+	all     chan struct{}
+}
+
+func (s *barrierSecrets) Ensure(_ context.Context, _ string, reg *v1alpha1.Registry, _ bool) (string, error) {
+	s.mu.Lock()
+	if s.arrived++; s.arrived == s.n {
+		close(s.all)
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.all:
+		return "pullpass-" + reg.Name, nil
+	case <-time.After(10 * time.Second):
+		return "", errors.New("the other Ensure calls never started")
 	}
 }

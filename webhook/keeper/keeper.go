@@ -64,6 +64,14 @@ type Config struct {
 	Now          func() time.Time
 	Metrics      Metrics
 	Logger       *slog.Logger
+	// PullThrough, when set, gives the PullThrough condition of pull-through caches.
+	PullThrough PullThroughStatus
+}
+
+// PullThroughStatus gives a Registry's PullThrough condition: nil when it is no pull-through
+// cache (the condition is then removed).
+type PullThroughStatus interface {
+	Condition(reg *v1alpha1.Registry) *metav1.Condition
 }
 
 // Keeper reconciles one registry at a time from a rate-limited queue. Each term of leadership
@@ -347,6 +355,13 @@ func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr erro
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reasonOf(srcErr), conditionMessage(srcErr)
 	}
 	changed := meta.SetStatusCondition(&next.Status.Conditions, cond)
+	if k.cfg.PullThrough != nil {
+		if c := k.cfg.PullThrough.Condition(reg); c != nil {
+			changed = meta.SetStatusCondition(&next.Status.Conditions, *c) || changed
+		} else {
+			changed = meta.RemoveStatusCondition(&next.Status.Conditions, v1alpha1.ConditionPullThrough) || changed
+		}
+	}
 	var expires *metav1.Time
 	exp := k.cfg.Desired.ExpiresAt(ctx, reg)
 	if usable && !exp.IsZero() {

@@ -271,3 +271,50 @@ func TestSecondTermStillRotates(t *testing.T) {
 	f.k.Enqueue("r")
 	f.k.EnqueueAll()
 }
+
+type pullThroughCondition struct{ c *metav1.Condition }
+
+func (p *pullThroughCondition) Condition(*v1alpha1.Registry) *metav1.Condition { return p.c }
+
+// A pull-through cache's PullThrough condition goes into its status with Ready, is written again
+// only when it changes, and goes when the registry is no cache any more.
+func TestPullThroughCondition(t *testing.T) {
+	f := setup(t)
+	pt := &pullThroughCondition{c: &metav1.Condition{Type: v1alpha1.ConditionPullThrough, Status: metav1.ConditionFalse, Reason: "Conflict", Message: "m"}}
+	k, err := keeper.New(keeper.Config{
+		Client: f.client, RegistryAPI: f.status, Registries: f.regs, Desired: f.src,
+		Managed: corelisters.NewSecretLister(f.managed), Namespaces: corelisters.NewNamespaceLister(f.ns),
+		Policy: inject.Policy{Excluded: map[string]bool{}}, PullThrough: pt,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reconcile := func() *v1alpha1.Registry {
+		t.Helper()
+		f.status.updates = nil
+		if err := k.Reconcile(context.Background(), "r"); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.status.updates) == 0 {
+			return nil
+		}
+		f.regs["r"] = f.status.updates[len(f.status.updates)-1]
+		return f.regs["r"]
+	}
+	r := reconcile()
+	if c := meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionPullThrough); c == nil || c.Reason != "Conflict" ||
+		meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionReady) == nil {
+		t.Fatalf("conditions %+v", r.Status.Conditions)
+	}
+	if reconcile() != nil {
+		t.Fatal("status written again with nothing changed")
+	}
+	pt.c = &metav1.Condition{Type: v1alpha1.ConditionPullThrough, Status: metav1.ConditionTrue, Reason: "Active", Message: "m2"}
+	if r := reconcile(); r == nil || meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionPullThrough).Reason != "Active" {
+		t.Fatalf("a changed condition was not written: %+v", r)
+	}
+	pt.c = nil
+	if r := reconcile(); r == nil || meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionPullThrough) != nil {
+		t.Fatalf("the condition of a registry that is no cache any more stayed: %+v", r)
+	}
+}

@@ -113,8 +113,7 @@ func (p *PullSecrets) now() time.Time {
 // also returns the secret of the last good credentials.
 func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
 	creds, err := p.resolver().Resolve(ctx, reg)
-	var stale *credentials.StaleError
-	if err != nil && !errors.As(err, &stale) {
+	if err != nil && !isStale(err) {
 		return nil, err
 	}
 	if v, ok := p.built.Load(reg.Name); ok {
@@ -130,6 +129,13 @@ func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*cor
 	pullsecret.SetExpiresAt(s, creds.ExpiresAt)
 	p.built.Store(reg.Name, builtSecret{registryVersion: reg.ResourceVersion, credsVersion: creds.Version, secret: s})
 	return s, err
+}
+
+// isStale reports a *credentials.StaleError. Its own function so that the target errors.As
+// needs escapes only on the error path, not on every admission.
+func isStale(err error) bool {
+	var stale *credentials.StaleError
+	return errors.As(err, &stale)
 }
 
 // Credentials returns a registry's current credentials, from the same cache as Desired: the

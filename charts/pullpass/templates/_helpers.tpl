@@ -45,3 +45,54 @@ directory of a file (a file is replaced by rename, which needs its directory). *
 {{- $p := .Values.agent.providerConfig -}}
 {{- if regexMatch "\\.(ya?ml|json)$" $p }}{{ dir $p }}{{ else }}{{ $p }}{{ end -}}
 {{- end -}}
+
+{{- /* How the ServiceMonitor and PodMonitor label what they scrape, the same for both, so the alerts
+select the same series either way:
+- honorLabels: pullpass's own `namespace` label (the namespace of a failing pod) wins over the
+  target's; without it Prometheus renames it `exported_namespace` and every pull failure would be
+  grouped under pullpass's own namespace.
+- job is pullpass-webhook or pullpass-agent (the pod's component), whichever monitor found it;
+- node is the node the pod runs on (which kubelet to restart, which node serves what).
+Relabelings from the values come last. */ -}}
+{{- define "pullpass.scrapeLabels" -}}
+honorLabels: true
+relabelings:
+  - sourceLabels: [__meta_kubernetes_pod_label_app_kubernetes_io_component]
+    targetLabel: job
+    replacement: pullpass-$1
+  - sourceLabels: [__meta_kubernetes_pod_node_name]
+    targetLabel: node
+{{- with .extra }}
+{{ toYaml . | indent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- /* The rule groups of files/alerts.yaml with the overrides of metrics.prometheusRule: per alert,
+`for` and `window` (every range, offset and `time() - SECONDS` of its expression), and the
+runbook links' base. */ -}}
+{{- define "pullpass.alertRules" -}}
+{{- $pr := .Values.metrics.prometheusRule -}}
+{{- $file := .Files.Get "files/alerts.yaml" | fromYaml -}}
+{{- $names := list -}}
+{{- range $g := $file.groups -}}
+{{- range $r := $g.rules -}}
+{{- $names = append $names $r.alert -}}
+{{- with get $pr.alerts $r.alert -}}
+{{- if .for }}{{ $_ := set $r "for" .for }}{{ end -}}
+{{- if .window -}}
+{{- $secs := mul (regexFind "^[0-9]+" .window | atoi) (get (dict "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800 "y" 31536000) (regexFind "[a-z]$" .window)) -}}
+{{- $expr := regexReplaceAll "\\[[0-9]+[smhdwy]\\]" $r.expr (printf "[%s]" .window) -}}
+{{- $expr = regexReplaceAll "offset [0-9]+[smhdwy]" $expr (printf "offset %s" .window) -}}
+{{- $_ := set $r "expr" (regexReplaceAll "time\\(\\) - [0-9]+" $expr (printf "time() - %d" $secs)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $pr.runbookURL $r.annotations.runbook_url -}}
+{{- $_ := set $r.annotations "runbook_url" (printf "%s#%s" $pr.runbookURL (lower $r.alert)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $_ := $pr.alerts -}}
+{{- if not (has $name $names) }}{{ fail (printf "metrics.prometheusRule.alerts.%s: no such alert (alerts: %s)" $name (join ", " $names)) }}{{ end -}}
+{{- end -}}
+{{- toYaml $file -}}
+{{- end -}}

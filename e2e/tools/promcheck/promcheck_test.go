@@ -1,8 +1,6 @@
 package promcheck
 
 import (
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -16,16 +14,23 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	agentapp "github.com/pullpass/pullpass/agent/app"
+	"github.com/pullpass/pullpass/e2e/framework"
 	webhookapp "github.com/pullpass/pullpass/webhook/app"
 	"github.com/pullpass/pullpass/webhook/inject"
 )
 
 var chart = filepath.Join("..", "..", "..", "charts", "pullpass", "files")
 
-// describing records the names of every metric family registered on it.
-type describing struct{ names map[string]bool }
+// describing records the names of every metric family registered on it, and their labels.
+type describing struct {
+	names  map[string]bool
+	labels map[string][]string
+}
 
-var descName = regexp.MustCompile(`fqName: "([^"]+)"`)
+var (
+	descName   = regexp.MustCompile(`fqName: "([^"]+)"`)
+	descLabels = regexp.MustCompile(`variableLabels: \{([^}]*)\}`)
+)
 
 func (d *describing) Register(c prometheus.Collector) error {
 	ch := make(chan *prometheus.Desc, 64)
@@ -33,6 +38,9 @@ func (d *describing) Register(c prometheus.Collector) error {
 	for desc := range ch {
 		if m := descName.FindStringSubmatch(desc.String()); m != nil {
 			d.names[m[1]] = true
+			if l := descLabels.FindStringSubmatch(desc.String()); l != nil && l[1] != "" {
+				d.labels[m[1]] = strings.Split(l[1], ",")
+			}
 		}
 	}
 	return nil
@@ -47,8 +55,12 @@ func (d *describing) Unregister(prometheus.Collector) bool { return true }
 // exported returns every metric name pullpass's binaries serve: their own registrations, the
 // webhook's kubewebhook handler, and the Go and process collectors.
 func exported(t *testing.T) map[string]bool {
+	return describeAll(t).names
+}
+
+func describeAll(t *testing.T) *describing {
 	t.Helper()
-	d := &describing{names: map[string]bool{}}
+	d := &describing{names: map[string]bool{}, labels: map[string][]string{}}
 	if _, err := webhookapp.NewMetrics(d); err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +71,7 @@ func exported(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	d.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.names["up"] = true // Prometheus's own series of every target it scrapes
 	// Histograms and summaries are served as these series.
 	for n := range d.names {
 		for _, s := range []string{"_bucket", "_sum", "_count"} {
@@ -68,7 +81,7 @@ func exported(t *testing.T) map[string]bool {
 	if len(d.names) < 20 || !d.names["pullpass_image_pull_failures_total"] || !d.names["pullpass_agent_plugin_requests_total"] {
 		t.Fatalf("too few metrics found, the collection is broken: %v", sorted(d.names))
 	}
-	return d.names
+	return d
 }
 
 func sorted(m map[string]bool) []string {
@@ -132,27 +145,8 @@ var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$__interval", "
 	`"$namespace"`, `".*"`, `"$registry"`, `".*"`)
 
 func TestDashboard(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(chart, "dashboard.json"))
+	dash, err := framework.LoadDashboard()
 	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		UID    string `json:"uid"`
-		Panels []struct {
-			Title   string `json:"title"`
-			Type    string `json:"type"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-		Templating struct {
-			List []struct {
-				Name  string `json:"name"`
-				Query any    `json:"query"`
-			} `json:"list"`
-		} `json:"templating"`
-	}
-	if err := json.Unmarshal(data, &dash); err != nil {
 		t.Fatal(err)
 	}
 	have := exported(t)
@@ -176,15 +170,22 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	}
-	labelValues := regexp.MustCompile(`^label_values\(([a-z_:]+), [a-z_]+\)$`)
+	// label_values(METRIC, LABEL), or of {__name__=~"METRIC|METRIC"}: every metric one pullpass serves.
+	labelValues := regexp.MustCompile(`^label_values\(([a-z_:]+|\{__name__=~"[a-z_:|]+"\}), [a-z_]+\)$`)
 	for _, v := range dash.Templating.List {
 		q, ok := v.Query.(map[string]any)
 		if !ok {
 			continue
 		}
 		m := labelValues.FindStringSubmatch(q["query"].(string))
-		if m == nil || !have[m[1]] {
-			t.Errorf("variable %s: query %v is not label_values of a pullpass metric", v.Name, q["query"])
+		if m == nil {
+			t.Errorf("variable %s: query %v is not label_values of pullpass metrics", v.Name, q["query"])
+			continue
+		}
+		for _, name := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(m[1], `{__name__=~"`), `"}`), "|") {
+			if !have[name] {
+				t.Errorf("variable %s: %s is not a metric pullpass serves", v.Name, name)
+			}
 		}
 	}
 	if queries < 10 {

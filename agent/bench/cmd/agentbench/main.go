@@ -1,9 +1,10 @@
-// Command agentbench measures the node agent's memory idle (the baseline) and with N Cluster-scope
-// registries cached, and how long it takes to serve them all, on a running cluster.
+// Command agentbench measures the node agent's memory and CPU idle (the baseline) and at steady
+// state with N Cluster-scope registries cached, and how long it takes to serve them all, on a
+// running cluster.
 //
 //	make cluster-up deploy
-//	go build -o /tmp/pullpass-agent ./cmd/pullpass-agent
-//	go build -o /tmp/pullpass-credential-provider ./cmd/pullpass-credential-provider
+//	CGO_ENABLED=0 go build -o /tmp/pullpass-agent ./cmd/pullpass-agent
+//	CGO_ENABLED=0 go build -o /tmp/pullpass-credential-provider ./cmd/pullpass-credential-provider
 //	go run ./agent/bench/cmd/agentbench -agent /tmp/pullpass-agent -plugin /tmp/pullpass-credential-provider -registries 1000
 package main
 
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"time"
 
 	"github.com/pullpass/pullpass/agent/bench"
 )
@@ -24,6 +26,7 @@ func main() {
 	flag.StringVar(&cfg.PluginBin, "plugin", "", "the built pullpass-credential-provider")
 	flag.IntVar(&cfg.Registries, "registries", 1000, "Cluster-scope registries to create")
 	flag.StringVar(&cfg.MetricsAddress, "metrics-address", "127.0.0.1:28083", "the agent's metrics address (loopback)")
+	flag.DurationVar(&cfg.Steady, "steady", time.Minute, "how long CPU is measured, idle and loaded")
 	flag.Parse()
 	if cfg.AgentBin == "" || cfg.PluginBin == "" {
 		fmt.Fprintln(os.Stderr, "agentbench: -agent and -plugin are required")
@@ -36,9 +39,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "agentbench:", err)
 		os.Exit(1)
 	}
-	mib := func(b float64) float64 { return b / (1 << 20) }
-	fmt.Printf("agent idle (baseline): RSS %.1f MiB, heap %.1f MiB\n", mib(r.Idle.RSS), mib(r.Idle.Heap))
-	fmt.Printf("agent with %d registries: RSS %.1f MiB (%.2fx), heap %.1f MiB (%.2fx)\n", cfg.Registries,
-		mib(r.Loaded.RSS), r.Loaded.RSS/r.Idle.RSS, mib(r.Loaded.Heap), r.Loaded.Heap/r.Idle.Heap)
-	fmt.Printf("all %d served from the cache %.1f s after the first was created\n", cfg.Registries, r.FillTime.Seconds())
+	mib := func(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+	fmt.Printf("| agent | idle (baseline) | %d registries cached | ratio |\n|---|---|---|---|\n", cfg.Registries)
+	fmt.Printf("| RSS | %s | %s | %.2f |\n", mib(r.Idle.RSS), mib(r.Loaded.RSS), r.Loaded.RSS/r.Idle.RSS)
+	fmt.Printf("| Go heap in use | %s | %s | %.2f |\n", mib(r.Idle.Heap), mib(r.Loaded.Heap), r.Loaded.Heap/r.Idle.Heap)
+	fmt.Printf("| CPU over %s (millicores) | %.2f | %.2f | %.2f |\n", cfg.Steady, 1000*r.Idle.CPU, 1000*r.Loaded.CPU, r.Loaded.CPU/r.Idle.CPU)
+	fmt.Printf("| syncs over %s (registries resolved / %d) | %.1f | %.1f | |\n", cfg.Steady, cfg.Registries, r.Idle.Resolves/float64(cfg.Registries), r.Loaded.Resolves/float64(cfg.Registries))
+	fmt.Printf("\nall %d served from the cache %.1f s after the first was created; the last sync %.1f s after that\n", cfg.Registries, r.FillTime.Seconds(), r.SettleTime.Seconds()-10)
 }

@@ -22,6 +22,7 @@ func full() *v1alpha1.Registry {
 				DockerHub: &v1alpha1.DockerHubSource{SecretRef: v1alpha1.SecretReference{Name: "d", Namespace: "n"}},
 			},
 			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}},
+			PullThrough:       &v1alpha1.PullThrough{Upstream: "docker.io", Prefix: "docker-hub"},
 		},
 		Status: v1alpha1.RegistryStatus{
 			Conditions:      []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue}},
@@ -46,6 +47,7 @@ func TestDeepCopy(t *testing.T) {
 	cp.Spec.Auth.ECR.Region = "changed"
 	cp.Spec.Auth.DockerHub.SecretRef.Name = "changed"
 	cp.Spec.NamespaceSelector.MatchLabels["team"] = "changed"
+	cp.Spec.PullThrough.Prefix = "changed"
 	cp.Status.Conditions[0].Reason = "changed"
 	cp.Status.ExpiresAt.Time = time.Unix(0, 0)
 	cp.Status.LastRefreshTime.Time = time.Unix(0, 0)

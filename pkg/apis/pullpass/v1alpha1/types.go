@@ -81,6 +81,11 @@ type Registry struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.delivery) || self.delivery == 'Node' || self.scope != 'Cluster'",message="scope Cluster is served by the node agents: delivery must be Node or unset"
 // +kubebuilder:validation:XValidation:rule="!has(self.serviceAccounts) || (self.scope == 'Namespaced' && has(self.delivery) && self.delivery == 'Node')",message="serviceAccounts needs scope Namespaced and delivery Node: only the node tells service accounts apart"
+// +kubebuilder:validation:XValidation:rule="!has(self.pullThrough) || (size(self.hosts) == 1 && !self.hosts[0].contains('*'))",message="pullThrough needs exactly one host in spec.hosts, without '*': the cache's host, which images are rewritten to"
+// +kubebuilder:validation:XValidation:rule="!has(self.pullThrough) || size(self.hosts) != 1 || self.hosts[0].matches('^(localhost(:[0-9]+)?|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?:[0-9]+)(/.*)?$')",message="pullThrough: spec.hosts[0] must be a host images can name, written host[:port][/path] with no scheme: dot-separated labels of letters, digits and inner '-', with a '.' or a port, or localhost"
+// +kubebuilder:validation:XValidation:rule="!has(self.pullThrough) || size(self.hosts) != 1 || !(self.hosts[0] + '/').startsWith(self.pullThrough.upstream + '/')",message="pullThrough.upstream is the cache's own host"
+// +kubebuilder:validation:XValidation:rule="!has(self.pullThrough) || size(self.hosts) != 1 || !['docker.io/', 'index.docker.io/', 'registry-1.docker.io/'].exists(h, (self.hosts[0] + '/').startsWith(h))",message="pullThrough: a cache cannot be on Docker Hub (spec.hosts[0])"
+// +kubebuilder:validation:XValidation:rule="!has(self.pullThrough) || size(self.hosts) != 1 || !self.hosts[0].contains('/') || ((has(self.pullThrough.prefix) && size(self.pullThrough.prefix) > 0) ? '/' + self.pullThrough.prefix + '/' : '/').startsWith(self.hosts[0].substring(self.hosts[0].indexOf('/')))",message="pullThrough: the cache's images (HOST/PREFIX/...) must be matched by spec.hosts[0], so its path must begin pullThrough.prefix"
 type RegistrySpec struct {
 	// Host patterns with the kubelet's matchImages rules: host[:port][/path], where '*' in a
 	// dot-separated label matches any run of characters in that label ("ghcr.io",
@@ -125,6 +130,10 @@ type RegistrySpec struct {
 	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="matchExpressions: In and NotIn need values, Exists and DoesNotExist take none"
 	// +optional
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// Makes this registry a pull-through cache: pod images of the upstream are rewritten to the
+	// cache's name (spec.hosts[0]/prefix/...) in the namespaces it serves.
+	// +optional
+	PullThrough *PullThrough `json:"pullThrough,omitempty"`
 }
 
 // ServiceAccountSelector allows service accounts by name, or by an annotation their namespace's

@@ -174,6 +174,75 @@ var cases = []validationCase{
 	{"selector Exists with values", func(r *v1alpha1.Registry) {
 		r.Spec.NamespaceSelector = selector(metav1.LabelSelectorRequirement{Key: "k", Operator: metav1.LabelSelectorOpExists, Values: []string{"v"}})
 	}, `matchExpressions: In and NotIn need values, Exists and DoesNotExist take none`},
+
+	// pullThrough: formats of upstream and prefix, and what a cache asks of spec.hosts.
+	{"pullThrough ECR", pullThrough(ecrHost, "docker.io", "docker-hub"), ""},
+	{"pullThrough Harbor project, host path under the prefix", pullThrough("harbor.example.com/myproject", "docker.io", "myproject"), ""},
+	{"pullThrough GitLab", pullThrough("gitlab.example.com", "docker.io", "group/dependency_proxy/containers"), ""},
+	{"pullThrough at the root, with ports", pullThrough("mirror.internal:5000", "registry.example.com:5000", ""), ""},
+	{"pullThrough root path pattern", pullThrough("mirror.internal/", "ghcr.io", ""), ""},
+	{"pullThrough of localhost", pullThrough("mirror.internal", "localhost:5000", "local"), ""},
+	{"pullThrough Cluster scope", func(r *v1alpha1.Registry) {
+		pullThrough(ecrHost, "docker.io", "docker-hub")(r)
+		r.Spec.Scope = v1alpha1.ScopeCluster
+	}, ""},
+	{"pullThrough without upstream", pullThrough(ecrHost, "", "docker-hub"), `spec.pullThrough.upstream: Invalid value: "": spec.pullThrough.upstream in body should be at least 1 chars long`},
+	{"pullThrough upstream with scheme", pullThrough(ecrHost, "https://docker.io", "docker-hub"), `spec.pullThrough.upstream: Invalid value: "https://docker.io": must be a registry host as images name it`},
+	{"pullThrough upstream with path", pullThrough(ecrHost, "ghcr.io/org", "ghcr"), `spec.pullThrough.upstream: Invalid value: "ghcr.io/org": must be a registry host`},
+	{"pullThrough upstream upper case", pullThrough(ecrHost, "Docker.io", "hub"), `must be a registry host as images name it, with an optional port (docker.io, ghcr.io, registry.example.com:5000): lower case, no scheme, path or '*'`},
+	{"pullThrough upstream glob", pullThrough(ecrHost, "*.io", "hub"), `spec.pullThrough.upstream: Invalid value: "*.io": must be a registry host`},
+	{"pullThrough upstream single label", pullThrough(ecrHost, "mirror", "hub"), `spec.pullThrough.upstream: Invalid value: "mirror": must be a registry host`},
+	{"pullThrough upstream Docker Hub alias", pullThrough(ecrHost, "index.docker.io", "hub"), `spec.pullThrough.upstream: Invalid value: "index.docker.io": Docker Hub is written docker.io`},
+	{"pullThrough prefix leading slash", pullThrough(ecrHost, "docker.io", "/docker-hub"), `spec.pullThrough.prefix: Invalid value: "/docker-hub": must be a repository path`},
+	{"pullThrough prefix trailing slash", pullThrough(ecrHost, "docker.io", "docker-hub/"), `spec.pullThrough.prefix: Invalid value: "docker-hub/": must be a repository path`},
+	{"pullThrough prefix upper case", pullThrough(ecrHost, "docker.io", "Docker-Hub"), `spec.pullThrough.prefix: Invalid value: "Docker-Hub": must be a repository path`},
+	{"pullThrough prefix of 200", pullThrough(ecrHost, "docker.io", strings.Repeat("a", 200)), ""},
+	{"pullThrough prefix of 201", pullThrough(ecrHost, "docker.io", strings.Repeat("a", 201)), `spec.pullThrough.prefix: Too long: may not be more than 200 bytes`},
+	{"pullThrough two hosts", func(r *v1alpha1.Registry) {
+		pullThrough(ecrHost, "docker.io", "docker-hub")(r)
+		r.Spec.Hosts = append(r.Spec.Hosts, "ghcr.io")
+	}, `spec: Invalid value: pullThrough needs exactly one host in spec.hosts, without '*': the cache's host, which images are rewritten to`},
+	{"pullThrough glob host", pullThrough("*.dkr.ecr.eu-west-1.amazonaws.com", "docker.io", "docker-hub"), `pullThrough needs exactly one host in spec.hosts, without '*'`},
+	{"pullThrough host images cannot name", pullThrough("reg_1.example.com", "docker.io", "hub"), `spec: Invalid value: pullThrough: spec.hosts[0] must be a host images can name`},
+	{"pullThrough pasted host", pullThrough("https://harbor.example.com", "docker.io", "hub"), `spec.hosts[0] must be a host images can name, written host[:port][/path] with no scheme`},
+	{"pullThrough single-label host", pullThrough("mirror/hub", "docker.io", "hub"), `pullThrough: spec.hosts[0] must be a host images can name`},
+	{"pullThrough of itself", pullThrough("ghcr.io", "ghcr.io", "mirror"), `spec: Invalid value: pullThrough.upstream is the cache's own host`},
+	{"pullThrough on Docker Hub", pullThrough("index.docker.io/me", "ghcr.io", "me"), `spec: Invalid value: pullThrough: a cache cannot be on Docker Hub (spec.hosts[0])`},
+	{"pullThrough host path outside the prefix", pullThrough("harbor.example.com/other", "docker.io", "myproject"), `spec: Invalid value: pullThrough: the cache's images (HOST/PREFIX/...) must be matched by spec.hosts[0], so its path must begin pullThrough.prefix`},
+	{"pullThrough host path at the root", pullThrough("harbor.example.com/x", "docker.io", ""), `so its path must begin pullThrough.prefix`},
+}
+
+// offlineSays is what registrytable.Validate says of some refused cases (a substring).
+var offlineSays = map[string]string{
+	"pullThrough without upstream":             "spec.pullThrough.upstream: Required value",
+	"pullThrough upstream with scheme":         "must be a registry host as images name it",
+	"pullThrough upstream with path":           "must be a registry host",
+	"pullThrough upstream upper case":          "lower case, no scheme, path or '*'",
+	"pullThrough upstream glob":                "must be a registry host",
+	"pullThrough upstream single label":        "must be a registry host",
+	"pullThrough upstream Docker Hub alias":    "Docker Hub is written docker.io",
+	"pullThrough prefix leading slash":         "must be a repository path",
+	"pullThrough prefix trailing slash":        "must be a repository path",
+	"pullThrough prefix upper case":            "must be a repository path",
+	"pullThrough prefix of 201":                "spec.pullThrough.prefix: Too long",
+	"pullThrough two hosts":                    "pullThrough needs exactly one host in spec.hosts",
+	"pullThrough glob host":                    "without '*'",
+	"pullThrough host images cannot name":      "spec.hosts[0] must be a host images can name",
+	"pullThrough pasted host":                  "written host[:port][/path] with no scheme",
+	"pullThrough single-label host":            "must be a host images can name",
+	"pullThrough of itself":                    "pullThrough.upstream is the cache's own host",
+	"pullThrough on Docker Hub":                "a cache cannot be on Docker Hub",
+	"pullThrough host path outside the prefix": "so its path must begin pullThrough.prefix",
+	"pullThrough host path at the root":        "so its path must begin pullThrough.prefix",
+}
+
+const ecrHost = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+
+func pullThrough(host, upstream, prefix string) func(*v1alpha1.Registry) {
+	return func(r *v1alpha1.Registry) {
+		r.Spec.Hosts = []string{host}
+		r.Spec.PullThrough = &v1alpha1.PullThrough{Upstream: upstream, Prefix: prefix}
+	}
 }
 
 // offlineOnlyCases are accepted by the API server and refused by Validate alone: CEL cannot
@@ -218,6 +287,9 @@ func TestSchemaAndValidateAgree(t *testing.T) {
 			}
 			if (goErr == nil) != (tt.refused == "" && !offlineOnly) {
 				t.Errorf("registrytable.Validate = %v, the API server's answer: %v", goErr, apiErr)
+			}
+			if want := offlineSays[tt.name]; want != "" && (goErr == nil || !strings.Contains(goErr.Error(), want)) {
+				t.Errorf("registrytable.Validate said\n  %v\nwant it to say\n  %s", goErr, want)
 			}
 		})
 	}
