@@ -284,6 +284,14 @@ func pullThroughRewriteSeen(t *testing.T, e *framework.Env, prom *framework.Prom
 		}
 		time.Sleep(time.Second)
 	}
+	// The panel's rate() needs two samples of the series.
+	expr = fmt.Sprintf(`rate(pullpass_webhook_image_rewrites_total{cache=%q}[1m])`, reg.Name)
+	for v := prom.Query(t, expr); len(v) == 0; v = prom.Query(t, expr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v after a minute, want at least 1", expr, v)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // dashboardAnswers evaluates every query of the dashboard as Grafana would over the time of the

@@ -102,7 +102,7 @@ func TestPullThroughCacheRewritesDockerHubImages(t *testing.T) {
 	if got := waitRewritten(t, e, ns); got != want {
 		t.Fatalf("pphello:1 rewritten to %s, want %s", got, want)
 	}
-	before := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_webhook_image_rewrites_total", map[string]string{"cache": reg.Name})
+	before := e.WebhookMetric(t, ep, "pullpass_webhook_image_rewrites_total", map[string]string{"cache": reg.Name})
 	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{Image: "pphello:1", InitImage: "pphello:1"}))
 	if got := pod.Spec.Containers[0].Image; got != want {
 		t.Fatalf("container image %s, want %s", got, want)
@@ -120,7 +120,7 @@ func TestPullThroughCacheRewritesDockerHubImages(t *testing.T) {
 	if ev := e.FailedPullEvents(t, ns, pod.Name); len(ev) != 0 {
 		t.Fatalf("pulls failed before succeeding: %v", ev)
 	}
-	if after := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_webhook_image_rewrites_total", map[string]string{"cache": reg.Name}); after != before+2 {
+	if after := e.WebhookMetric(t, ep, "pullpass_webhook_image_rewrites_total", map[string]string{"cache": reg.Name}); after != before+2 {
 		t.Fatalf("pullpass_webhook_image_rewrites_total{cache=%q} went %v -> %v, want +2", reg.Name, before, after)
 	}
 

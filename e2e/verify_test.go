@@ -116,10 +116,10 @@ func TestVerifyRateLimited(t *testing.T) {
 
 	// The retry after the back-off (Retry-After: 60s) is a verification with no source change: it
 	// writes no Secret at all.
-	attempts := framework.Metric(t, ep.WebhookMetricsURL, "pullpass_registry_verifications_total", map[string]string{"registry": "verify-429", "reason": "RateLimited"})
+	attempts := e.WebhookMetric(t, ep, "pullpass_registry_verifications_total", map[string]string{"registry": "verify-429", "reason": "RateLimited"})
 	writes := e.APIServerWrites(t, "secrets")
 	waitFor(t, 2*time.Minute, "a retry of the rate-limited registry", func() bool {
-		return framework.Metric(t, ep.WebhookMetricsURL, "pullpass_registry_verifications_total", map[string]string{"registry": "verify-429", "reason": "RateLimited"}) > attempts
+		return e.WebhookMetric(t, ep, "pullpass_registry_verifications_total", map[string]string{"registry": "verify-429", "reason": "RateLimited"}) > attempts
 	})
 	if got := e.APIServerWrites(t, "secrets"); got != writes {
 		t.Fatalf("secret writes went from %v to %v during a verification retry", writes, got)

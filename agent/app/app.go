@@ -54,7 +54,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := os.Chmod(filepath.Dir(o.CachePath), 0o700); err != nil {
 		return fmt.Errorf("cache directory: %w", err)
 	}
-	clients, err := kubeconfig.NewClients(o.Kubeconfig, "pullpass-agent", 0, 0)
+	clients, err := kubeconfig.NewClients(o.Kubeconfig, "pullpass-agent", o.KubeAPIQPS, o.KubeAPIBurst)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,10 @@ type Options struct {
 	Kubeconfig string
 	Namespace  string // pullpass's namespace: the source secrets
 	NodeName   string
+	// Client rate limit. The agent watches each source Secret by name (a get, a list and a
+	// watch at start): client-go's default of 5 per second took minutes for hundreds of sources.
+	KubeAPIQPS   float32
+	KubeAPIBurst int
 	// DaemonSetName is the agent's DaemonSet: when it is gone at shutdown, pullpass is being
 	// uninstalled and the agent cleans the node.
 	DaemonSetName string
@@ -69,6 +74,8 @@ func DefaultOptions() *Options {
 	return &Options{
 		Namespace:           ns,
 		NodeName:            os.Getenv("NODE_NAME"),
+		KubeAPIQPS:          50,
+		KubeAPIBurst:        100,
 		Mode:                ModeProvider,
 		CachePath:           "/var/lib/pullpass/credentials.json",
 		PluginSource:        "/pullpass-credential-provider",
@@ -88,6 +95,12 @@ func DefaultOptions() *Options {
 // AddFlags registers the flags on fs.
 func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; in-cluster config when empty")
+	fs.Func("kube-api-qps", "requests per second to the API server (default 50): three per source Secret at start", func(v string) error {
+		f, err := strconv.ParseFloat(v, 32)
+		o.KubeAPIQPS = float32(f)
+		return err
+	})
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "burst of requests to the API server")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "pullpass's namespace (source secrets); $POD_NAMESPACE by default")
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "this node's name, for logs; $NODE_NAME by default")
 	fs.StringVar(&o.DaemonSetName, "daemonset-name", o.DaemonSetName, "the agent's DaemonSet: when it is gone at shutdown (uninstall), the agent removes its credentials and config from the node")
