@@ -147,7 +147,6 @@ require (
 	gopkg.in/go-jose/go-jose.v2 v2.6.3 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
-	k8s.io/api v0.37.2 // indirect
 	k8s.io/apiextensions-apiserver v0.0.0 // indirect
 	k8s.io/apimachinery v0.37.2 // indirect
 	k8s.io/apiserver v0.37.2 // indirect
@@ -227,6 +226,9 @@ replace (
 	k8s.io/streaming => k8s.io/streaming v0.37.2
 )
 
-require github.com/pullpass/pullpass v0.0.0
+require (
+	github.com/pullpass/pullpass v0.0.0
+	k8s.io/api v0.37.2
+)
 
 replace github.com/pullpass/pullpass => ../../..
