@@ -4,9 +4,6 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -19,7 +16,6 @@ import (
 	"github.com/pullpass/pullpass/e2e/framework"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr/ecrtest"
-	"github.com/pullpass/pullpass/pkg/dockerconfig"
 	"github.com/pullpass/pullpass/pkg/nodegrant"
 )
 
@@ -57,32 +53,8 @@ func nodeGrantsNothingAfter(t *testing.T, e *framework.Env) {
 // node yet, so the kubelet's pull records (KEP-2535) know it only from this test.
 func freshImage(t *testing.T, e *framework.Env) string {
 	t.Helper()
-	crane := os.Getenv("E2E_CRANE")
-	if crane == "" {
-		crane = filepath.Join(framework.RepoRoot(), "_output/e2e/bin/crane")
-	}
-	if _, err := os.Stat(crane); err != nil { // the kind cluster's: the tools cache
-		if found, _ := filepath.Glob("/var/cache/pullpass/tools/crane-*/crane"); len(found) > 0 {
-			crane = found[len(found)-1]
-		}
-	}
-	repo := "/satoken/" + rand.String(8) + ":1"
-	here := e.RegistryFromHere() // pushes go where this machine reaches the registry
-	dir := t.TempDir()           // crane's docker config: the kubelet's never holds credentials
-	data, err := dockerconfig.ForHost(here, e.RegistryUsername, e.RegistryPassword).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	src := here + strings.TrimPrefix(e.Image, e.Registry)
-	cmd := exec.Command(crane, "copy", src, here+repo)
-	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+e.RegistryCA, "DOCKER_CONFIG="+dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("crane copy %s %s: %v\n%s", src, here+repo, err, out)
-	}
-	img := e.Registry + repo // as the cluster names it
+	img := e.Registry + "/satoken/" + rand.String(8) + ":1" // as the cluster names it
+	e.CopyImage(t, e.Image, img)
 	return img
 }
 

@@ -20,7 +20,11 @@ func (e *Env) CopyImage(t testing.TB, src, dst string) {
 	if crane == "" {
 		crane, _ = exec.LookPath("crane")
 	}
-	for _, c := range []string{filepath.Join(RepoRoot(), "_output", "e2e", "bin", "crane"), "/var/cache/pullpass/tools/bin/crane"} {
+	cache := os.Getenv("PULLPASS_CACHE")
+	if cache == "" {
+		cache = "/var/cache/pullpass"
+	}
+	for _, c := range []string{filepath.Join(RepoRoot(), "_output", "e2e", "bin", "crane"), filepath.Join(cache, "tools", "bin", "crane")} {
 		if crane == "" {
 			if _, err := os.Stat(c); err == nil {
 				crane = c

@@ -25,9 +25,9 @@ import (
 	"github.com/pullpass/pullpass/pkg/pullfailure"
 )
 
-// RegistryOf names the registry label of an image: the Registry serving it, a well-known host,
-// or "other".
-type RegistryOf func(image string) string
+// RegistryOf names the registry label of an image that a pod with these pull secrets fails to
+// pull: the Registry serving it, a well-known host, or "other".
+type RegistryOf func(image string, pullSecrets []corev1.LocalObjectReference) string
 
 // Config configures a Watcher.
 type Config struct {
@@ -256,7 +256,7 @@ func (w *Watcher) observe(k key, namespace, pod, container, image, message strin
 		return // an event from before the episode ended
 	}
 	e := &Episode{Namespace: namespace, Pod: pod, Container: container, Image: image,
-		Registry: w.cfg.Registry(image), Reason: pullfailure.Classify(message), Since: at, message: firstLine(message)}
+		Registry: w.cfg.Registry(image, w.pullSecrets(namespace, pod)), Reason: pullfailure.Classify(message), Since: at, message: firstLine(message)}
 	if w.seeding {
 		if !since.IsZero() {
 			e.Since = since
@@ -347,6 +347,21 @@ func (w *Watcher) Images() []string {
 
 // slimPod keeps only what the watcher reads: a cluster's pods, cached whole, would cost the
 // webhook more memory than everything else it does.
+// pullSecrets returns the pull secrets of a cached pod (none when it is not cached yet).
+func (w *Watcher) pullSecrets(namespace, name string) []corev1.LocalObjectReference {
+	if w.pods == nil {
+		return nil
+	}
+	o, ok, err := w.pods.GetByKey(namespace + "/" + name)
+	if err != nil || !ok {
+		return nil
+	}
+	if p, ok := o.(*corev1.Pod); ok {
+		return p.Spec.ImagePullSecrets
+	}
+	return nil
+}
+
 func slimPod(o any) (any, error) {
 	p, ok := o.(*corev1.Pod)
 	if !ok {
@@ -354,6 +369,7 @@ func slimPod(o any) (any, error) {
 	}
 	slim := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID,
 		ResourceVersion: p.ResourceVersion, CreationTimestamp: p.CreationTimestamp}}
+	slim.Spec.ImagePullSecrets = p.Spec.ImagePullSecrets // which registry served the pod
 	slim.Status.InitContainerStatuses = slimStatuses(p.Status.InitContainerStatuses)
 	slim.Status.ContainerStatuses = slimStatuses(p.Status.ContainerStatuses)
 	slim.Status.EphemeralContainerStatuses = slimStatuses(p.Status.EphemeralContainerStatuses)

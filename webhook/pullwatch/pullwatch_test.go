@@ -65,7 +65,7 @@ func startCounting(t *testing.T, countSince time.Time, objects ...any) *fixture 
 		t.Fatal(err)
 	}
 	f.w, err = pullwatch.New(pullwatch.Config{Client: f.client, Metrics: m, GCPeriod: 50 * time.Millisecond,
-		Registry: func(img string) string {
+		Registry: func(img string, _ []corev1.LocalObjectReference) string {
 			if strings.HasPrefix(img, "registry.example.com/") {
 				return "example"
 			}
@@ -242,12 +242,44 @@ func TestTableRegistry(t *testing.T) {
 		"random.example.org/app":                             "other",
 		"Not An Image":                                       "other",
 	} {
-		if got := label(img); got != want {
+		if got := label(img, nil); got != want {
 			t.Errorf("%s: %q, want %q", img, got, want)
 		}
 	}
-	if got := pullwatch.TableRegistry(func() *registrytable.Table { return nil })("nginx"); got != "docker.io" {
+	if got := pullwatch.TableRegistry(func() *registrytable.Table { return nil })("nginx", nil); got != "docker.io" {
 		t.Errorf("before the table is loaded: %q", got)
+	}
+}
+
+// Registries sharing a host: the one whose pull secret the pod holds, else a Cluster-scope one,
+// else the most specific (the smaller name).
+func TestTableRegistrySharedHost(t *testing.T) {
+	reg := func(name string, scope v1alpha1.Scope) *v1alpha1.Registry {
+		return &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"reg.example.com"}, Scope: scope,
+			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: "p", Name: name}}}}
+	}
+	namespaced := registrytable.Build([]*v1alpha1.Registry{reg("alpha", v1alpha1.ScopeNamespaced), reg("team-b", v1alpha1.ScopeNamespaced)})
+	withCluster := registrytable.Build([]*v1alpha1.Registry{reg("alpha", v1alpha1.ScopeNamespaced), reg("node", v1alpha1.ScopeCluster)})
+	secrets := func(names ...string) (out []corev1.LocalObjectReference) {
+		for _, n := range names {
+			out = append(out, corev1.LocalObjectReference{Name: n})
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name    string
+		table   *registrytable.Table
+		secrets []corev1.LocalObjectReference
+		want    string
+	}{
+		{"the pod's pull secret", namespaced, secrets("own", "pullpass-team-b"), "team-b"},
+		{"no pull secret of ours: the most specific", namespaced, secrets("own"), "alpha"},
+		{"no pull secret: the node's", withCluster, nil, "node"},
+		{"a pull secret beats the node's", withCluster, secrets("pullpass-alpha"), "alpha"},
+	} {
+		if got := pullwatch.TableRegistry(func() *registrytable.Table { return tt.table })("reg.example.com/app:1", tt.secrets); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }
 

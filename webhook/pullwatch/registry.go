@@ -1,7 +1,13 @@
 package pullwatch
 
 import (
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/image"
+	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/registrytable"
 )
 
@@ -14,15 +20,32 @@ var WellKnownHosts = map[string]bool{
 }
 
 // TableRegistry labels an image with the Registry the table gives it, else its host when well
-// known, else "other".
+// known, else "other". When several registries match the image's host (say, one per team, told
+// apart by namespaceSelector), the one whose pull secret the pod holds served it; without one,
+// a Cluster-scope registry (the node served it); else the most specific.
 func TableRegistry(table func() *registrytable.Table) RegistryOf {
-	return func(img string) string {
+	return func(img string, pullSecrets []corev1.LocalObjectReference) string {
+		ref, err := image.Parse(img)
+		if err != nil {
+			return "other"
+		}
 		if t := table(); t != nil {
-			if m, ok, err := t.Lookup(img); err == nil && ok {
-				return m.Registry.Name
+			if cands := t.Candidates(ref); len(cands) > 0 {
+				for _, c := range cands {
+					name := pullsecret.Name(c.Registry.Name)
+					if slices.ContainsFunc(pullSecrets, func(s corev1.LocalObjectReference) bool { return s.Name == name }) {
+						return c.Registry.Name
+					}
+				}
+				for _, c := range cands {
+					if c.Registry.Spec.EffectiveScope() == v1alpha1.ScopeCluster {
+						return c.Registry.Name
+					}
+				}
+				return cands[0].Registry.Name
 			}
 		}
-		if ref, err := image.Parse(img); err == nil && WellKnownHosts[ref.Host] {
+		if WellKnownHosts[ref.Host] {
 			return ref.Host
 		}
 		return "other"
