@@ -34,6 +34,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/nodegrant"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/satoken"
+	"github.com/pullpass/pullpass/pkg/slim"
 )
 
 // NewLogger builds the slog logger the options ask for.
@@ -86,7 +87,9 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	var keys *issuer.Keeper
 	var tokens *install.Tokens
 	if o.ServiceAccountTokens {
-		nsInformer = informers.NewSharedInformerFactory(kube, 10*time.Minute).Core().V1().Namespaces().Informer()
+		// Every namespace, on every node: managedFields dropped, they are most of each object.
+		nsInformer = informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields)).
+			Core().V1().Namespaces().Informer()
 		namespaces = namespaceList{nsInformer}
 		keys, err = issuer.New(issuer.Config{API: restGetter{kube}, Path: satoken.KeysPath(o.CachePath), Node: o.NodeName, Logger: log.With("component", "issuer")})
 		if err != nil {
@@ -174,7 +177,9 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		// A namespace's labels decide which grants it is in: a change reaches the node at once.
 		kick := func(any) { ref.Kick() }
 		_, _ = nsInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(o, n any) {
-			if !labels.Equals(o.(*corev1.Namespace).Labels, n.(*corev1.Namespace).Labels) || n.(*corev1.Namespace).DeletionTimestamp != nil {
+			on, nn := o.(*corev1.Namespace), n.(*corev1.Namespace)
+			// Its labels changed, or it started terminating (not each update while it does).
+			if !labels.Equals(on.Labels, nn.Labels) || (on.DeletionTimestamp == nil && nn.DeletionTimestamp != nil) {
 				ref.Kick()
 			}
 		}, DeleteFunc: kick})

@@ -7,10 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/logging"
 )
 
@@ -95,12 +95,7 @@ func DefaultOptions() *Options {
 // AddFlags registers the flags on fs.
 func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; in-cluster config when empty")
-	fs.Func("kube-api-qps", "requests per second to the API server (default 50): three per source Secret at start", func(v string) error {
-		f, err := strconv.ParseFloat(v, 32)
-		o.KubeAPIQPS = float32(f)
-		return err
-	})
-	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "burst of requests to the API server")
+	kubeconfig.AddRateLimitFlags(fs, &o.KubeAPIQPS, &o.KubeAPIBurst, "three per source Secret at start")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "pullpass's namespace (source secrets); $POD_NAMESPACE by default")
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "this node's name, for logs; $NODE_NAME by default")
 	fs.StringVar(&o.DaemonSetName, "daemonset-name", o.DaemonSetName, "the agent's DaemonSet: when it is gone at shutdown (uninstall), the agent removes its credentials and config from the node")
@@ -136,6 +131,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 // Validate checks the options.
 func (o *Options) Validate() error {
 	var errs []error
+	if err := kubeconfig.ValidateRateLimit(o.KubeAPIQPS, o.KubeAPIBurst); err != nil {
+		errs = append(errs, err)
+	}
 	if o.Mode != ModeProvider && o.Mode != ModeLegacy {
 		errs = append(errs, fmt.Errorf("--mode %q: want provider or legacy", o.Mode))
 	}

@@ -41,9 +41,9 @@ host over a glob, then fewer wildcards, then the smaller name.
 With --namespace NS (and --service-account SA, "default" when not given) it says what a pod of
 NS running as SA gets: from the node (Cluster registries, and Namespaced ones delivered by the
 node that select NS and allow SA, with the ECR role SA brings), or as a pull secret. It reads the
-namespace's labels and the service account's annotations from the cluster, or, offline, from
---namespace-labels and --service-account-annotation. Exit status 0 when the pod gets
-credentials for IMAGE, 1 when it gets none.
+namespace's labels and annotations and the service account's annotations from the cluster, or,
+offline, from --namespace-labels, --namespace-annotation and --service-account-annotation.
+Exit status 0 when the pod gets credentials for IMAGE, 1 when it gets none.
 
 An image of a registry that a pull-through cache mirrors (spec.pullThrough) is rewritten to the
 cache's name in the namespaces the cache serves: "rewritten: IMAGE" says to what, and the
@@ -63,8 +63,8 @@ gives them without a namespace; with neither, the namespace is taken to have non
 				return err
 			}
 			if pod.namespace == "" {
-				if len(pod.annotations) > 0 || pod.serviceAccount != "" {
-					return badInput("--service-account and --service-account-annotation need --namespace")
+				if len(pod.annotations) > 0 || len(pod.namespaceAnnotated) > 0 || pod.serviceAccount != "" {
+					return badInput("--service-account, --service-account-annotation and --namespace-annotation need --namespace")
 				}
 				ns := &corev1.Namespace{}
 				if pod.labels != "" {
@@ -87,6 +87,7 @@ gives them without a namespace; with neither, the namespace is taken to have non
 	cmd.Flags().StringVar(&pod.serviceAccount, "service-account", "", "the pod's service account (default: default)")
 	cmd.Flags().StringVar(&pod.labels, "namespace-labels", "", "offline or without --namespace: the namespace's labels, k=v,k2=v2")
 	cmd.Flags().StringArrayVar(&pod.annotations, "service-account-annotation", nil, "offline: an annotation of the service account, key=value, repeated (with --registries)")
+	cmd.Flags().StringArrayVar(&pod.namespaceAnnotated, "namespace-annotation", nil, "offline: an annotation of the namespace, key=value, repeated (with --registries): pullpass.io/inject=enabled opts it in")
 	return cmd
 }
 

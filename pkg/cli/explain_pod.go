@@ -26,8 +26,9 @@ const (
 type podIdentity struct {
 	namespace, serviceAccount string
 	// offline flags
-	labels      string
-	annotations []string
+	labels             string
+	annotations        []string
+	namespaceAnnotated []string
 
 	nsLabels, nsAnnotations, saAnnotations map[string]string
 	saFound                                bool
@@ -44,19 +45,17 @@ func (p *podIdentity) load(ctx context.Context, o *options, offline bool) error 
 		if p.nsLabels, err = parsePairs("--namespace-labels", p.labels); err != nil {
 			return err
 		}
-		p.saAnnotations = map[string]string{}
-		for _, a := range p.annotations {
-			k, v, ok := strings.Cut(a, "=")
-			if !ok || k == "" {
-				return badInput("--service-account-annotation: %q is not key=value", a)
-			}
-			p.saAnnotations[k] = v
+		if p.saAnnotations, err = parseAnnotations("--service-account-annotation", p.annotations); err != nil {
+			return err
+		}
+		if p.nsAnnotations, err = parseAnnotations("--namespace-annotation", p.namespaceAnnotated); err != nil {
+			return err
 		}
 		p.saFound = true
 		return nil
 	}
-	if p.labels != "" || len(p.annotations) > 0 {
-		return badInput("--namespace-labels and --service-account-annotation are for offline use (--registries): the cluster's are read")
+	if p.labels != "" || len(p.annotations) > 0 || len(p.namespaceAnnotated) > 0 {
+		return badInput("--namespace-labels, --namespace-annotation and --service-account-annotation are for offline use (--registries): the cluster's are read")
 	}
 	c, err := o.getClients()
 	if err != nil {
@@ -76,6 +75,19 @@ func (p *podIdentity) load(ctx context.Context, o *options, offline bool) error 
 		return fmt.Errorf("reading service account %s/%s: %w", p.namespace, p.serviceAccount, err)
 	}
 	return nil
+}
+
+// parseAnnotations reads repeated key=value flags (values may hold ',' and '=').
+func parseAnnotations(flag string, items []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, a := range items {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return nil, badInput("%s: %q is not key=value", flag, a)
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 func parsePairs(flag, s string) (map[string]string, error) {
@@ -130,8 +142,13 @@ func explainForPod(s Streams, regs []*v1alpha1.Registry, img string, p *podIdent
 	w := s.Out
 	fmt.Fprintf(w, "image: %s\n", img)
 	fmt.Fprintf(w, "repository: %s\n", m.Image.Repository())
+	// The webhook rewrites images of opted-in namespaces only.
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: p.namespace, Labels: p.nsLabels, Annotations: p.nsAnnotations}}
-	if to := explainPullThrough(w, all, m.Image, ns); to != "" {
+	if p.nsAnnotations[injectAnnotation] != "enabled" {
+		if all.PullThrough().Upstream(m.Image.Host) {
+			fmt.Fprintf(w, "pull-through: none, namespace %s is not opted in (%s=enabled), unless the webhook serves every namespace\n", p.namespace, injectAnnotation)
+		}
+	} else if to := explainPullThrough(w, all, m.Image, ns); to != "" {
 		fmt.Fprintf(w, "rewritten: %s\n", to)
 		if m, _, err = all.Lookup(to); err != nil {
 			return err
@@ -145,13 +162,16 @@ func explainForPod(s Streams, regs []*v1alpha1.Registry, img string, p *podIdent
 	fmt.Fprintf(w, "service account: %s\n", sa)
 	// Each path answers with its most specific match among what it may give the pod: the
 	// kubelet asks the node's two plugin entries and the pod's pull secrets, and tries them all.
-	var node, cluster, secret *registrytable.Match
+	var node, cluster, secret, first *registrytable.Match
 	for _, c := range all.Candidates(m.Image) {
 		reg := c.Registry
 		why := p.why(reg)
 		if why != "" {
 			fmt.Fprintf(w, "not given: %s (pattern %s): %s\n", reg.Name, c.Pattern, why)
 			continue
+		}
+		if first == nil {
+			first = &c
 		}
 		switch {
 		case reg.Spec.EffectiveScope() == v1alpha1.ScopeCluster:
@@ -184,7 +204,11 @@ func explainForPod(s Streams, regs []*v1alpha1.Registry, img string, p *podIdent
 		served = true
 		fmt.Fprintf(w, "pull secret: %s (pattern %s), added by the webhook to new pods of %s\n", secret.Registry.Name, secret.Pattern, p.namespace)
 	}
+	if first != nil {
+		fmt.Fprintf(w, "registry: %s\n", first.Registry.Name) // the most specific of what the pod gets
+	}
 	if !served {
+		fmt.Fprintln(w, "registry: none")
 		fmt.Fprintln(w, "served: nothing")
 		return &exitError{code: ExitNoMatch, err: fmt.Errorf("a pod of %s as %s gets no credentials for %s", p.namespace, p.serviceAccount, m.Image.Repository())}
 	}

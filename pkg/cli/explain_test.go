@@ -251,11 +251,18 @@ func TestExplainPullThrough(t *testing.T) {
 			t.Errorf("explain %v: rewritten or not, unlike expected:\n%s", tt.args, out)
 		}
 	}
-	// For a pod of a namespace (offline: its labels given), the rewrite comes first; offline, no
-	// namespace is opted in, so the cache's pull secret is not given.
-	code, out, errOut := runOffline(t, "explain", "nginx:1.27", "--registries", file, "--namespace", "shop", "--namespace-labels", "team=a")
-	if code != ExitNoMatch || !strings.Contains(out, "\nrewritten: harbor.example.com/hub/library/nginx:1.27\n") || !strings.Contains(out, "namespace shop is not opted in") {
-		t.Fatalf("--namespace offline with labels: exit %d\n%s%s", code, out, errOut)
+	// For a pod of an opted-in namespace (offline: its labels and annotations given), the rewrite
+	// comes first, then what the pod gets for the rewritten image.
+	code, out, errOut := runOffline(t, "explain", "nginx:1.27", "--registries", file, "--namespace", "shop", "--namespace-labels", "team=a",
+		"--namespace-annotation", "pullpass.io/inject=enabled")
+	if code != 0 || !strings.Contains(out, "\nrewritten: harbor.example.com/hub/library/nginx:1.27\n") || !strings.Contains(out, "\npull secret: harbor-hub ") ||
+		!strings.Contains(out, "\nregistry: harbor-hub\n") {
+		t.Fatalf("--namespace offline, opted in: exit %d\n%s%s", code, out, errOut)
+	}
+	// Not opted in: the webhook neither rewrites nor adds pull secrets there.
+	code, out, errOut = runOffline(t, "explain", "nginx:1.27", "--registries", file, "--namespace", "shop", "--namespace-labels", "team=a")
+	if code != ExitNoMatch || strings.Contains(out, "rewritten:") || !strings.Contains(out, "namespace shop is not opted in") || !strings.Contains(out, "\nregistry: none\n") {
+		t.Fatalf("--namespace offline, not opted in: exit %d\n%s%s", code, out, errOut)
 	}
 	code, _, errOut = runOffline(t, "explain", "nginx", "--registries", file, "--service-account", "web")
 	if code != ExitBadInput || !strings.Contains(errOut, "need --namespace") {

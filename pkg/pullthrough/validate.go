@@ -47,6 +47,9 @@ func Validate(spec v1alpha1.RegistrySpec) []error {
 	case pt.Prefix != "" && !prefixRE.MatchString(pt.Prefix):
 		errs = append(errs, fmt.Errorf("spec.pullThrough.prefix: %q must be a repository path: lower-case letters and digits, with '.', '_', '__' or dashes between them, '/' between components, no leading or trailing '/'", pt.Prefix))
 	}
+	if spec.EffectiveScope() == v1alpha1.ScopeNamespaced && spec.EffectiveDelivery() == v1alpha1.DeliveryNode {
+		errs = append(errs, errors.New("spec: pullThrough: a cache delivered by the node (scope Namespaced, delivery Node) has no pull secret for the webhook to give the pods it rewrites: use delivery PullSecret, or scope Cluster"))
+	}
 	if len(spec.Hosts) != 1 || strings.Contains(spec.Hosts[0], "*") {
 		return append(errs, errors.New("spec: pullThrough needs exactly one host in spec.hosts, without '*': the cache's host, which images are rewritten to"))
 	}

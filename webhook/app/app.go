@@ -21,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pullpass/pullpass/pkg/credentials"
@@ -224,7 +225,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	var watcher *pullwatch.Watcher
 	if o.WatchPulls {
 		cfg := pullwatch.Config{
-			Client: kube, Registry: pullwatch.TableRegistry(table.Table), Metrics: metrics.Pulls,
+			Client: kube, Registry: pullwatch.TableRegistry(table.Table, namespaceLabels(nsInformer.Lister())), Metrics: metrics.Pulls,
 			Logger: log.With("component", "pullwatch"),
 		}
 		if verifier != nil {
@@ -364,4 +365,14 @@ func NewHandlerFor(wh kwhwebhook.Webhook, reg prometheus.Registerer) (http.Handl
 	mux.Handle("/mutate", h)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return mux, nil
+}
+
+// namespaceLabels reads a namespace's labels from the informer's cache (nil when not cached).
+func namespaceLabels(l corev1listers.NamespaceLister) func(string) map[string]string {
+	return func(name string) map[string]string {
+		if ns, err := l.Get(name); err == nil {
+			return ns.Labels
+		}
+		return nil
+	}
 }

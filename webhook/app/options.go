@@ -7,10 +7,10 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/logging"
 )
 
@@ -97,12 +97,7 @@ func DefaultOptions() *Options {
 func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; in-cluster config when empty")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "pullpass's namespace (source secrets, TLS secret); $POD_NAMESPACE by default")
-	fs.Func("kube-api-qps", "requests per second to the API server (default 200): a rotation rewrites one secret per namespace", func(v string) error {
-		f, err := strconv.ParseFloat(v, 32)
-		o.KubeAPIQPS = float32(f)
-		return err
-	})
-	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "burst of requests to the API server")
+	kubeconfig.AddRateLimitFlags(fs, &o.KubeAPIQPS, &o.KubeAPIBurst, "a rotation rewrites one secret per namespace")
 	fs.StringVar(&o.ListenAddress, "listen-address", o.ListenAddress, "HTTPS address for AdmissionReviews")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may take at shutdown")
@@ -153,6 +148,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 func (o *Options) Validate() error {
 	if o.Namespace == "" {
 		return fmt.Errorf("--namespace is required")
+	}
+	if err := kubeconfig.ValidateRateLimit(o.KubeAPIQPS, o.KubeAPIBurst); err != nil {
+		return err
 	}
 	if o.VerifyInterval < time.Minute || o.VerifyTimeout <= 0 || o.VerifyWorkers <= 0 {
 		return fmt.Errorf("--verify-interval must be at least 1m, --verify-timeout and --verify-workers positive")

@@ -27,7 +27,7 @@ import (
 
 // RegistryOf names the registry label of an image that a pod with these pull secrets fails to
 // pull: the Registry serving it, a well-known host, or "other".
-type RegistryOf func(image string, pullSecrets []corev1.LocalObjectReference) string
+type RegistryOf func(image, namespace string, pullSecrets []corev1.LocalObjectReference) string
 
 // Config configures a Watcher.
 type Config struct {
@@ -132,6 +132,8 @@ func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
 	w.seeding = false
 	counted := 0
 	for _, e := range w.episodes {
+		// The pods were not all cached when the first events came: name the registry again.
+		e.Registry = w.cfg.Registry(e.Image, e.Namespace, w.pullSecrets(e.Namespace, e.Pod))
 		if e.Since.After(countSince) {
 			w.count(e)
 			counted++
@@ -256,7 +258,7 @@ func (w *Watcher) observe(k key, namespace, pod, container, image, message strin
 		return // an event from before the episode ended
 	}
 	e := &Episode{Namespace: namespace, Pod: pod, Container: container, Image: image,
-		Registry: w.cfg.Registry(image, w.pullSecrets(namespace, pod)), Reason: pullfailure.Classify(message), Since: at, message: firstLine(message)}
+		Registry: w.cfg.Registry(image, namespace, w.pullSecrets(namespace, pod)), Reason: pullfailure.Classify(message), Since: at, message: firstLine(message)}
 	if w.seeding {
 		if !since.IsZero() {
 			e.Since = since

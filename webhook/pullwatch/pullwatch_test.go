@@ -65,7 +65,7 @@ func startCounting(t *testing.T, countSince time.Time, objects ...any) *fixture 
 		t.Fatal(err)
 	}
 	f.w, err = pullwatch.New(pullwatch.Config{Client: f.client, Metrics: m, GCPeriod: 50 * time.Millisecond,
-		Registry: func(img string, _ []corev1.LocalObjectReference) string {
+		Registry: func(img, _ string, _ []corev1.LocalObjectReference) string {
 			if strings.HasPrefix(img, "registry.example.com/") {
 				return "example"
 			}
@@ -234,7 +234,7 @@ func TestPodDeletedEndsItsEpisodes(t *testing.T) {
 func TestTableRegistry(t *testing.T) {
 	table := registrytable.Build([]*v1alpha1.Registry{{ObjectMeta: metav1.ObjectMeta{Name: "corp"},
 		Spec: v1alpha1.RegistrySpec{Hosts: []string{"*.corp.example.com"}, Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: "p", Name: "s"}}}}})
-	label := pullwatch.TableRegistry(func() *registrytable.Table { return table })
+	label := pullwatch.TableRegistry(func() *registrytable.Table { return table }, nil)
 	for img, want := range map[string]string{
 		"registry.corp.example.com/app:1": "corp",
 		"nginx":                           "docker.io",
@@ -242,11 +242,11 @@ func TestTableRegistry(t *testing.T) {
 		"random.example.org/app":                             "other",
 		"Not An Image":                                       "other",
 	} {
-		if got := label(img, nil); got != want {
+		if got := label(img, "ns", nil); got != want {
 			t.Errorf("%s: %q, want %q", img, got, want)
 		}
 	}
-	if got := pullwatch.TableRegistry(func() *registrytable.Table { return nil })("nginx", nil); got != "docker.io" {
+	if got := pullwatch.TableRegistry(func() *registrytable.Table { return nil }, nil)("nginx", "ns", nil); got != "docker.io" {
 		t.Errorf("before the table is loaded: %q", got)
 	}
 }
@@ -260,6 +260,14 @@ func TestTableRegistrySharedHost(t *testing.T) {
 	}
 	namespaced := registrytable.Build([]*v1alpha1.Registry{reg("alpha", v1alpha1.ScopeNamespaced), reg("team-b", v1alpha1.ScopeNamespaced)})
 	withCluster := registrytable.Build([]*v1alpha1.Registry{reg("alpha", v1alpha1.ScopeNamespaced), reg("node", v1alpha1.ScopeCluster)})
+	// Two teams' registries delivered by the node, told apart by their namespaces' labels.
+	teamNode := func(name, team string) *v1alpha1.Registry {
+		r := reg(name, v1alpha1.ScopeNamespaced)
+		r.Spec.Delivery = v1alpha1.DeliveryNode
+		r.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": team}}
+		return r
+	}
+	byNode := registrytable.Build([]*v1alpha1.Registry{teamNode("a-team", "a"), teamNode("b-team", "b"), reg("node", v1alpha1.ScopeCluster)})
 	secrets := func(names ...string) (out []corev1.LocalObjectReference) {
 		for _, n := range names {
 			out = append(out, corev1.LocalObjectReference{Name: n})
@@ -276,8 +284,10 @@ func TestTableRegistrySharedHost(t *testing.T) {
 		{"no pull secret of ours: the most specific", namespaced, secrets("own"), "alpha"},
 		{"no pull secret: the node's", withCluster, nil, "node"},
 		{"a pull secret beats the node's", withCluster, secrets("pullpass-alpha"), "alpha"},
+		{"delivered by the node to the pod's namespace", byNode, nil, "b-team"},
 	} {
-		if got := pullwatch.TableRegistry(func() *registrytable.Table { return tt.table })("reg.example.com/app:1", tt.secrets); got != tt.want {
+		nsLabels := func(ns string) map[string]string { return map[string]string{"team": "b"} }
+		if got := pullwatch.TableRegistry(func() *registrytable.Table { return tt.table }, nsLabels)("reg.example.com/app:1", "shop", tt.secrets); got != tt.want {
 			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
 	}

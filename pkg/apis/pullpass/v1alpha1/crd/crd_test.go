@@ -210,6 +210,14 @@ var cases = []validationCase{
 	{"pullThrough on Docker Hub", pullThrough("index.docker.io/me", "ghcr.io", "me"), `spec: Invalid value: pullThrough: a cache cannot be on Docker Hub (spec.hosts[0])`},
 	{"pullThrough host path outside the prefix", pullThrough("harbor.example.com/other", "docker.io", "myproject"), `spec: Invalid value: pullThrough: the cache's images (HOST/PREFIX/...) must be matched by spec.hosts[0], so its path must begin pullThrough.prefix`},
 	{"pullThrough host path at the root", pullThrough("harbor.example.com/x", "docker.io", ""), `so its path must begin pullThrough.prefix`},
+	{"pullThrough delivered by the node", func(r *v1alpha1.Registry) {
+		pullThrough(ecrHost, "docker.io", "docker-hub")(r)
+		r.Spec.Scope, r.Spec.Delivery = v1alpha1.ScopeNamespaced, v1alpha1.DeliveryNode
+	}, `spec: Invalid value: pullThrough: a cache delivered by the node (scope Namespaced, delivery Node) has no pull secret`},
+	{"pullThrough of Cluster scope delivered by the node", func(r *v1alpha1.Registry) {
+		pullThrough(ecrHost, "docker.io", "docker-hub")(r)
+		r.Spec.Scope, r.Spec.Delivery = v1alpha1.ScopeCluster, v1alpha1.DeliveryNode
+	}, ""},
 }
 
 // offlineSays is what registrytable.Validate says of some refused cases (a substring).
@@ -234,6 +242,7 @@ var offlineSays = map[string]string{
 	"pullThrough on Docker Hub":                "a cache cannot be on Docker Hub",
 	"pullThrough host path outside the prefix": "so its path must begin pullThrough.prefix",
 	"pullThrough host path at the root":        "so its path must begin pullThrough.prefix",
+	"pullThrough delivered by the node":        "a cache delivered by the node",
 }
 
 const ecrHost = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
