@@ -71,8 +71,8 @@ test-kind: ## The e2e suite on a fresh kind cluster (1 control plane, 2 workers,
 	  $(MAKE) --no-print-directory e2e-kind
 
 .PHONY: e2e
-e2e: ## Run the e2e suite against a running cluster (the harness's, or E2E_KUBECONFIG/E2E_REGISTRY_ENV)
-	$(GO) test -tags e2e -count=1 -timeout 30m ./e2e/...
+e2e: ## Run the e2e suite against a running cluster (the harness's, or E2E_KUBECONFIG/E2E_REGISTRY_ENV); E2E_ARGS="-run X -v" passes go test flags
+	$(GO) test -tags e2e -count=1 -timeout 30m $(E2E_ARGS) ./e2e/...
 
 .PHONY: cluster-up
 cluster-up: ## Start the e2e harness: etcd, control plane, containerd, kubelet, private registry (root)

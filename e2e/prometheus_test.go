@@ -47,6 +47,12 @@ func TestObservabilityInPrometheus(t *testing.T) {
 	t.Run("an image through a pull-through cache", func(t *testing.T) {
 		pullThroughRewriteSeen(t, e, prom)
 	})
+	t.Run("a registry with a pull limit", func(t *testing.T) {
+		if e.Var("TOKEN_REGISTRY") == "" {
+			t.Skip("no registry with pull limits beside this cluster (the harness's token registry is one)")
+		}
+		pullLimitSeen(t, e, prom)
+	})
 	t.Run("every dashboard query answers", func(t *testing.T) {
 		dashboardAnswers(t, e, prom, start)
 	})
@@ -264,6 +270,23 @@ func webhookDownAlert(t *testing.T, e *framework.Env, prom *framework.Prometheus
 	back()
 	restored = true
 	prom.WaitAlert(t, "PullpassWebhookDown", nil, "", 2*time.Minute)
+}
+
+// A registry that states its pull limit, as Docker Hub does, shows it in Prometheus (the
+// dashboard's Docker Hub panel).
+func pullLimitSeen(t *testing.T, e *framework.Env, prom *framework.Prometheus) {
+	tr := e.TokenRegistry(t)
+	e.CreateRegistry(t, framework.RegistryOptions{Name: "prom-limit", Hosts: []string{tr.Host}, SourceHost: tr.Host, Username: tr.Username, Password: tr.Password})
+	e.WaitVerified(t, "prom-limit", "Verified", 30*time.Second)
+	for _, expr := range []string{`pullpass_registry_pulls_remaining{registry="prom-limit"}`, `pullpass_registry_pull_limit{registry="prom-limit"}`} {
+		deadline := time.Now().Add(time.Minute)
+		for v := prom.Query(t, expr); len(v) == 0; v = prom.Query(t, expr) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: nothing after a minute", expr)
+			}
+			time.Sleep(time.Second)
+		}
+	}
 }
 
 // An image rewritten to a pull-through cache is counted for that cache (the dashboard's
