@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -272,13 +273,29 @@ func webhookDownAlert(t *testing.T, e *framework.Env, prom *framework.Prometheus
 	prom.WaitAlert(t, "PullpassWebhookDown", nil, "", 2*time.Minute)
 }
 
-// A registry that states its pull limit, as Docker Hub does, shows it in Prometheus (the
-// dashboard's Docker Hub panel).
+// A Docker Hub registry (verify.dockerHubHost sends its login and the limit HEAD to the harness's
+// token registry) shows its pull limit in Prometheus: the dashboard's Docker Hub panel.
 func pullLimitSeen(t *testing.T, e *framework.Env, prom *framework.Prometheus) {
 	tr := e.TokenRegistry(t)
-	e.CreateRegistry(t, framework.RegistryOptions{Name: "prom-limit", Hosts: []string{tr.Host}, SourceHost: tr.Host, Username: tr.Username, Password: tr.Password})
-	e.WaitVerified(t, "prom-limit", "Verified", 30*time.Second)
-	for _, expr := range []string{`pullpass_registry_pulls_remaining{registry="prom-limit"}`, `pullpass_registry_pull_limit{registry="prom-limit"}`} {
+	ctx := framework.Context(t, time.Minute)
+	src := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "e2e-prom-hub", Namespace: framework.PullpassNamespace},
+		Data: map[string][]byte{"username": []byte(tr.Username), "token": []byte(tr.Password)}}
+	if _, err := e.Kube.CoreV1().Secrets(src.Namespace).Create(ctx, src, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = e.Kube.CoreV1().Secrets(src.Namespace).Delete(context.Background(), src.Name, metav1.DeleteOptions{})
+	})
+	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "prom-hub"}, Spec: v1alpha1.RegistrySpec{
+		Hosts: []string{"docker.io"},
+		Auth:  v1alpha1.RegistryAuth{DockerHub: &v1alpha1.DockerHubSource{SecretRef: v1alpha1.SecretReference{Name: src.Name, Namespace: src.Namespace}}},
+	}}
+	if _, err := e.Registries.Create(ctx, reg, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Registries.Delete(context.Background(), reg.Name, metav1.DeleteOptions{}) })
+	e.WaitVerified(t, reg.Name, "Verified", 30*time.Second)
+	for _, expr := range []string{`pullpass_registry_pulls_remaining{registry="prom-hub"}`, `pullpass_registry_pull_limit{registry="prom-hub"}`} {
 		deadline := time.Now().Add(time.Minute)
 		for v := prom.Query(t, expr); len(v) == 0; v = prom.Query(t, expr) {
 			if time.Now().After(deadline) {
