@@ -197,7 +197,16 @@ func (k *Keeper) work(ctx context.Context, q workqueue.TypedRateLimitingInterfac
 		return false
 	}
 	defer q.Done(name)
-	err := k.Reconcile(ctx, name)
+	retry, err := k.reconcile(ctx, name)
+	if retry && err == nil && ctx.Err() == nil {
+		// No usable credentials: try again with back-off, and do not wait for the next change
+		// or resync. A source Secret created a moment before its Registry may not be in the
+		// informer's cache yet; an ECR token fetched meanwhile by an admission must still get
+		// its refresh scheduled here.
+		k.cfg.Logger.Debug("no usable credentials yet, retrying", "registry", name)
+		q.AddRateLimited(name)
+		return true
+	}
 	if next := k.cfg.Desired.NextRefresh(name); time.Until(next) > 0 {
 		// Expiring tokens (ECR) come back on their own schedule; a time already past is
 		// left to the rate limiter, never an immediate requeue.
@@ -219,9 +228,16 @@ func (k *Keeper) work(ctx context.Context, q workqueue.TypedRateLimitingInterfac
 
 // Reconcile brings one registry's pull secrets and status up to date.
 func (k *Keeper) Reconcile(ctx context.Context, name string) error {
+	_, err := k.reconcile(ctx, name)
+	return err
+}
+
+// reconcile is Reconcile; retry is true when the registry's source gave no usable credentials
+// (a Secret not in the informer's cache yet, an ECR call that failed with no token to keep).
+func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ error) {
 	existing, err := k.cfg.Managed.List(labels.SelectorFromSet(labels.Set{secrets.LabelRegistry: name, secrets.LabelRole: secrets.RolePullSecret}))
 	if err != nil {
-		return err
+		return false, err
 	}
 	reg, ok := k.cfg.Registries.Get(name)
 	if !ok {
@@ -234,7 +250,7 @@ func (k *Keeper) Reconcile(ctx context.Context, name string) error {
 		for _, s := range existing {
 			errs = append(errs, k.delete(ctx, s, "registry removed"))
 		}
-		return errors.Join(errs...)
+		return false, errors.Join(errs...)
 	}
 	want, srcErr := k.cfg.Desired.Desired(ctx, reg)
 	var stale *credentials.StaleError
@@ -277,7 +293,7 @@ func (k *Keeper) Reconcile(ctx context.Context, name string) error {
 	}
 	wg.Wait()
 	errs = append(errs, k.status(ctx, reg, srcErr, usable, kept, refreshed))
-	return errors.Join(errs...)
+	return !usable, errors.Join(errs...)
 }
 
 func (k *Keeper) delete(ctx context.Context, s *corev1.Secret, why string) error {

@@ -49,8 +49,13 @@ type desired struct {
 func (d *desired) setPassword(p string) { d.mu.Lock(); d.password = p; d.mu.Unlock() }
 func (d *desired) getPassword() string  { d.mu.Lock(); defer d.mu.Unlock(); return d.password }
 
+func (d *desired) setMissing(m bool) { d.mu.Lock(); d.missing = m; d.mu.Unlock() }
+
 func (d *desired) Desired(_ context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
-	if d.missing {
+	d.mu.Lock()
+	missing := d.missing
+	d.mu.Unlock()
+	if missing {
 		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, "src")
 	}
 	return pullsecret.Build("", reg, secrets.Credentials{Username: "u", Password: d.getPassword()})
@@ -204,7 +209,7 @@ func TestDeliveryNodeTakesThePullSecretsAway(t *testing.T) {
 
 func TestMissingSourceKeepsSecretsAndSaysWhy(t *testing.T) {
 	f := setup(t)
-	f.src.missing = true
+	f.src.setMissing(true)
 	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
 		t.Fatal(err)
 	}
@@ -270,6 +275,36 @@ func TestSecondTermStillRotates(t *testing.T) {
 	// Between terms nothing is queued, and nothing blocks.
 	f.k.Enqueue("r")
 	f.k.EnqueueAll()
+}
+
+// A source that gives no credentials yet (its Secret not in the informer's cache a moment after
+// the Registry appeared) is tried again with back-off, with no event or resync to ask for it.
+func TestSourceNotReadyIsRetried(t *testing.T) {
+	f := setup(t)
+	f.src.setMissing(true)
+	f.src.setPassword("p2")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { f.k.Run(ctx); close(done) }()
+	f.k.Enqueue("r")
+	time.Sleep(200 * time.Millisecond)
+	if u, _ := f.writes(); len(u) != 0 {
+		t.Fatalf("updates %v with no source", u)
+	}
+	f.src.setMissing(false) // no Enqueue: the keeper must come back on its own
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if u, _ := f.writes(); slices.Contains(u, "a") && slices.Contains(u, "b") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the keeper did not try the source again")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
 }
 
 type pullThroughCondition struct{ c *metav1.Condition }
