@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/pullpass/pullpass/e2e/framework"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
@@ -39,7 +40,7 @@ func TestECRTokensRefreshAndExpire(t *testing.T) {
 
 	life := 30 * time.Second
 	srv := startECR(t, ecrtest.Reply{Username: e.RegistryUsername, Password: e.RegistryPassword, ExpiresAt: time.Now().Add(life)})
-	reg := createECRRegistry(t, e, "e2e-ecr", v1alpha1.ScopeNamespaced)
+	reg := createECRRegistry(t, e, "e2e-ecr-"+rand.String(5), v1alpha1.ScopeNamespaced)
 
 	ns := e.Namespace(t, "ecr", optIn)
 	e.WaitServed(t, ns, "pullpass-"+reg.Name)
