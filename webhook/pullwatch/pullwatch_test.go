@@ -147,8 +147,9 @@ func settle() { time.Sleep(200 * time.Millisecond) }
 
 func TestOneEpisodeCountsOnceThroughRetries(t *testing.T) {
 	f := start(t)
-	time.Sleep(100 * time.Millisecond) // synced: what follows is new
+	// A pod created now: counted whether the watcher sees it while it seeds or after.
 	p := pod("web", errPull(unauthorized))
+	p.CreationTimestamp = metav1.Now()
 	f.create(t, p)
 	eventually(t, "counted", func() bool { return f.scrape(t, "pullpass_image_pull_failures_total", "auth") == 1 })
 	if got := f.scrape(t, "pullpass_image_pulls_failing", "auth"); got != 1 {
