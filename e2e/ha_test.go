@@ -79,6 +79,31 @@ func webhookReady(t *testing.T, e *framework.Env, d time.Duration) {
 	})
 }
 
+// webhookSettled waits for webhookReady, no webhook pod terminating, and a current pod holding
+// the keeper's Lease: what a leader counts is then in the metrics of a pod that stays.
+func webhookSettled(t *testing.T, e *framework.Env, d time.Duration) {
+	t.Helper()
+	webhookReady(t, e, d)
+	waitFor(t, d, "the old webhook pods gone and a current one leading", func() bool {
+		list, err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).List(framework.Context(t, time.Minute), metav1.ListOptions{LabelSelector: webhookSelector})
+		if err != nil {
+			return false
+		}
+		l, err := e.Kube.CoordinationV1().Leases(framework.PullpassNamespace).Get(framework.Context(t, time.Minute), keeperLease, metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return false
+		}
+		leads := false
+		for _, p := range list.Items {
+			if p.DeletionTimestamp != nil {
+				return false
+			}
+			leads = leads || strings.HasPrefix(*l.Spec.HolderIdentity, p.Name+"_")
+		}
+		return leads
+	})
+}
+
 // failOpens is the API server's count of admissions that went on without pullpass's answer.
 func failOpens(t *testing.T, e *framework.Env) float64 {
 	return e.APIServerMetric(t, "apiserver_admission_webhook_fail_open_count", func(l map[string]string) bool {
@@ -272,6 +297,13 @@ func TestHALeaderDeletedRotationStillReaches(t *testing.T) {
 	}
 	waitFor(t, time.Minute, "another replica leading", func() bool { h := holder(); return h != "" && h != leader })
 	t.Logf("leader %s, then %s", leader, holder())
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, ns := range namespaces {
+				t.Logf("pull secret %s", e.SecretWriters(t, ns, secret))
+			}
+		}
+	})
 	pw := "rotated-" + rand.String(6)
 	e.SetSourcePassword(t, reg.Name, pw)
 	for _, ns := range namespaces {

@@ -21,6 +21,9 @@ import (
 func TestPullAuthFailureCountedOncePerEpisode(t *testing.T) {
 	e := framework.Load(t)
 	ep := e.Deployed(t)
+	// An earlier test may have restarted the webhook: a count made by a leader on its way out
+	// goes with its pod (docs/observability.md), and this test is about one leader's count.
+	webhookSettled(t, e, 2*time.Minute)
 	e.CreateRegistry(t, framework.RegistryOptions{Name: "obs-wrong", Username: e.RegistryUsername, Password: "wrong-password"})
 	ns := e.Namespace(t, "obs", optIn)
 	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))

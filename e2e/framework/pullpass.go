@@ -280,6 +280,25 @@ func (e *Env) PullSecretPassword(t testing.TB, namespace, name string) (password
 	return entry.Password, string(s.UID)
 }
 
+// SecretWriters describes who last wrote a secret, for a failed test's output: its resource
+// version and each field manager with its operation and time (never the data).
+func (e *Env) SecretWriters(t testing.TB, namespace, name string) string {
+	t.Helper()
+	s, err := e.Kube.CoreV1().Secrets(namespace).Get(Context(t, time.Minute), name, metav1.GetOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	out := fmt.Sprintf("%s/%s resourceVersion %s, created %s", namespace, name, s.ResourceVersion, s.CreationTimestamp.Format(time.TimeOnly))
+	for _, m := range s.ManagedFields {
+		at := ""
+		if m.Time != nil {
+			at = m.Time.Format(time.TimeOnly)
+		}
+		out += fmt.Sprintf("; %s %s at %s", m.Manager, m.Operation, at)
+	}
+	return out
+}
+
 // APIServerWrites returns how many create, update and patch requests the API server has served
 // for a resource (all codes, no dry runs), from its own request counters.
 func (e *Env) APIServerWrites(t testing.TB, resource string) float64 {

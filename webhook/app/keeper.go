@@ -128,6 +128,9 @@ func runLeader(ctx context.Context, kube kubernetes.Interface, namespace, name s
 		mu       sync.Mutex
 		lastSeen time.Time
 		leading  bool
+		// term is held by each term's f: client-go runs OnStartedLeading in a goroutine it
+		// does not wait for, so a term won back quickly must wait for the last one's work.
+		term sync.Mutex
 	)
 	// While standing by, note the last renewal of whoever else holds the Lease.
 	go func() {
@@ -164,6 +167,8 @@ func runLeader(ctx context.Context, kube kubernetes.Interface, namespace, name s
 			Name:            name,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
+					term.Lock()
+					defer term.Unlock()
 					mu.Lock()
 					leading = true
 					seen := lastSeen

@@ -217,7 +217,7 @@ func (k *Keeper) work(ctx context.Context, q workqueue.TypedRateLimitingInterfac
 		q.Forget(name)
 	case apierrors.IsConflict(err):
 		// A stale cache: the object changed under us; try again with the new one.
-		k.cfg.Logger.Debug("conflict, retrying", "registry", name)
+		k.cfg.Logger.Info("conflict, retrying", "registry", name, "err", err)
 		q.AddRateLimited(name)
 	default:
 		k.cfg.Logger.Error("reconciling registry", "registry", name, "err", err)
@@ -308,9 +308,29 @@ func (k *Keeper) delete(ctx context.Context, s *corev1.Secret, why string) error
 }
 
 func (k *Keeper) update(ctx context.Context, have, want *corev1.Secret) error {
+	api := k.cfg.Client.CoreV1().Secrets(have.Namespace)
 	s := have.DeepCopy()
 	pullsecret.CopyInto(s, want)
-	if _, err := k.cfg.Client.CoreV1().Secrets(s.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: "pullpass-keeper"}); err != nil {
+	_, err := api.Update(ctx, s, metav1.UpdateOptions{FieldManager: "pullpass-keeper"})
+	if apierrors.IsConflict(err) {
+		// The cache is behind the API server (another writer, or a watch that lags): a rotation
+		// must not wait for it, so read the secret itself and write once more.
+		k.cfg.Logger.Info("pull secret changed since cached; reading it again", "namespace", have.Namespace, "secret", have.Name,
+			"cachedVersion", have.ResourceVersion)
+		cur, gerr := api.Get(ctx, have.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(gerr):
+			return nil // gone meanwhile: the next admission makes it again
+		case gerr != nil:
+			return fmt.Errorf("reading %s/%s: %w", have.Namespace, have.Name, gerr)
+		case !secrets.Owned(cur) || pullsecret.UpToDate(cur, want):
+			return nil
+		}
+		s = cur.DeepCopy()
+		pullsecret.CopyInto(s, want)
+		_, err = api.Update(ctx, s, metav1.UpdateOptions{FieldManager: "pullpass-keeper"})
+	}
+	if err != nil {
 		return fmt.Errorf("updating %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	k.cfg.Logger.Info("refreshed pull secret", "namespace", s.Namespace, "secret", s.Name)

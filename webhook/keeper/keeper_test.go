@@ -16,9 +16,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
@@ -167,6 +169,45 @@ func TestRotationUpdatesEveryNamespace(t *testing.T) {
 	}
 	if u, d := f.writes(); len(u) != 2 || len(d) != 0 {
 		t.Fatalf("updates %v deletes %v, want both namespaces updated", u, d)
+	}
+}
+
+// The cache lags the API server (another writer changed the secret, its watch event not here
+// yet): the rotation still lands in the same pass, from a fresh read, and the other writer's
+// labels stay.
+func TestStaleCacheConflictStillRotates(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	api := f.client.CoreV1().Secrets("a")
+	cur, err := api.Get(ctx, pullsecret.Name("r"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Labels["team"] = "shop"
+	cur.ResourceVersion = "2"
+	if _, err := api.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The API server refuses a write from a version it no longer holds, as it does.
+	f.client.PrependReactor("update", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		s := a.(k8stesting.UpdateAction).GetObject().(*corev1.Secret)
+		if s.Namespace == "a" && s.ResourceVersion != "2" {
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "secrets"}, s.Name, fmt.Errorf("stale version %q", s.ResourceVersion))
+		}
+		return false, nil, nil
+	})
+	f.client.ClearActions()
+	f.src.setPassword("p2")
+	if err := f.k.Reconcile(ctx, "r"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := api.Get(ctx, pullsecret.Name("r"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := f.src.Desired(ctx, f.regs["r"])
+	if !pullsecret.UpToDate(got, want) || got.Labels["team"] != "shop" {
+		t.Fatalf("namespace a after one pass: up to date %v, labels %v", pullsecret.UpToDate(got, want), got.Labels)
 	}
 }
 

@@ -38,6 +38,9 @@ type Config struct {
 	Now      func() time.Time
 	// GCPeriod is how often episodes of pods that are gone are dropped (default 1 min).
 	GCPeriod time.Duration
+	// EventWait is how long a pull failure seen at the start of a term waits for its Failed
+	// event, which says when it began, before the pod's creation time stands in (default 10 s).
+	EventWait time.Duration
 	// Observe, when set, is told the image of each new failure episode (the verifier logs in
 	// where pods fail to pull).
 	Observe func(image string)
@@ -47,11 +50,13 @@ type Config struct {
 type Watcher struct {
 	cfg Config
 
-	mu       sync.Mutex
-	seeding  bool
-	episodes map[key]*Episode
-	ended    map[key]time.Time // when an episode ended: older events do not reopen it
-	pods     cache.Store
+	mu         sync.Mutex
+	seeding    bool
+	countSince time.Time // this term's: see Run
+	seeded     time.Time // when this term's seeding ended
+	episodes   map[key]*Episode
+	ended      map[key]time.Time // when an episode ended: older events do not reopen it
+	pods       cache.Store
 }
 
 type key struct {
@@ -65,6 +70,13 @@ type Episode struct {
 	Reason                                     pullfailure.Reason
 	Since                                      time.Time
 	message                                    string
+	// firstPull is when the kubelet's Failed events say the pulls began (zero: no event yet).
+	// A pod's creation is no such sign: a pod created before a leader change can start
+	// failing after it.
+	firstPull time.Time
+	// undecided: seen while seeding with no Failed event yet; whether it is counted waits for
+	// its first event, or the next gc.
+	undecided bool
 }
 
 // New returns a Watcher.
@@ -81,17 +93,23 @@ func New(cfg Config) (*Watcher, error) {
 	if cfg.GCPeriod == 0 {
 		cfg.GCPeriod = time.Minute
 	}
+	if cfg.EventWait == 0 {
+		cfg.EventWait = 10 * time.Second
+	}
 	w := &Watcher{cfg: cfg, episodes: map[key]*Episode{}, ended: map[key]time.Time{}}
 	cfg.Metrics.source = w
 	return w, nil
 }
 
 // Run watches until ctx ends. Failures already under way when it starts are counted only when they
-// began after countSince: the last time the previous leader was seen alive, which counted those
-// before (zero: there was none, count them all).
+// may have begun after countSince: the last time the previous leader was seen alive, which counted
+// those before (zero: there was none, count them all). "May have": the kubelet's event times
+// carry whole seconds, and a failure missed is worse than one counted by both leaders of a
+// handover.
 func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
 	w.mu.Lock()
 	w.seeding = true
+	w.countSince = countSince
 	w.episodes, w.ended = map[key]*Episode{}, map[key]time.Time{}
 	w.mu.Unlock()
 
@@ -130,20 +148,27 @@ func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
 	}
 	w.mu.Lock()
 	w.seeding = false
-	counted := 0
+	w.seeded = w.cfg.Now()
+	counted, undecided := 0, 0
 	for _, e := range w.episodes {
 		// The pods were not all cached when the first events came: name the registry again.
 		e.Registry = w.cfg.Registry(e.Image, e.Namespace, w.pullSecrets(e.Namespace, e.Pod))
-		if e.Since.After(countSince) {
-			w.count(e)
+		if e.firstPull.IsZero() {
+			// A failing status and no event yet: the event is on its way (the kubelet writes
+			// both at once) and says when the pulls began.
+			e.undecided = true
+			undecided++
+			continue
+		}
+		if w.decide(e, e.firstPull) {
 			counted++
 		}
 	}
 	n := len(w.episodes)
 	w.mu.Unlock()
-	w.cfg.Logger.Info("watching image pulls", "failingNow", n, "countedAtStart", counted, "countSince", countSince)
+	w.cfg.Logger.Info("watching image pulls", "failingNow", n, "countedAtStart", counted, "undecided", undecided, "countSince", countSince)
 
-	t := time.NewTicker(w.cfg.GCPeriod)
+	t := time.NewTicker(min(w.cfg.GCPeriod, w.cfg.EventWait))
 	defer t.Stop()
 	for {
 		select {
@@ -175,7 +200,7 @@ func (w *Watcher) pod(o any) {
 		for _, s := range list {
 			k := key{p.UID, s.Name}
 			if msg, failing := pulling(s); failing {
-				w.observe(k, p.Namespace, p.Name, s.Name, s.Image, msg, w.cfg.Now(), p.CreationTimestamp.Time)
+				w.observe(k, p.Namespace, p.Name, s.Name, s.Image, msg, w.cfg.Now(), p.CreationTimestamp.Time, false)
 			} else {
 				w.end(k)
 			}
@@ -232,18 +257,28 @@ func (w *Watcher) event(o any) {
 	if first.IsZero() {
 		first = at
 	}
-	w.observe(key{ev.InvolvedObject.UID, c[1]}, ev.InvolvedObject.Namespace, ev.InvolvedObject.Name, c[1], img[1], ev.Message, at, first)
+	if !ev.EventTime.IsZero() && ev.EventTime.Time.Before(first) {
+		first = ev.EventTime.Time // events.k8s.io events: microseconds
+	}
+	w.observe(key{ev.InvolvedObject.UID, c[1]}, ev.InvolvedObject.Namespace, ev.InvolvedObject.Name, c[1], img[1], ev.Message, at, first, true)
 }
 
 // observe records that a container fails to pull (seen at, failing since about since): a new
-// episode is counted once.
-func (w *Watcher) observe(k key, namespace, pod, container, image, message string, at, since time.Time) {
+// episode is counted once. fromEvent: since is when the kubelet's pulls began (a Failed event),
+// not the pod's creation.
+func (w *Watcher) observe(k key, namespace, pod, container, image, message string, at, since time.Time, fromEvent bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if e, ok := w.episodes[k]; ok {
 		if e.Image == image {
 			if w.seeding && !since.IsZero() && since.Before(e.Since) {
 				e.Since = since // the earliest sign of the failure
+			}
+			if fromEvent && !since.IsZero() && (e.firstPull.IsZero() || since.Before(e.firstPull)) {
+				e.firstPull = since
+			}
+			if e.undecided && !e.firstPull.IsZero() {
+				w.decide(e, e.firstPull)
 			}
 			// The same episode: a retry. A better message refines an unclassified one.
 			if e.Reason == pullfailure.Other {
@@ -262,6 +297,9 @@ func (w *Watcher) observe(k key, namespace, pod, container, image, message strin
 	if w.seeding {
 		if !since.IsZero() {
 			e.Since = since
+			if fromEvent {
+				e.firstPull = since
+			}
 		}
 		w.episodes[k] = e
 		return // counted, or not, when seeding ends
@@ -272,6 +310,17 @@ func (w *Watcher) observe(k key, namespace, pod, container, image, message strin
 	if w.cfg.Observe != nil {
 		w.cfg.Observe(image)
 	}
+}
+
+// decide counts an episode under way at the start of the term when it may have begun (at
+// began, known to the second) after the previous leader was last seen; true when counted.
+func (w *Watcher) decide(e *Episode, began time.Time) bool {
+	e.undecided = false
+	if !w.countSince.IsZero() && !began.Truncate(time.Second).Add(time.Second).After(w.countSince) {
+		return false // the previous leader counted it
+	}
+	w.count(e)
+	return true
 }
 
 func (w *Watcher) count(e *Episode) {
@@ -299,9 +348,14 @@ func (w *Watcher) gc() {
 	for _, o := range w.pods.List() {
 		alive[o.(*corev1.Pod).UID] = true
 	}
-	for k := range w.episodes {
+	for k, e := range w.episodes {
 		if !alive[k.pod] {
 			delete(w.episodes, k)
+			continue
+		}
+		if e.undecided && w.cfg.Now().Sub(w.seeded) >= w.cfg.EventWait {
+			// No Failed event came: the pod's creation is the only time there is.
+			w.decide(e, e.Since)
 		}
 	}
 	for k := range w.ended {

@@ -56,6 +56,12 @@ func start(t *testing.T, objects ...any) *fixture {
 // startCounting starts a watcher whose previous leader was last seen at countSince.
 func startCounting(t *testing.T, countSince time.Time, objects ...any) *fixture {
 	t.Helper()
+	return startWaiting(t, countSince, 100*time.Millisecond, objects...)
+}
+
+// startWaiting is startCounting where a failure seen at the start waits eventWait for its event.
+func startWaiting(t *testing.T, countSince time.Time, eventWait time.Duration, objects ...any) *fixture {
+	t.Helper()
 	f := &fixture{client: fake.NewClientset(), reg: prometheus.NewRegistry()}
 	for _, o := range objects {
 		f.create(t, o)
@@ -64,7 +70,7 @@ func startCounting(t *testing.T, countSince time.Time, objects ...any) *fixture 
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.w, err = pullwatch.New(pullwatch.Config{Client: f.client, Metrics: m, GCPeriod: 50 * time.Millisecond,
+	f.w, err = pullwatch.New(pullwatch.Config{Client: f.client, Metrics: m, GCPeriod: 50 * time.Millisecond, EventWait: eventWait,
 		Registry: func(img, _ string, _ []corev1.LocalObjectReference) string {
 			if strings.HasPrefix(img, "registry.example.com/") {
 				return "example"
@@ -198,6 +204,48 @@ func TestFailuresBegunDuringHandoverAreCounted(t *testing.T) {
 	if got := f.scrape(t, "pullpass_image_pull_failures_total", "auth"); got != 1 {
 		t.Fatalf("failures = %v, want only the one begun during the handover", got)
 	}
+}
+
+// failedPull is the kubelet's Failed event for pod p's container "app", its pulls begun at first.
+func failedPull(p *corev1.Pod, first time.Time) *corev1.Event {
+	return &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: p.Name + ".failed", Namespace: p.Namespace}, Reason: "Failed",
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: p.Namespace, Name: p.Name, UID: p.UID, FieldPath: "spec.containers{app}"},
+		Message:        `Failed to pull image "registry.example.com/app:1": ` + unauthorized,
+		FirstTimestamp: metav1.NewTime(first), LastTimestamp: metav1.NewTime(first)}
+}
+
+// Seen on kind: a pod created just before the previous leader was last seen, whose pulls began
+// just after. Its creation says nothing about when it began failing; its Failed event does, to
+// the second, and the doubt goes to counting.
+func TestPodCreatedBeforeHandoverFailingAfterIsCounted(t *testing.T) {
+	countSince := time.Now().Add(-10 * time.Second)
+	early := pod("early", errPull(unauthorized))
+	early.CreationTimestamp = metav1.NewTime(countSince.Add(-3 * time.Second))
+	within := pod("within", errPull(unauthorized))
+	within.CreationTimestamp = metav1.NewTime(countSince.Add(-3 * time.Second))
+	before := pod("before", errPull(unauthorized))
+	before.CreationTimestamp = metav1.NewTime(countSince.Add(-3 * time.Second))
+	f := startCounting(t, countSince,
+		early, failedPull(early, countSince.Add(2*time.Second)),
+		within, failedPull(within, countSince), // the same second: may be after
+		before, failedPull(before, countSince.Add(-2*time.Second)))
+	eventually(t, "two counted", func() bool { return f.scrape(t, "pullpass_image_pull_failures_total", "auth") == 2 })
+	settle()
+	if got := f.scrape(t, "pullpass_image_pull_failures_total", "auth"); got != 2 {
+		t.Fatalf("failures = %v, want the two begun after (or in the second of) the handover", got)
+	}
+}
+
+// A failing pod seen while seeding whose Failed event comes only after: the event decides.
+func TestFailingStatusWaitsForItsEvent(t *testing.T) {
+	countSince := time.Now().Add(-10 * time.Second)
+	p := pod("slow", errPull(unauthorized))
+	p.CreationTimestamp = metav1.NewTime(countSince.Add(-time.Minute))
+	f := startWaiting(t, countSince, time.Hour, p)
+	eventually(t, "tracked", func() bool { return f.scrape(t, "pullpass_image_pulls_failing", "auth") == 1 })
+	settle() // a few gc rounds: none may decide before the event
+	f.create(t, failedPull(p, countSince.Add(5*time.Second)))
+	eventually(t, "counted from its event", func() bool { return f.scrape(t, "pullpass_image_pull_failures_total", "auth") == 1 })
 }
 
 func TestEventAloneStartsAnEpisodeAndStaleEventsDoNotReopen(t *testing.T) {
