@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/pullpass/pullpass/e2e/framework"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
@@ -151,4 +152,33 @@ func TestKeeperRestartLosesNothing(t *testing.T) {
 		}
 		return pw == "changed-while-down"
 	})
+}
+
+// A pull secret somebody deletes (kubectl delete secret) comes back within seconds while its
+// namespace is served: pods admitted with it before keep pulling (on a restart, on another node).
+func TestKeeperMakesADeletedPullSecretAgain(t *testing.T) {
+	e := framework.Load(t)
+	e.Deployed(t)
+	reg := e.CreateRegistry(t, framework.RegistryOptions{Name: "keep-deleted"})
+	secret := "pullpass-" + reg.Name
+	ns := e.Namespace(t, "keep-deleted", optIn)
+	e.WaitServed(t, ns, secret)
+	e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
+	waitFor(t, 30*time.Second, "the pull secret made", func() bool { return !e.SecretGone(t, ns, secret) })
+	_, before := e.PullSecretPassword(t, ns, secret)
+	if err := e.Kube.CoreV1().Secrets(ns).Delete(framework.Context(t, time.Minute), secret, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	waitFor(t, 30*time.Second, "the pull secret made again", func() bool {
+		pw, uid := e.PullSecretPassword(t, ns, secret)
+		return uid != "" && uid != before && pw == e.RegistryPassword
+	})
+	t.Logf("made again %s after it was deleted", time.Since(deleted).Round(100*time.Millisecond))
+	// No admission made it (none happened since): the keeper did. A pod whose image no node has
+	// yet (a tag of its own) pulls with it.
+	img := e.Registry + "/e2e/keep-deleted:" + rand.String(6)
+	e.CopyImage(t, e.Image, img)
+	p := e.CreatePod(t, e.Pod(ns, framework.PodOptions{Image: img}))
+	e.WaitRunning(t, ns, p.Name)
 }

@@ -12,36 +12,8 @@ CRANE=$TOOLS_BIN/crane
 HELM=$TOOLS_BIN/helm
 export SSL_CERT_FILE=$REGISTRY_CA
 
-# Images: tagged by the binaries' content, so a changed build rolls the pods and an unchanged
-# one does not.
-work=$(mktemp -d "$E2E_DIR/deploy.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-for cmd in pullpass-webhook pullpass-agent pullpass-credential-provider; do
-  (cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/$cmd" "./cmd/$cmd")
-done
-tag=dev-$(cat "$work"/* | sha256sum | cut -c1-12)
-WEBHOOK_REPO=$REGISTRY/pullpass/pullpass-webhook
-AGENT_REPO=$REGISTRY/pullpass/pullpass-agent
-if ! "$CRANE" digest "$WEBHOOK_REPO:$tag" >/dev/null 2>&1; then
-  build_image_of "$WEBHOOK_REPO:$tag" 65532 /pullpass-webhook cmd/pullpass-webhook
-  log "pushed $WEBHOOK_REPO:$tag"
-fi
-if ! "$CRANE" digest "$AGENT_REPO:$tag" >/dev/null 2>&1; then
-  build_image_of "$AGENT_REPO:$tag" 0 /pullpass-agent cmd/pullpass-agent cmd/pullpass-credential-provider
-  log "pushed $AGENT_REPO:$tag"
-fi
-
-# pullpass's own images are in the private registry too: a hand-made pull secret for them.
-kubectl_e2e create namespace pullpass --dry-run=client -o yaml | kubectl_e2e apply -f - >/dev/null
-kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-server="$REGISTRY" \
-  --docker-username="$REGISTRY_USERNAME" --docker-password="$REGISTRY_PASSWORD" --dry-run=client -o yaml |
-  kubectl_e2e apply -f - >/dev/null
-
-# The Prometheus Operator's CRDs (the chart's monitoring objects need them).
-install_operator_crds
-# pullpass's own CRD: helm installs crds/ on the first install only, and a deploy over an existing
-# cluster must bring a changed schema (as an upgrade's first step would: see the chart's notes).
-kubectl_e2e apply --server-side --force-conflicts -f "$repo_root/charts/pullpass/crds/" >/dev/null
+push_pullpass_images "$REGISTRY" "$REGISTRY"
+prepare_pullpass_namespace
 
 "$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_ADMIN" \
   --namespace pullpass --create-namespace \

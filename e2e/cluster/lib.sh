@@ -76,21 +76,55 @@ start() {
   log "started $name (pid $!)"
 }
 
-# build_image_of REF USER ENTRYPOINT CMDDIR...: the static binaries of CMDDIRs (named after their
-# directories) in one layer, running as USER: pullpass's own images.
-build_image_of() {
-  local ref=$1 user=$2 entry=$3 work d names=()
-  shift 3
-  work=$(mktemp -d "$E2E_DIR/image.XXXXXX")
-  for d in "$@"; do
-    (cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/$(basename "$d")" "./$d")
-    names+=("$(basename "$d")")
-  done
-  tar -C "$work" --owner=0 --group=0 -cf "$work/layer.tar" "${names[@]}"
+# image_of_binaries REF USER ENTRYPOINT DIR NAME...: the binaries DIR/NAME... in one layer,
+# running as USER, pushed as REF: pullpass's own images.
+image_of_binaries() {
+  local ref=$1 user=$2 entry=$3 dir=$4
+  shift 4
   mkdir -p "$LOGS"
-  "$CRANE" append --platform linux/amd64 -f "$work/layer.tar" -t "$ref" >>"$LOGS/images.log" 2>&1
+  tar -C "$dir" --owner=0 --group=0 -cf "$dir/layer-$user.tar" "$@"
+  "$CRANE" append --platform linux/amd64 -f "$dir/layer-$user.tar" -t "$ref" >>"$LOGS/images.log" 2>&1
   "$CRANE" mutate --set-platform linux/amd64 --user "$user" --entrypoint "$entry" "$ref" -t "$ref" >>"$LOGS/images.log" 2>&1
+  rm -f "$dir/layer-$user.tar"
+}
+
+# push_pullpass_images PUSH PULL: builds pullpass's binaries from this checkout once and pushes
+# its webhook and agent images to the registry at PUSH (as this side reaches it) unless they are
+# there already. They are tagged by the binaries' content, so a changed build rolls the pods and
+# an unchanged one does not. Sets WEBHOOK_REPO and AGENT_REPO (as the cluster pulls them, at
+# PULL) and tag.
+push_pullpass_images() {
+  local push=$1 pull=$2 work cmd
+  work=$(mktemp -d "$E2E_DIR/images.XXXXXX")
+  for cmd in pullpass-webhook pullpass-agent pullpass-credential-provider; do
+    (cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/$cmd" "./cmd/$cmd")
+  done
+  tag=dev-$(cat "$work"/pullpass-* | sha256sum | cut -c1-12)
+  WEBHOOK_REPO=$pull/pullpass/pullpass-webhook
+  AGENT_REPO=$pull/pullpass/pullpass-agent
+  if ! "$CRANE" digest "$push/pullpass/pullpass-webhook:$tag" >/dev/null 2>&1; then
+    image_of_binaries "$push/pullpass/pullpass-webhook:$tag" 65532 /pullpass-webhook "$work" pullpass-webhook
+    log "pushed $WEBHOOK_REPO:$tag"
+  fi
+  if ! "$CRANE" digest "$push/pullpass/pullpass-agent:$tag" >/dev/null 2>&1; then
+    image_of_binaries "$push/pullpass/pullpass-agent:$tag" 0 /pullpass-agent "$work" pullpass-agent pullpass-credential-provider
+    log "pushed $AGENT_REPO:$tag"
+  fi
   rm -rf "$work"
+}
+
+# prepare_pullpass_namespace: the pullpass namespace with a hand-made pull secret for pullpass's
+# own images (they are in the private registry too), the Prometheus Operator's CRDs (the chart's
+# monitoring objects need them) and pullpass's own CRD (helm installs crds/ on the first install
+# only; a deploy over an existing cluster must bring a changed schema, as an upgrade's first step
+# would: see the chart's notes).
+prepare_pullpass_namespace() {
+  kubectl_e2e create namespace pullpass --dry-run=client -o yaml | kubectl_e2e apply -f - >/dev/null
+  kubectl_e2e -n pullpass create secret docker-registry pullpass-images --docker-server="$REGISTRY" \
+    --docker-username="$REGISTRY_USERNAME" --docker-password="$REGISTRY_PASSWORD" --dry-run=client -o yaml |
+    kubectl_e2e apply -f - >/dev/null
+  install_operator_crds
+  kubectl_e2e apply --server-side --force-conflicts -f "$repo_root/charts/pullpass/crds/" >/dev/null
 }
 
 # provider_config_sum: what the kubelet read of its credential provider config when it started.

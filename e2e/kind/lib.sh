@@ -10,7 +10,7 @@
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 KIND_DIR=${KIND_DIR:-$repo_root/_output/kind}
-# The harness's helpers (build_image_of, install_placeholder_provider, provider_config_sum)
+# The harness's helpers (push_pullpass_images, install_placeholder_provider, provider_config_sum)
 # work on $E2E_DIR: here, the kind dir.
 E2E_DIR=$KIND_DIR
 . "$repo_root/e2e/cluster/lib.sh"

@@ -260,14 +260,14 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	// The leader keeps pull secrets fresh, grants the node agents their sources and counts pull
 	// failures: one replica at a time.
 	go runLeader(ctx, kube, o.Namespace, "pullpass-keeper", log.With("component", "leader"), func(ctx context.Context, previousLeaderSeen time.Time) {
+		// Each part's term ends before the next term can begin (runLeader waits for this).
+		var terms sync.WaitGroup
 		if watcher != nil {
-			go watcher.Run(ctx, previousLeaderSeen)
+			terms.Go(func() { watcher.Run(ctx, previousLeaderSeen) })
 		}
 		if roleKeeper != nil {
-			go roleKeeper.Run(ctx, time.Minute)
+			terms.Go(func() { roleKeeper.Run(ctx, time.Minute) })
 		}
-		// The verifier's term ends before the next can begin.
-		var terms sync.WaitGroup
 		if verifier != nil {
 			terms.Go(func() { verifier.Run(ctx) })
 		}

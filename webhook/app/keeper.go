@@ -60,7 +60,15 @@ func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources []ca
 			k.Enqueue(s.Labels[secrets.LabelRegistry])
 		}
 	}
-	_, _ = managed.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: byLabel, UpdateFunc: func(_, n any) { byLabel(n) }, DeleteFunc: byLabel})
+	deleted := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if s, ok := obj.(*corev1.Secret); ok && s.Labels[secrets.LabelRole] == secrets.RolePullSecret {
+			k.Deleted(s.Namespace, s.Labels[secrets.LabelRegistry])
+		}
+	}
+	_, _ = managed.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: byLabel, UpdateFunc: func(_, n any) { byLabel(n) }, DeleteFunc: deleted})
 
 	_, _ = namespaces.AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(o, n any) {
 		on, ok1 := o.(*corev1.Namespace)
@@ -170,6 +178,12 @@ func runLeader(ctx context.Context, kube kubernetes.Interface, namespace, name s
 					term.Lock()
 					defer term.Unlock()
 					mu.Lock()
+					if ctx.Err() != nil {
+						// This term ended while the last one's work was finishing (client-go
+						// cancels it before OnStoppedLeading): nothing to lead.
+						mu.Unlock()
+						return
+					}
 					leading = true
 					seen := lastSeen
 					mu.Unlock()

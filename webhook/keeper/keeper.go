@@ -36,8 +36,10 @@ type Registries interface {
 	List() []*v1alpha1.Registry
 }
 
-// StatusWriter writes a Registry's status (registryclient.Client does).
-type StatusWriter interface {
+// RegistryAPI reads a Registry from the API server and writes its status (registryclient.Client
+// does). Reads happen only before a deletion, which the cache alone never decides.
+type RegistryAPI interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*v1alpha1.Registry, error)
 	UpdateStatus(ctx context.Context, r *v1alpha1.Registry, opts metav1.UpdateOptions) (*v1alpha1.Registry, error)
 }
 
@@ -52,7 +54,7 @@ type Desired interface {
 // Config configures the Keeper.
 type Config struct {
 	Client       kubernetes.Interface
-	RegistryAPI  StatusWriter
+	RegistryAPI  RegistryAPI
 	Registries   Registries
 	Desired      Desired
 	Managed      corelisters.SecretLister
@@ -82,6 +84,12 @@ type Keeper struct {
 
 	mu    sync.Mutex
 	queue workqueue.TypedRateLimitingInterface[string] // nil between terms
+	// gone: per registry, the namespaces whose pull secret somebody else deleted during this
+	// term; reconcile makes them again where the registry still serves the namespace.
+	gone map[string]map[string]bool
+	// deleting: the pull secrets this keeper deletes itself ("namespace/registry"), which are
+	// not to come back.
+	deleting sync.Map
 }
 
 // New returns a Keeper.
@@ -125,6 +133,51 @@ func (k *Keeper) Enqueue(registry string) {
 	}
 }
 
+// Deleted tells the keeper that a registry's pull secret went from a namespace. Unless the
+// keeper deleted it, it comes back while the registry serves the namespace: pods admitted with it
+// must still pull after a kubectl delete. Between terms it does nothing.
+func (k *Keeper) Deleted(namespace, registry string) {
+	if _, own := k.deleting.LoadAndDelete(namespace + "/" + registry); own {
+		return
+	}
+	k.mu.Lock()
+	q := k.queue
+	if q != nil {
+		if k.gone[registry] == nil {
+			k.gone[registry] = map[string]bool{}
+		}
+		k.gone[registry][namespace] = true
+	}
+	k.mu.Unlock()
+	if q != nil {
+		q.Add(registry)
+	}
+}
+
+// takeGone returns and forgets the namespaces whose pull secret of registry went.
+func (k *Keeper) takeGone(registry string) map[string]bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	g := k.gone[registry]
+	delete(k.gone, registry)
+	return g
+}
+
+// putGone keeps namespaces for a later pass, during this term only.
+func (k *Keeper) putGone(registry string, gone map[string]bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.gone == nil {
+		return
+	}
+	if k.gone[registry] == nil {
+		k.gone[registry] = map[string]bool{}
+	}
+	for ns := range gone {
+		k.gone[registry][ns] = true
+	}
+}
+
 // EnqueueAll asks for every known registry, and every registry that still has pull secrets.
 func (k *Keeper) EnqueueAll() {
 	q := k.current()
@@ -153,10 +206,12 @@ func (k *Keeper) Run(ctx context.Context) {
 		panic("keeper: Run called while a term is under way")
 	}
 	k.queue = q
+	k.gone = map[string]map[string]bool{}
+	k.deleting.Clear() // deletions of an earlier term whose events went elsewhere
 	k.mu.Unlock()
 	defer func() {
 		k.mu.Lock()
-		k.queue = nil
+		k.queue, k.gone = nil, nil
 		k.mu.Unlock()
 		q.ShutDown()
 	}()
@@ -199,11 +254,11 @@ func (k *Keeper) work(ctx context.Context, q workqueue.TypedRateLimitingInterfac
 	defer q.Done(name)
 	retry, err := k.reconcile(ctx, name)
 	if retry && err == nil && ctx.Err() == nil {
-		// No usable credentials: try again with back-off, and do not wait for the next change
-		// or resync. A source Secret created a moment before its Registry may not be in the
-		// informer's cache yet; an ECR token fetched meanwhile by an admission must still get
-		// its refresh scheduled here.
-		k.cfg.Logger.Debug("no usable credentials yet, retrying", "registry", name)
+		// No usable credentials, or a cache behind the API server: try again with back-off, and
+		// do not wait for the next change or resync. A source Secret created a moment before its
+		// Registry may not be in the informer's cache yet; an ECR token fetched meanwhile by an
+		// admission must still get its refresh scheduled here.
+		k.cfg.Logger.Debug("not ready yet, retrying", "registry", name)
 		q.AddRateLimited(name)
 		return true
 	}
@@ -233,19 +288,34 @@ func (k *Keeper) Reconcile(ctx context.Context, name string) error {
 }
 
 // reconcile is Reconcile; retry is true when the registry's source gave no usable credentials
-// (a Secret not in the informer's cache yet, an ECR call that failed with no token to keep).
+// (a Secret not in the informer's cache yet, an ECR call that failed with no token to keep), or
+// the caches are behind the API server.
+//
+// Deletions are decided by the API server, never by the caches alone: another replica admits pods
+// with its own caches, and a pull secret it made for a Registry or namespace this replica has not
+// seen yet is no leftover. Deleting it would fail the pod it was made for.
 func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ error) {
 	existing, err := k.cfg.Managed.List(labels.SelectorFromSet(labels.Set{secrets.LabelRegistry: name, secrets.LabelRole: secrets.RolePullSecret}))
 	if err != nil {
 		return false, err
 	}
 	reg, ok := k.cfg.Registries.Get(name)
+	if !ok && len(existing) > 0 {
+		switch _, err := k.cfg.RegistryAPI.Get(ctx, name, metav1.GetOptions{}); {
+		case err == nil:
+			k.cfg.Logger.Debug("registry not cached yet", "registry", name)
+			return true, nil
+		case !apierrors.IsNotFound(err):
+			return false, fmt.Errorf("reading registry %s: %w", name, err)
+		}
+	}
 	if !ok {
 		// The registry is gone: so are its pull secrets, and any token kept for it.
 		if f, ok := k.cfg.Desired.(interface{ Forget(string) }); ok {
 			f.Forget(name)
 		}
 		k.cfg.Metrics.Forget(name)
+		k.takeGone(name)
 		var errs []error
 		for _, s := range existing {
 			errs = append(errs, k.delete(ctx, s, "registry removed"))
@@ -278,30 +348,130 @@ func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ erro
 			mu.Unlock()
 		}()
 	}
-	for _, s := range existing {
-		ns, err := k.cfg.Namespaces.Get(s.Namespace)
-		if err != nil || !k.cfg.Policy.NamespaceServed(ns) || !inject.RegistryServes(reg, ns) {
-			do(func() error { return k.delete(ctx, s, "namespace no longer served") }, false)
-			continue
-		}
+	served := func(ns *corev1.Namespace) bool {
+		return k.cfg.Policy.NamespaceServed(ns) && inject.RegistryServes(reg, ns)
+	}
+	keep := func(s *corev1.Secret) {
 		kept++
 		if !usable || pullsecret.UpToDate(s, want) {
 			// With no readable source, the last good credentials stay until it is fixed.
-			continue
+			return
 		}
 		do(func() error { return k.update(ctx, s, want) }, true)
 	}
+	var unserved []*corev1.Secret
+	for _, s := range existing {
+		ns, err := k.cfg.Namespaces.Get(s.Namespace)
+		switch {
+		case err == nil && ns.DeletionTimestamp != nil:
+			do(func() error { return k.delete(ctx, s, "namespace deleted") }, false)
+		case err != nil || !served(ns):
+			unserved = append(unserved, s)
+		default:
+			keep(s)
+		}
+	}
+	// errs belongs to the writes in flight until wg.Wait: this goroutine's own go to mine.
+	behind, mine := k.deleteUnserved(ctx, reg, unserved, served, keep, do)
+	if gone := k.takeGone(name); len(gone) > 0 {
+		if !usable || behind {
+			k.putGone(name, gone) // for when the source is readable, or the caches agree
+		} else {
+			for _, s := range existing {
+				delete(gone, s.Namespace)
+			}
+			mine = errors.Join(mine, k.recreate(ctx, want, gone, served, do))
+		}
+	}
 	wg.Wait()
+	errs = append(errs, mine)
+	if behind {
+		return true, errors.Join(errs...) // the status waits for caches that agree
+	}
 	errs = append(errs, k.status(ctx, reg, srcErr, usable, kept, refreshed))
 	return !usable, errors.Join(errs...)
 }
 
+// deleteUnserved deletes the pull secrets the caches say reg no longer serves, once the API
+// server agrees: the Registry's spec is the one cached (else behind is true and nothing goes), and
+// each namespace is read from the API server. A namespace served after all keeps its secret.
+func (k *Keeper) deleteUnserved(ctx context.Context, reg *v1alpha1.Registry, unserved []*corev1.Secret,
+	served func(*corev1.Namespace) bool, keep func(*corev1.Secret), do func(func() error, bool)) (behind bool, _ error) {
+	if len(unserved) == 0 {
+		return false, nil
+	}
+	cur, err := k.cfg.RegistryAPI.Get(ctx, reg.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return true, nil // deleted meanwhile: the next pass removes all its secrets
+	case err != nil:
+		return false, fmt.Errorf("reading registry %s: %w", reg.Name, err)
+	case cur.UID != reg.UID || cur.Generation != reg.Generation:
+		// Its spec (selector, delivery) changed since cached; status writes do not count.
+		k.cfg.Logger.Debug("registry cache behind, not deleting yet", "registry", reg.Name)
+		return true, nil
+	}
+	var errs []error
+	for _, s := range unserved {
+		ns, err := k.cfg.Client.CoreV1().Namespaces().Get(ctx, s.Namespace, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			do(func() error { return k.delete(ctx, s, "namespace deleted") }, false)
+		case err != nil:
+			errs = append(errs, fmt.Errorf("reading namespace %s: %w", s.Namespace, err))
+		case ns.DeletionTimestamp != nil || !served(ns):
+			do(func() error { return k.delete(ctx, s, "namespace no longer served") }, false)
+		default:
+			keep(s) // the namespace cache is behind
+		}
+	}
+	return false, errors.Join(errs...)
+}
+
+// recreate makes a registry's pull secret again in the namespaces it went from, where the API
+// server says the registry still serves the namespace (a namespace being deleted takes its
+// secrets with it; one that opted out has no use for them).
+func (k *Keeper) recreate(ctx context.Context, want *corev1.Secret, gone map[string]bool, served func(*corev1.Namespace) bool, do func(func() error, bool)) error {
+	var errs []error
+	for name := range gone {
+		if ns, err := k.cfg.Namespaces.Get(name); err == nil && ns.DeletionTimestamp != nil {
+			continue
+		}
+		ns, err := k.cfg.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			errs = append(errs, fmt.Errorf("reading namespace %s: %w", name, err))
+			continue
+		case ns.DeletionTimestamp != nil || !served(ns):
+			continue
+		}
+		s := want.DeepCopy()
+		s.Namespace = name
+		do(func() error {
+			_, err := k.cfg.Client.CoreV1().Secrets(name).Create(ctx, s, metav1.CreateOptions{FieldManager: "pullpass-keeper"})
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating %s/%s: %w", name, s.Name, err)
+			}
+			k.cfg.Logger.Info("made a deleted pull secret again", "namespace", name, "secret", s.Name)
+			return nil
+		}, false)
+	}
+	return errors.Join(errs...)
+}
+
 func (k *Keeper) delete(ctx context.Context, s *corev1.Secret, why string) error {
+	own := s.Namespace + "/" + s.Labels[secrets.LabelRegistry]
+	k.deleting.Store(own, true)
 	err := k.cfg.Client.CoreV1().Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{
 		Preconditions: &metav1.Preconditions{UID: &s.UID},
 	})
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		return fmt.Errorf("deleting %s/%s: %w", s.Namespace, s.Name, err)
+	if err != nil {
+		k.deleting.Delete(own) // not this keeper's deletion: gone already, or another secret now
+		if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return fmt.Errorf("deleting %s/%s: %w", s.Namespace, s.Name, err)
+		}
 	}
 	k.cfg.Logger.Info("deleted pull secret", "namespace", s.Namespace, "secret", s.Name, "why", why)
 	return nil

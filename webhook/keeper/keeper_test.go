@@ -65,13 +65,27 @@ func (d *desired) Desired(_ context.Context, reg *v1alpha1.Registry) (*corev1.Se
 func (d *desired) ExpiresAt(context.Context, *v1alpha1.Registry) time.Time { return time.Time{} }
 func (d *desired) NextRefresh(string) time.Time                            { return time.Time{} }
 
-// statusRecorder records the keeper's status writes.
+// statusRecorder records the keeper's status writes, and answers reads from api: the API
+// server's Registries, the cache's own map unless a test makes them differ.
 type statusRecorder struct {
+	mu      sync.Mutex
 	updates []*v1alpha1.Registry
+	api     registries
+}
+
+func (s *statusRecorder) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.updates) }
+
+func (s *statusRecorder) Get(_ context.Context, name string, _ metav1.GetOptions) (*v1alpha1.Registry, error) {
+	if r, ok := s.api[name]; ok {
+		return r.DeepCopy(), nil
+	}
+	return nil, apierrors.NewNotFound(schema.GroupResource{Group: v1alpha1.GroupName, Resource: "registries"}, name)
 }
 
 func (s *statusRecorder) UpdateStatus(_ context.Context, r *v1alpha1.Registry, _ metav1.UpdateOptions) (*v1alpha1.Registry, error) {
+	s.mu.Lock()
 	s.updates = append(s.updates, r.DeepCopy())
+	s.mu.Unlock()
 	return r, nil
 }
 
@@ -94,11 +108,14 @@ func setup(t *testing.T) *fixture {
 		ns:      cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{}),
 		regs:    registries{"r": {ObjectMeta: metav1.ObjectMeta{Name: "r", Generation: 1}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"r.io"}}}},
 		src:     &desired{password: "p1"},
-		status:  &statusRecorder{},
 	}
+	f.status = &statusRecorder{api: f.regs}
 	for _, n := range []string{"a", "b"} {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n, Annotations: map[string]string{inject.Annotation: inject.Enabled}}}
 		_ = f.ns.Add(ns)
+		if _, err := f.client.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 		s, _ := pullsecret.Build(n, f.regs["r"], secrets.Credentials{Username: "u", Password: "p1"})
 		_ = f.managed.Add(s)
 		if _, err := f.client.CoreV1().Secrets(n).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
@@ -124,6 +141,9 @@ func setup(t *testing.T) *fixture {
 
 func (f *fixture) writes() (updates, deletes []string) {
 	for _, a := range f.client.Actions() {
+		if a.GetResource().Resource != "secrets" {
+			continue
+		}
 		switch a.GetVerb() {
 		case "update":
 			updates = append(updates, a.GetNamespace())
@@ -211,12 +231,80 @@ func TestStaleCacheConflictStillRotates(t *testing.T) {
 	}
 }
 
+// Another replica admitted pods with caches ahead of this one's: a Registry, a namespace, or a
+// Registry's new selector this replica has not seen yet. The pull secrets made for them stay (the
+// pods were admitted with them), and go only once the API server says they should.
+func TestCachesBehindTheAPIServerDeleteNothing(t *testing.T) {
+	ctx := context.Background()
+	t.Run("registry not cached yet", func(t *testing.T) {
+		f := setup(t)
+		f.status.api = registries{"r": f.regs["r"]}
+		delete(f.regs, "r")
+		if err := f.k.Reconcile(ctx, "r"); err != nil {
+			t.Fatal(err)
+		}
+		if _, d := f.writes(); len(d) != 0 {
+			t.Fatalf("deleted %v for a Registry the API server has", d)
+		}
+		delete(f.status.api, "r")
+		if err := f.k.Reconcile(ctx, "r"); err != nil {
+			t.Fatal(err)
+		}
+		if _, d := f.writes(); len(d) != 2 {
+			t.Fatalf("deleted %v once the Registry was gone, want a and b", d)
+		}
+	})
+	t.Run("namespace not cached yet", func(t *testing.T) {
+		f := setup(t)
+		_ = f.ns.Delete(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "a"}})
+		if err := f.k.Reconcile(ctx, "r"); err != nil {
+			t.Fatal(err)
+		}
+		if _, d := f.writes(); len(d) != 0 {
+			t.Fatalf("deleted %v in a namespace the API server serves", d)
+		}
+		if n := f.status.updates[len(f.status.updates)-1].Status.Namespaces; n != 2 {
+			t.Fatalf("status counts %d namespaces, want 2", n)
+		}
+	})
+	t.Run("selector not cached yet", func(t *testing.T) {
+		f := setup(t)
+		// The cache still has a selector that the API server's Registry (generation 2) dropped.
+		newer := f.regs["r"].DeepCopy()
+		newer.Generation = 2
+		f.status.api = registries{"r": newer}
+		old := f.regs["r"].DeepCopy()
+		old.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "shop"}}
+		f.regs["r"] = old
+		if err := f.k.Reconcile(ctx, "r"); err != nil {
+			t.Fatal(err)
+		}
+		if _, d := f.writes(); len(d) != 0 {
+			t.Fatalf("deleted %v by a stale selector", d)
+		}
+		if len(f.status.updates) != 0 {
+			t.Fatalf("status written from a stale spec: %+v", f.status.updates[0].Status)
+		}
+		// Once the API server has the selector too, the secrets go.
+		f.status.api["r"] = old
+		if err := f.k.Reconcile(ctx, "r"); err != nil {
+			t.Fatal(err)
+		}
+		if _, d := f.writes(); len(d) != 2 {
+			t.Fatalf("deleted %v, want a and b once the selector is the API server's", d)
+		}
+	})
+}
+
 func TestOptOutAndRegistryRemovalDelete(t *testing.T) {
 	f := setup(t)
 	ns, _, _ := f.ns.GetByKey("a")
 	opted := ns.(*corev1.Namespace).DeepCopy()
 	delete(opted.Annotations, inject.Annotation)
 	_ = f.ns.Update(opted)
+	if _, err := f.client.CoreV1().Namespaces().Update(context.Background(), opted, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
 		t.Fatal(err)
 	}
@@ -279,6 +367,74 @@ pullpass_credentials_refresh_errors_total{reason="SourceSecretMissing",registry=
 	}
 	if n, _ := testutil.GatherAndCount(f.reg); n != 0 {
 		t.Fatalf("%d series left for a removed registry", n)
+	}
+}
+
+func (f *fixture) creates() []string {
+	var out []string
+	for _, a := range f.client.Actions() {
+		if a.GetResource().Resource == "secrets" && a.GetVerb() == "create" {
+			out = append(out, a.GetNamespace())
+		}
+	}
+	return out
+}
+
+// A pull secret somebody deletes (kubectl delete secret) comes back while its namespace is
+// served: pods admitted with it must still pull. One the keeper deleted itself does not.
+func TestDeletedPullSecretComesBack(t *testing.T) {
+	f := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.k.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("not %s; actions %v", what, f.client.Actions())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("the term's first pass", func() bool { return f.status.count() > 0 })
+	name := pullsecret.Name("r")
+	// Somebody deletes a's pull secret; the informer tells the keeper.
+	if err := f.client.CoreV1().Secrets("a").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: name}})
+	f.src.setPassword("p2") // and the source moved on meanwhile
+	f.k.Deleted("a", "r")
+	waitFor("a's pull secret made again", func() bool { return slices.Contains(f.creates(), "a") })
+	got, err := f.client.CoreV1().Secrets("a").Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := f.src.Desired(ctx, f.regs["r"])
+	if !pullsecret.UpToDate(got, want) {
+		t.Fatal("made again with old credentials")
+	}
+
+	// b opts out: the keeper deletes its pull secret, which stays gone.
+	ns, _, _ := f.ns.GetByKey("b")
+	opted := ns.(*corev1.Namespace).DeepCopy()
+	delete(opted.Annotations, inject.Annotation)
+	_ = f.ns.Update(opted)
+	if _, err := f.client.CoreV1().Namespaces().Update(ctx, opted, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.k.Enqueue("r")
+	waitFor("b's pull secret deleted", func() bool { _, d := f.writes(); return slices.Contains(d, "b") })
+	_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: name}})
+	f.k.Deleted("b", "r")
+	// And one deleted by somebody in a namespace that opted out stays gone too.
+	f.k.Deleted("b", "r")
+	f.k.Enqueue("r")
+	time.Sleep(300 * time.Millisecond)
+	if slices.Contains(f.creates(), "b") {
+		t.Fatal("b's pull secret made again after b opted out")
 	}
 }
 

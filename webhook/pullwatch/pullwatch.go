@@ -53,7 +53,6 @@ type Watcher struct {
 	mu         sync.Mutex
 	seeding    bool
 	countSince time.Time // this term's: see Run
-	seeded     time.Time // when this term's seeding ended
 	episodes   map[key]*Episode
 	ended      map[key]time.Time // when an episode ended: older events do not reopen it
 	pods       cache.Store
@@ -93,7 +92,7 @@ func New(cfg Config) (*Watcher, error) {
 	if cfg.GCPeriod == 0 {
 		cfg.GCPeriod = time.Minute
 	}
-	if cfg.EventWait == 0 {
+	if cfg.EventWait <= 0 {
 		cfg.EventWait = 10 * time.Second
 	}
 	w := &Watcher{cfg: cfg, episodes: map[key]*Episode{}, ended: map[key]time.Time{}}
@@ -143,24 +142,29 @@ func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
 	})
 	podFactory.Start(ctx.Done())
 	eventFactory.Start(ctx.Done())
+	defer podFactory.Shutdown()
+	defer eventFactory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), podReg.HasSynced, eventReg.HasSynced) {
 		return
 	}
 	w.mu.Lock()
 	w.seeding = false
-	w.seeded = w.cfg.Now()
 	counted, undecided := 0, 0
 	for _, e := range w.episodes {
 		// The pods were not all cached when the first events came: name the registry again.
 		e.Registry = w.cfg.Registry(e.Image, e.Namespace, w.pullSecrets(e.Namespace, e.Pod))
-		if e.firstPull.IsZero() {
-			// A failing status and no event yet: the event is on its way (the kubelet writes
-			// both at once) and says when the pulls began.
+		if e.firstPull.IsZero() && !w.mayBeAfter(e.Since) {
+			// A pod older than the handover, failing, and no event yet: the event is on its
+			// way (the kubelet writes both at once) and says when the pulls began.
 			e.undecided = true
 			undecided++
 			continue
 		}
-		if w.decide(e, e.firstPull) {
+		began := e.firstPull
+		if began.IsZero() {
+			began = e.Since // the pod was created after the handover: so was its failure
+		}
+		if w.decide(e, began) {
 			counted++
 		}
 	}
@@ -168,14 +172,15 @@ func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
 	w.mu.Unlock()
 	w.cfg.Logger.Info("watching image pulls", "failingNow", n, "countedAtStart", counted, "undecided", undecided, "countSince", countSince)
 
-	t := time.NewTicker(min(w.cfg.GCPeriod, w.cfg.EventWait))
+	t := time.NewTicker(w.cfg.GCPeriod)
 	defer t.Stop()
+	eventWait := time.After(w.cfg.EventWait)
 	for {
 		select {
 		case <-ctx.Done():
-			podFactory.Shutdown()
-			eventFactory.Shutdown()
 			return
+		case <-eventWait:
+			w.decideWaiting()
 		case <-t.C:
 			w.gc()
 		}
@@ -220,7 +225,7 @@ func (w *Watcher) podGone(o any) {
 	defer w.mu.Unlock()
 	for k := range w.episodes {
 		if k.pod == p.UID {
-			delete(w.episodes, k)
+			w.drop(k)
 		}
 	}
 	for k := range w.ended {
@@ -288,7 +293,7 @@ func (w *Watcher) observe(k key, namespace, pod, container, image, message strin
 			}
 			return
 		}
-		delete(w.episodes, k) // the container's image changed: a new episode
+		w.drop(k) // the container's image changed: a new episode
 	} else if end, ok := w.ended[k]; ok && !at.After(end) {
 		return // an event from before the episode ended
 	}
@@ -312,15 +317,42 @@ func (w *Watcher) observe(k key, namespace, pod, container, image, message strin
 	}
 }
 
+// mayBeAfter reports whether a time known to the second may be after the previous leader was
+// last seen (always, when there was none).
+func (w *Watcher) mayBeAfter(t time.Time) bool {
+	return w.countSince.IsZero() || t.Truncate(time.Second).Add(time.Second).After(w.countSince)
+}
+
 // decide counts an episode under way at the start of the term when it may have begun (at
-// began, known to the second) after the previous leader was last seen; true when counted.
+// began) after the previous leader was last seen; true when counted.
 func (w *Watcher) decide(e *Episode, began time.Time) bool {
 	e.undecided = false
-	if !w.countSince.IsZero() && !began.Truncate(time.Second).Add(time.Second).After(w.countSince) {
+	if !w.mayBeAfter(began) {
 		return false // the previous leader counted it
 	}
 	w.count(e)
 	return true
+}
+
+// decideWaiting settles the episodes whose Failed event did not come within EventWait: the pod's
+// creation is the only time there is.
+func (w *Watcher) decideWaiting() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, e := range w.episodes {
+		if e.undecided {
+			w.decide(e, e.Since)
+		}
+	}
+}
+
+// drop removes an episode; one still waiting for its event is settled first, so that a pod that
+// recovers or goes meanwhile is not lost. Holds w.mu.
+func (w *Watcher) drop(k key) {
+	if e, ok := w.episodes[k]; ok && e.undecided {
+		w.decide(e, e.Since)
+	}
+	delete(w.episodes, k)
 }
 
 func (w *Watcher) count(e *Episode) {
@@ -334,7 +366,7 @@ func (w *Watcher) end(k key) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if e, ok := w.episodes[k]; ok {
-		delete(w.episodes, k)
+		w.drop(k)
 		w.ended[k] = w.cfg.Now()
 		w.cfg.Logger.Debug("image pull recovered", "namespace", e.Namespace, "pod", e.Pod, "container", e.Container, "after", w.cfg.Now().Sub(e.Since).Round(time.Second))
 	}
@@ -348,14 +380,9 @@ func (w *Watcher) gc() {
 	for _, o := range w.pods.List() {
 		alive[o.(*corev1.Pod).UID] = true
 	}
-	for k, e := range w.episodes {
+	for k := range w.episodes {
 		if !alive[k.pod] {
-			delete(w.episodes, k)
-			continue
-		}
-		if e.undecided && w.cfg.Now().Sub(w.seeded) >= w.cfg.EventWait {
-			// No Failed event came: the pod's creation is the only time there is.
-			w.decide(e, e.Since)
+			w.drop(k)
 		}
 	}
 	for k := range w.ended {

@@ -248,6 +248,39 @@ func TestFailingStatusWaitsForItsEvent(t *testing.T) {
 	eventually(t, "counted from its event", func() bool { return f.scrape(t, "pullpass_image_pull_failures_total", "auth") == 1 })
 }
 
+// With no previous leader, or a pod created after the handover, a failure under way is counted
+// at once, with no wait for its event: a pod that recovers a moment later is not lost.
+func TestFailuresUnderWayCountAtOnceWhenNoLeaderCountedThem(t *testing.T) {
+	countSince := time.Now().Add(-10 * time.Second)
+	young := pod("young", errPull(unauthorized))
+	young.CreationTimestamp = metav1.NewTime(countSince.Add(2 * time.Second))
+	for name, f := range map[string]*fixture{
+		"no previous leader":   startWaiting(t, time.Time{}, time.Hour, pod("web", errPull(unauthorized))),
+		"created after it was": startWaiting(t, countSince, time.Hour, young),
+	} {
+		eventually(t, name+": counted", func() bool { return f.scrape(t, "pullpass_image_pull_failures_total", "auth") == 1 })
+	}
+}
+
+// A failure waiting for its event whose pod recovers first is settled, not dropped unseen.
+func TestWaitingFailureSettledWhenItsPodRecovers(t *testing.T) {
+	countSince := time.Now().Add(-10 * time.Second)
+	p := pod("brief", errPull(unauthorized))
+	p.CreationTimestamp = metav1.NewTime(countSince.Add(-time.Hour))
+	f := startWaiting(t, countSince, time.Hour, p)
+	eventually(t, "tracked", func() bool { return f.scrape(t, "pullpass_image_pulls_failing", "auth") == 1 })
+	f.update(t, pod("brief", nil))
+	eventually(t, "recovered", func() bool { return f.scrape(t, "pullpass_image_pulls_failing", "auth") == -1 })
+	// Settled by its creation, an hour before the handover: the previous leader's.
+	settle()
+	if got := f.scrape(t, "pullpass_image_pull_failures_total", "auth"); got > 0 {
+		t.Fatalf("failures = %v, want none: it began before the handover", got)
+	}
+	// A new failure of the same container is a new episode, counted.
+	f.update(t, pod("brief", errPull(unauthorized)))
+	eventually(t, "the next episode counted", func() bool { return f.scrape(t, "pullpass_image_pull_failures_total", "auth") == 1 })
+}
+
 func TestEventAloneStartsAnEpisodeAndStaleEventsDoNotReopen(t *testing.T) {
 	f := start(t)
 	time.Sleep(100 * time.Millisecond)
