@@ -8,6 +8,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 )
 
 // Against a real API server: client-go's elector renews optimistically, which only an API server
@@ -37,25 +38,27 @@ func TestLeaderTermsNeverOverlap(t *testing.T) {
 
 	// Another holder takes the Lease for a moment, then lets it go.
 	leases := kube.CoordinationV1().Leases(leaseNS)
-	l, err := leases.Get(ctx, "pullpass-keeper", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+	setHolder := func(holder string, seconds int32) {
+		t.Helper()
+		// The elector renews every half second: a conflict is only its write in between.
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			l, err := leases.Get(ctx, "pullpass-keeper", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds = &holder, &seconds
+			_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	other, long := "someone-else", int32(3600)
-	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds = &other, &long
-	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	setHolder("someone-else", 3600)
 	waitUntil(t, 10*time.Second, "the first term lost", func() bool { return lost.Load() == 1 })
 	if running.Load() != 1 {
 		t.Fatal("the first term's work returned early: the test proves nothing")
 	}
-	l, _ = leases.Get(ctx, "pullpass-keeper", metav1.GetOptions{})
-	none := ""
-	l.Spec.HolderIdentity = &none // released
-	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	setHolder("", 1) // released
 	waitUntil(t, 30*time.Second, "a second term", func() bool { return terms.Load() == 2 })
 	if n := overlaps.Load(); n != 0 {
 		t.Fatalf("%d terms began while the last one's work was still running", n)

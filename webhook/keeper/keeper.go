@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/util/workqueue"
@@ -87,8 +88,8 @@ type Keeper struct {
 	// gone: per registry, the namespaces whose pull secret somebody else deleted during this
 	// term; reconcile makes them again where the registry still serves the namespace.
 	gone map[string]map[string]bool
-	// deleting: the pull secrets this keeper deletes itself ("namespace/registry"), which are
-	// not to come back.
+	// deleting: the UIDs of the pull secrets this keeper deletes itself, which are not to come
+	// back.
 	deleting sync.Map
 }
 
@@ -133,11 +134,15 @@ func (k *Keeper) Enqueue(registry string) {
 	}
 }
 
-// Deleted tells the keeper that a registry's pull secret went from a namespace. Unless the
-// keeper deleted it, it comes back while the registry serves the namespace: pods admitted with it
-// must still pull after a kubectl delete. Between terms it does nothing.
-func (k *Keeper) Deleted(namespace, registry string) {
-	if _, own := k.deleting.LoadAndDelete(namespace + "/" + registry); own {
+// Deleted tells the keeper that a registry's pull secret (uid) went from a namespace. Unless the
+// keeper deleted it, or the namespace is going, it comes back while the registry serves the
+// namespace: pods admitted with it must still pull after a kubectl delete. Only the leader's
+// term sees to it: a deletion between terms waits for the next admission there.
+func (k *Keeper) Deleted(namespace, registry string, uid types.UID) {
+	if _, own := k.deleting.LoadAndDelete(uid); own {
+		return
+	}
+	if ns, err := k.cfg.Namespaces.Get(namespace); err == nil && ns.DeletionTimestamp != nil {
 		return
 	}
 	k.mu.Lock()
@@ -363,25 +368,27 @@ func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ erro
 	for _, s := range existing {
 		ns, err := k.cfg.Namespaces.Get(s.Namespace)
 		switch {
-		case err == nil && ns.DeletionTimestamp != nil:
+		case err == nil && ns.DeletionTimestamp != nil && !s.CreationTimestamp.After(ns.DeletionTimestamp.Time):
+			// Nothing is created in a terminating namespace: a secret newer than its deletion
+			// is in a namespace made again under that name, which the cache has not seen yet.
 			do(func() error { return k.delete(ctx, s, "namespace deleted") }, false)
-		case err != nil || !served(ns):
+		case err != nil || ns.DeletionTimestamp != nil || !served(ns):
 			unserved = append(unserved, s)
 		default:
 			keep(s)
 		}
 	}
+	gone := k.takeGone(name)
+	for _, s := range existing {
+		delete(gone, s.Namespace)
+	}
 	// errs belongs to the writes in flight until wg.Wait: this goroutine's own go to mine.
-	behind, mine := k.deleteUnserved(ctx, reg, unserved, served, keep, do)
-	if gone := k.takeGone(name); len(gone) > 0 {
-		if !usable || behind {
-			k.putGone(name, gone) // for when the source is readable, or the caches agree
-		} else {
-			for _, s := range existing {
-				delete(gone, s.Namespace)
-			}
-			mine = errors.Join(mine, k.recreate(ctx, want, gone, served, do))
-		}
+	var (
+		behind bool
+		mine   error
+	)
+	if len(unserved) > 0 || len(gone) > 0 {
+		behind, mine = k.settle(ctx, reg, want, usable, unserved, gone, served, keep, do)
 	}
 	wg.Wait()
 	errs = append(errs, mine)
@@ -392,14 +399,21 @@ func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ erro
 	return !usable, errors.Join(errs...)
 }
 
-// deleteUnserved deletes the pull secrets the caches say reg no longer serves, once the API
-// server agrees: the Registry's spec is the one cached (else behind is true and nothing goes), and
-// each namespace is read from the API server. A namespace served after all keeps its secret.
-func (k *Keeper) deleteUnserved(ctx context.Context, reg *v1alpha1.Registry, unserved []*corev1.Secret,
-	served func(*corev1.Namespace) bool, keep func(*corev1.Secret), do func(func() error, bool)) (behind bool, _ error) {
-	if len(unserved) == 0 {
-		return false, nil
-	}
+// manyNamespaces is where settle reads namespaces with one LIST rather than a GET each.
+const manyNamespaces = 50
+
+// settle decides, by the API server's word, what the caches alone may not: the pull secrets in
+// namespaces reg no longer seems to serve (deleted if the API server agrees, kept if the
+// namespace cache was behind) and those somebody deleted (made again where reg still serves the
+// namespace). behind: the Registry's spec changed since cached, nothing is decided. What gone
+// holds that is not settled (no usable credentials, behind, an error) waits for a later pass.
+func (k *Keeper) settle(ctx context.Context, reg *v1alpha1.Registry, want *corev1.Secret, usable bool, unserved []*corev1.Secret,
+	gone map[string]bool, served func(*corev1.Namespace) bool, keep func(*corev1.Secret), do func(func() error, bool)) (behind bool, _ error) {
+	defer func() {
+		if len(gone) > 0 {
+			k.putGone(reg.Name, gone)
+		}
+	}()
 	cur, err := k.cfg.RegistryAPI.Get(ctx, reg.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -408,67 +422,97 @@ func (k *Keeper) deleteUnserved(ctx context.Context, reg *v1alpha1.Registry, uns
 		return false, fmt.Errorf("reading registry %s: %w", reg.Name, err)
 	case cur.UID != reg.UID || cur.Generation != reg.Generation:
 		// Its spec (selector, delivery) changed since cached; status writes do not count.
-		k.cfg.Logger.Debug("registry cache behind, not deleting yet", "registry", reg.Name)
+		k.cfg.Logger.Debug("registry cache behind, not deciding yet", "registry", reg.Name)
 		return true, nil
 	}
-	var errs []error
+	names := make([]string, 0, len(unserved)+len(gone))
 	for _, s := range unserved {
-		ns, err := k.cfg.Client.CoreV1().Namespaces().Get(ctx, s.Namespace, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
+		names = append(names, s.Namespace)
+	}
+	for ns := range gone {
+		names = append(names, ns)
+	}
+	nss, err := k.apiNamespaces(ctx, names)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range unserved {
+		switch ns, ok := nss[s.Namespace]; {
+		case !ok:
 			do(func() error { return k.delete(ctx, s, "namespace deleted") }, false)
-		case err != nil:
-			errs = append(errs, fmt.Errorf("reading namespace %s: %w", s.Namespace, err))
 		case ns.DeletionTimestamp != nil || !served(ns):
 			do(func() error { return k.delete(ctx, s, "namespace no longer served") }, false)
 		default:
-			keep(s) // the namespace cache is behind
+			keep(s) // the namespace cache was behind
 		}
 	}
-	return false, errors.Join(errs...)
-}
-
-// recreate makes a registry's pull secret again in the namespaces it went from, where the API
-// server says the registry still serves the namespace (a namespace being deleted takes its
-// secrets with it; one that opted out has no use for them).
-func (k *Keeper) recreate(ctx context.Context, want *corev1.Secret, gone map[string]bool, served func(*corev1.Namespace) bool, do func(func() error, bool)) error {
-	var errs []error
+	if !usable {
+		return false, nil
+	}
 	for name := range gone {
-		if ns, err := k.cfg.Namespaces.Get(name); err == nil && ns.DeletionTimestamp != nil {
-			continue
-		}
-		ns, err := k.cfg.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			continue
-		case err != nil:
-			errs = append(errs, fmt.Errorf("reading namespace %s: %w", name, err))
-			continue
-		case ns.DeletionTimestamp != nil || !served(ns):
-			continue
+		delete(gone, name)
+		if ns, ok := nss[name]; !ok || ns.DeletionTimestamp != nil || !served(ns) {
+			continue // a namespace deleted or opted out has no use for it
 		}
 		s := want.DeepCopy()
 		s.Namespace = name
 		do(func() error {
 			_, err := k.cfg.Client.CoreV1().Secrets(name).Create(ctx, s, metav1.CreateOptions{FieldManager: "pullpass-keeper"})
-			if err != nil && !apierrors.IsAlreadyExists(err) {
+			switch {
+			case apierrors.IsAlreadyExists(err):
+				return nil // an admission made it first
+			case err != nil:
+				k.putGone(reg.Name, map[string]bool{name: true})
 				return fmt.Errorf("creating %s/%s: %w", name, s.Name, err)
 			}
 			k.cfg.Logger.Info("made a deleted pull secret again", "namespace", name, "secret", s.Name)
 			return nil
 		}, false)
 	}
-	return errors.Join(errs...)
+	return false, nil
+}
+
+// apiNamespaces reads namespaces from the API server, leaving out those it does not have: a GET
+// each for a few, one LIST for many (a selector narrowed over thousands of namespaces).
+func (k *Keeper) apiNamespaces(ctx context.Context, names []string) (map[string]*corev1.Namespace, error) {
+	out := make(map[string]*corev1.Namespace, len(names))
+	api := k.cfg.Client.CoreV1().Namespaces()
+	if len(names) > manyNamespaces {
+		list, err := api.List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("listing namespaces: %w", err)
+		}
+		wanted := make(map[string]bool, len(names))
+		for _, n := range names {
+			wanted[n] = true
+		}
+		for i := range list.Items {
+			if wanted[list.Items[i].Name] {
+				out[list.Items[i].Name] = &list.Items[i]
+			}
+		}
+		return out, nil
+	}
+	for _, n := range names {
+		ns, err := api.Get(ctx, n, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("reading namespace %s: %w", n, err)
+		}
+		out[n] = ns
+	}
+	return out, nil
 }
 
 func (k *Keeper) delete(ctx context.Context, s *corev1.Secret, why string) error {
-	own := s.Namespace + "/" + s.Labels[secrets.LabelRegistry]
-	k.deleting.Store(own, true)
+	k.deleting.Store(s.UID, true)
 	err := k.cfg.Client.CoreV1().Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{
 		Preconditions: &metav1.Preconditions{UID: &s.UID},
 	})
 	if err != nil {
-		k.deleting.Delete(own) // not this keeper's deletion: gone already, or another secret now
+		k.deleting.Delete(s.UID) // not this keeper's deletion: gone already, or another secret now
 		if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 			return fmt.Errorf("deleting %s/%s: %w", s.Namespace, s.Name, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	k8stesting "k8s.io/client-go/testing"
@@ -117,6 +119,7 @@ func setup(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 		s, _ := pullsecret.Build(n, f.regs["r"], secrets.Credentials{Username: "u", Password: "p1"})
+		s.UID = types.UID("uid-" + n)
 		_ = f.managed.Add(s)
 		if _, err := f.client.CoreV1().Secrets(n).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -406,7 +409,7 @@ func TestDeletedPullSecretComesBack(t *testing.T) {
 	}
 	_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: name}})
 	f.src.setPassword("p2") // and the source moved on meanwhile
-	f.k.Deleted("a", "r")
+	f.k.Deleted("a", "r", "uid-a")
 	waitFor("a's pull secret made again", func() bool { return slices.Contains(f.creates(), "a") })
 	got, err := f.client.CoreV1().Secrets("a").Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -417,24 +420,87 @@ func TestDeletedPullSecretComesBack(t *testing.T) {
 		t.Fatal("made again with old credentials")
 	}
 
-	// b opts out: the keeper deletes its pull secret, which stays gone.
-	ns, _, _ := f.ns.GetByKey("b")
-	opted := ns.(*corev1.Namespace).DeepCopy()
-	delete(opted.Annotations, inject.Annotation)
-	_ = f.ns.Update(opted)
-	if _, err := f.client.CoreV1().Namespaces().Update(ctx, opted, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
+	// b opts out: the keeper deletes its pull secret. b opts in again before the informer tells
+	// of that deletion: the keeper's own deletion stays done (the next admission there makes it).
+	optIn := func(n string, in bool) {
+		o, _, _ := f.ns.GetByKey(n)
+		ns := o.(*corev1.Namespace).DeepCopy()
+		if in {
+			ns.Annotations = map[string]string{inject.Annotation: inject.Enabled}
+		} else {
+			ns.Annotations = nil
+		}
+		_ = f.ns.Update(ns)
+		if _, err := f.client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	optIn("b", false)
 	f.k.Enqueue("r")
 	waitFor("b's pull secret deleted", func() bool { _, d := f.writes(); return slices.Contains(d, "b") })
 	_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: name}})
-	f.k.Deleted("b", "r")
-	// And one deleted by somebody in a namespace that opted out stays gone too.
-	f.k.Deleted("b", "r")
-	f.k.Enqueue("r")
-	time.Sleep(300 * time.Millisecond)
-	if slices.Contains(f.creates(), "b") {
-		t.Fatal("b's pull secret made again after b opted out")
+	optIn("b", true)
+	f.k.Deleted("b", "r", "uid-b")
+	// And one somebody deletes in a namespace that is not served stays gone too.
+	if _, err := f.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "c"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.k.Deleted("c", "r", "uid-c")
+	readC := func() bool {
+		for _, a := range f.client.Actions() {
+			if g, ok := a.(k8stesting.GetAction); ok && a.GetResource().Resource == "namespaces" && g.GetName() == "c" {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor("c read from the API server", readC)
+	time.Sleep(100 * time.Millisecond) // the pass that read it ends
+	if c := f.creates(); slices.Contains(c, "b") || slices.Contains(c, "c") {
+		t.Fatalf("made again in %v: want only a", c)
+	}
+}
+
+// The API server fails the reads and the first create of a recreation (a 429, a timeout): the
+// pull secret still comes back, on a retry.
+func TestDeletedPullSecretComesBackThroughAPIErrors(t *testing.T) {
+	f := setup(t)
+	var gets, creates atomic.Int32
+	failOnce := func(n *atomic.Int32) k8stesting.ReactionFunc {
+		return func(k8stesting.Action) (bool, runtime.Object, error) {
+			if n.Add(1) == 1 {
+				return true, nil, apierrors.NewTooManyRequests("slow down", 0)
+			}
+			return false, nil, nil
+		}
+	}
+	f.client.PrependReactor("get", "namespaces", failOnce(&gets))
+	f.client.PrependReactor("create", "secrets", failOnce(&creates))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.k.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.status.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no first pass")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	name := pullsecret.Name("r")
+	if err := f.client.CoreV1().Secrets("a").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: name}})
+	f.k.Deleted("a", "r", "uid-a")
+	for {
+		if _, err := f.client.CoreV1().Secrets("a").Get(ctx, name, metav1.GetOptions{}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not made again (namespace reads %d, creates %d)", gets.Load(), creates.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
