@@ -65,7 +65,7 @@ func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources []ca
 			obj = d.Obj
 		}
 		if s, ok := obj.(*corev1.Secret); ok && s.Labels[secrets.LabelRole] == secrets.RolePullSecret {
-			k.Deleted(s.Namespace, s.Labels[secrets.LabelRegistry], s.UID)
+			k.Deleted(s)
 		}
 	}
 	_, _ = managed.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: byLabel, UpdateFunc: func(_, n any) { byLabel(n) }, DeleteFunc: deleted})

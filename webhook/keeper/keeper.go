@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/util/workqueue"
@@ -134,16 +133,17 @@ func (k *Keeper) Enqueue(registry string) {
 	}
 }
 
-// Deleted tells the keeper that a registry's pull secret (uid) went from a namespace. Unless the
-// keeper deleted it, or the namespace is going, it comes back while the registry serves the
-// namespace: pods admitted with it must still pull after a kubectl delete. Only the leader's
-// term sees to it: a deletion between terms waits for the next admission there.
-func (k *Keeper) Deleted(namespace, registry string, uid types.UID) {
-	if _, own := k.deleting.LoadAndDelete(uid); own {
+// Deleted tells the keeper that one of its pull secrets went. Unless the keeper deleted it, or
+// its namespace is going, it comes back while the registry serves the namespace: pods admitted
+// with it must still pull after a kubectl delete. Only the leader's term sees to it: a deletion
+// between terms waits for the next admission there.
+func (k *Keeper) Deleted(s *corev1.Secret) {
+	if _, own := k.deleting.LoadAndDelete(s.UID); own {
 		return
 	}
-	if ns, err := k.cfg.Namespaces.Get(namespace); err == nil && ns.DeletionTimestamp != nil {
-		return
+	namespace, registry := s.Namespace, s.Labels[secrets.LabelRegistry]
+	if ns, err := k.cfg.Namespaces.Get(namespace); err == nil && ns.DeletionTimestamp != nil && s.CreationTimestamp.Before(ns.DeletionTimestamp) {
+		return // taken with its namespace
 	}
 	k.mu.Lock()
 	q := k.queue
@@ -368,7 +368,7 @@ func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ erro
 	for _, s := range existing {
 		ns, err := k.cfg.Namespaces.Get(s.Namespace)
 		switch {
-		case err == nil && ns.DeletionTimestamp != nil && !s.CreationTimestamp.After(ns.DeletionTimestamp.Time):
+		case err == nil && ns.DeletionTimestamp != nil && s.CreationTimestamp.Before(ns.DeletionTimestamp):
 			// Nothing is created in a terminating namespace: a secret newer than its deletion
 			// is in a namespace made again under that name, which the cache has not seen yet.
 			do(func() error { return k.delete(ctx, s, "namespace deleted") }, false)

@@ -373,6 +373,12 @@ pullpass_credentials_refresh_errors_total{reason="SourceSecretMissing",registry=
 	}
 }
 
+// gone is the informer's last view of a deleted pull secret of registry r.
+func gone(namespace string, uid types.UID) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: pullsecret.Name("r"), UID: uid,
+		Labels: map[string]string{secrets.LabelRegistry: "r", secrets.LabelRole: secrets.RolePullSecret}}}
+}
+
 func (f *fixture) creates() []string {
 	var out []string
 	for _, a := range f.client.Actions() {
@@ -409,7 +415,7 @@ func TestDeletedPullSecretComesBack(t *testing.T) {
 	}
 	_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: name}})
 	f.src.setPassword("p2") // and the source moved on meanwhile
-	f.k.Deleted("a", "r", "uid-a")
+	f.k.Deleted(gone("a", "uid-a"))
 	waitFor("a's pull secret made again", func() bool { return slices.Contains(f.creates(), "a") })
 	got, err := f.client.CoreV1().Secrets("a").Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -440,12 +446,12 @@ func TestDeletedPullSecretComesBack(t *testing.T) {
 	waitFor("b's pull secret deleted", func() bool { _, d := f.writes(); return slices.Contains(d, "b") })
 	_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: name}})
 	optIn("b", true)
-	f.k.Deleted("b", "r", "uid-b")
+	f.k.Deleted(gone("b", "uid-b"))
 	// And one somebody deletes in a namespace that is not served stays gone too.
 	if _, err := f.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "c"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	f.k.Deleted("c", "r", "uid-c")
+	f.k.Deleted(gone("c", "uid-c"))
 	readC := func() bool {
 		for _, a := range f.client.Actions() {
 			if g, ok := a.(k8stesting.GetAction); ok && a.GetResource().Resource == "namespaces" && g.GetName() == "c" {
@@ -459,6 +465,43 @@ func TestDeletedPullSecretComesBack(t *testing.T) {
 	if c := f.creates(); slices.Contains(c, "b") || slices.Contains(c, "c") {
 		t.Fatalf("made again in %v: want only a", c)
 	}
+}
+
+// The keeper's own deletion is known by its secret's UID: when its event is lost (a relist that
+// found a new secret of that name), a later deletion of another secret there is somebody else's.
+func TestOwnDeletionMarkedByUID(t *testing.T) {
+	f := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.k.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	until := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("not %s; actions %v", what, f.client.Actions())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	until("the term's first pass", func() bool { return f.status.count() > 0 })
+	setB := func(annotations map[string]string) {
+		o, _, _ := f.ns.GetByKey("b")
+		ns := o.(*corev1.Namespace).DeepCopy()
+		ns.Annotations = annotations
+		_ = f.ns.Update(ns)
+		if _, err := f.client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setB(nil)
+	f.k.Enqueue("r")
+	until("b's pull secret deleted", func() bool { _, d := f.writes(); return slices.Contains(d, "b") })
+	_ = f.managed.Delete(gone("b", "uid-b")) // its event never reaches the keeper
+	setB(map[string]string{inject.Annotation: inject.Enabled})
+	f.k.Deleted(gone("b", "uid-b2"))
+	until("b's pull secret made again", func() bool { return slices.Contains(f.creates(), "b") })
 }
 
 // The API server fails the reads and the first create of a recreation (a 429, a timeout): the
@@ -492,7 +535,7 @@ func TestDeletedPullSecretComesBackThroughAPIErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: name}})
-	f.k.Deleted("a", "r", "uid-a")
+	f.k.Deleted(gone("a", "uid-a"))
 	for {
 		if _, err := f.client.CoreV1().Secrets("a").Get(ctx, name, metav1.GetOptions{}); err == nil {
 			break
