@@ -389,15 +389,15 @@ func (f *fixture) creates() []string {
 	return out
 }
 
-// A pull secret somebody deletes (kubectl delete secret) comes back while its namespace is
-// served: pods admitted with it must still pull. One the keeper deleted itself does not.
-func TestDeletedPullSecretComesBack(t *testing.T) {
-	f := setup(t)
+// term runs a keeper term until the test ends and waits for its first pass; until waits (10 s
+// at most) for a condition while it runs.
+func (f *fixture) term(t *testing.T) (ctx context.Context, until func(what string, cond func() bool)) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.k.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	waitFor := func(what string, cond func() bool) {
+	t.Cleanup(func() { cancel(); <-done })
+	until = func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for !cond() {
@@ -407,7 +407,15 @@ func TestDeletedPullSecretComesBack(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	waitFor("the term's first pass", func() bool { return f.status.count() > 0 })
+	until("the term's first pass", func() bool { return f.status.count() > 0 })
+	return ctx, until
+}
+
+// A pull secret somebody deletes (kubectl delete secret) comes back while its namespace is
+// served: pods admitted with it must still pull. One the keeper deleted itself does not.
+func TestDeletedPullSecretComesBack(t *testing.T) {
+	f := setup(t)
+	ctx, waitFor := f.term(t)
 	name := pullsecret.Name("r")
 	// Somebody deletes a's pull secret; the informer tells the keeper.
 	if err := f.client.CoreV1().Secrets("a").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
@@ -471,21 +479,7 @@ func TestDeletedPullSecretComesBack(t *testing.T) {
 // found a new secret of that name), a later deletion of another secret there is somebody else's.
 func TestOwnDeletionMarkedByUID(t *testing.T) {
 	f := setup(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { f.k.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	until := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("not %s; actions %v", what, f.client.Actions())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	until("the term's first pass", func() bool { return f.status.count() > 0 })
+	ctx, until := f.term(t)
 	setB := func(annotations map[string]string) {
 		o, _, _ := f.ns.GetByKey("b")
 		ns := o.(*corev1.Namespace).DeepCopy()
@@ -519,32 +513,17 @@ func TestDeletedPullSecretComesBackThroughAPIErrors(t *testing.T) {
 	}
 	f.client.PrependReactor("get", "namespaces", failOnce(&gets))
 	f.client.PrependReactor("create", "secrets", failOnce(&creates))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { f.k.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(10 * time.Second)
-	for f.status.count() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no first pass")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	ctx, until := f.term(t)
 	name := pullsecret.Name("r")
 	if err := f.client.CoreV1().Secrets("a").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: name}})
 	f.k.Deleted(gone("a", "uid-a"))
-	for {
-		if _, err := f.client.CoreV1().Secrets("a").Get(ctx, name, metav1.GetOptions{}); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not made again (namespace reads %d, creates %d)", gets.Load(), creates.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	until("made again through a failed namespace read and a failed create", func() bool {
+		_, err := f.client.CoreV1().Secrets("a").Get(ctx, name, metav1.GetOptions{})
+		return err == nil && gets.Load() >= 2 && creates.Load() >= 2
+	})
 }
 
 // A replica that loses its Lease and wins it back runs the keeper again in the same process:
