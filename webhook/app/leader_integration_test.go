@@ -11,9 +11,10 @@ import (
 	"k8s.io/client-go/util/retry"
 )
 
-// Against a real API server: client-go's elector renews optimistically, which only an API server
-// that checks resourceVersions refuses. A term whose work ends slowly (a keeper finishing its writes) and leadership won back at once:
-// the next term begins only after the last one's work returned, never beside it.
+// A term whose work ends slowly (a keeper finishing its writes) and leadership won back at once:
+// the next term begins only after the last one's work returned, never beside it. Against a real
+// API server: client-go's elector renews optimistically, which only an API server that checks
+// resourceVersions refuses.
 func TestLeaderTermsNeverOverlap(t *testing.T) {
 	env := controlPlane.Env(t)
 	kube, leaseNS := env.Kube, env.Namespace(t, nil)

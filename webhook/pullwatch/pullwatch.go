@@ -73,8 +73,8 @@ type Episode struct {
 	// A pod's creation is no such sign: a pod created before a leader change can start
 	// failing after it.
 	firstPull time.Time
-	// undecided: seen while seeding with no Failed event yet; whether it is counted waits for
-	// its first event, or the next gc.
+	// undecided: seen while seeding with no Failed event yet, in a pod older than the handover;
+	// whether it is counted waits for its first event, or EventWait.
 	undecided bool
 }
 
