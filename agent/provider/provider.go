@@ -94,18 +94,17 @@ func Run(cfg Config, stdin io.Reader, stdout io.Writer) error {
 	if cfg.Generation != "" {
 		nodecache.RecordGeneration(cfg.CachePath, cfg.Generation)
 	}
-	var auth map[string][2]string
-	var ttl time.Duration
+	var a answer
 	if cfg.TokenAudience != "" {
-		auth, ttl, err = lookupWithToken(cfg, req)
+		a, err = lookupWithToken(cfg, req)
 	} else {
-		auth, ttl, err = lookup(cfg, req.Image)
+		a, err = lookup(cfg, req.Image)
 	}
 	if cfg.Record {
 		switch {
 		case err != nil:
 			nodecache.RecordRequest(cfg.CachePath, nodecache.RequestError)
-		case len(auth) > 0:
+		case a.served:
 			nodecache.RecordRequest(cfg.CachePath, nodecache.RequestHit)
 		default:
 			nodecache.RecordRequest(cfg.CachePath, nodecache.RequestMiss)
@@ -114,31 +113,87 @@ func Run(cfg Config, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	resp := response{Kind: "CredentialProviderResponse", APIVersion: req.APIVersion, CacheKeyType: "Registry", CacheDuration: ttl.String()}
-	if len(auth) > 0 {
+	resp := response{Kind: "CredentialProviderResponse", APIVersion: req.APIVersion, CacheKeyType: "Registry", CacheDuration: a.ttl.String()}
+	if a.perImage {
+		resp.CacheKeyType = "Image"
+	}
+	if len(a.auth) > 0 {
 		resp.Auth = map[string]authConfig{}
-		for k, v := range auth {
+		for k, v := range a.auth {
 			resp.Auth[k] = authConfig{Username: v[0], Password: v[1]}
 		}
 	}
 	return json.NewEncoder(stdout).Encode(resp)
 }
 
-// lookup finds the credentials for an image: auth keyed by the matching host pattern (the kubelet
-// matches those keys with the same rules), and how long the kubelet may cache them. The image is
-// matched as the kubelet sends it (the normalized repository, "docker.io/library/nginx"), with the
-// kubelet's own rules, as the kubelet matched it against matchImages.
-func lookup(cfg Config, img string) (map[string][2]string, time.Duration, error) {
+// answer is what the plugin tells the kubelet.
+type answer struct {
+	// auth maps host patterns, which the kubelet matches against the image as it matches
+	// matchImages, to a username and password.
+	auth map[string][2]string
+	ttl  time.Duration
+	// perImage: the kubelet must cache the answer under the image, not its host, because it
+	// is right for this image only (see match.HostAnswer).
+	perImage bool
+	// served: the image itself gets credentials (for the request metrics).
+	served bool
+}
+
+// answerOf turns a match.HostAnswer into the plugin's answer. Where it may, it answers for the
+// whole host: every pattern of the host as an auth key, cached under the host, so one exec per
+// host and cache duration serves every image of the host, each exactly its best registry's
+// credentials (public images of the host none). Where two registries of the host could both
+// match one image, it answers for the image alone. creds gives an entry's credentials and how long
+// they may be cached (ok false: the entry has none to give).
+func answerOf[V comparable](h match.HostAnswer[V], maxTTL time.Duration, creds func(V) (user, pass string, ttl time.Duration, ok bool)) answer {
+	a := answer{auth: map[string][2]string{}, ttl: maxTTL}
+	add := func(e match.Entry[V]) {
+		user, pass, ttl, ok := creds(e.Value)
+		if !ok {
+			return
+		}
+		a.auth[e.Pattern.String()] = [2]string{user, pass}
+		a.ttl = min(a.ttl, ttl)
+	}
+	if !h.Uniform {
+		a.perImage = true
+		if h.Found {
+			add(h.Best)
+		}
+	} else {
+		for _, k := range h.Keys {
+			add(k)
+		}
+	}
+	if h.Found {
+		_, a.served = a.auth[h.Best.Pattern.String()]
+	}
+	return a
+}
+
+// ttlUntil is how long the kubelet may keep credentials that expire at expires (zero: never).
+// Never outlive them; leave a margin for clock skew and the pull itself.
+func ttlUntil(maxTTL time.Duration, now, expires time.Time) time.Duration {
+	if expires.IsZero() {
+		return maxTTL
+	}
+	return min(maxTTL, max(expires.Sub(now)-time.Minute, time.Second))
+}
+
+// lookup answers an image from the Cluster cache. The image is matched as the kubelet sends it
+// (the normalized repository, "docker.io/library/nginx"), with the kubelet's own rules, as the
+// kubelet matched it against matchImages.
+func lookup(cfg Config, img string) (answer, error) {
 	f, err := nodecache.Read(cfg.CachePath)
 	if errors.Is(err, nodecache.ErrNoCache) {
 		// The agent has not written yet: no credentials, briefly cached.
-		return map[string][2]string{}, 10 * time.Second, nil
+		return answer{ttl: 10 * time.Second}, nil
 	}
 	if err != nil {
-		return nil, 0, err
+		return answer{}, err
 	}
 	now := cfg.Now()
-	// One lookup per exec: only the patterns that may match are parsed, no table is built.
+	// One lookup per exec: only the patterns of the image's host are parsed, no table is built.
 	entries := func(yield func(match.Raw[*nodecache.Entry]) bool) {
 		for i := range f.Entries {
 			e := &f.Entries[i]
@@ -152,16 +207,7 @@ func lookup(cfg Config, img string) (map[string][2]string, time.Duration, error)
 			}
 		}
 	}
-	m, ok := match.LookupOnce(img, entries)
-	if !ok {
-		return map[string][2]string{}, cfg.MaxCacheDuration, nil
-	}
-	ttl := cfg.MaxCacheDuration
-	if !m.Value.ExpiresAt.IsZero() {
-		// Never outlive the token; leave a margin for clock skew and the pull itself.
-		if left := m.Value.ExpiresAt.Sub(now) - time.Minute; left < ttl {
-			ttl = max(left, time.Second)
-		}
-	}
-	return map[string][2]string{m.Pattern.String(): {m.Value.Username, m.Value.Password}}, ttl, nil
+	return answerOf(match.AnswerForHost(img, entries), cfg.MaxCacheDuration, func(e *nodecache.Entry) (string, string, time.Duration, bool) {
+		return e.Username, e.Password, ttlUntil(cfg.MaxCacheDuration, now, e.ExpiresAt), true
+	}), nil
 }

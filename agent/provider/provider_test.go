@@ -28,6 +28,11 @@ func writeCache(t *testing.T) string {
 		{Registry: "ecr", Hosts: []string{"*.dkr.ecr.*.amazonaws.com"}, Username: "AWS", Password: "ecr-token", ExpiresAt: now.Add(30 * time.Minute)},
 		{Registry: "ecr-soon", Hosts: []string{"123456789012.dkr.ecr.eu-west-1.amazonaws.com"}, Username: "AWS", Password: "soon", ExpiresAt: now.Add(90 * time.Second)},
 		{Registry: "expired", Hosts: []string{"old.example.com"}, Username: "u", Password: "p", ExpiresAt: now.Add(-time.Minute)},
+		// Several registries of one host (issue #23): GitHub organisations, and GitLab groups nested.
+		{Registry: "team-a", Hosts: []string{"ghcr.io/team-a/"}, Username: "a", Password: "a-token"},
+		{Registry: "team-b", Hosts: []string{"ghcr.io/team-b/"}, Username: "b", Password: "b-token"},
+		{Registry: "group", Hosts: []string{"gitlab.example.com/group/"}, Username: "g", Password: "group-token"},
+		{Registry: "subgroup", Hosts: []string{"gitlab.example.com/group/sub/"}, Username: "s", Password: "subgroup-token"},
 	}})
 	if err != nil {
 		t.Fatal(err)

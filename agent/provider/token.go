@@ -41,83 +41,95 @@ type ExchangeResponse struct {
 	Error string `json:"error,omitempty"`
 }
 
-// lookupWithToken answers the token entry: the credentials of the Namespaced registry that
-// matches the image and allows the namespace and service account the pod's token proves.
-// Anything else gets nothing: no token, a namespace or service account not allowed, no match.
-// A token that does not verify is an error that says why (never the token).
-func lookupWithToken(cfg Config, req request) (map[string][2]string, time.Duration, error) {
+// lookupWithToken answers the token entry: the credentials of the Namespaced registries that
+// match the image's host and allow the namespace and service account the pod's token proves
+// (answered for the host, or for the image alone, as lookup does; the kubelet keeps token
+// entry answers per service account). Anything else gets nothing: no token, a namespace or
+// service account not allowed, no match. A token that does not verify is an error that says why
+// (never the token).
+func lookupWithToken(cfg Config, req request) (answer, error) {
 	if req.ServiceAccountToken == "" {
 		// A pod with no service account (the kubelet's requireServiceAccount keeps these
 		// away): nothing is ever served without a token.
-		return map[string][2]string{}, cfg.MaxCacheDuration, nil
+		return answer{ttl: cfg.MaxCacheDuration}, nil
 	}
 	keys, err := satoken.ReadKeys(satoken.KeysPath(cfg.CachePath))
 	if err != nil {
-		return nil, 0, fmt.Errorf("cannot verify the service account token: %w", err)
+		return answer{}, fmt.Errorf("cannot verify the service account token: %w", err)
 	}
 	v, err := satoken.NewVerifier(keys, cfg.TokenAudience)
 	if err != nil {
-		return nil, 0, fmt.Errorf("cannot verify the service account token: %w", err)
+		return answer{}, fmt.Errorf("cannot verify the service account token: %w", err)
 	}
 	now := cfg.Now()
 	claims, err := v.Verify(req.ServiceAccountToken, now)
 	if err != nil {
-		return nil, 0, fmt.Errorf("service account token refused: %w", err)
+		return answer{}, fmt.Errorf("service account token refused: %w", err)
 	}
 	f, err := nodegrant.Read(nodegrant.Path(cfg.CachePath))
 	if errors.Is(err, nodegrant.ErrNoFile) {
-		return map[string][2]string{}, 10 * time.Second, nil
+		return answer{ttl: 10 * time.Second}, nil
 	}
 	if err != nil {
-		return nil, 0, err
+		return answer{}, err
 	}
 	annotations := req.ServiceAccountAnnotations
-	var entries []match.Entry[*nodegrant.Grant]
-	for i := range f.Grants {
-		g := &f.Grants[i]
-		if !g.Allows(claims.Namespace, claims.ServiceAccount, annotations[annotationRegistries]) {
-			continue
-		}
-		if !g.ExpiresAt.IsZero() && !g.ExpiresAt.After(now) && g.ECR == nil {
-			continue // expired: never served
-		}
-		for _, h := range g.Hosts {
-			p, err := match.ParsePattern(h)
-			if err != nil {
+	role := roleOf(annotations)
+	entries := func(yield func(match.Raw[*nodegrant.Grant]) bool) {
+		for i := range f.Grants {
+			g := &f.Grants[i]
+			if !g.Allows(claims.Namespace, claims.ServiceAccount, annotations[annotationRegistries]) {
 				continue
 			}
-			entries = append(entries, match.Entry[*nodegrant.Grant]{Name: g.Registry, Pattern: p, Value: g})
+			if !g.ExpiresAt.IsZero() && !g.ExpiresAt.After(now) && g.ECR == nil {
+				continue // expired: never served
+			}
+			for _, h := range g.Hosts {
+				if !yield(match.Raw[*nodegrant.Grant]{Name: g.Registry, Pattern: h, Value: g}) {
+					return
+				}
+			}
 		}
 	}
-	m, ok := match.NewTable(entries).Lookup(req.Image)
-	if !ok {
-		return map[string][2]string{}, cfg.MaxCacheDuration, nil
-	}
-	g := m.Value
-	user, pass, expires := g.Username, g.Password, g.ExpiresAt
-	if role := roleOf(annotations); g.ECR != nil && role != "" {
-		if cfg.Exchange == nil {
-			return nil, 0, errors.New("the service account brings an ECR role, and this plugin cannot reach the node agent to use it")
-		}
-		resp, err := cfg.Exchange.Exchange(ExchangeRequest{Registry: g.Registry, Role: role, Token: req.ServiceAccountToken})
-		if err != nil {
-			return nil, 0, fmt.Errorf("the node agent's ECR token for role %s: %w", role, err)
-		}
-		if resp.Error != "" {
-			return nil, 0, fmt.Errorf("the node agent's ECR token for role %s: %s", role, resp.Error)
-		}
-		user, pass, expires = resp.Username, resp.Password, resp.ExpiresAt
-	}
-	if pass == "" || (!expires.IsZero() && !expires.After(now)) {
-		return map[string][2]string{}, cfg.MaxCacheDuration, nil
-	}
-	ttl := cfg.MaxCacheDuration
-	if !expires.IsZero() {
-		if left := expires.Sub(now) - time.Minute; left < ttl {
-			ttl = max(left, time.Second)
+	h := match.AnswerForHost(req.Image, entries)
+	exchanges := func(g *nodegrant.Grant) bool { return g.ECR != nil && role != "" }
+	if h.Uniform && role != "" {
+		// A role's token costs the agent a call to STS and ECR: fetched for the image's own
+		// registry only, so an answer holding another's is given for the image alone.
+		for _, k := range h.Keys {
+			if exchanges(k.Value) && (!h.Found || k.Value != h.Best.Value) {
+				h.Uniform = false
+				break
+			}
 		}
 	}
-	return map[string][2]string{m.Pattern.String(): {user, pass}}, ttl, nil
+	var exchangeErr error
+	a := answerOf(h, cfg.MaxCacheDuration, func(g *nodegrant.Grant) (string, string, time.Duration, bool) {
+		user, pass, expires := g.Username, g.Password, g.ExpiresAt
+		if exchanges(g) {
+			if cfg.Exchange == nil {
+				exchangeErr = errors.New("the service account brings an ECR role, and this plugin cannot reach the node agent to use it")
+				return "", "", 0, false
+			}
+			resp, err := cfg.Exchange.Exchange(ExchangeRequest{Registry: g.Registry, Role: role, Token: req.ServiceAccountToken})
+			if err == nil && resp.Error != "" {
+				err = errors.New(resp.Error)
+			}
+			if err != nil {
+				exchangeErr = fmt.Errorf("the node agent's ECR token for role %s: %w", role, err)
+				return "", "", 0, false
+			}
+			user, pass, expires = resp.Username, resp.Password, resp.ExpiresAt
+		}
+		if pass == "" || (!expires.IsZero() && !expires.After(now)) {
+			return "", "", 0, false
+		}
+		return user, pass, ttlUntil(cfg.MaxCacheDuration, now, expires), true
+	})
+	if exchangeErr != nil {
+		return answer{}, exchangeErr
+	}
+	return a, nil
 }
 
 // roleOf is the ECR role a service account brings: pullpass's annotation, else EKS's.

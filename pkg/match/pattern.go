@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"path"
 	"strings"
 )
 
@@ -300,17 +299,5 @@ func plain(s string) bool {
 }
 
 func (p Pattern) matches(t target) bool {
-	if p.port != t.port || len(p.labels) != t.labels || !strings.HasPrefix(t.path, p.path) {
-		return false
-	}
-	if p.literal {
-		// The same labels, in the same number: the same host.
-		return p.host == t.host
-	}
-	ok := true
-	eachLabel(t.host, func(i int, l string) bool {
-		ok, _ = path.Match(p.labels[i], l)
-		return ok
-	})
-	return ok
+	return strings.HasPrefix(t.path, p.path) && p.matchesHost(t)
 }
