@@ -132,14 +132,26 @@ provider_config_sum() { cat "$CREDENTIAL_PROVIDER_CONFIG"/* 2>/dev/null | sha256
 
 kubectl_e2e() { "$KUBE_BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
+# module_dir GOMODDIR MODULE[@VERSION]: the directory of a module's files, downloaded first if the
+# module cache lacks it (go list -m -f {{.Dir}} prints nothing then, and exits 0). The version is
+# the one GOMODDIR's go.mod requires unless given. Dies if the module cannot be had.
+module_dir() {
+  local dir
+  dir=$(cd "$1" && go mod download -json "$2" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -n "$dir" ] && [ -d "$dir" ] || die "go mod download $2 (in $1) gave no directory"
+  printf '%s\n' "$dir"
+}
+
 # install_operator_crds: the Prometheus Operator's CRDs, as on a cluster where the operator runs,
 # so the chart's ServiceMonitor and PrometheusRule are real objects (prometheus.sh turns them into
 # a Prometheus configuration). From the operator's module, which e2e/tools/promconfig pins.
 install_operator_crds() {
-  local operator_dir kind crds=()
-  operator_dir=$(cd "$repo_root/e2e/tools/promconfig" && go list -m -f '{{.Dir}}' github.com/prometheus-operator/prometheus-operator)
+  local operator_dir kind file crds=()
+  operator_dir=$(module_dir "$repo_root/e2e/tools/promconfig" github.com/prometheus-operator/prometheus-operator)
   for kind in servicemonitors podmonitors prometheusrules; do
-    crds+=(-f "$operator_dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml")
+    file=$operator_dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml
+    [ -f "$file" ] || die "$file is missing from the operator's module"
+    crds+=(-f "$file")
   done
   kubectl_e2e apply --server-side --force-conflicts "${crds[@]}" >/dev/null
   kubectl_e2e wait --for condition=established --timeout=60s "${crds[@]}" >/dev/null

@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 kind_version=$(awk '$1 == "\"kind" { print $3 }' "$repo_root/e2e/cluster/build-tools.sh" | tr -d '"')
 [ -n "$kind_version" ] || die "no kind pin in e2e/cluster/build-tools.sh"
-moddir() { (cd "$repo_root" && go mod download -json "$1") | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'; }
+moddir() { module_dir "$repo_root" "$1"; }
 kind_src=$(moddir "sigs.k8s.io/kind@$kind_version")
 [ -d "$kind_src/images/base/files" ] || die "kind $kind_version sources not found (go mod download sigs.k8s.io/kind@$kind_version)"
 kindconst() { (cd "$repo_root" && go run ./e2e/kind/kindconsts "$kind_src/pkg/build/nodeimage" "$1"); }
