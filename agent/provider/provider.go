@@ -131,7 +131,11 @@ type answer struct {
 	// auth maps host patterns, which the kubelet matches against the image as it matches
 	// matchImages, to a username and password.
 	auth map[string][2]string
-	ttl  time.Duration
+	// ttl is how long the kubelet may keep the answer. An answer with no credentials at all
+	// is never cached (0): the kubelet would otherwise keep it for the image's host, and a
+	// registry added for that host would not be served on this node until it expired. It
+	// costs an exec per pull of an image of a host that no registry serves.
+	ttl time.Duration
 	// perImage: the kubelet must cache the answer under the image, not its host, because it
 	// is right for this image only (see match.HostAnswer).
 	perImage bool
@@ -168,6 +172,9 @@ func answerOf[V comparable](h match.HostAnswer[V], maxTTL time.Duration, creds f
 	if h.Found {
 		_, a.served = a.auth[h.Best.Pattern.String()]
 	}
+	if len(a.auth) == 0 {
+		a.ttl = 0
+	}
 	return a
 }
 
@@ -186,8 +193,8 @@ func ttlUntil(maxTTL time.Duration, now, expires time.Time) time.Duration {
 func lookup(cfg Config, img string) (answer, error) {
 	f, err := nodecache.Read(cfg.CachePath)
 	if errors.Is(err, nodecache.ErrNoCache) {
-		// The agent has not written yet: no credentials, briefly cached.
-		return answer{ttl: 10 * time.Second}, nil
+		// The agent has not written yet: no credentials (never cached, see answer.ttl).
+		return answer{}, nil
 	}
 	if err != nil {
 		return answer{}, err

@@ -51,7 +51,7 @@ func lookupWithToken(cfg Config, req request) (answer, error) {
 	if req.ServiceAccountToken == "" {
 		// A pod with no service account (the kubelet's requireServiceAccount keeps these
 		// away): nothing is ever served without a token.
-		return answer{ttl: cfg.MaxCacheDuration}, nil
+		return answer{}, nil
 	}
 	keys, err := satoken.ReadKeys(satoken.KeysPath(cfg.CachePath))
 	if err != nil {
@@ -68,7 +68,7 @@ func lookupWithToken(cfg Config, req request) (answer, error) {
 	}
 	f, err := nodegrant.Read(nodegrant.Path(cfg.CachePath))
 	if errors.Is(err, nodegrant.ErrNoFile) {
-		return answer{ttl: 10 * time.Second}, nil
+		return answer{}, nil
 	}
 	if err != nil {
 		return answer{}, err

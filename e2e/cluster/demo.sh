@@ -53,7 +53,6 @@ for _ in $(seq 1 60); do
   curl -s http://127.0.0.1:28081/metrics | grep -q '^pullpass_agent_registry_served{registry="demo-registry"} 1' && break
   sleep 1
 done
-sleep 6   # the kubelet's cached answer for the host (5 s in the harness) expires
 kubectl apply -f - <<POD
 apiVersion: v1
 kind: Pod

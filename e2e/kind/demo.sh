@@ -67,7 +67,6 @@ for node in $KIND_NODES; do
   for _ in $(seq 1 60); do grep -q demo-registry "$cache" 2>/dev/null && break; sleep 1; done
   grep -q demo-registry "$cache" || { echo "the agent on $node did not cache demo-registry" >&2; exit 1; }
 done
-sleep 6   # the kubelets' cached "no credentials" answers for the host (5 s here) expire
 # shellcheck disable=SC2086
 pods pullpass-demo-plain $KIND_NODES
 echo "secrets in the namespace: '$(kubectl -n pullpass-demo-plain get secrets -o name | tr '\n' ' ')' (none: each kubelet got the credentials from pullpass's plugin)"

@@ -252,3 +252,28 @@ func TestPluginAnswersUnderKubeletCacheRandom(t *testing.T) {
 		t.Errorf("answers keyed by host cost more execs (%d) than answers keyed by image (%d)", execs, imageKeyed)
 	}
 }
+
+// A registry added for a host the node has just pulled a public image of is served at the next
+// pull: an answer with no credentials is never cached (it would hold for the whole host).
+func TestPluginServesARegistryAddedAfterAMiss(t *testing.T) {
+	p := kubeletWithPlugin(t)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next++
+	host := fmt.Sprintf("a%d.pullpass.test", p.next)
+	lookup := func(image string) []string {
+		return usernames(plugin.NewExternalCredentialProviderDockerKeyring("ns", "pod", "uid", "sa"))(image)
+	}
+	if err := nodecache.Write(p.cache, nodecache.File{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(host + "/library/nginx"); len(got) != 0 {
+		t.Fatalf("a public image got %q", got)
+	}
+	if err := nodecache.Write(p.cache, nodecache.File{Entries: []nodecache.Entry{{Registry: "new", Hosts: []string{host + "/team/"}, Username: "new", Password: "p"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(host + "/team/app"); !slices.Equal(got, []string{"new"}) {
+		t.Fatalf("the registry added after a miss on its host: %q, want [new]", got)
+	}
+}
