@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -85,6 +86,39 @@ func TestECRTokensRefreshAndExpire(t *testing.T) {
 		_, c := ready()
 		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "AccessDenied"
 	})
+}
+
+// A source slower than the webhook's timeout (issue #24): the local ECR API answers after 8 s, past
+// the chart's 5 s timeoutSeconds, when the first pod of a new namespace is admitted. The pod is
+// admitted within the timeout with the reference to its pull secret (a pod's pull secrets can
+// never be added later), counted, and runs with no human action once the secret is written.
+func TestSlowSourceFirstPodGetsItsReferenceAndRuns(t *testing.T) {
+	e := framework.Load(t)
+	ep := e.Deployed(t)
+	delay := 8 * time.Second
+	startECR(t, ecrtest.Reply{Username: e.RegistryUsername, Password: e.RegistryPassword, ExpiresAt: time.Now().Add(12 * time.Hour), Delay: delay})
+	reg := createECRRegistry(t, e, "e2e-slow-ecr-"+rand.String(5), v1alpha1.ScopeNamespaced)
+	secret := "pullpass-" + reg.Name
+	ns := e.Namespace(t, "slow-source", optIn)
+	ahead := func() float64 {
+		return e.WebhookMetric(t, ep, "pullpass_webhook_pods_admitted_ahead_of_secret_total", map[string]string{"registry": reg.Name})
+	}
+	before := ahead()
+
+	start := time.Now()
+	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
+	admitted := time.Since(start)
+	if admitted >= delay {
+		t.Fatalf("admission took %s: it waited for the slow source", admitted)
+	}
+	if !slices.ContainsFunc(pod.Spec.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == secret }) {
+		t.Fatalf("the pod was admitted (in %s) without %s: %v", admitted.Round(time.Millisecond), secret, pod.Spec.ImagePullSecrets)
+	}
+	e.WaitRunning(t, ns, pod.Name)
+	t.Logf("admitted in %s with its reference; running %s after creation", admitted.Round(time.Millisecond), time.Since(start).Round(time.Second))
+	if got := ahead(); got < before+1 {
+		t.Fatalf("pullpass_webhook_pods_admitted_ahead_of_secret_total{registry=%q}: %v -> %v, want one more", reg.Name, before, got)
+	}
 }
 
 // startECR serves a local ECR API on the port the deployed webhook and agent know.

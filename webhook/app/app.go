@@ -125,6 +125,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		Logger:             log.With("component", "inject"),
 		Metrics:            metrics.Inject,
 		Observer:           observer,
+		EnsureTimeout:      o.EnsureTimeout,
 	})
 	if err != nil {
 		return err

@@ -27,6 +27,8 @@ type Options struct {
 	MetricsAddress  string // HTTP: /metrics, /healthz, /readyz
 	ShutdownTimeout time.Duration
 	ShutdownDelay   time.Duration // not ready but still serving, before the server stops
+	// EnsureTimeout: how long admission waits for a pod's pull secrets to be written.
+	EnsureTimeout time.Duration
 
 	// TLS: self-managed in a Secret (default), or files kept by cert-manager.
 	TLSSecretName     string
@@ -79,6 +81,7 @@ func DefaultOptions() *Options {
 		ListenAddress:      ":8443",
 		MetricsAddress:     ":8080",
 		ShutdownTimeout:    10 * time.Second,
+		EnsureTimeout:      3 * time.Second,
 		ShutdownDelay:      3 * time.Second,
 		TLSSecretName:      "pullpass-webhook-tls",
 		WebhookConfigName:  "pullpass",
@@ -101,6 +104,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ListenAddress, "listen-address", o.ListenAddress, "HTTPS address for AdmissionReviews")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may take at shutdown")
+	fs.DurationVar(&o.EnsureTimeout, "ensure-timeout", o.EnsureTimeout, "how long admission waits for a pod's pull secrets to be written; past it the pod is admitted with the references and the secrets are written after (keep it under the webhook's timeoutSeconds)")
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", o.ShutdownDelay, "at shutdown, how long /readyz fails while the webhook still serves, so endpoints and kube-proxy catch up")
 	fs.StringVar(&o.TLSSecretName, "tls-secret-name", o.TLSSecretName, "Secret holding the webhook's CA and serving certificate (self-managed TLS)")
 	fs.StringVar(&o.WebhookConfigName, "webhook-config-name", o.WebhookConfigName, "MutatingWebhookConfiguration whose caBundle the webhook keeps current ('' to leave it alone)")
@@ -146,6 +150,9 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 
 // Validate checks the options.
 func (o *Options) Validate() error {
+	if o.EnsureTimeout <= 0 {
+		return fmt.Errorf("--ensure-timeout must be positive")
+	}
 	if o.Namespace == "" {
 		return fmt.Errorf("--namespace is required")
 	}

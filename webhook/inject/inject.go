@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	"github.com/slok/kubewebhook/v2/pkg/webhook/mutating"
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/pullthrough"
 	"github.com/pullpass/pullpass/pkg/registrytable"
 )
@@ -44,6 +46,13 @@ type SecretEnsurer interface {
 	Ensure(ctx context.Context, namespace string, reg *v1alpha1.Registry, dryRun bool) (string, error)
 }
 
+// SecretChecker, when the SecretEnsurer has it, tells from a cache whether a registry's pull
+// secret is in a namespace and usable: then admission starts no writer at all (the steady
+// state, every pod but a namespace's first).
+type SecretChecker interface {
+	Present(namespace string, reg *v1alpha1.Registry) bool
+}
+
 // Config configures the mutator.
 type Config struct {
 	Namespaces NamespaceGetter
@@ -58,6 +67,14 @@ type Config struct {
 	// Observer, when set, is told the images of each pod served and their registries (the
 	// verifier logs in where pods actually pull, for glob host patterns).
 	Observer Observer
+	// EnsureTimeout bounds how long admission waits for pull secrets to be written (default
+	// 3s, under the chart's 5s timeoutSeconds: past it the API server admits the pod without
+	// pullpass). A pod whose secret is not written by then (a slow ECR or API server, a
+	// source that fails) is admitted with its reference all the same, since a pod's
+	// imagePullSecrets can never be added later while the kubelet reads them at every pull
+	// attempt: the write goes on after admission, for up to BackgroundTimeout (default 2m).
+	EnsureTimeout     time.Duration
+	BackgroundTimeout time.Duration
 }
 
 // Observer learns which images pods of served registries use. Wants keeps the hot path free of
@@ -77,6 +94,12 @@ func (c *Config) defaults() error {
 	if c.Metrics == nil {
 		c.Metrics = NoopRecorder{}
 	}
+	if c.EnsureTimeout <= 0 {
+		c.EnsureTimeout = 3 * time.Second
+	}
+	if c.BackgroundTimeout <= 0 {
+		c.BackgroundTimeout = 2 * time.Minute
+	}
 	return nil
 }
 
@@ -85,6 +108,8 @@ func (c *Config) defaults() error {
 type Mutator struct {
 	cfg      Config
 	excluded map[string]bool
+	// retrying holds "namespace/registry" while a pull secret is written again after admission.
+	retrying sync.Map
 }
 
 var _ mutating.Mutator = (*Mutator)(nil)
@@ -215,13 +240,11 @@ func (m *Mutator) inject(ctx context.Context, namespace string, pod *corev1.Pod,
 	if m.cfg.Observer != nil && len(regs) > 0 && m.cfg.Observer.Wants(regs) {
 		m.cfg.Observer.ObservePod(regs, Images(pod))
 	}
-	names, err := m.ensureAll(ctx, namespace, regs, dryRun)
-	if err != nil {
-		return nil, "", ErrorEnsureSecret, err
-	}
+	m.ensureAll(ctx, namespace, pod, regs, dryRun)
 	added = make([]injection, 0, len(regs))
-	for i, reg := range regs {
-		name := names[i]
+	for _, reg := range regs {
+		// The name is known without the source: the pod gets it even when the write is late.
+		name := pullsecret.Name(reg.Name)
 		// Pods hold a few pull secrets at most: a scan costs less than a set.
 		if slices.ContainsFunc(pod.Spec.ImagePullSecrets, func(s corev1.LocalObjectReference) bool { return s.Name == name }) ||
 			slices.ContainsFunc(added, func(a injection) bool { return a.secret == name }) {
@@ -256,57 +279,143 @@ func (m *Mutator) served(ctx context.Context, namespace string, pod *corev1.Pod)
 
 // ensureAll ensures the pull secret of each registry, all at once: the first pod of a namespace
 // waits for all of them to be written, and one after the other they cost one API round trip
-// each. It returns their names in the order of regs. A panic in an Ensure is raised again here,
-// where Plan recovers it.
-func (m *Mutator) ensureAll(ctx context.Context, namespace string, regs []*v1alpha1.Registry, dryRun bool) ([]string, error) {
-	j := &ensureJob{m: m, ctx: ctx, namespace: namespace, regs: regs, dryRun: dryRun, out: make([]ensured, len(regs))}
-	for i := 1; i < len(regs); i++ {
-		j.wg.Add(1)
-		go func() {
-			defer j.wg.Done()
-			j.one(i)
-		}()
+// each. It waits EnsureTimeout at most: a write still under way then goes on after the pod is
+// admitted, and a write that failed is tried again after it, with back-off, until
+// BackgroundTimeout (one writer per namespace and registry, however many pods wait for it). A pod
+// admitted ahead of its pull secret is counted and logged. A panic in an Ensure is raised again
+// here, where Plan recovers it, when it happens in time.
+func (m *Mutator) ensureAll(ctx context.Context, namespace string, pod *corev1.Pod, regs []*v1alpha1.Registry, dryRun bool) {
+	if len(regs) == 0 {
+		return
 	}
-	if len(regs) > 0 {
-		j.one(0) // this goroutine does one share
+	if c, ok := m.cfg.Secrets.(SecretChecker); ok {
+		all := true
+		for _, reg := range regs {
+			all = all && c.Present(namespace, reg)
+		}
+		if all {
+			return
+		}
 	}
-	j.wg.Wait()
-	names := make([]string, len(regs))
+	// The writes outlive the review: its context ends when admission answers.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.BackgroundTimeout)
+	j := &ensureJob{m: m, ctx: bg, namespace: namespace, regs: regs, dryRun: dryRun, out: make([]ensured, len(regs))}
+	firsts := make(chan struct{})
+	j.first.Add(len(regs))
+	j.all.Add(len(regs))
+	for i := range regs {
+		go j.one(i)
+	}
+	go func() {
+		j.first.Wait()
+		close(firsts)
+		j.all.Wait()
+		cancel()
+	}()
+	timer := time.NewTimer(m.cfg.EnsureTimeout)
+	defer timer.Stop()
+	select {
+	case <-firsts:
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.admitted = true
 	for i, o := range j.out {
 		if o.panic != nil {
 			panic(o.panic)
 		}
-		if o.err != nil {
-			return nil, fmt.Errorf("pull secret for registry %s: %w", regs[i].Name, o.err)
+		if !o.finished || o.err != nil {
+			m.ahead(namespace, pod, regs[i], o)
 		}
-		names[i] = o.name
 	}
-	return names, nil
+}
+
+// ahead counts and logs a pod admitted with the reference to a pull secret not written yet.
+func (m *Mutator) ahead(namespace string, pod *corev1.Pod, reg *v1alpha1.Registry, o ensured) {
+	m.cfg.Metrics.AdmittedAhead(reg.Name)
+	if o.finished {
+		m.cfg.Logger.Warn("admitting pod with the reference to a pull secret that could not be written yet; retrying",
+			"namespace", namespace, "pod", podName(pod), "registry", reg.Name, "err", o.err)
+		return
+	}
+	m.cfg.Logger.Warn("admitting pod with the reference to a pull secret still being written",
+		"namespace", namespace, "pod", podName(pod), "registry", reg.Name, "waited", m.cfg.EnsureTimeout.String())
 }
 
 type ensureJob struct {
-	m         *Mutator
-	ctx       context.Context
-	namespace string
-	regs      []*v1alpha1.Registry
-	dryRun    bool
-	out       []ensured
-	wg        sync.WaitGroup
+	m          *Mutator
+	ctx        context.Context
+	namespace  string
+	regs       []*v1alpha1.Registry
+	dryRun     bool
+	first, all sync.WaitGroup
+	mu         sync.Mutex
+	out        []ensured
+	admitted   bool // the review has answered: what finishes now is only logged
 }
 
 type ensured struct {
-	name  string
-	err   error
-	panic any
+	err      error
+	panic    any
+	finished bool
 }
 
+// one ensures regs[i]'s pull secret once, then, if that failed, keeps trying with back-off
+// unless another writer already does for the same namespace and registry.
 func (j *ensureJob) one(i int) {
-	defer func() {
-		if r := recover(); r != nil {
-			j.out[i].panic = r
+	defer j.all.Done()
+	reg := j.regs[i]
+	err, p := j.ensure(reg)
+	j.mu.Lock()
+	admitted := j.admitted
+	if !admitted {
+		j.out[i] = ensured{err: err, panic: p, finished: true}
+	}
+	j.mu.Unlock()
+	j.first.Done()
+	switch {
+	case p != nil && !admitted:
+		return // raised in the review by ensureAll
+	case p != nil:
+		j.m.cfg.Logger.Error("writing a pull secret after admission panicked", "namespace", j.namespace, "registry", reg.Name, "panic", fmt.Sprint(p))
+		return
+	case err == nil:
+		if admitted {
+			j.m.cfg.Logger.Info("pull secret written after its pod was admitted", "namespace", j.namespace, "registry", reg.Name)
 		}
-	}()
-	j.out[i].name, j.out[i].err = j.m.cfg.Secrets.Ensure(j.ctx, j.namespace, j.regs[i], j.dryRun)
+		return
+	case j.dryRun:
+		return
+	}
+	key := j.namespace + "/" + reg.Name
+	if _, busy := j.m.retrying.LoadOrStore(key, true); busy {
+		return
+	}
+	defer j.m.retrying.Delete(key)
+	for backoff := time.Second; ; backoff = min(2*backoff, 15*time.Second) {
+		select {
+		case <-j.ctx.Done():
+			j.m.cfg.Logger.Error("gave up writing a pull secret that pods refer to", "namespace", j.namespace, "registry", reg.Name, "err", err)
+			return
+		case <-time.After(backoff):
+		}
+		if err, p = j.ensure(reg); p == nil && err == nil {
+			j.m.cfg.Logger.Info("pull secret written after its pods were admitted", "namespace", j.namespace, "registry", reg.Name)
+			return
+		}
+		if p != nil {
+			j.m.cfg.Logger.Error("writing a pull secret after admission panicked", "namespace", j.namespace, "registry", reg.Name, "panic", fmt.Sprint(p))
+			return
+		}
+	}
+}
+
+func (j *ensureJob) ensure(reg *v1alpha1.Registry) (err error, p any) {
+	defer func() { p = recover() }()
+	_, err = j.m.cfg.Secrets.Ensure(j.ctx, j.namespace, reg, j.dryRun)
+	return err, nil
 }
 
 // registriesFor returns the Namespaced registries serving the pod's images in this namespace,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -49,16 +50,19 @@ func (f *fakeSecrets) Ensure(_ context.Context, ns string, reg *v1alpha1.Registr
 	return "pullpass-" + reg.Name, nil
 }
 
-type countingRecorder struct{ injected, skipped, errors, rewritten, rewriteSkipped map[string]int }
+type countingRecorder struct {
+	injected, skipped, errors, rewritten, rewriteSkipped, ahead map[string]int
+}
 
 func newCounting() *countingRecorder {
-	return &countingRecorder{map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}}
+	return &countingRecorder{map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}}
 }
 func (c *countingRecorder) Injected(r string)       { c.injected[r]++ }
 func (c *countingRecorder) Skipped(r string)        { c.skipped[r]++ }
 func (c *countingRecorder) Error(k string)          { c.errors[k]++ }
 func (c *countingRecorder) Rewritten(r string)      { c.rewritten[r]++ }
 func (c *countingRecorder) RewriteSkipped(r string) { c.rewriteSkipped[r]++ }
+func (c *countingRecorder) AdmittedAhead(r string)  { c.ahead[r]++ }
 
 func registry(name string, scope v1alpha1.Scope, sel *metav1.LabelSelector, hosts ...string) *v1alpha1.Registry {
 	return &v1alpha1.Registry{
@@ -125,6 +129,7 @@ func TestMutate(t *testing.T) {
 		want        podSpec // the whole expected pod
 		wantSkip    string
 		wantErr     string
+		wantAhead   map[string]int
 		failSecrets map[string]bool
 	}{
 		{
@@ -200,9 +205,12 @@ func TestMutate(t *testing.T) {
 			in: podSpec{containers: []string{"ghcr.io/org/app"}}, want: podSpec{containers: []string{"ghcr.io/org/app"}}, wantErr: inject.ErrorNamespace,
 		},
 		{
-			name: "a secret that cannot be written fails open, pod unchanged", namespace: "team-a", failSecrets: map[string]bool{"ghcr-team": true},
-			in:   podSpec{containers: []string{"ghcr.io/org/app", "ghcr.io/team/api"}},
-			want: podSpec{containers: []string{"ghcr.io/org/app", "ghcr.io/team/api"}}, wantErr: inject.ErrorEnsureSecret,
+			// A pod's pull secrets can never be added later, and the kubelet reads them at every
+			// pull attempt: the reference goes in, and the secret is written after admission.
+			name: "a secret that cannot be written yet is referred to all the same", namespace: "team-a", failSecrets: map[string]bool{"ghcr-team": true},
+			in:        podSpec{containers: []string{"ghcr.io/org/app", "ghcr.io/team/api"}},
+			want:      podSpec{containers: []string{"ghcr.io/org/app", "ghcr.io/team/api"}, secrets: []string{"pullpass-ghcr", "pullpass-ghcr-team"}},
+			wantAhead: map[string]int{"ghcr-team": 1},
 		},
 	}
 	for _, tt := range tests {
@@ -211,6 +219,7 @@ func TestMutate(t *testing.T) {
 			m, err := inject.New(inject.Config{
 				Namespaces: namespaces, Registries: fakeTable{registrytable.Build(regs)}, Secrets: &fakeSecrets{fail: tt.failSecrets},
 				ClusterWide: tt.clusterWide, ExcludedNamespaces: []string{"kube-system"}, Metrics: rec,
+				BackgroundTimeout: time.Second, // the failing secret's writer gives up soon after the test
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -242,6 +251,9 @@ func TestMutate(t *testing.T) {
 			}
 			if tt.wantErr == "" && len(rec.errors) != 0 {
 				t.Fatalf("unexpected errors %v", rec.errors)
+			}
+			if !maps.Equal(rec.ahead, tt.wantAhead) && (len(rec.ahead) != 0 || len(tt.wantAhead) != 0) {
+				t.Fatalf("pods admitted ahead of their secret %v, want %v", rec.ahead, tt.wantAhead)
 			}
 		})
 	}
@@ -309,14 +321,107 @@ func TestPanicFailsOpen(t *testing.T) {
 // three have started (or fails after 10 s, as it would if they ran one after the other).
 func TestEnsuresAtOnce(t *testing.T) {
 	sec := &barrierSecrets{n: 3, all: make(chan struct{})}
+	rec := newCounting()
 	m, _ := inject.New(inject.Config{
 		Namespaces: fakeNamespaces{"team-a": namespace("team-a", optedIn, nil)},
 		Registries: fakeTable{registrytable.Build([]*v1alpha1.Registry{registry("a", "", nil, "a.io"), registry("b", "", nil, "b.io"), registry("c", "", nil, "c.io")})},
-		Secrets:    sec,
+		Secrets:    sec, Metrics: rec, EnsureTimeout: 30 * time.Second,
 	})
 	add, _ := m.Plan(context.Background(), &model.AdmissionReview{Operation: model.OperationCreate, Namespace: "team-a"}, pod(podSpec{containers: []string{"c.io/x", "a.io/x", "b.io/x"}}))
 	if got := fmt.Sprint(add); got != "[{pullpass-a} {pullpass-b} {pullpass-c}]" {
 		t.Fatalf("added %s, want a, b and c in name order", got)
+	}
+	if len(rec.ahead) != 0 {
+		t.Fatalf("pods admitted ahead of their secrets %v: the writes did not all finish", rec.ahead)
+	}
+}
+
+// blockingSecrets writes nothing until release is closed: a slow ECR, STS or API server.
+type blockingSecrets struct {
+	release chan struct{}
+	written chan string
+}
+
+func (s *blockingSecrets) Ensure(ctx context.Context, ns string, reg *v1alpha1.Registry, _ bool) (string, error) {
+	select {
+	case <-s.release:
+		s.written <- ns + "/" + reg.Name
+		return "pullpass-" + reg.Name, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// A source slower than admission may wait (issue #24): the pod is admitted within the bound with
+// the reference to its pull secret, counted; the write goes on after admission and lands, with
+// the review's own context long done.
+func TestSlowSourceAdmitsWithTheReference(t *testing.T) {
+	sec := &blockingSecrets{release: make(chan struct{}), written: make(chan string, 1)}
+	rec := newCounting()
+	m, _ := inject.New(inject.Config{
+		Namespaces: fakeNamespaces{"team-a": namespace("team-a", optedIn, nil)},
+		Registries: fakeTable{registrytable.Build([]*v1alpha1.Registry{registry("ecr", "", nil, "*.dkr.ecr.*.amazonaws.com")})},
+		Secrets:    sec, Metrics: rec, EnsureTimeout: 50 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	add, _ := m.Plan(ctx, &model.AdmissionReview{Operation: model.OperationCreate, Namespace: "team-a"},
+		pod(podSpec{containers: []string{"123456789012.dkr.ecr.eu-west-1.amazonaws.com/app"}}))
+	cancel() // the review has answered
+	if got := fmt.Sprint(add); got != "[{pullpass-ecr}]" {
+		t.Fatalf("added %s, want the ECR registry's pull secret", got)
+	}
+	if rec.ahead["ecr"] != 1 || len(rec.errors) != 0 {
+		t.Fatalf("ahead %v, errors %v: want one pod admitted ahead of its secret, no error", rec.ahead, rec.errors)
+	}
+	close(sec.release)
+	select {
+	case got := <-sec.written:
+		if got != "team-a/ecr" {
+			t.Fatalf("wrote %s", got)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the pull secret was never written after admission")
+	}
+}
+
+// flakySecrets fails the first fails writes, then writes.
+type flakySecrets struct {
+	mu      sync.Mutex
+	fails   int
+	calls   int
+	written chan struct{}
+}
+
+func (s *flakySecrets) Ensure(_ context.Context, _ string, reg *v1alpha1.Registry, _ bool) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.calls <= s.fails {
+		return "", errors.New("apiserver unavailable")
+	}
+	if s.calls == s.fails+1 {
+		close(s.written)
+	}
+	return "pullpass-" + reg.Name, nil
+}
+
+// A write that fails at admission is tried again after it, until it lands.
+func TestFailedWriteIsRetriedAfterAdmission(t *testing.T) {
+	sec := &flakySecrets{fails: 2, written: make(chan struct{})}
+	rec := newCounting()
+	m, _ := inject.New(inject.Config{
+		Namespaces: fakeNamespaces{"team-a": namespace("team-a", optedIn, nil)},
+		Registries: fakeTable{registrytable.Build([]*v1alpha1.Registry{registry("ghcr", "", nil, "ghcr.io")})},
+		Secrets:    sec, Metrics: rec,
+	})
+	add, _ := m.Plan(context.Background(), &model.AdmissionReview{Operation: model.OperationCreate, Namespace: "team-a"}, pod(podSpec{containers: []string{"ghcr.io/a/b"}}))
+	if got := fmt.Sprint(add); got != "[{pullpass-ghcr}]" || rec.ahead["ghcr"] != 1 {
+		t.Fatalf("added %s, ahead %v", got, rec.ahead)
+	}
+	select {
+	case <-sec.written:
+	case <-time.After(time.Minute):
+		t.Fatal("the failed write was never tried again")
 	}
 }
 

@@ -16,6 +16,9 @@ type Recorder interface {
 	Rewritten(cache string)
 	// RewriteSkipped counts an image of a cached upstream left as it is, and why.
 	RewriteSkipped(reason string)
+	// AdmittedAhead counts a pod admitted with the reference to a registry's pull secret that
+	// was not written in time (written after admission).
+	AdmittedAhead(registry string)
 }
 
 // NoopRecorder records nothing.
@@ -29,6 +32,7 @@ func (NoopRecorder) Error(string)    {}
 
 func (NoopRecorder) Rewritten(string)      {}
 func (NoopRecorder) RewriteSkipped(string) {}
+func (NoopRecorder) AdmittedAhead(string)  {}
 
 // PrometheusRecorder counts on an injected registry. Label values are bounded: registry names
 // (objects an admin creates), and the fixed reason and kind sets of this package.
@@ -38,6 +42,7 @@ type PrometheusRecorder struct {
 	errors     *prometheus.CounterVec
 	rewrites   *prometheus.CounterVec
 	rwSkipped  *prometheus.CounterVec
+	ahead      *prometheus.CounterVec
 }
 
 var _ Recorder = (*PrometheusRecorder)(nil)
@@ -65,8 +70,12 @@ func NewPrometheusRecorder(reg prometheus.Registerer) (*PrometheusRecorder, erro
 			Name: "pullpass_webhook_image_rewrites_skipped_total",
 			Help: "Pod images of a cached upstream left as they are, by reason (conflict: two caches tie for the namespace; no_credentials: the cache's credentials do not reach the pod; too_long).",
 		}, []string{"reason"}),
+		ahead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullpass_webhook_pods_admitted_ahead_of_secret_total",
+			Help: "Pods admitted with the reference to a pull secret that was not written in time (a slow or failing source or API server), by registry; the webhook writes it after admission.",
+		}, []string{"registry"}),
 	}
-	for _, c := range []prometheus.Collector{r.injections, r.skipped, r.errors, r.rewrites, r.rwSkipped} {
+	for _, c := range []prometheus.Collector{r.injections, r.skipped, r.errors, r.rewrites, r.rwSkipped, r.ahead} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -83,10 +92,11 @@ func NewPrometheusRecorder(reg prometheus.Registerer) (*PrometheusRecorder, erro
 	return r, nil
 }
 
-func (r *PrometheusRecorder) Injected(registry string) { r.injections.WithLabelValues(registry).Inc() }
-func (r *PrometheusRecorder) Skipped(reason string)    { r.skipped.WithLabelValues(reason).Inc() }
-func (r *PrometheusRecorder) Error(kind string)        { r.errors.WithLabelValues(kind).Inc() }
-func (r *PrometheusRecorder) Rewritten(cache string)   { r.rewrites.WithLabelValues(cache).Inc() }
+func (r *PrometheusRecorder) Injected(registry string)      { r.injections.WithLabelValues(registry).Inc() }
+func (r *PrometheusRecorder) Skipped(reason string)         { r.skipped.WithLabelValues(reason).Inc() }
+func (r *PrometheusRecorder) Error(kind string)             { r.errors.WithLabelValues(kind).Inc() }
+func (r *PrometheusRecorder) Rewritten(cache string)        { r.rewrites.WithLabelValues(cache).Inc() }
+func (r *PrometheusRecorder) AdmittedAhead(registry string) { r.ahead.WithLabelValues(registry).Inc() }
 func (r *PrometheusRecorder) RewriteSkipped(reason string) {
 	r.rwSkipped.WithLabelValues(reason).Inc()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
@@ -152,8 +153,12 @@ func TestPullThrough(t *testing.T) {
 			skipped: map[string]int{inject.RewriteSkipNoCredentials: 1},
 		},
 		{
-			name: "a cache pull secret that cannot be written: the pod is admitted as it came", namespace: "unwritten", failSecrets: map[string]bool{"hub-cache": true},
-			in: podSpec{containers: []string{"nginx", "ghcr.io/o/a"}}, want: podSpec{containers: []string{"nginx", "ghcr.io/o/a"}},
+			// Written after admission, as any pull secret (issue #24); the kubelet's next try uses it.
+			name: "a cache pull secret not written in time: the pod goes through the cache with its reference", namespace: "unwritten", failSecrets: map[string]bool{"hub-cache": true},
+			in: podSpec{containers: []string{"nginx", "ghcr.io/o/a"}},
+			want: podSpec{containers: []string{hub + "library/nginx", "ghcr.io/o/a"}, secrets: []string{"pullpass-ghcr", "pullpass-hub-cache"},
+				annotations: map[string]string{pullthrough.AnnotationOriginalImages: `{"ca":"nginx"}`}},
+			rewritten: map[string]int{"hub-cache": 1},
 		},
 	}
 	for _, tt := range tests {
@@ -161,7 +166,7 @@ func TestPullThrough(t *testing.T) {
 			rec := newCounting()
 			m, err := inject.New(inject.Config{
 				Namespaces: namespaces, Registries: fakeTable{registrytable.Build(pullThroughRegistries())},
-				Secrets: &fakeSecrets{fail: tt.failSecrets}, Metrics: rec,
+				Secrets: &fakeSecrets{fail: tt.failSecrets}, Metrics: rec, BackgroundTimeout: time.Second,
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -83,10 +83,8 @@ func (p *PullSecrets) resolver() *credentials.Resolver {
 // steady state costs no API write at all.
 func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha1.Registry, dryRun bool) (string, error) {
 	name := pullsecret.Name(reg.Name)
-	have, err := p.Managed.Secrets(namespace).Get(name)
-	if err != nil {
-		have = nil
-	} else if secrets.Owned(have) && pullsecret.Usable(have, p.now()) {
+	have, present := p.present(namespace, name)
+	if present {
 		return name, nil
 	}
 	tmpl, err := p.Desired(ctx, reg)
@@ -99,6 +97,22 @@ func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha
 	want := tmpl.DeepCopy()
 	want.Namespace = namespace
 	return name, p.write(ctx, have, want)
+}
+
+// Present implements inject's check for pull secrets already in place: from the cache only.
+func (p *PullSecrets) Present(namespace string, reg *v1alpha1.Registry) bool {
+	_, ok := p.present(namespace, pullsecret.Name(reg.Name))
+	return ok
+}
+
+// present returns the cached secret name in namespace (nil if none), and whether it is
+// pullpass's own and usable.
+func (p *PullSecrets) present(namespace, name string) (*corev1.Secret, bool) {
+	have, err := p.Managed.Secrets(namespace).Get(name)
+	if err != nil {
+		return nil, false
+	}
+	return have, secrets.Owned(have) && pullsecret.Usable(have, p.now())
 }
 
 func (p *PullSecrets) now() time.Time {

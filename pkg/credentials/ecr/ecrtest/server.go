@@ -28,6 +28,8 @@ type Reply struct {
 	Username  string
 	Password  string
 	ExpiresAt time.Time
+	// Delay holds the answer back this long: a slow ECR, STS or network.
+	Delay time.Duration
 }
 
 // Server is a local ECR API.
@@ -207,6 +209,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Unlock()
+	if rep.Delay > 0 {
+		select {
+		case <-time.After(rep.Delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	if rep.ErrorCode != "" {
 		status := rep.Status
