@@ -549,6 +549,9 @@ func desired(req *addRequest, existing *v1alpha1.Registry, name, namespace strin
 		}
 		secret.StringData = nil
 	}
+	if secret != nil && secrets.Reserved(secret.Name) {
+		return nil, nil, badInput("registry %s: its source secret would be named %s, and names starting %s are pullpass's own Secrets (pull secrets, the webhook's TLS Secret); choose another --name", name, secret.Name, secrets.ReservedPrefix)
+	}
 	if err := registrytable.Validate(reg); err != nil {
 		return nil, nil, badInput("%w", err)
 	}

@@ -65,8 +65,8 @@ func apply(ctx context.Context, o *options, c *Clients, req *addRequest) (string
 		if before, err = getSecret(ctx, c, secret.Namespace, secret.Name); err != nil {
 			return "", err
 		}
-		if before != nil && !secrets.Owned(before) {
-			return "", badInput("secret %s/%s exists and is not managed by pullpass; choose another --name", secret.Namespace, secret.Name)
+		if before != nil && !secrets.MadeFor(before, name) {
+			return "", notOurs(before, name)
 		}
 	}
 	if err := writeRegistry(ctx, c, reg, existing != nil, true); err != nil {
@@ -95,7 +95,7 @@ func apply(ctx context.Context, o *options, c *Clients, req *addRequest) (string
 	if existing != nil {
 		for _, ref := range secretRefs(existing) {
 			if !slices.Contains(secretRefs(reg), ref) {
-				if err := deleteOwnedSecret(ctx, c, ref); err != nil {
+				if err := deleteSourceSecret(ctx, o, c, ref, existing.Name); err != nil {
 					fmt.Fprintf(o.streams.ErrOut, "warning: %v\n", err)
 				}
 			}
@@ -141,7 +141,10 @@ func writeRegistry(ctx context.Context, c *Clients, reg *v1alpha1.Registry, exis
 
 const fieldManager = "pullpass-cli"
 
-// sourceLabels are the labels of a source secret pullpass makes for a registry.
+// sourceLabels are the labels of a source secret pullpass makes for a registry. They are how the
+// CLI knows its own (secrets.MadeFor): role source and the registry's name, checked before any
+// update or delete. managed-by alone is not enough: the webhook's TLS Secret and the pull
+// secrets carry it too.
 func sourceLabels(registry string) map[string]string {
 	return map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRegistry: registry, secrets.LabelRole: secrets.RoleSource}
 }
@@ -182,28 +185,52 @@ func getSecret(ctx context.Context, c *Clients, namespace, name string) (*corev1
 	return s, nil
 }
 
+// notOurs refuses to write over a secret the CLI did not make for registry.
+func notOurs(s *corev1.Secret, registry string) error {
+	return badInput("secret %s/%s exists and is not the source secret pullpass made for registry %s; choose another --name", s.Namespace, s.Name, registry)
+}
+
 // restoreSecret puts a secret back as it was before add wrote it: gone if it did not exist.
 func restoreSecret(ctx context.Context, c *Clients, written, before *corev1.Secret) error {
 	if before == nil {
-		err := c.Kube.CoreV1().Secrets(written.Namespace).Delete(ctx, written.Name, metav1.DeleteOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
+		cur, err := getSecret(ctx, c, written.Namespace, written.Name)
+		if err != nil || cur == nil || !secrets.MadeFor(cur, written.Labels[secrets.LabelRegistry]) {
+			return err
 		}
-		return err
+		return deleteExactly(ctx, c, cur)
 	}
 	old := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: before.Name, Namespace: before.Namespace, Labels: before.Labels, Annotations: before.Annotations},
 		Type: before.Type, Data: before.Data}
 	return applySecret(ctx, c, old)
 }
 
-// deleteOwnedSecret deletes a secret pullpass made; a user's own is left alone.
-func deleteOwnedSecret(ctx context.Context, c *Clients, ref v1alpha1.SecretReference) error {
+// deleteSourceSecret deletes the source secret the CLI made for registry, unless another
+// Registry names it. Anything else is left alone: a user's own secret, pullpass's other Secrets
+// (the webhook's TLS Secret, pull secrets), a source made for another registry.
+func deleteSourceSecret(ctx context.Context, o *options, c *Clients, ref v1alpha1.SecretReference, registry string) error {
 	s, err := getSecret(ctx, c, ref.Namespace, ref.Name)
-	if err != nil || s == nil || !secrets.Owned(s) {
+	if err != nil || s == nil || !secrets.MadeFor(s, registry) {
 		return err
 	}
-	if err := c.Kube.CoreV1().Secrets(ref.Namespace).Delete(ctx, ref.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("secret %s/%s: %w", ref.Namespace, ref.Name, err)
+	regs, err := c.Registries.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("listing registries before deleting secret %s/%s: %w", ref.Namespace, ref.Name, err)
+	}
+	for i := range regs.Items {
+		if r := &regs.Items[i]; r.Name != registry && slices.Contains(secretRefs(r), ref) {
+			fmt.Fprintf(o.streams.ErrOut, "secret %s/%s kept: registry %s uses it too\n", ref.Namespace, ref.Name, r.Name)
+			return nil
+		}
+	}
+	return deleteExactly(ctx, c, s)
+}
+
+// deleteExactly deletes the version of a secret that was checked, not one written since.
+func deleteExactly(ctx context.Context, c *Clients, s *corev1.Secret) error {
+	err := c.Kube.CoreV1().Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{
+		Preconditions: &metav1.Preconditions{UID: &s.UID, ResourceVersion: &s.ResourceVersion}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("secret %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	return nil
 }
@@ -219,13 +246,18 @@ func applySecretOnce(ctx context.Context, c *Clients, s *corev1.Secret) error {
 	case apierrors.IsNotFound(err):
 		_, err = secretsAPI.Create(ctx, s, metav1.CreateOptions{FieldManager: fieldManager})
 	case err == nil:
-		if !secrets.Owned(cur) {
-			return badInput("secret %s/%s exists and is not managed by pullpass; choose another --name", s.Namespace, s.Name)
+		if !secrets.MadeFor(cur, s.Labels[secrets.LabelRegistry]) {
+			return notOurs(cur, s.Labels[secrets.LabelRegistry])
 		}
 		if cur.Type != s.Type {
-			// The type of a Secret is immutable: replace it.
-			if err = secretsAPI.Delete(ctx, s.Name, metav1.DeleteOptions{}); err == nil {
+			// The type of a Secret is immutable: replace it, the version checked and no other
+			// (a conflict reads it again).
+			err = secretsAPI.Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &cur.UID, ResourceVersion: &cur.ResourceVersion}})
+			if err == nil || apierrors.IsNotFound(err) {
 				_, err = secretsAPI.Create(ctx, s, metav1.CreateOptions{FieldManager: fieldManager})
+			}
+			if apierrors.IsAlreadyExists(err) {
+				err = apierrors.NewConflict(corev1.Resource("secrets"), s.Name, err)
 			}
 			break
 		}
@@ -425,8 +457,9 @@ func newRemoveCommand(o *options) *cobra.Command {
 		Aliases: []string{"rm", "delete"},
 		Short:   "Remove a registry (or one host of it) and the source secret pullpass made for it",
 		Long: `Remove a registry, by name or by one of its hosts in any spelling
-("https://index.docker.io/v1/" is docker.io), and the source secret pullpass made for it. When
-the registry has other hosts too, only the host given is removed from it.`,
+("https://index.docker.io/v1/" is docker.io), and the source secret pullpass made for it unless
+another registry names it too. When the registry has other hosts too, only the host given is
+removed from it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return remove(cmd.Context(), o, args[0])
@@ -474,9 +507,9 @@ func remove(ctx context.Context, o *options, arg string) error {
 	if err := c.Registries.Delete(ctx, r.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("registry %q: %w", r.Name, err)
 	}
-	// Only a secret pullpass made is deleted; a user's own secret is left alone.
+	// Only a secret the CLI made for this registry, and no other registry names, is deleted.
 	for _, ref := range secretRefs(r) {
-		if err := deleteOwnedSecret(ctx, c, ref); err != nil {
+		if err := deleteSourceSecret(ctx, o, c, ref, r.Name); err != nil {
 			return err
 		}
 	}

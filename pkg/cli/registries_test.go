@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -535,6 +536,118 @@ func TestRefusedRegistryLeavesNothingBehind(t *testing.T) {
 			u, _ := secrets.Username(s, []string{"ghcr.io"})
 			if u != "old" {
 				t.Fatalf("the old secret was not put back: username %q", u)
+			}
+		}
+	}
+}
+
+// run runs the CLI against a test cluster, returning the exit code and standard error.
+func (c *testCluster) run(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	o := &options{streams: Streams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, clients: &Clients{Kube: c.kube, Registries: c.regs}}
+	return runWith(context.Background(), "pullpass", args, o), errOut.String()
+}
+
+func (c *testCluster) create(t *testing.T, s *corev1.Secret) *corev1.Secret {
+	t.Helper()
+	s, err := c.kube.CoreV1().Secrets(s.Namespace).Create(context.Background(), s, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// add --name never writes over a Secret the CLI did not make for that registry, even one
+// labelled managed-by pullpass: the webhook's TLS Secret (it was deleted and replaced by a
+// docker config, #24), a pull secret, a source made for another registry. Nothing changes.
+func TestAddNeverTakesASecretItDidNotMakeForTheRegistry(t *testing.T) {
+	managed := map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue}
+	tls := func(name string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "pullpass", Labels: managed}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{corev1.TLSCertKey: []byte("cert"), corev1.TLSPrivateKeyKey: []byte("key"), "ca.key": []byte("ca key")}}
+	}
+	pull, _ := dockerConfigFor("ghcr.io", "old", "old-pass")
+	for _, tt := range []struct {
+		name   string
+		secret *corev1.Secret
+	}{
+		{"the webhook's TLS Secret", tls("pullpass-webhook-tls")},
+		{"the webhook's TLS Secret, renamed", tls("webhook-cert")},
+		{"a pull secret", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pullpass-ghcr.io", Namespace: "pullpass",
+			Labels: map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRegistry: "ghcr.io", secrets.LabelRole: secrets.RolePullSecret}},
+			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: pull}}},
+		{"a source made for another registry", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: "pullpass", Labels: sourceLabels("other")},
+			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: pull}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &testCluster{kube: fake.NewClientset(), regs: newFakeRegistries()}
+			before := c.create(t, tt.secret)
+			code, stderr := c.run(t, "registries", "add", "registry.example.org", "--name", tt.secret.Name, "bot", examplePass, "--no-wait")
+			if code != 2 || !strings.Contains(stderr, "choose another --name") {
+				t.Fatalf("exit %d, stderr %q; want 2 telling to choose another --name", code, stderr)
+			}
+			after := c.secret(t, "pullpass", tt.secret.Name)
+			if after.UID != before.UID || after.ResourceVersion != before.ResourceVersion || after.Type != before.Type || !reflect.DeepEqual(after.Data, before.Data) {
+				t.Fatalf("the secret changed: type %s, data keys %d", after.Type, len(after.Data))
+			}
+			if regs, _ := c.regs.List(context.Background(), metav1.ListOptions{}); len(regs.Items) != 0 {
+				t.Fatalf("a registry was made: %s", regs.Items[0].Name)
+			}
+		})
+	}
+}
+
+// remove deletes a source secret only when the CLI made it for the registry removed and no
+// other Registry names it.
+func TestRemoveDeletesOnlyItsOwnUnsharedSource(t *testing.T) {
+	c := &testCluster{kube: fake.NewClientset(), regs: newFakeRegistries()}
+	data, _ := dockerConfigFor("ghcr.io", "bot", examplePass)
+	source := func(name, madeFor string) {
+		c.create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "pullpass", Labels: sourceLabels(madeFor)},
+			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: data}})
+	}
+	named := func(name, host, secret string) *v1alpha1.Registry {
+		r := existing(name, host)
+		r.Spec.Auth.SecretRef.Name = secret
+		return r
+	}
+	source("a", "a")
+	source("d", "d")
+	source("e", "e")
+	for _, r := range []*v1alpha1.Registry{
+		named("a", "a.example.com", "a"),
+		named("b", "b.example.com", "a"), // shares a's source
+		named("c", "c.example.com", "d"), // names a source made for d
+		named("e", "e.example.com", "e"),
+	} {
+		c.regs.items[r.Name] = r
+	}
+	exists := func(name string) bool {
+		_, err := c.kube.CoreV1().Secrets("pullpass").Get(context.Background(), name, metav1.GetOptions{})
+		return err == nil
+	}
+	for _, step := range []struct {
+		remove string
+		gone   []string // secrets deleted by this step
+		kept   []string
+	}{
+		{"a", nil, []string{"a", "d", "e"}}, // b still uses a
+		{"b", nil, []string{"a", "d", "e"}}, // made for a, not b
+		{"c", nil, []string{"a", "d", "e"}}, // made for d
+		{"e", []string{"e"}, []string{"a", "d"}},
+	} {
+		if code, stderr := c.run(t, "registries", "remove", step.remove); code != 0 {
+			t.Fatalf("remove %s: exit %d, %s", step.remove, code, stderr)
+		}
+		for _, s := range step.gone {
+			if exists(s) {
+				t.Errorf("remove %s: secret %s is left", step.remove, s)
+			}
+		}
+		for _, s := range step.kept {
+			if !exists(s) {
+				t.Errorf("remove %s: secret %s was deleted", step.remove, s)
 			}
 		}
 	}

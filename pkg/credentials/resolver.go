@@ -103,9 +103,9 @@ func (r *Resolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (Credent
 	a := reg.Spec.Auth
 	switch {
 	case a.SecretRef != nil:
-		s, err := r.Secrets.Secret(ctx, a.SecretRef.Namespace, a.SecretRef.Name)
+		s, err := r.source(ctx, reg, "source secret", *a.SecretRef)
 		if err != nil {
-			return Credentials{}, fmt.Errorf("registry %s: source secret %s/%s: %w", reg.Name, a.SecretRef.Namespace, a.SecretRef.Name, err)
+			return Credentials{}, err
 		}
 		if c, ok := r.parsed(reg, s); ok {
 			return c, nil
@@ -117,9 +117,9 @@ func (r *Resolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (Credent
 		return r.keep(reg, s, Credentials{Username: c.Username, Password: c.Password}), nil
 	case a.DockerHub != nil:
 		ref := a.DockerHub.SecretRef
-		s, err := r.Secrets.Secret(ctx, ref.Namespace, ref.Name)
+		s, err := r.source(ctx, reg, "Docker Hub secret", ref)
 		if err != nil {
-			return Credentials{}, fmt.Errorf("registry %s: Docker Hub secret %s/%s: %w", reg.Name, ref.Namespace, ref.Name, err)
+			return Credentials{}, err
 		}
 		if c, ok := r.parsed(reg, s); ok {
 			return c, nil
@@ -136,6 +136,23 @@ func (r *Resolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (Credent
 		return r.ecr(ctx, reg)
 	}
 	return Credentials{}, fmt.Errorf("registry %s: no credential source", reg.Name)
+}
+
+// source reads a Secret a registry's source names. One of pullpass's own Secrets is refused
+// before it is read, by name, and after, by its labels (the webhook's TLS Secret may be named
+// anything): its contents must never reach a pull secret or a node.
+func (r *Resolver) source(ctx context.Context, reg *v1alpha1.Registry, what string, ref v1alpha1.SecretReference) (*corev1.Secret, error) {
+	if secrets.Reserved(ref.Name) {
+		return nil, fmt.Errorf("registry %s: %s %s/%s %w", reg.Name, what, ref.Namespace, ref.Name, secrets.ErrNotASource)
+	}
+	s, err := r.Secrets.Secret(ctx, ref.Namespace, ref.Name)
+	if err != nil {
+		return nil, fmt.Errorf("registry %s: %s %s/%s: %w", reg.Name, what, ref.Namespace, ref.Name, err)
+	}
+	if err := secrets.CheckSource(s); err != nil {
+		return nil, fmt.Errorf("registry %s: %s: %w", reg.Name, what, err)
+	}
+	return s, nil
 }
 
 // parsed returns what s resolved to for reg the last time, when neither the Secret's
@@ -204,9 +221,9 @@ func (r *Resolver) ecr(ctx context.Context, reg *v1alpha1.Registry) (Credentials
 	}
 	key := cc.Region + "|" + cc.RoleARN + "|" + strconv.FormatBool(cc.FIPS)
 	if ref := src.AccessKeySecretRef; ref != nil {
-		s, err := r.Secrets.Secret(ctx, ref.Namespace, ref.Name)
+		s, err := r.source(ctx, reg, "AWS keys secret", *ref)
 		if err != nil {
-			return Credentials{}, fmt.Errorf("registry %s: AWS keys secret %s/%s: %w", reg.Name, ref.Namespace, ref.Name, err)
+			return Credentials{}, err
 		}
 		id, secret := string(s.Data["aws_access_key_id"]), string(s.Data["aws_secret_access_key"])
 		if id == "" || secret == "" {

@@ -3,6 +3,7 @@ package credentials_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,4 +187,38 @@ func TestResolveParsesASourceOncePerVersion(t *testing.T) {
 	src.Data = secret("", "", dockerConfig("other.example.com", "erin")).Data
 	r.Forget("r")
 	resolve("erin", "secret/7")
+}
+
+// A source naming one of pullpass's own Secrets is refused, whatever its source kind: the
+// webhook's TLS Secret (by name, or by its labels under another name) and pull secrets would
+// otherwise be copied into pull secrets or handed to the nodes.
+func TestResolveRefusesPullpassOwnSecrets(t *testing.T) {
+	tls := secret("pullpass-webhook-tls", "1", map[string]string{"username": "u", "password": "p", "token": "t",
+		"aws_access_key_id": "AKIA", "aws_secret_access_key": "sk", corev1.TLSPrivateKeyKey: "key"})
+	renamedTLS := secret("webhook-cert", "1", map[string]string{"username": "u", "password": "p", "token": "t",
+		"aws_access_key_id": "AKIA", "aws_secret_access_key": "sk"})
+	renamedTLS.Labels = map[string]string{"app.kubernetes.io/managed-by": "pullpass"}
+	pull := secret("pullpass-other", "1", map[string]string{corev1.DockerConfigJsonKey: `{"auths":{"r.io":{"username":"u","password":"p"}}}`})
+	pull.Labels = map[string]string{"app.kubernetes.io/managed-by": "pullpass", "pullpass.io/registry": "other", "pullpass.io/role": "pull-secret"}
+	r := &credentials.Resolver{
+		Secrets: secretMap{"pullpass/pullpass-webhook-tls": tls, "pullpass/webhook-cert": renamedTLS, "pullpass/pullpass-other": pull},
+		NewECR: func(context.Context, ecr.ClientConfig) (ecr.API, error) {
+			return nil, errors.New("no ECR call expected")
+		},
+	}
+	for _, name := range []string{"pullpass-webhook-tls", "webhook-cert", "pullpass-other"} {
+		ref := v1alpha1.SecretReference{Name: name, Namespace: "pullpass"}
+		for kind, auth := range map[string]v1alpha1.RegistryAuth{
+			"secretRef": {SecretRef: &ref},
+			"dockerHub": {DockerHub: &v1alpha1.DockerHubSource{SecretRef: ref}},
+			"ecr":       {ECR: &v1alpha1.ECRSource{AccessKeySecretRef: &ref}},
+		} {
+			reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "r"}, Spec: v1alpha1.RegistrySpec{
+				Hosts: []string{"123456789012.dkr.ecr.eu-west-1.amazonaws.com"}, Auth: auth}}
+			c, err := r.Resolve(context.Background(), reg)
+			if err == nil || !strings.Contains(err.Error(), "pullpass's own Secrets") || c.Password != "" {
+				t.Errorf("%s naming %s: resolved %v, %v; want it refused as pullpass's own", kind, name, c, err)
+			}
+		}
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
 // ServedByNode reports whether the node agents serve a registry (rather than the webhook's
@@ -29,15 +30,17 @@ func ServedByNode(r *v1alpha1.Registry) bool {
 }
 
 // SourceSecrets returns the names, sorted and unique, of the Secrets in namespace that the
-// registries served by nodes read.
-func SourceSecrets(regs []*v1alpha1.Registry, namespace string) []string {
+// registries served by nodes read. Names of pullpass's own Secrets (secrets.Reserved: pull
+// secrets, the webhook's TLS Secret) and the names in reserved are left out: a Registry naming
+// one never gets the nodes its contents (its resolver refuses it too).
+func SourceSecrets(regs []*v1alpha1.Registry, namespace string, reserved ...string) []string {
 	var names []string
 	for _, r := range regs {
 		if !ServedByNode(r) {
 			continue
 		}
 		for _, ref := range r.Spec.Auth.SecretRefs() {
-			if ref.Namespace == namespace {
+			if ref.Namespace == namespace && !secrets.Reserved(ref.Name) && !slices.Contains(reserved, ref.Name) {
 				names = append(names, ref.Name)
 			}
 		}
@@ -71,7 +74,10 @@ type RoleKeeperConfig struct {
 	Namespace  string // pullpass's namespace: the Role's and the sources'
 	RoleName   string // the agents' sources Role, made by the chart without rules
 	Registries Registries
-	Logger     *slog.Logger
+	// Reserved names pullpass's own Secrets in Namespace, never granted whatever a Registry
+	// names: the webhook's TLS Secret (its CA key would let a node serve as the webhook).
+	Reserved []string
+	Logger   *slog.Logger
 }
 
 // RoleKeeper writes the agents' sources Role.
@@ -137,7 +143,7 @@ func (k *RoleKeeper) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading the agents' Role %s/%s: %w", k.cfg.Namespace, k.cfg.RoleName, err)
 	}
-	names := SourceSecrets(k.cfg.Registries.List(), k.cfg.Namespace)
+	names := SourceSecrets(k.cfg.Registries.List(), k.cfg.Namespace, k.cfg.Reserved...)
 	want := Rules(names)
 	if apiequality.Semantic.DeepEqual(role.Rules, want) {
 		return nil

@@ -91,3 +91,35 @@ func TestRoleKeeperWritesOnlyOnChange(t *testing.T) {
 		t.Fatalf("rules %+v with no node-served registry", got.Rules)
 	}
 }
+
+// A node-served Registry naming one of pullpass's own Secrets never gets it into the agents'
+// Role: the webhook's TLS Secret holds the CA key that would let a node serve as the webhook,
+// and pull secrets hold other registries' credentials.
+func TestRoleNeverGrantsPullpassOwnSecrets(t *testing.T) {
+	own := regs{
+		registry("a", v1alpha1.ScopeCluster, v1alpha1.RegistryAuth{SecretRef: ref("pullpass", "src-a")}),
+		registry("tls", v1alpha1.ScopeCluster, v1alpha1.RegistryAuth{SecretRef: ref("pullpass", "pullpass-webhook-tls")}),
+		registry("hub", v1alpha1.ScopeCluster, v1alpha1.RegistryAuth{DockerHub: &v1alpha1.DockerHubSource{SecretRef: *ref("pullpass", "pullpass-webhook-tls")}}),
+		nodeDelivered(registry("keys", v1alpha1.ScopeNamespaced, v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{AccessKeySecretRef: ref("pullpass", "pullpass-webhook-tls")}})),
+		registry("pull", v1alpha1.ScopeCluster, v1alpha1.RegistryAuth{SecretRef: ref("pullpass", "pullpass-a")}),
+		registry("renamed", v1alpha1.ScopeCluster, v1alpha1.RegistryAuth{SecretRef: ref("pullpass", "webhook-cert")}),
+	}
+	if got := nodeaccess.SourceSecrets(own, "pullpass"); !slices.Equal(got, []string{"src-a", "webhook-cert"}) {
+		t.Fatalf("SourceSecrets = %v, want [src-a webhook-cert]: no pullpass- name", got)
+	}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: "pullpass", Name: "agent-sources"}}
+	client := fake.NewClientset(role)
+	// The webhook's TLS Secret under another name (--tls-secret-name) is left out by name.
+	k, err := nodeaccess.NewRoleKeeper(nodeaccess.RoleKeeperConfig{Client: client, Namespace: "pullpass", RoleName: "agent-sources",
+		Registries: own, Reserved: []string{"webhook-cert"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := client.RbacV1().Roles("pullpass").Get(context.Background(), "agent-sources", metav1.GetOptions{})
+	if len(got.Rules) != 1 || !slices.Equal(got.Rules[0].ResourceNames, []string{"src-a"}) {
+		t.Fatalf("rules %+v, want only src-a", got.Rules)
+	}
+}

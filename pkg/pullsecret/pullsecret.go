@@ -16,8 +16,9 @@ import (
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
-// Prefix starts the name of every pull secret pullpass makes.
-const Prefix = "pullpass-"
+// Prefix starts the name of every pull secret pullpass makes: a name no credential source may
+// have (secrets.Reserved).
+const Prefix = secrets.ReservedPrefix
 
 // Name is the pull secret's name for a registry: "pullpass-<registry>".
 func Name(registry string) string {

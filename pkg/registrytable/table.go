@@ -15,6 +15,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/image"
 	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/pullthrough"
+	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
 // Table maps images to the Registry that serves them.
@@ -240,6 +241,9 @@ func validateSecretRef(field string, ref *v1alpha1.SecretReference) []error {
 	}
 	for _, msg := range validation.IsDNS1123Label(ref.Namespace) {
 		errs = append(errs, fmt.Errorf("%s.namespace: %s", field, msg))
+	}
+	if secrets.Reserved(ref.Name) {
+		errs = append(errs, fmt.Errorf("%s.name: names starting %s are pullpass's own Secrets (pull secrets %sREGISTRY, the webhook's pullpass-webhook-tls), not credential sources: name a Secret of your own", field, secrets.ReservedPrefix, secrets.ReservedPrefix))
 	}
 	return errs
 }

@@ -5,6 +5,7 @@ package secrets
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -22,7 +23,37 @@ const (
 	LabelRole      = "pullpass.io/role"
 	RoleSource     = "source"
 	RolePullSecret = "pull-secret"
+	RoleWebhookTLS = "webhook-tls"
 )
+
+// ReservedPrefix starts the names of pullpass's own Secrets: its pull secrets
+// ("pullpass-REGISTRY") and the webhook's TLS Secret ("pullpass-webhook-tls" unless configured
+// otherwise). No credential source may have such a name: reading one would copy pullpass's
+// secrets (the webhook's CA key) to wherever the registry is served.
+const ReservedPrefix = "pullpass-"
+
+// Reserved reports whether a Secret name is one of pullpass's own.
+func Reserved(name string) bool { return strings.HasPrefix(name, ReservedPrefix) }
+
+// ErrNotASource is returned for a Registry whose source names one of pullpass's own Secrets.
+var ErrNotASource = errors.New("is one of pullpass's own Secrets (its pull secrets, the webhook's TLS Secret), not a credential source: name a Secret of your own")
+
+// CheckSource refuses a Secret that is pullpass's own rather than a credential source: by name
+// (ReservedPrefix), or by labels (managed by pullpass with any role but source, which is how the
+// webhook's TLS Secret is told whatever it is named).
+func CheckSource(s *corev1.Secret) error {
+	if Reserved(s.Name) || (Owned(s) && s.Labels[LabelRole] != RoleSource) {
+		return fmt.Errorf("secret %s/%s %w", s.Namespace, s.Name, ErrNotASource)
+	}
+	return nil
+}
+
+// MadeFor reports whether s is the source Secret the CLI made for registry: labelled managed by
+// pullpass, role source, and that registry. The managed-by label alone says nothing about whose
+// a Secret is: the webhook's TLS Secret and the pull secrets carry it too.
+func MadeFor(s *corev1.Secret, registry string) bool {
+	return Owned(s) && s.Labels[LabelRole] == RoleSource && s.Labels[LabelRegistry] == registry
+}
 
 // Credentials are a username and password (or token).
 type Credentials struct {
@@ -39,7 +70,12 @@ func (c Credentials) String() string {
 //   - kubernetes.io/dockerconfigjson (or .dockercfg): the entry whose key matches one of the
 //     registry's host patterns, or the only entry;
 //   - kubernetes.io/basic-auth or Opaque: the "username" and "password" keys.
+//
+// One of pullpass's own Secrets is refused (CheckSource).
 func FromSecret(s *corev1.Secret, hosts []string) (Credentials, error) {
+	if err := CheckSource(s); err != nil {
+		return Credentials{}, err
+	}
 	where := fmt.Sprintf("secret %s/%s", s.Namespace, s.Name)
 	cfgData, isDockerConfig := s.Data[corev1.DockerConfigJsonKey]
 	if !isDockerConfig {

@@ -74,3 +74,46 @@ func TestFromSecretErrorsNeverLeak(t *testing.T) {
 		t.Fatalf("Credentials print their password: %s", s)
 	}
 }
+
+// Pullpass's own Secrets are told apart from credential sources, and the CLI's source for one
+// registry from everything else that carries the managed-by label.
+func TestPullpassOwnSecrets(t *testing.T) {
+	labelled := func(name string, labels map[string]string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "pullpass", Labels: labels},
+			Data: map[string][]byte{"username": []byte("u"), "password": []byte("p")}}
+	}
+	managed := map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue}
+	source := func(reg string) map[string]string {
+		return map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRegistry: reg, secrets.LabelRole: secrets.RoleSource}
+	}
+	pull := map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRegistry: "ghcr.io", secrets.LabelRole: secrets.RolePullSecret}
+	for _, tt := range []struct {
+		name     string
+		s        *corev1.Secret
+		source   bool // CheckSource accepts it
+		madeForA bool // MadeFor(s, "a")
+	}{
+		{"a user's own", labelled("creds", nil), true, false},
+		{"the CLI's, for a", labelled("a", source("a")), true, true},
+		{"the CLI's, for b", labelled("a", source("b")), true, false},
+		{"the webhook's TLS Secret", labelled("pullpass-webhook-tls", managed), false, false},
+		{"the webhook's TLS Secret renamed", labelled("webhook-cert", managed), false, false},
+		{"the TLS Secret with its role", labelled("webhook-cert", map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRole: secrets.RoleWebhookTLS}), false, false},
+		{"a pull secret", labelled("pullpass-ghcr.io", pull), false, false},
+		{"a pull secret's name, unlabelled", labelled("pullpass-ghcr.io", nil), false, false},
+		{"registry and role without managed-by", labelled("a", map[string]string{secrets.LabelRegistry: "a", secrets.LabelRole: secrets.RoleSource}), true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := secrets.CheckSource(tt.s)
+			if (err == nil) != tt.source {
+				t.Errorf("CheckSource = %v, want source %t", err, tt.source)
+			}
+			if _, ferr := secrets.FromSecret(tt.s, []string{"r.io"}); (ferr == nil) != tt.source {
+				t.Errorf("FromSecret: %v, want source %t", ferr, tt.source)
+			}
+			if got := secrets.MadeFor(tt.s, "a"); got != tt.madeForA {
+				t.Errorf("MadeFor(a) = %t, want %t", got, tt.madeForA)
+			}
+		})
+	}
+}

@@ -250,7 +250,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if o.AgentSourcesRole != "" {
 		roleKeeper, err = nodeaccess.NewRoleKeeper(nodeaccess.RoleKeeperConfig{
 			Client: kube, Namespace: o.Namespace, RoleName: o.AgentSourcesRole, Registries: table,
-			Logger: log.With("component", "agentaccess"),
+			Reserved: []string{o.TLSSecretName}, Logger: log.With("component", "agentaccess"),
 		})
 		if err != nil {
 			return err

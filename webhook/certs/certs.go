@@ -26,6 +26,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
 // Keys of the Secret. It is a kubernetes.io/tls Secret with the CA beside the pair.
@@ -136,6 +138,17 @@ func (m *Manager) Ensure(ctx context.Context) error {
 			return fmt.Errorf("reading secret %s/%s: %w", m.cfg.Namespace, m.cfg.SecretName, err)
 		}
 		exists := err == nil
+		if exists && cur.Type != corev1.SecretTypeTLS {
+			// A Secret's type is immutable, so no update can ever make this one usable: without
+			// replacing it, no replica would become Ready.
+			m.cfg.Logger.Warn("replacing the serving certificate secret: it is not a kubernetes.io/tls Secret",
+				"secret", m.cfg.SecretName, "type", string(cur.Type))
+			err := api.Delete(ctx, m.cfg.SecretName, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &cur.UID, ResourceVersion: &cur.ResourceVersion}})
+			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				return fmt.Errorf("deleting secret %s/%s to replace it: %w", m.cfg.Namespace, m.cfg.SecretName, err)
+			}
+			continue // gone, or changed since it was read (another replica): read it again
+		}
 		var data map[string][]byte
 		if exists {
 			data = cur.Data
@@ -146,9 +159,10 @@ func (m *Manager) Ensure(ctx context.Context) error {
 		}
 		if changed {
 			s := &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{Name: m.cfg.SecretName, Namespace: m.cfg.Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "pullpass"}},
-				Type:       corev1.SecretTypeTLS,
-				Data:       next,
+				ObjectMeta: metav1.ObjectMeta{Name: m.cfg.SecretName, Namespace: m.cfg.Namespace, Labels: map[string]string{
+					secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRole: secrets.RoleWebhookTLS}},
+				Type: corev1.SecretTypeTLS,
+				Data: next,
 			}
 			if exists {
 				s.ResourceVersion = cur.ResourceVersion

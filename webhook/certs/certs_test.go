@@ -5,14 +5,21 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/pullpass/pullpass/webhook/certs"
 )
@@ -135,4 +142,54 @@ func TestEnsureReplacesAGarbledSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	verify(t, client, m, clk.t)
+}
+
+// A Secret of another type (the CLI once wrote a docker config over it, #24) cannot be updated
+// into a TLS Secret, its type being immutable: the manager replaces it, says why at warn, and
+// serves.
+func TestEnsureReplacesASecretOfAnotherType(t *testing.T) {
+	client, clk, _ := setup(t)
+	// As the API server does: an update never changes a Secret's type.
+	client.PrependReactor("update", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		s := a.(k8stesting.UpdateAction).GetObject().(*corev1.Secret)
+		old, err := client.Tracker().Get(corev1.SchemeGroupVersion.WithResource("secrets"), s.Namespace, s.Name)
+		if err == nil && old.(*corev1.Secret).Type != s.Type {
+			return true, nil, apierrors.NewInvalid(schema.GroupKind{Kind: "Secret"}, s.Name,
+				field.ErrorList{field.Invalid(field.NewPath("type"), s.Type, "field is immutable")})
+		}
+		return false, nil, nil
+	})
+	ctx := context.Background()
+	data := `{"auths":{"registry.example.org":{"username":"bot","password":"old-s3cret-pw"}}}`
+	_, err := client.CoreV1().Secrets("pullpass").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "tls", Namespace: "pullpass", Labels: map[string]string{"app.kubernetes.io/managed-by": "pullpass"}},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: []byte(data)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	m, err := certs.New(certs.Config{
+		Client: client, Namespace: "pullpass", SecretName: "tls", WebhookConfigName: "pullpass",
+		DNSNames: []string{"pullpass-webhook.pullpass.svc"}, Now: clk.now,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Ensure(ctx); err != nil {
+		t.Fatalf("Ensure: %v", err)
+	}
+	verify(t, client, m, clk.t)
+	s, err := client.CoreV1().Secrets("pullpass").Get(ctx, "tls", metav1.GetOptions{})
+	if err != nil || s.Type != corev1.SecretTypeTLS || len(s.Data[corev1.DockerConfigJsonKey]) != 0 {
+		t.Fatalf("secret after Ensure: %v, type %s", err, s.Type)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "kubernetes.io/dockerconfigjson") {
+		t.Fatalf("no warning saying why the secret was replaced:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "old-s3cret-pw") {
+		t.Fatalf("the old secret's contents were logged:\n%s", logs.String())
+	}
 }

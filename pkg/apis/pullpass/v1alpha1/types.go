@@ -250,7 +250,11 @@ func (a RegistryAuth) SecretRefs() []SecretReference {
 	return out
 }
 
-// SecretReference names a Secret.
+// SecretReference names a Secret: a credential source, never one of pullpass's own Secrets
+// (its pull secrets "pullpass-REGISTRY", the webhook's "pullpass-webhook-tls"), whose contents
+// would go wherever the registry is served.
+//
+// +kubebuilder:validation:XValidation:rule="!self.name.startsWith('pullpass-')",message="names starting pullpass- are pullpass's own Secrets (pull secrets pullpass-REGISTRY, the webhook's pullpass-webhook-tls), not credential sources: name a Secret of your own"
 type SecretReference struct {
 	// The Secret's name.
 	//

@@ -111,6 +111,18 @@ var cases = []validationCase{
 	{"ecr keys", func(r *v1alpha1.Registry) {
 		r.Spec.Auth = v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{AccessKeySecretRef: ref("aws", "pullpass")}}
 	}, ""},
+	// A source is never one of pullpass's own Secrets (#24): the webhook's TLS Secret, pull secrets.
+	{"secret is the webhook's TLS Secret", func(r *v1alpha1.Registry) { r.Spec.Auth.SecretRef.Name = "pullpass-webhook-tls" },
+		`spec.auth.secretRef: Invalid value: names starting pullpass- are pullpass's own Secrets`},
+	{"secret is a pull secret", func(r *v1alpha1.Registry) { r.Spec.Auth.SecretRef = ref("pullpass-ghcr.io", "team") },
+		`spec.auth.secretRef: Invalid value: names starting pullpass- are pullpass's own Secrets`},
+	{"dockerHub secret is the webhook's TLS Secret", func(r *v1alpha1.Registry) {
+		r.Spec.Auth = v1alpha1.RegistryAuth{DockerHub: &v1alpha1.DockerHubSource{SecretRef: *ref("pullpass-webhook-tls", "pullpass")}}
+	}, `spec.auth.dockerHub.secretRef: Invalid value: names starting pullpass- are pullpass's own Secrets`},
+	{"ecr keys are the webhook's TLS Secret", func(r *v1alpha1.Registry) {
+		r.Spec.Auth = v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{AccessKeySecretRef: ref("pullpass-webhook-tls", "pullpass")}}
+	}, `spec.auth.ecr.accessKeySecretRef: Invalid value: names starting pullpass- are pullpass's own Secrets`},
+	{"secret name with pullpass inside", func(r *v1alpha1.Registry) { r.Spec.Auth.SecretRef.Name = "my-pullpass-creds" }, ""},
 	{"ecr keys without namespace", func(r *v1alpha1.Registry) {
 		r.Spec.Auth = v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{AccessKeySecretRef: ref("aws", "")}}
 	}, `spec.auth.ecr.accessKeySecretRef.namespace in body should be at least 1 chars long`},
