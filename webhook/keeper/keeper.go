@@ -537,7 +537,7 @@ func (k *Keeper) update(ctx context.Context, have, want *corev1.Secret) error {
 			return nil // gone meanwhile: the next admission makes it again
 		case gerr != nil:
 			return fmt.Errorf("reading %s/%s: %w", have.Namespace, have.Name, gerr)
-		case !secrets.Owned(cur) || pullsecret.UpToDate(cur, want):
+		case !secrets.PullSecretOf(cur, want.Labels[secrets.LabelRegistry]) || pullsecret.UpToDate(cur, want):
 			return nil
 		}
 		s = cur.DeepCopy()

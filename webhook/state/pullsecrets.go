@@ -83,7 +83,7 @@ func (p *PullSecrets) resolver() *credentials.Resolver {
 // steady state costs no API write at all.
 func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha1.Registry, dryRun bool) (string, error) {
 	name := pullsecret.Name(reg.Name)
-	have, present := p.present(namespace, name)
+	have, present := p.present(namespace, reg.Name)
 	if present {
 		return name, nil
 	}
@@ -101,18 +101,18 @@ func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha
 
 // Present implements inject's check for pull secrets already in place: from the cache only.
 func (p *PullSecrets) Present(namespace string, reg *v1alpha1.Registry) bool {
-	_, ok := p.present(namespace, pullsecret.Name(reg.Name))
+	_, ok := p.present(namespace, reg.Name)
 	return ok
 }
 
-// present returns the cached secret name in namespace (nil if none), and whether it is
-// pullpass's own and usable.
-func (p *PullSecrets) present(namespace, name string) (*corev1.Secret, bool) {
-	have, err := p.Managed.Secrets(namespace).Get(name)
+// present returns the cached pull secret of registry in namespace (nil if none), and whether
+// it is the registry's own and usable.
+func (p *PullSecrets) present(namespace, registry string) (*corev1.Secret, bool) {
+	have, err := p.Managed.Secrets(namespace).Get(pullsecret.Name(registry))
 	if err != nil {
 		return nil, false
 	}
-	return have, secrets.Owned(have) && pullsecret.Usable(have, p.now())
+	return have, secrets.PullSecretOf(have, registry) && pullsecret.Usable(have, p.now())
 }
 
 func (p *PullSecrets) now() time.Time {
@@ -192,7 +192,7 @@ func (p *PullSecrets) write(ctx context.Context, have, want *corev1.Secret) erro
 			return fmt.Errorf("reading secret %s/%s: %w", want.Namespace, want.Name, err)
 		}
 	}
-	if !secrets.Owned(cur) {
+	if !secrets.PullSecretOf(cur, want.Labels[secrets.LabelRegistry]) {
 		return fmt.Errorf("secret %s/%s exists and %w", want.Namespace, want.Name, secrets.ErrNotOwned)
 	}
 	if pullsecret.Usable(cur, p.now()) {

@@ -21,6 +21,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
+	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/state"
 )
 
@@ -150,6 +151,29 @@ func TestForeignSecretIsLeftAlone(t *testing.T) {
 	r.sync(t, client)
 	if _, err := r.ps.Ensure(context.Background(), "shop", ecrRegistry, false); err == nil {
 		t.Fatal("Ensure took over a secret pullpass does not own")
+	}
+}
+
+// pullpass's own Secrets carry its managed-by label too: a Registry named after one (here the
+// webhook's TLS Secret, "pullpass-webhook-tls", for a Registry "webhook-tls" serving pullpass's
+// namespace) never has it overwritten. Only a pull secret of that registry is written over.
+func TestRegistryNamedAfterPullpassOwnSecretLeavesItAlone(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	tls := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "pullpass", Name: "pullpass-webhook-tls", Labels: map[string]string{
+			secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRole: secrets.RoleWebhookTLS}},
+		Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": []byte("cert"), "tls.key": []byte("key")},
+	}
+	client := fake.NewClientset(tls)
+	r := newReplica(client, "token", func() time.Time { return now }, now.Add(time.Hour))
+	r.sync(t, client)
+	reg := ecrRegistry.DeepCopy()
+	reg.Name = "webhook-tls"
+	if _, err := r.ps.Ensure(context.Background(), "pullpass", reg, false); !errors.Is(err, secrets.ErrNotOwned) {
+		t.Fatalf("Ensure into the TLS Secret's name: %v, want ErrNotOwned", err)
+	}
+	if n := writes(client); n != 0 {
+		t.Fatalf("%d writes to the API server: the TLS Secret was written over", n)
 	}
 }
 
