@@ -1,10 +1,12 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -129,7 +131,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	handler, err := NewHandler(mutator, reg)
+	handler, err := NewHandler(mutator, reg, log.With("component", "admission"))
 	if err != nil {
 		return err
 	}
@@ -197,13 +199,8 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		return nil
 	}
 
-	webhookSrv := &http.Server{
-		Addr:              o.ListenAddress,
-		Handler:           handler,
-		TLSConfig:         &tls.Config{GetCertificate: certSrc.GetCertificate, MinVersion: tls.VersionTLS12},
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	webhookSrv := newServer(o.ListenAddress, handler, log)
+	webhookSrv.TLSConfig = &tls.Config{GetCertificate: certSrc.GetCertificate, MinVersion: tls.VersionTLS12}
 	opsMux := http.NewServeMux()
 	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	opsMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -214,7 +211,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	opsSrv := &http.Server{Addr: o.MetricsAddress, Handler: opsMux, ReadHeaderTimeout: 5 * time.Second}
+	opsSrv := newServer(o.MetricsAddress, opsMux, log)
 
 	errs := make(chan error, 2)
 	go func() { errs <- serve("webhook", func() error { return webhookSrv.ListenAndServeTLS("", "") }) }()
@@ -335,10 +332,37 @@ func serve(name string, f func() error) error {
 	return nil
 }
 
+// serverTimeouts bound every connection: any pod can reach the webhook's port, and a client that
+// sends slowly, or never reads, must not hold a goroutine and its buffers for ever. The API
+// server waits at most 30 s for a webhook (timeoutSeconds' maximum), so a request that takes
+// longer is answered to no one. Tests shorten them.
+var serverTimeouts = struct{ readHeader, read, write, idle time.Duration }{
+	readHeader: 5 * time.Second, read: 15 * time.Second, write: 35 * time.Second, idle: 2 * time.Minute,
+}
+
+// newServer is an http.Server with serverTimeouts, logging its errors through log.
+func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: serverTimeouts.readHeader,
+		ReadTimeout:       serverTimeouts.read,
+		WriteTimeout:      serverTimeouts.write,
+		IdleTimeout:       serverTimeouts.idle,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// MaxReviewBytes bounds an AdmissionReview's body. The API server takes request bodies of at
+// most 3 MiB (its MaxRequestBodyBytes), and a review carries the object and, on updates, the old
+// object: twice that. It is kubewebhook's own figure (kwhhttp.MaxRequestBodyBytes), which its
+// handler enforces with a 400; the limit is checked before it, with a 413 and a count.
+const MaxReviewBytes = kwhhttp.MaxRequestBodyBytes
+
 // NewHandler serves AdmissionReviews with pullpass's webhook, measured with kubewebhook's
-// recorder.
-func NewHandler(m *inject.Mutator, reg prometheus.Registerer) (http.Handler, error) {
-	return NewHandlerFor(inject.Webhook{Mutator: m}, reg)
+// recorder. log (nil: none) hears of refused requests.
+func NewHandler(m *inject.Mutator, reg prometheus.Registerer, log *slog.Logger) (http.Handler, error) {
+	return NewHandlerFor(inject.Webhook{Mutator: m}, reg, log)
 }
 
 // NewMutatorHandler serves any kubewebhook Mutator through kubewebhook's generic mutating
@@ -348,11 +372,15 @@ func NewMutatorHandler(m kwhmutating.Mutator, reg prometheus.Registerer) (http.H
 	if err != nil {
 		return nil, err
 	}
-	return NewHandlerFor(wh, reg)
+	return NewHandlerFor(wh, reg, nil)
 }
 
-// NewHandlerFor serves a kubewebhook Webhook on /mutate, measured.
-func NewHandlerFor(wh kwhwebhook.Webhook, reg prometheus.Registerer) (http.Handler, error) {
+// NewHandlerFor serves a kubewebhook Webhook on /mutate, measured, with bodies bounded by
+// MaxReviewBytes. log (nil: none) hears of refused requests.
+func NewHandlerFor(wh kwhwebhook.Webhook, reg prometheus.Registerer, log *slog.Logger) (http.Handler, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	rec, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
 	if err != nil {
 		return nil, err
@@ -361,10 +389,45 @@ func NewHandlerFor(wh kwhwebhook.Webhook, reg prometheus.Registerer) (http.Handl
 	if err != nil {
 		return nil, err
 	}
+	tooLarge := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pullpass_webhook_requests_too_large_total",
+		Help: "Requests to the webhook refused with 413 because their body was larger than an AdmissionReview can be.",
+	})
+	if err := reg.Register(tooLarge); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/mutate", h)
+	mux.Handle("/mutate", limitBody(h, MaxReviewBytes, tooLarge, log))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return mux, nil
+}
+
+// limitBody reads a request's body, at most limit bytes, before h does: a larger one is refused
+// with 413, counted and logged (never its content: it may hold anything).
+func limitBody(h http.Handler, limit int64, tooLarge prometheus.Counter, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		refuse := func() {
+			tooLarge.Inc()
+			log.Warn("request body too large, refused", "remote", r.RemoteAddr, "contentLength", r.ContentLength, "limit", limit)
+			http.Error(w, fmt.Sprintf("request body too large: an AdmissionReview is at most %d bytes", limit), http.StatusRequestEntityTooLarge)
+		}
+		if r.ContentLength > limit {
+			refuse() // declared too large: not read at all
+			return
+		}
+		buf := bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 0)+bytes.MinRead))
+		_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			refuse()
+			return
+		}
+		if err != nil {
+			http.Error(w, "reading the request body failed", http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(buf)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // namespaceLabels reads a namespace's labels from the informer's cache (nil when not cached).
