@@ -226,7 +226,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 			Logger: log.With("component", "pullwatch"),
 		}
 		if verifier != nil {
-			cfg.Observe = observeImage(verifier, table)
+			cfg.Observe = observeImage(verifier, table, registryReaches(policy, nsInformer.Lister()))
 		}
 		watcher, err = pullwatch.New(cfg)
 		if err != nil {
@@ -239,7 +239,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 			}
 			defer stop()
 			verifier.SetRecovered(stuck.Recover)
-			verifier.SetPodImages(watcher.Images)
+			verifier.SetPodImages(watcher.Images, registryReaches(policy, nsInformer.Lister()))
 		}
 	}
 	var roleKeeper *nodeaccess.RoleKeeper
