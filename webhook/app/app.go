@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -356,7 +355,7 @@ func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 // MaxReviewBytes bounds an AdmissionReview's body. The API server takes request bodies of at
 // most 3 MiB (its MaxRequestBodyBytes), and a review carries the object and, on updates, the old
 // object: twice that. It is kubewebhook's own figure (kwhhttp.MaxRequestBodyBytes), which its
-// handler enforces with a 400; the limit is checked before it, with a 413 and a count.
+// handler enforces with a 400; limitBody makes that a 413, counted and logged.
 const MaxReviewBytes = kwhhttp.MaxRequestBodyBytes
 
 // NewHandler serves AdmissionReviews with pullpass's webhook, measured with kubewebhook's
@@ -402,32 +401,81 @@ func NewHandlerFor(wh kwhwebhook.Webhook, reg prometheus.Registerer, log *slog.L
 	return mux, nil
 }
 
-// limitBody reads a request's body, at most limit bytes, before h does: a larger one is refused
-// with 413, counted and logged (never its content: it may hold anything).
+// limitBody bounds a request's body to limit bytes: a larger one is refused with 413, counted
+// and logged (never its content: it may hold anything). A declared length is refused before
+// anything is read; otherwise h reads through the limit, and whatever h answers to a body found
+// too large becomes the 413. One allocation a request: the review's hot path has a budget.
 func limitBody(h http.Handler, limit int64, tooLarge prometheus.Counter, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		refuse := func() {
-			tooLarge.Inc()
-			log.Warn("request body too large, refused", "remote", r.RemoteAddr, "contentLength", r.ContentLength, "limit", limit)
-			http.Error(w, fmt.Sprintf("request body too large: an AdmissionReview is at most %d bytes", limit), http.StatusRequestEntityTooLarge)
-		}
+		l := &limitedReview{ResponseWriter: w, body: r.Body, left: limit, limit: limit, counter: tooLarge, log: log, r: r}
 		if r.ContentLength > limit {
-			refuse() // declared too large: not read at all
+			l.over = true
+			l.WriteHeader(http.StatusRequestEntityTooLarge)
 			return
 		}
-		buf := bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 0)+bytes.MinRead))
-		_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			refuse()
-			return
-		}
-		if err != nil {
-			http.Error(w, "reading the request body failed", http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(buf)
-		h.ServeHTTP(w, r)
+		r.Body = l
+		h.ServeHTTP(l, r)
 	})
+}
+
+var errBodyTooLarge = errors.New("request body too large")
+
+// limitedReview is both the limited body and the response writer that turns h's answer to a body
+// found too large into the 413.
+type limitedReview struct {
+	http.ResponseWriter
+	body        io.ReadCloser
+	left, limit int64
+	over        bool // the body holds more than limit
+	refused     bool // the 413 is written: h's own answer is dropped
+	counter     prometheus.Counter
+	log         *slog.Logger
+	r           *http.Request
+}
+
+func (l *limitedReview) Read(p []byte) (int, error) {
+	if l.over {
+		return 0, errBodyTooLarge
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1] // one byte past the limit tells a body of exactly limit bytes from more
+	}
+	n, err := l.body.Read(p)
+	if l.left -= int64(n); l.left < 0 {
+		l.over = true
+		return n + int(l.left), errBodyTooLarge
+	}
+	return n, err
+}
+
+func (l *limitedReview) Close() error { return l.body.Close() }
+
+func (l *limitedReview) WriteHeader(code int) {
+	switch {
+	case l.refused:
+	case l.over:
+		l.refused = true
+		l.counter.Inc()
+		l.log.Warn("request body too large, refused", "remote", l.r.RemoteAddr, "contentLength", l.r.ContentLength, "limit", l.limit)
+		h := l.ResponseWriter.Header()
+		h.Del("Content-Length")
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		l.ResponseWriter.WriteHeader(http.StatusRequestEntityTooLarge)
+		_, _ = fmt.Fprintf(l.ResponseWriter, "request body too large: an AdmissionReview is at most %d bytes\n", l.limit)
+	default:
+		l.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (l *limitedReview) Write(b []byte) (int, error) {
+	if l.over {
+		l.WriteHeader(http.StatusRequestEntityTooLarge)
+	}
+	if l.refused {
+		return len(b), nil
+	}
+	return l.ResponseWriter.Write(b)
 }
 
 // namespaceLabels reads a namespace's labels from the informer's cache (nil when not cached).
