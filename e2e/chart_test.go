@@ -51,6 +51,8 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 			"--set", "agent.providerBinDir=/etc/eks/image-credential-provider"},
 		"agent legacy mode": {"--set", "agent.mode=legacy"},
 		"no agent":          {"--set", "agent.enabled=false"},
+		"network policy": {"--set", "webhook.networkPolicy.enabled=true", "--set", "webhook.networkPolicy.from[0].ipBlock.cidr=10.0.0.0/8",
+			"--set", "webhook.networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"},
 		"monitoring": {"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true",
 			"--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.dashboard.enabled=true"},
 	}
@@ -98,6 +100,13 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 				if !strings.Contains(s, "--kubelet-docker-config=/var/lib/kubelet/config.json") || strings.Contains(s, "--provider-bin-dir") {
 					t.Fatal("legacy mode renders provider flags, or no docker config")
 				}
+			}
+			// Off by default; on, ingress to the webhook's and the metrics port only, from the peers given.
+			if np := strings.Contains(s, "kind: NetworkPolicy"); np != (name == "network policy") {
+				t.Fatalf("NetworkPolicy rendered=%t for %s", np, name)
+			} else if np && (!strings.Contains(s, "port: 8443\n      from:\n        - ipBlock:\n            cidr: 10.0.0.0/8") ||
+				!strings.Contains(s, "port: 8080\n      from:\n        - namespaceSelector:")) {
+				t.Fatalf("NetworkPolicy rendered wrong:\n%s", s)
 			}
 			if pdb := strings.Contains(s, "kind: PodDisruptionBudget"); pdb == (name == "one replica, no PDB" || name == "host network and url") {
 				t.Fatalf("PodDisruptionBudget rendered=%t for %s", pdb, name)

@@ -79,7 +79,8 @@ type RegistryOptions struct {
 	Password          string
 	// NoSource leaves the source secret out, for failure tests.
 	NoSource bool
-	// SourceHost is the source docker config's key (default: the test registry).
+	// SourceHost is the source docker config's key (default: the first host; an entry is used
+	// only for the hosts it names).
 	SourceHost string
 	// PullThrough makes the registry a pull-through cache.
 	PullThrough *v1alpha1.PullThrough
@@ -97,7 +98,7 @@ func (e *Env) CreateRegistry(t testing.TB, o RegistryOptions) *v1alpha1.Registry
 		o.Username, o.Password = e.RegistryUsername, e.RegistryPassword
 	}
 	if o.SourceHost == "" {
-		o.SourceHost = e.Registry
+		o.SourceHost = o.Hosts[0]
 	}
 	source := "e2e-" + o.Name
 	if !o.NoSource {

@@ -182,7 +182,7 @@ func (a *addOptions) request(o *options, args []string) (*addRequest, error) {
 	}
 	req := &addRequest{host: host, written: args[0], name: a.name}
 	if a.name != "" {
-		if msg := dnsSubdomain(a.name); msg != "" {
+		if msg := registryName(a.name); msg != "" {
 			return nil, badInput("--name %q: %s", a.name, msg)
 		}
 	}

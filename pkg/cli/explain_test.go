@@ -129,9 +129,15 @@ func TestNameForHost(t *testing.T) {
 		if got := NameForHost(in); got != want {
 			t.Errorf("NameForHost(%q) = %q, want %q", in, got, want)
 		}
-		if msg := dnsSubdomain(NameForHost(in)); msg != "" {
+		if msg := registryName(NameForHost(in)); msg != "" {
 			t.Errorf("NameForHost(%q) = %q: %s", in, NameForHost(in), msg)
 		}
+	}
+	// A long host gives a name a label value can hold, told apart from its neighbours'.
+	long := strings.Repeat("a", 60) + ".example.com/team-"
+	a, b := NameForHost(long+"a"), NameForHost(long+"b")
+	if msg := registryName(a); msg != "" || a == b {
+		t.Errorf("NameForHost of long hosts: %q (%s), %q", a, msg, b)
 	}
 }
 
@@ -157,11 +163,13 @@ func TestAddRefusesBadInputBeforeTouchingTheCluster(t *testing.T) {
 		{"empty stdin", []string{"registries", "add", "ghcr.io", "--username", "u", "--password-stdin"}, "standard input was empty"},
 		{"bad docker config", []string{"registries", "add", "ghcr.io", "--from-docker-config", cfg}, `entry "ghcr.io": "auth" is not valid base64`},
 		{"bad name", []string{"registries", "add", "ghcr.io", "--name", "Bad_Name", "--username", "u", "--password-stdin"}, "DNS subdomain"},
+		{"long name", []string{"registries", "add", "ghcr.io", "--name", strings.Repeat("a", 64), "--username", "u", "--password-stdin"},
+			"at most 63 characters: it is the value of the pullpass.io/registry label"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			stdin := ""
-			if tt.name == "bad name" {
+			if strings.HasSuffix(tt.name, " name") {
 				stdin = "pw"
 			}
 			var out, errOut bytes.Buffer

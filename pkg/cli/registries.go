@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"slices"
@@ -525,13 +527,30 @@ func NameForHost(host string) string {
 	n := strings.ToLower(strings.ReplaceAll(host, "*", "wildcard"))
 	n = notNameChars.ReplaceAllString(n, "-")
 	n = strings.Trim(n, "-.")
-	if len(n) > 253 {
-		n = strings.Trim(n[:253], "-.")
+	if len(n) > maxRegistryName {
+		// Cut, and told apart from other hosts cut alike by a hash of the whole.
+		sum := sha256.Sum256([]byte(host))
+		n = strings.Trim(n[:maxRegistryName-9], "-.") + "-" + hex.EncodeToString(sum[:4])
 	}
 	if n == "" {
 		n = "registry"
 	}
 	return n
+}
+
+// maxRegistryName is the longest Registry name: it is the pullpass.io/registry label value of
+// the registry's pull secrets, and label values are at most 63 characters (the CRD refuses more).
+const maxRegistryName = 63
+
+// registryName says what is wrong with a Registry name, or "".
+func registryName(s string) string {
+	if msg := dnsSubdomain(s); msg != "" {
+		return msg
+	}
+	if len(s) > maxRegistryName {
+		return fmt.Sprintf("at most %d characters: it is the value of the pullpass.io/registry label on the registry's pull secrets, and a label value is at most %d characters", maxRegistryName, maxRegistryName)
+	}
+	return ""
 }
 
 var dnsSubdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)

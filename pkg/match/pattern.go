@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path"
 	"strings"
 )
 
@@ -212,6 +213,24 @@ func (p Pattern) Port() string { return p.port }
 
 // Path returns the pattern's path prefix, or "".
 func (p Pattern) Path() string { return p.path }
+
+// Covers reports whether p matches every repository q matches: credentials meant for p may be
+// given for q. A glob label of q is covered only by "*" or the same glob.
+func (p Pattern) Covers(q Pattern) bool {
+	if p.port != q.port || len(p.labels) != len(q.labels) || !strings.HasPrefix(q.path, p.path) {
+		return false
+	}
+	for i, l := range p.labels {
+		ql := q.labels[i]
+		if l == ql || l == "*" {
+			continue
+		}
+		if ok, _ := path.Match(l, ql); !ok || strings.Contains(ql, "*") {
+			return false
+		}
+	}
+	return true
+}
 
 // Matches reports whether the pattern matches an image repository ("host[:port]/path").
 func (p Pattern) Matches(repository string) bool {

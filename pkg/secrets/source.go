@@ -5,6 +5,8 @@ package secrets
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -74,8 +76,9 @@ func (c Credentials) String() string {
 }
 
 // FromSecret reads the credentials for a registry from its source Secret:
-//   - kubernetes.io/dockerconfigjson (or .dockercfg): the entry whose key matches one of the
-//     registry's host patterns, or the only entry;
+//   - kubernetes.io/dockerconfigjson (or .dockercfg): an entry whose key names the registry's
+//     hosts (entryFor); an entry for another host is never used, even the only one, since the
+//     verifier and the kubelet would send it to the registry's hosts;
 //   - kubernetes.io/basic-auth or Opaque: the "username" and "password" keys.
 //
 // One of pullpass's own Secrets is refused (CheckSource).
@@ -95,7 +98,7 @@ func FromSecret(s *corev1.Secret, hosts []string) (Credentials, error) {
 		}
 		e, ok := entryFor(cfg, hosts)
 		if !ok {
-			return Credentials{}, fmt.Errorf("%s: no entry for %v (it has %v)", where, hosts, cfg.Hosts())
+			return Credentials{}, fmt.Errorf("%s: no entry names the registry's hosts %v (it has entries for %v): an entry is used only for the hosts its key names", where, hosts, cfg.Hosts())
 		}
 		if e.Username == "" && e.Password == "" {
 			return Credentials{}, fmt.Errorf("%s: the entry for %v has no username or password", where, hosts)
@@ -115,25 +118,42 @@ func Username(s *corev1.Secret, hosts []string) (string, error) {
 	return c.Username, err
 }
 
-// entryFor picks the docker config entry for a registry: an entry whose key equals a host
-// pattern, else one whose key the patterns match, else the only entry.
+// entryFor picks the docker config entry for a registry: one whose key, read as the kubelet
+// reads it (match.ParsePattern: scheme, "/v1/", a trailing "/" and Docker Hub's names do not
+// count), is one of the host patterns; else the most specific key that matches every image a host
+// pattern matches ("ghcr.io" for "ghcr.io/org"), as the kubelet would use it for them.
 func entryFor(cfg *dockerconfig.Config, hosts []string) (dockerconfig.AuthEntry, bool) {
-	for _, h := range hosts {
-		if e, ok := cfg.Lookup(h); ok {
-			return e, true
+	keys := make(map[string]match.Pattern, len(cfg.Auths))
+	for k := range cfg.Auths {
+		if p, err := match.ParsePattern(k); err == nil {
+			keys[k] = p
 		}
 	}
-	for _, key := range cfg.Hosts() {
-		for _, h := range hosts {
-			if p, err := match.ParsePattern(h); err == nil && p.Matches(key+"/") {
-				return cfg.Lookup(key)
+	var patterns []match.Pattern
+	for _, h := range hosts {
+		hp, err := match.ParsePattern(h)
+		if err != nil {
+			continue
+		}
+		patterns = append(patterns, hp)
+		for _, k := range slices.Sorted(maps.Keys(keys)) {
+			if keys[k].String() == hp.String() {
+				return cfg.Auths[k], true
 			}
 		}
 	}
-	if hs := cfg.Hosts(); len(hs) == 1 {
-		return cfg.Lookup(hs[0])
+	best := ""
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		for _, hp := range patterns {
+			if keys[k].Covers(hp) && (best == "" || len(keys[k].String()) > len(keys[best].String())) {
+				best = k
+			}
+		}
 	}
-	return dockerconfig.AuthEntry{}, false
+	if best == "" {
+		return dockerconfig.AuthEntry{}, false
+	}
+	return cfg.Auths[best], true
 }
 
 // ErrNotOwned is returned when pullpass is asked to change a Secret it does not own.

@@ -34,8 +34,7 @@ func TestFromSecret(t *testing.T) {
 	}{
 		{"docker config, exact key", dockerSecret(t, two), []string{"registry.gitlab.com"}, "gl", "glp"},
 		{"docker config, key with scheme", dockerSecret(t, two), []string{"ghcr.io"}, "gh", "ghp"},
-		{"docker config, glob host", dockerSecret(t, two), []string{"*.gitlab.com"}, "gl", "glp"},
-		{"docker config, only entry", dockerSecret(t, dockerconfig.ForHost("x.io", "u", "p")), []string{"*.azurecr.io"}, "u", "p"},
+		{"docker config, glob key", dockerSecret(t, dockerconfig.ForHost("*.gitlab.com", "gl", "glp")), []string{"*.gitlab.com"}, "gl", "glp"},
 		{"basic-auth", &corev1.Secret{Type: corev1.SecretTypeBasicAuth, Data: map[string][]byte{"username": []byte("u"), "password": []byte("p")}}, []string{"r.io"}, "u", "p"},
 		{"opaque", &corev1.Secret{Data: map[string][]byte{"username": []byte("$oauthtoken"), "password": []byte("nvapi-x")}}, []string{"nvcr.io"}, "$oauthtoken", "nvapi-x"},
 	}
@@ -59,7 +58,7 @@ func TestFromSecretErrorsNeverLeak(t *testing.T) {
 		want  string
 	}{
 		"bad docker config": {bad, []string{"r.io"}, `secret n/s: docker config: entry "r.io"`},
-		"no entry":          {dockerSecret(t, two), []string{"c.io"}, "no entry for [c.io]"},
+		"no entry":          {dockerSecret(t, two), []string{"c.io"}, "no entry names the registry's hosts [c.io] (it has entries for [a.io b.io])"},
 		"no keys":           {&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "n"}, Data: map[string][]byte{"token": []byte(pw)}}, nil, "has neither"},
 	} {
 		_, err := secrets.FromSecret(tt.s, tt.hosts)
@@ -115,5 +114,50 @@ func TestPullpassOwnSecrets(t *testing.T) {
 				t.Errorf("MadeFor(a) = %t, want %t", got, tt.madeForA)
 			}
 		})
+	}
+}
+
+// An entry is used only for the hosts its key names, in any form docker, podman or the kubelet
+// read alike; never the only entry for another host, nor a narrower key for a wider pattern: the
+// verifier and the kubelet would send those credentials to the registry's hosts.
+func TestFromSecretUsesAnEntryOnlyForItsHosts(t *testing.T) {
+	const pw = "p4ss-for-the-key"
+	for _, tt := range []struct {
+		key   string
+		hosts []string
+		ok    bool
+	}{
+		{"https://index.docker.io/v1/", []string{"docker.io"}, true},
+		{"docker.io", []string{"index.docker.io"}, true},
+		{"registry-1.docker.io", []string{"https://index.docker.io/v1/"}, true},
+		{"index.docker.io", []string{"docker.io/library"}, true},
+		{"https://ghcr.io/", []string{"ghcr.io"}, true},
+		{"ghcr.io", []string{"ghcr.io/org/"}, true},
+		{"http://reg.local:5000/v2/team", []string{"reg.local:5000/team/app"}, true},
+		{"my.docker.registry.io", []string{"https://my.docker.registry.io"}, true}, // Koyeb's
+		{"*.azurecr.io", []string{"team.azurecr.io"}, true},
+		{"*.gitlab.com", []string{"*.gitlab.com"}, true},
+		{"ghcr.io", []string{"quay.io", "ghcr.io"}, true},
+
+		{"x.io", []string{"*.azurecr.io"}, false}, // the only entry, of another host
+		{"evil.example.com", []string{"ghcr.io"}, false},
+		{"registry.gitlab.com", []string{"*.gitlab.com"}, false}, // a wider pattern: other hosts too
+		{"ghcr.io/org", []string{"ghcr.io"}, false},
+		{"ghcr.io/org/", []string{"ghcr.io/other"}, false},
+		{"reg.local:5000", []string{"reg.local"}, false},
+		{"reg.local", []string{"reg.local:5000"}, false},
+		{"quay.io", []string{"docker.io"}, false},
+		{"a*.example.com", []string{"*.example.com"}, false},
+	} {
+		s := dockerSecret(t, dockerconfig.ForHost(tt.key, "u", pw))
+		c, err := secrets.FromSecret(s, tt.hosts)
+		switch {
+		case tt.ok && (err != nil || c.Password != pw):
+			t.Errorf("key %q for hosts %v: %v, %v; want its entry", tt.key, tt.hosts, c, err)
+		case !tt.ok && err == nil:
+			t.Errorf("key %q for hosts %v: its entry was used", tt.key, tt.hosts)
+		case !tt.ok && (!strings.Contains(err.Error(), fmt.Sprint(tt.hosts)) || strings.Contains(err.Error(), pw)):
+			t.Errorf("key %q for hosts %v: error %q should name the hosts, never the password", tt.key, tt.hosts, err)
+		}
 	}
 }

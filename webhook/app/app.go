@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -130,7 +131,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	handler, err := NewHandler(mutator, reg)
+	handler, err := NewHandler(mutator, reg, log.With("component", "admission"))
 	if err != nil {
 		return err
 	}
@@ -198,13 +199,8 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		return nil
 	}
 
-	webhookSrv := &http.Server{
-		Addr:              o.ListenAddress,
-		Handler:           handler,
-		TLSConfig:         &tls.Config{GetCertificate: certSrc.GetCertificate, MinVersion: tls.VersionTLS12},
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	webhookSrv := newServer(o.ListenAddress, handler, log)
+	webhookSrv.TLSConfig = &tls.Config{GetCertificate: certSrc.GetCertificate, MinVersion: tls.VersionTLS12}
 	opsMux := http.NewServeMux()
 	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	opsMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -215,7 +211,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	opsSrv := &http.Server{Addr: o.MetricsAddress, Handler: opsMux, ReadHeaderTimeout: 5 * time.Second}
+	opsSrv := newServer(o.MetricsAddress, opsMux, log)
 
 	errs := make(chan error, 2)
 	go func() { errs <- serve("webhook", func() error { return webhookSrv.ListenAndServeTLS("", "") }) }()
@@ -230,7 +226,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 			Logger: log.With("component", "pullwatch"),
 		}
 		if verifier != nil {
-			cfg.Observe = observeImage(verifier, table)
+			cfg.Observe = observeImage(verifier, table, registryReaches(policy, nsInformer.Lister()))
 		}
 		watcher, err = pullwatch.New(cfg)
 		if err != nil {
@@ -243,7 +239,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 			}
 			defer stop()
 			verifier.SetRecovered(stuck.Recover)
-			verifier.SetPodImages(watcher.Images)
+			verifier.SetPodImages(watcher.Images, registryReaches(policy, nsInformer.Lister()))
 		}
 	}
 	var roleKeeper *nodeaccess.RoleKeeper
@@ -336,10 +332,37 @@ func serve(name string, f func() error) error {
 	return nil
 }
 
+// serverTimeouts bound every connection: any pod can reach the webhook's port, and a client that
+// sends slowly, or never reads, must not hold a goroutine and its buffers for ever. The API
+// server waits at most 30 s for a webhook (timeoutSeconds' maximum), so a request that takes
+// longer is answered to no one. Tests shorten them.
+var serverTimeouts = struct{ readHeader, read, write, idle time.Duration }{
+	readHeader: 5 * time.Second, read: 15 * time.Second, write: 35 * time.Second, idle: 2 * time.Minute,
+}
+
+// newServer is an http.Server with serverTimeouts, logging its errors through log.
+func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: serverTimeouts.readHeader,
+		ReadTimeout:       serverTimeouts.read,
+		WriteTimeout:      serverTimeouts.write,
+		IdleTimeout:       serverTimeouts.idle,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// MaxReviewBytes bounds an AdmissionReview's body. The API server takes request bodies of at
+// most 3 MiB (its MaxRequestBodyBytes), and a review carries the object and, on updates, the old
+// object: twice that. It is kubewebhook's own figure (kwhhttp.MaxRequestBodyBytes), which its
+// handler enforces with a 400; limitBody makes that a 413, counted and logged.
+const MaxReviewBytes = kwhhttp.MaxRequestBodyBytes
+
 // NewHandler serves AdmissionReviews with pullpass's webhook, measured with kubewebhook's
-// recorder.
-func NewHandler(m *inject.Mutator, reg prometheus.Registerer) (http.Handler, error) {
-	return NewHandlerFor(inject.Webhook{Mutator: m}, reg)
+// recorder. log (nil: none) hears of refused requests.
+func NewHandler(m *inject.Mutator, reg prometheus.Registerer, log *slog.Logger) (http.Handler, error) {
+	return NewHandlerFor(inject.Webhook{Mutator: m}, reg, log)
 }
 
 // NewMutatorHandler serves any kubewebhook Mutator through kubewebhook's generic mutating
@@ -349,11 +372,15 @@ func NewMutatorHandler(m kwhmutating.Mutator, reg prometheus.Registerer) (http.H
 	if err != nil {
 		return nil, err
 	}
-	return NewHandlerFor(wh, reg)
+	return NewHandlerFor(wh, reg, nil)
 }
 
-// NewHandlerFor serves a kubewebhook Webhook on /mutate, measured.
-func NewHandlerFor(wh kwhwebhook.Webhook, reg prometheus.Registerer) (http.Handler, error) {
+// NewHandlerFor serves a kubewebhook Webhook on /mutate, measured, with bodies bounded by
+// MaxReviewBytes. log (nil: none) hears of refused requests.
+func NewHandlerFor(wh kwhwebhook.Webhook, reg prometheus.Registerer, log *slog.Logger) (http.Handler, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	rec, err := kwhprometheus.NewRecorder(kwhprometheus.RecorderConfig{Registry: reg})
 	if err != nil {
 		return nil, err
@@ -362,10 +389,94 @@ func NewHandlerFor(wh kwhwebhook.Webhook, reg prometheus.Registerer) (http.Handl
 	if err != nil {
 		return nil, err
 	}
+	tooLarge := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pullpass_webhook_requests_too_large_total",
+		Help: "Requests to the webhook refused with 413 because their body was larger than an AdmissionReview can be.",
+	})
+	if err := reg.Register(tooLarge); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/mutate", h)
+	mux.Handle("/mutate", limitBody(h, MaxReviewBytes, tooLarge, log))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return mux, nil
+}
+
+// limitBody bounds a request's body to limit bytes: a larger one is refused with 413, counted
+// and logged (never its content: it may hold anything). A declared length is refused before
+// anything is read; otherwise h reads through the limit, and whatever h answers to a body found
+// too large becomes the 413. One allocation a request: the review's hot path has a budget.
+func limitBody(h http.Handler, limit int64, tooLarge prometheus.Counter, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l := &limitedReview{ResponseWriter: w, body: r.Body, left: limit, limit: limit, counter: tooLarge, log: log, r: r}
+		if r.ContentLength > limit {
+			l.over = true
+			l.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = l
+		h.ServeHTTP(l, r)
+	})
+}
+
+var errBodyTooLarge = errors.New("request body too large")
+
+// limitedReview is both the limited body and the response writer that turns h's answer to a body
+// found too large into the 413.
+type limitedReview struct {
+	http.ResponseWriter
+	body        io.ReadCloser
+	left, limit int64
+	over        bool // the body holds more than limit
+	refused     bool // the 413 is written: h's own answer is dropped
+	counter     prometheus.Counter
+	log         *slog.Logger
+	r           *http.Request
+}
+
+func (l *limitedReview) Read(p []byte) (int, error) {
+	if l.over {
+		return 0, errBodyTooLarge
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1] // one byte past the limit tells a body of exactly limit bytes from more
+	}
+	n, err := l.body.Read(p)
+	if l.left -= int64(n); l.left < 0 {
+		l.over = true
+		return n + int(l.left), errBodyTooLarge
+	}
+	return n, err
+}
+
+func (l *limitedReview) Close() error { return l.body.Close() }
+
+func (l *limitedReview) WriteHeader(code int) {
+	switch {
+	case l.refused:
+	case l.over:
+		l.refused = true
+		l.counter.Inc()
+		l.log.Warn("request body too large, refused", "remote", l.r.RemoteAddr, "contentLength", l.r.ContentLength, "limit", l.limit)
+		h := l.ResponseWriter.Header()
+		h.Del("Content-Length")
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		l.ResponseWriter.WriteHeader(http.StatusRequestEntityTooLarge)
+		_, _ = fmt.Fprintf(l.ResponseWriter, "request body too large: an AdmissionReview is at most %d bytes\n", l.limit)
+	default:
+		l.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (l *limitedReview) Write(b []byte) (int, error) {
+	if l.over {
+		l.WriteHeader(http.StatusRequestEntityTooLarge)
+	}
+	if l.refused {
+		return len(b), nil
+	}
+	return l.ResponseWriter.Write(b)
 }
 
 // namespaceLabels reads a namespace's labels from the informer's cache (nil when not cached).

@@ -17,6 +17,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/registrylogin"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
+	"github.com/pullpass/pullpass/webhook/inject"
 	"github.com/pullpass/pullpass/webhook/pullwatch"
 	"github.com/pullpass/pullpass/webhook/verify"
 )
@@ -83,16 +84,30 @@ func watchForVerifier(v *verify.Verifier, table *registrywatch.Watcher, sources 
 	}
 }
 
-// observeImage reports a failing pull's image to the verifier with the registry serving it.
-func observeImage(v *verify.Verifier, table *registrywatch.Watcher) func(string) {
-	return func(img string) {
+// observeImage reports a failing pull's image to the verifier with the registry serving it,
+// when the registry serves the pod's namespace (reaches): any other pod would choose the host a
+// glob registry's credentials are sent to.
+func observeImage(v *verify.Verifier, table *registrywatch.Watcher, reaches func(*v1alpha1.Registry, string) bool) func(namespace, img string) {
+	return func(namespace, img string) {
 		t := table.Table()
 		if t == nil {
 			return
 		}
-		if m, ok, err := t.Lookup(img); err == nil && ok {
+		if m, ok, err := t.Lookup(img); err == nil && ok && reaches(m.Registry, namespace) {
 			v.Seen().Observe(m.Registry, m.Image)
 		}
+	}
+}
+
+// registryReaches is inject.Policy.RegistryReaches for a namespace named, read from the cache
+// (a namespace not cached is reached by Cluster-scope registries only).
+func registryReaches(policy inject.Policy, namespaces corelisters.NamespaceLister) func(*v1alpha1.Registry, string) bool {
+	return func(reg *v1alpha1.Registry, namespace string) bool {
+		ns, err := namespaces.Get(namespace)
+		if err != nil {
+			ns = nil
+		}
+		return policy.RegistryReaches(reg, ns)
 	}
 }
 

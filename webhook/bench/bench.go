@@ -107,7 +107,7 @@ func Run(ctx context.Context, cfg Config) (Result, Result, error) {
 		return &kwhmutating.MutatorResult{}, nil
 	})
 	servers := map[string]string{}
-	pullpassHandler, err := app.NewHandler(mutator, prometheus.NewRegistry())
+	pullpassHandler, err := app.NewHandler(mutator, prometheus.NewRegistry(), nil)
 	if err != nil {
 		return Result{}, Result{}, err
 	}

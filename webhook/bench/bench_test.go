@@ -60,7 +60,7 @@ func pullpassHandler(t testing.TB, pullThrough bool) (h http.Handler, body []byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err = app.NewHandler(m, prometheus.NewRegistry())
+	h, err = app.NewHandler(m, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

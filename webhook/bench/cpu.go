@@ -34,7 +34,7 @@ func CPU(cfg Config, reviewsPerRound int) (pullpass, noop CPUResult, err error) 
 	if err != nil {
 		return pullpass, noop, err
 	}
-	pp, err := app.NewHandler(m, prometheus.NewRegistry())
+	pp, err := app.NewHandler(m, prometheus.NewRegistry(), nil)
 	if err != nil {
 		return pullpass, noop, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/slok/kubewebhook/v2/pkg/webhook/mutating"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
@@ -462,6 +463,25 @@ func (p Policy) NamespaceServed(ns *corev1.Namespace) bool {
 		return false
 	}
 	return p.ClusterWide
+}
+
+// RegistryReaches reports whether a registry's credentials reach the pods of ns, however they
+// are delivered: a Cluster-scope registry every pod's; a Namespaced one, by pull secret, the pods
+// of the namespaces pullpass serves that it serves (RegistryServes); by the node, the pods of the
+// namespaces its namespaceSelector selects, as the node agents grant it.
+func (p Policy) RegistryReaches(reg *v1alpha1.Registry, ns *corev1.Namespace) bool {
+	switch {
+	case reg.Spec.EffectiveScope() == v1alpha1.ScopeCluster:
+		return true
+	case ns == nil || ns.DeletionTimestamp != nil:
+		return false
+	case reg.Spec.EffectiveDelivery() == v1alpha1.DeliveryPullSecret:
+		return p.NamespaceServed(ns) && RegistryServes(reg, ns)
+	case reg.Spec.NamespaceSelector == nil:
+		return true
+	}
+	sel, err := metav1.LabelSelectorAsSelector(reg.Spec.NamespaceSelector)
+	return err == nil && sel.Matches(labels.Set(ns.Labels)) // an invalid selector selects nothing
 }
 
 // RegistryServes reports whether a registry's pull secret belongs in ns: a Namespaced

@@ -41,9 +41,9 @@ type Config struct {
 	// EventWait is how long a pull failure seen at the start of a term waits for its Failed
 	// event, which says when it began, before the pod's creation time stands in (default 10 s).
 	EventWait time.Duration
-	// Observe, when set, is told the image of each new failure episode (the verifier logs in
-	// where pods fail to pull).
-	Observe func(image string)
+	// Observe, when set, is told the pod's namespace and the image of each new failure episode
+	// (the verifier logs in where pods fail to pull).
+	Observe func(namespace, image string)
 }
 
 // Watcher counts pull failure episodes.
@@ -313,7 +313,7 @@ func (w *Watcher) observe(k key, namespace, pod, container, image, message strin
 	delete(w.ended, k)
 	w.count(e)
 	if w.cfg.Observe != nil {
-		w.cfg.Observe(image)
+		w.cfg.Observe(namespace, image)
 	}
 }
 
@@ -403,24 +403,28 @@ func (w *Watcher) Failing() []Episode {
 	return out
 }
 
+// PodImage is an image a pod's container runs or waits for, with the pod's namespace: which
+// registries serve the pod depends on it.
+type PodImage struct{ Namespace, Image string }
+
 // Images returns the distinct images the cached pods' containers run or wait for (from their
-// statuses): where pods actually pull from, for the verifier's glob host patterns.
-func (w *Watcher) Images() []string {
+// statuses), by namespace: where pods actually pull from, for the verifier's glob host patterns.
+func (w *Watcher) Images() []PodImage {
 	w.mu.Lock()
 	store := w.pods
 	w.mu.Unlock()
 	if store == nil {
 		return nil
 	}
-	seen := map[string]bool{}
-	var out []string
+	seen := map[PodImage]bool{}
+	var out []PodImage
 	for _, o := range store.List() {
 		p := o.(*corev1.Pod)
 		for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
 			for _, s := range list {
-				if s.Image != "" && !seen[s.Image] {
-					seen[s.Image] = true
-					out = append(out, s.Image)
+				if pi := (PodImage{Namespace: p.Namespace, Image: s.Image}); s.Image != "" && !seen[pi] {
+					seen[pi] = true
+					out = append(out, pi)
 				}
 			}
 		}

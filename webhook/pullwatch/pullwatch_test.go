@@ -382,9 +382,12 @@ func TestImagesOfCachedPods(t *testing.T) {
 	other.Status.ContainerStatuses[0].Image = "team.azurecr.io/shop/app:2"
 	f.create(t, other)
 	eventually(t, "three pods cached", func() bool { return len(f.w.Images()) == 2 })
-	got := f.w.Images()
+	var got []string
+	for _, pi := range f.w.Images() {
+		got = append(got, pi.Namespace+" "+pi.Image)
+	}
 	slices.Sort(got)
-	if want := []string{"registry.example.com/app:1", "team.azurecr.io/shop/app:2"}; !slices.Equal(got, want) {
+	if want := []string{"shop registry.example.com/app:1", "shop team.azurecr.io/shop/app:2"}; !slices.Equal(got, want) {
 		t.Fatalf("Images() = %v, want %v", got, want)
 	}
 }

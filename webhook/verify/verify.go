@@ -29,6 +29,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/image"
 	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/registrylogin"
+	"github.com/pullpass/pullpass/webhook/pullwatch"
 )
 
 // Reasons of the Verified condition besides registrylogin's.
@@ -96,10 +97,14 @@ type Config struct {
 	Recovered func(ctx context.Context, registry string, at time.Time)
 	// PodImages lists the images pods in the cluster use (the pull watcher's pod cache), where glob
 	// patterns find hosts when admission on this replica has seen none.
-	PodImages func() []string
-	Metrics   Metrics
-	Logger    *slog.Logger
-	Now       func() time.Time
+	PodImages func() []pullwatch.PodImage
+	// Serves reports whether a registry's credentials reach the pods of a namespace. Only those
+	// pods' images choose a glob registry's hosts: a pod the registry does not serve would send
+	// its credentials to a host of its choosing. Nil: pod images are not used.
+	Serves  func(reg *v1alpha1.Registry, namespace string) bool
+	Metrics Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Verifier verifies registries from a queue; each leadership term (Run) works a new queue.
@@ -153,10 +158,11 @@ func (v *Verifier) SetRecovered(f func(ctx context.Context, registry string, at 
 	v.mu.Unlock()
 }
 
-// SetPodImages sets Config.PodImages before Run (the pull watcher is built later).
-func (v *Verifier) SetPodImages(f func() []string) {
+// SetPodImages sets Config.PodImages and Config.Serves before Run (the pull watcher is built
+// later).
+func (v *Verifier) SetPodImages(f func() []pullwatch.PodImage, serves func(reg *v1alpha1.Registry, namespace string) bool) {
 	v.mu.Lock()
-	v.cfg.PodImages = f
+	v.cfg.PodImages, v.cfg.Serves = f, serves
 	v.mu.Unlock()
 }
 
@@ -395,8 +401,9 @@ func (v *Verifier) targets(reg *v1alpha1.Registry) []target {
 			}
 		}
 		if !found {
-			// Admitted by another replica, or before this term: the pods' own images.
-			for _, img := range v.podImages() {
+			// Admitted by another replica, or before this term: the images of the pods the
+			// registry serves.
+			for _, img := range v.podImages(reg) {
 				if ref, err := image.Parse(img); err == nil && p.Matches(ref.Repository()) {
 					add(ref.Host, ref.Path)
 				}
@@ -406,14 +413,21 @@ func (v *Verifier) targets(reg *v1alpha1.Registry) []target {
 	return out
 }
 
-func (v *Verifier) podImages() []string {
+// podImages returns the images of the pods reg serves.
+func (v *Verifier) podImages(reg *v1alpha1.Registry) []string {
 	v.mu.Lock()
-	f := v.cfg.PodImages
+	f, serves := v.cfg.PodImages, v.cfg.Serves
 	v.mu.Unlock()
-	if f == nil {
+	if f == nil || serves == nil {
 		return nil
 	}
-	return f()
+	var out []string
+	for _, pi := range f() {
+		if serves(reg, pi.Namespace) {
+			out = append(out, pi.Image)
+		}
+	}
+	return out
 }
 
 // write puts the outcome into the Verified condition and status.verification; on a conflict it

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/registrylogin"
+	"github.com/pullpass/pullpass/webhook/pullwatch"
 )
 
 const password = "s3cret-passw0rd"
@@ -458,7 +460,9 @@ func TestLogsNeverCarryThePassword(t *testing.T) {
 func TestGlobHostFromPodImages(t *testing.T) {
 	login := &fakeLogin{}
 	v, f, _, _ := newVerifier(t, login, fakeCreds{}, registry("acr", "*.azurecr.io"))
-	v.SetPodImages(func() []string { return []string{"nginx:1", "team.azurecr.io/shop/app:2", "a.b.azurecr.io/x:1"} })
+	v.SetPodImages(func() []pullwatch.PodImage {
+		return []pullwatch.PodImage{{Namespace: "shop", Image: "nginx:1"}, {Namespace: "shop", Image: "team.azurecr.io/shop/app:2"}, {Namespace: "shop", Image: "a.b.azurecr.io/x:1"}}
+	}, func(*v1alpha1.Registry, string) bool { return true })
 	if next := v.process(context.Background(), "acr"); next == 0 {
 		t.Fatal("no next verification scheduled")
 	}
@@ -466,6 +470,34 @@ func TestGlobHostFromPodImages(t *testing.T) {
 		t.Fatalf("%s", c.Reason)
 	}
 	if len(login.logins) != 1 || login.logins[0] != "team.azurecr.io/shop/app" {
+		t.Fatalf("logged in to %v", login.logins)
+	}
+}
+
+// A glob registry's hosts come only from the pods it serves: a pod of a namespace it does not
+// serve, pulling from a host the glob matches, must not get the registry's credentials sent there.
+func TestGlobHostOnlyFromServedPods(t *testing.T) {
+	login := &fakeLogin{}
+	v, _, _, _ := newVerifier(t, login, fakeCreds{}, registry("acr", "*.azurecr.io"))
+	v.SetPodImages(func() []pullwatch.PodImage {
+		return []pullwatch.PodImage{
+			{Namespace: "tenant", Image: "attacker.azurecr.io/x:1"},
+			{Namespace: "shop", Image: "team.azurecr.io/shop/app:2"},
+		}
+	}, func(reg *v1alpha1.Registry, namespace string) bool { return reg.Name == "acr" && namespace == "shop" })
+	v.process(context.Background(), "acr")
+	if !slices.Equal(login.logins, []string{"team.azurecr.io/shop/app"}) {
+		t.Fatalf("logged in to %v, want only the served pod's host", login.logins)
+	}
+
+	// Served nowhere: no host to log in to.
+	login.logins = nil
+	v.SetPodImages(func() []pullwatch.PodImage {
+		return []pullwatch.PodImage{{Namespace: "tenant", Image: "attacker.azurecr.io/x:1"}}
+	},
+		func(*v1alpha1.Registry, string) bool { return false })
+	v.process(context.Background(), "acr")
+	if len(login.logins) != 0 {
 		t.Fatalf("logged in to %v", login.logins)
 	}
 }

@@ -64,7 +64,7 @@ func describeAll(t *testing.T) *describing {
 	if _, err := webhookapp.NewMetrics(d); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := webhookapp.NewHandlerFor(inject.Webhook{}, d); err != nil {
+	if _, err := webhookapp.NewHandlerFor(inject.Webhook{}, d, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := agentapp.RegisterMetrics(d, filepath.Join(t.TempDir(), "credentials.json"), func() bool { return false }); err != nil {

@@ -316,6 +316,19 @@ func TestSchemaAndValidateAgree(t *testing.T) {
 	}
 }
 
+// A name is the pullpass.io/registry label value of the registry's pull secrets: one longer than
+// a label value may be is refused, saying why; 63 characters are taken.
+func TestNameAtMost63(t *testing.T) {
+	env := controlPlane.Env(t)
+	if _, err := env.Registries.Create(t.Context(), registry(strings.Repeat("a", 64)), metav1.CreateOptions{}); err == nil {
+		_ = env.Registries.Delete(t.Context(), strings.Repeat("a", 64), metav1.DeleteOptions{})
+		t.Fatal("a name of 64 characters was accepted")
+	} else if want := "metadata.name: at most 63 characters: the name is the value of the pullpass.io/registry label"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("the API server said\n  %v\nwant it to say\n  %s", err, want)
+	}
+	env.CreateRegistry(t, registry(strings.Repeat("b", 63)))
+}
+
 // The scope defaults to Namespaced.
 func TestScopeDefault(t *testing.T) {
 	env := controlPlane.Env(t)
