@@ -11,6 +11,7 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/e2e/framework"
@@ -134,5 +135,71 @@ func TestNodesMayRequestPullpassTokenAudienceOnly(t *testing.T) {
 		if ask(other) {
 			t.Errorf("nodes may ask for tokens of audience %q", other)
 		}
+	}
+}
+
+// Writing a Registry is an administrator's of the whole cluster: a Cluster-scope pull-through
+// cache rewrites the images of every served namespace, and a Registry chooses which credentials go
+// to which hosts. No ServiceAccount of the chart may write one, nor a namespace's admin or editor
+// (the built-in roles, with whatever the chart aggregates into them); and no Registry may make
+// pullpass's own Secrets a source (issue #24).
+func TestOnlyClusterAdminsWriteRegistries(t *testing.T) {
+	e := framework.Load(t)
+	e.Deployed(t)
+	kubectl := filepath.Join(framework.RepoRoot(), "_output/e2e/bin/kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		kubectl = "kubectl"
+	}
+	ctx := framework.Context(t, time.Minute)
+	ns := e.Namespace(t, "tenant-admin", nil)
+	for _, role := range []string{"admin", "edit"} {
+		rb := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "e2e-tenant-" + role, Namespace: ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role},
+			Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "e2e-tenant-" + role}},
+		}
+		if _, err := e.Kube.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ask := func(as, verb, resource, namespace string) string {
+		args := []string{"--kubeconfig", e.Kubeconfig, "auth", "can-i", verb, resource, "--as", as}
+		if namespace != "" {
+			args = append(args, "-n", namespace)
+		}
+		out, _ := exec.Command(kubectl, args...).Output()
+		return strings.TrimSpace(string(out))
+	}
+	pp := framework.PullpassNamespace
+	subjects := []string{"e2e-tenant-admin", "e2e-tenant-edit",
+		"system:serviceaccount:" + pp + ":pullpass-webhook", "system:serviceaccount:" + pp + ":pullpass-agent"}
+	for _, as := range subjects {
+		for _, verb := range []string{"create", "update", "patch", "delete"} {
+			for _, namespace := range []string{"", ns} {
+				if got := ask(as, verb, "registries.pullpass.io", namespace); got != "no" {
+					t.Errorf("%s: can-i %s registries.pullpass.io (-n %q) = %q, want no", as, verb, namespace, got)
+				}
+			}
+		}
+	}
+	// The tenant's admin can do what a namespace admin does: the question above was asked right.
+	if got := ask("e2e-tenant-admin", "create", "secrets", ns); got != "yes" {
+		t.Fatalf("the tenant admin cannot create secrets in its namespace (%q): the RoleBinding did not take", got)
+	}
+
+	// pullpass's own Secrets are never a source: the API server refuses such a Registry, so the
+	// agents' Role never names them.
+	for _, source := range []string{"pullpass-webhook-tls", "pullpass-images"} {
+		reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "e2e-own-source"}, Spec: v1alpha1.RegistrySpec{
+			Hosts: []string{"own-source.example.com"}, Scope: v1alpha1.ScopeCluster,
+			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: source, Namespace: pp}},
+		}}
+		if _, err := e.Registries.Create(ctx, reg, metav1.CreateOptions{}); err == nil {
+			_ = e.Registries.Delete(ctx, reg.Name, metav1.DeleteOptions{})
+			t.Errorf("a Registry whose source is pullpass's own Secret %s was accepted", source)
+		}
+	}
+	if got := ask("system:serviceaccount:"+pp+":pullpass-agent", "get", "secrets/pullpass-webhook-tls", pp); got != "no" {
+		t.Errorf("the agents can read the webhook's TLS Secret: %q", got)
 	}
 }
