@@ -21,7 +21,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -74,6 +73,11 @@ type Config struct {
 	Resync time.Duration
 	// ResolveTimeout bounds one registry's resolution (default 30 s).
 	ResolveTimeout time.Duration
+	// KeepLastGood bounds how long a registry's last good credentials stay served while its
+	// source cannot be read (credentials.Unavailable; default 1 h), counted from the first
+	// failure this agent saw. A source that says something else (gone, emptied, moved where
+	// the agent may not read it) withdraws them at once.
+	KeepLastGood time.Duration
 	// Parallelism is how many registries are resolved at once (default 8).
 	Parallelism int
 	Metrics     Metrics
@@ -94,6 +98,9 @@ type Refresher struct {
 	known  map[string]bool // the Cluster-scope registries of the last sync
 	synced atomic.Bool     // a sync has finished
 	sunk   bool            // whether the sinks have the current entries
+	// failingSince is when each registry's source first could not be read, while it cannot.
+	failingMu    sync.Mutex
+	failingSince map[string]time.Time
 }
 
 // New returns a Refresher.
@@ -107,6 +114,9 @@ func New(cfg Config) (*Refresher, error) {
 	if cfg.ResolveTimeout == 0 {
 		cfg.ResolveTimeout = 30 * time.Second
 	}
+	if cfg.KeepLastGood == 0 {
+		cfg.KeepLastGood = time.Hour
+	}
 	if cfg.Parallelism <= 0 {
 		cfg.Parallelism = 8
 	}
@@ -119,7 +129,7 @@ func New(cfg Config) (*Refresher, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Refresher{cfg: cfg, kick: make(chan struct{}, 1)}, nil
+	return &Refresher{cfg: cfg, kick: make(chan struct{}, 1), failingSince: map[string]time.Time{}}, nil
 }
 
 // Synced reports whether a sync has finished (the agent's readiness).
@@ -423,16 +433,46 @@ func (r *Refresher) resolve(ctx context.Context, reg *v1alpha1.Registry, prev no
 		r.cfg.Logger.Warn("refresh failing; serving the last good token until it expires", "registry", reg.Name, "expiresAt", c.ExpiresAt, "err", err)
 	default:
 		r.cfg.Metrics.Refresh(reg.Name, ResultError)
-		keep := prev.Registry != "" && !apierrors.IsNotFound(err) && (prev.ExpiresAt.IsZero() || prev.ExpiresAt.After(now))
+		if !credentials.Unavailable(err) {
+			// The source says something else now: what it said before is withdrawn.
+			r.failing(reg.Name, time.Time{})
+			if prev.Registry != "" {
+				r.cfg.Logger.Warn("source no longer gives credentials; withdrawing the last ones", "registry", reg.Name, "err", err)
+			} else {
+				r.cfg.Logger.Error("no credentials for registry", "registry", reg.Name, "err", err)
+			}
+			return nodecache.Entry{}, false
+		}
+		since := r.failing(reg.Name, now)
+		keep := prev.Registry != "" && (prev.ExpiresAt.IsZero() || prev.ExpiresAt.After(now)) && now.Sub(since) < r.cfg.KeepLastGood
 		if keep {
 			prev.Hosts = cacheHosts(reg)
-			r.cfg.Logger.Warn("refresh failing; serving the last good credentials", "registry", reg.Name, "expiresAt", prev.ExpiresAt, "err", err)
+			r.cfg.Logger.Warn("source unavailable; serving the last good credentials", "registry", reg.Name, "expiresAt", prev.ExpiresAt,
+				"failingSince", since, "until", since.Add(r.cfg.KeepLastGood), "err", err)
 			return prev, true
 		}
-		r.cfg.Logger.Error("no credentials for registry", "registry", reg.Name, "err", err)
+		r.cfg.Logger.Error("no credentials for registry", "registry", reg.Name, "failingSince", since, "err", err)
 		return nodecache.Entry{}, false
 	}
+	r.failing(reg.Name, time.Time{})
 	return nodecache.Entry{Registry: reg.Name, Hosts: cacheHosts(reg), Username: c.Username, Password: c.Password, ExpiresAt: c.ExpiresAt}, true
+}
+
+// failing records that registry's source could not be read at now (zero: it could, or said
+// something else) and returns since when it has been failing.
+func (r *Refresher) failing(registry string, now time.Time) time.Time {
+	r.failingMu.Lock()
+	defer r.failingMu.Unlock()
+	if now.IsZero() {
+		delete(r.failingSince, registry)
+		return time.Time{}
+	}
+	since, ok := r.failingSince[registry]
+	if !ok {
+		since = now
+		r.failingSince[registry] = now
+	}
+	return since
 }
 
 // cacheHosts are a registry's host patterns in their canonical form ("https://index.docker.io/v1/"

@@ -3,6 +3,7 @@ package refresher_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -16,7 +17,9 @@ import (
 	"github.com/pullpass/pullpass/agent/refresher"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/nodecache"
+	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
 type registries []*v1alpha1.Registry
@@ -151,7 +154,7 @@ func TestFailingSourceKeepsLastGoodUntilExpiry(t *testing.T) {
 	f.res.creds["ecr"] = credentials.Credentials{Username: "AWS", Password: "token-1", ExpiresAt: expires}
 	f.r.Sync(context.Background())
 
-	f.res.errs["ecr"] = errors.New("AccessDenied: not authorized")
+	f.res.errs["ecr"] = &ecr.Error{Reason: ecr.ReasonThrottled, Err: errors.New("rate exceeded")}
 	f.now = f.now.Add(30 * time.Minute)
 	next := f.r.Sync(context.Background())
 	if got := f.cached(t)["ecr"]; got.Password != "token-1" {
@@ -221,13 +224,64 @@ func TestGoneSourceAndGoneRegistryAreDroppedAtOnce(t *testing.T) {
 	if !slices.Contains(f.res.forgotten, "b") {
 		t.Fatalf("the removed registry's token was not forgotten: %v", f.res.forgotten)
 	}
-	// A transient error (not NotFound) keeps static credentials.
+	// A source that cannot be read now (not NotFound) keeps static credentials.
 	f.res.errs["a"] = nil
 	f.r.Sync(context.Background())
-	f.res.errs["a"] = errors.New("connection refused")
+	f.res.errs["a"] = fmt.Errorf("registry a: source secret pullpass/a: %w", apierrors.NewServiceUnavailable("etcd leader changed"))
 	f.r.Sync(context.Background())
 	if got := f.cached(t)["a"]; got.Password != "a" {
 		t.Fatalf("a transient error dropped static credentials: %v", got)
+	}
+}
+
+// An administrator withdraws a leaked credential by changing its source (issue #24): emptied,
+// malformed, moved to a namespace pullpass may not read, pointed at one of pullpass's own
+// Secrets. The node stops serving it at the next sync, and so does a restarted agent.
+func TestSourceThatSaysSomethingElseWithdrawsCredentials(t *testing.T) {
+	for name, err := range map[string]error{
+		"emptied":   errors.New(`registry a: source secret pullpass/a has no "password"`),
+		"moved":     &credentials.NamespaceNotAllowedError{Namespace: "elsewhere", Allowed: []string{"pullpass"}},
+		"forbidden": apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, "a", errors.New("no")),
+		"own":       fmt.Errorf("registry a: %w", secrets.ErrNotASource),
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, "")
+			f.regs = registries{registry("a", v1alpha1.ScopeCluster, "a.example.com")}
+			f.res.creds["a"] = credentials.Credentials{Username: "u", Password: "leaked"}
+			f.r.Sync(context.Background())
+			f.res.errs["a"] = err
+			f.r.Sync(context.Background())
+			if got, ok := f.cached(t)["a"]; ok {
+				t.Fatalf("still served after the source changed (%v): %v", err, got)
+			}
+			g := newFixture(t, f.cache)
+			g.regs, g.res.errs["a"] = f.regs, err
+			g.r.Sync(context.Background())
+			if got, ok := g.cached(t)["a"]; ok {
+				t.Fatalf("a restarted agent serves it again: %v", got)
+			}
+		})
+	}
+}
+
+// A source that cannot be read keeps static credentials for KeepLastGood, counted from the
+// first failure, then no longer.
+func TestUnreadableSourceKeepsStaticCredentialsForABoundedTime(t *testing.T) {
+	f := newFixture(t, "")
+	f.regs = registries{registry("a", v1alpha1.ScopeCluster, "a.example.com")}
+	f.res.creds["a"] = credentials.Credentials{Username: "u", Password: "p"}
+	f.r.Sync(context.Background())
+	f.res.errs["a"] = context.DeadlineExceeded
+	f.r.Sync(context.Background())
+	f.now = f.now.Add(59 * time.Minute)
+	f.r.Sync(context.Background())
+	if got := f.cached(t)["a"]; got.Password != "p" {
+		t.Fatalf("dropped within the hour: %v", got)
+	}
+	f.now = f.now.Add(2 * time.Minute)
+	f.r.Sync(context.Background())
+	if got, ok := f.cached(t)["a"]; ok {
+		t.Fatalf("still served an hour after its source became unreadable: %v", got)
 	}
 }
 

@@ -199,6 +199,9 @@ func (e *NotReadableError) Error() string {
 }
 func (e *NotReadableError) Unwrap() error { return e.Err }
 
+// Unavailable: a source not readable yet is no word from the source (credentials.Unavailable).
+func (e *NotReadableError) Unavailable() bool { return true }
+
 // Secret implements credentials.SecretGetter.
 func (w *Watcher) Secret(_ context.Context, namespace, name string) (*corev1.Secret, error) {
 	if namespace != w.cfg.Namespace {

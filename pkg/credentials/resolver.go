@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
@@ -200,6 +202,30 @@ func (r *Resolver) Forget(name string) {
 	delete(r.tokens, name)
 	delete(r.fromSecrets, name)
 	r.mu.Unlock()
+}
+
+// Unavailable reports whether err says only that a source could not be read now (the API
+// server, the network or AWS slow, busy or down; a source not readable yet), not that the
+// source now says something else. Last good credentials may be served through such an error
+// only, and for a bounded time; any other error (the Secret gone, emptied or malformed, moved
+// where pullpass may not read it, one of pullpass's own) withdraws them: that is how an
+// administrator stops a leaked credential.
+func Unavailable(err error) bool {
+	var u interface{ Unavailable() bool }
+	var ecrErr *ecr.Error
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &u):
+		return u.Unavailable()
+	case errors.As(err, &ecrErr):
+		return ecrErr.Retryable()
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.As(err, &netErr):
+		return true
+	}
+	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err)
 }
 
 // StaleError wraps a refresh failure while the last good token is still in use.
