@@ -3,7 +3,6 @@
 package pullsecret
 
 import (
-	"bytes"
 	"fmt"
 	"time"
 
@@ -133,7 +132,7 @@ func CopyInto(have, want *corev1.Secret) {
 // UpToDate reports whether an existing pull secret already holds what want holds.
 func UpToDate(have, want *corev1.Secret) bool {
 	return have.Type == want.Type &&
-		bytes.Equal(have.Data[corev1.DockerConfigJsonKey], want.Data[corev1.DockerConfigJsonKey]) &&
+		dataEqual(have, want) &&
 		have.Annotations[AnnotationExpiresAt] == want.Annotations[AnnotationExpiresAt] &&
 		have.Labels[secrets.LabelManagedBy] == secrets.ManagedByValue &&
 		have.Labels[secrets.LabelRegistry] == want.Labels[secrets.LabelRegistry] &&

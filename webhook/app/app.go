@@ -30,6 +30,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
+	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/pkg/slim"
 	"github.com/pullpass/pullpass/webhook/certs"
@@ -68,7 +69,9 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	// and no other Secret is ever read. managedFields are dropped: at 10,000 namespaces they
 	// are most of what the caches would hold.
 	nsFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields))
-	managedFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields),
+	// Any tenant can label a Secret managed-by pullpass: of those, the cache keeps only what
+	// pullpass reads (pullsecret.Slim).
+	managedFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(pullsecret.Slim),
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 			lo.LabelSelector = secrets.LabelManagedBy + "=" + secrets.ManagedByValue
 		}))

@@ -523,6 +523,17 @@ func (k *Keeper) delete(ctx context.Context, s *corev1.Secret, why string) error
 
 func (k *Keeper) update(ctx context.Context, have, want *corev1.Secret) error {
 	api := k.cfg.Client.CoreV1().Secrets(have.Namespace)
+	if pullsecret.Trimmed(have) {
+		// The cache cut labels or annotations someone else wrote: keep them, from a fresh read.
+		cur, err := api.Get(ctx, have.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return fmt.Errorf("reading %s/%s: %w", have.Namespace, have.Name, err)
+		}
+		have = cur
+	}
 	s := have.DeepCopy()
 	pullsecret.CopyInto(s, want)
 	_, err := api.Update(ctx, s, metav1.UpdateOptions{FieldManager: "pullpass-keeper"})

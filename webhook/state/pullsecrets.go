@@ -96,6 +96,9 @@ func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha
 	}
 	want := tmpl.DeepCopy()
 	want.Namespace = namespace
+	if have != nil && pullsecret.Trimmed(have) {
+		have = nil // the cache cut its labels or annotations: write over a fresh read
+	}
 	return name, p.write(ctx, have, want)
 }
 
