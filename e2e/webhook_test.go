@@ -140,31 +140,39 @@ func TestWebhookDryRunWritesNothing(t *testing.T) {
 	}
 }
 
-// When the webhook cannot do its job (here: the registry's source secret is missing), the pod is
-// admitted unchanged, and the failure is counted.
-func TestWebhookFailsOpen(t *testing.T) {
+// When the webhook cannot write a pod's pull secret (here: the registry's source secret is
+// missing), the pod is admitted at once all the same, never blocked, with the reference to the
+// secret (a pod's pull secrets can never be added later), and that is counted (issue #24);
+// TestSlowSourceFirstPodGetsItsReferenceAndRuns sees such a secret land and the pod run.
+func TestWebhookAdmitsWithTheReferenceWhenASourceFails(t *testing.T) {
 	e := framework.Load(t)
 	ep := e.Deployed(t)
 	ns := e.Namespace(t, "failopen", optIn)
 	e.CreateRegistry(t, framework.RegistryOptions{Name: "wh-broken", NoSource: true})
-	labels := map[string]string{"kind": "ensure_secret"}
-	before := e.WebhookMetric(t, ep, "pullpass_webhook_errors_total", labels)
+	secret := "pullpass-wh-broken"
+	labels := map[string]string{"registry": "wh-broken"}
+	before := e.WebhookMetric(t, ep, "pullpass_webhook_pods_admitted_ahead_of_secret_total", labels)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		// Until the webhook sees the registry the pod is simply not matched; once it does, the
-		// missing source makes it fail open. Either way the pod is admitted unchanged.
-		p := e.Pod(ns, framework.PodOptions{})
-		created := e.CreatePod(t, p)
+		// Until the webhook sees the registry the pod is simply not matched; once it does, it
+		// gets the reference to a secret that cannot be written yet.
+		created := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
 		if len(created.Spec.ImagePullSecrets) != 0 {
-			t.Fatalf("pod got %v from a registry with no source", created.Spec.ImagePullSecrets)
-		}
-		if e.WebhookMetric(t, ep, "pullpass_webhook_errors_total", labels) > before {
+			if got := names(created.Spec.ImagePullSecrets); len(got) != 1 || got[0] != secret {
+				t.Fatalf("pod got %v, want only %s", got, secret)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("pullpass_webhook_errors_total{kind=\"ensure_secret\"} never moved")
+			t.Fatal("no pod got the registry's reference within 30 s")
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+	waitFor(t, 30*time.Second, "the pod counted as admitted ahead of its secret", func() bool {
+		return e.WebhookMetric(t, ep, "pullpass_webhook_pods_admitted_ahead_of_secret_total", labels) > before
+	})
+	if !e.SecretGone(t, ns, secret) {
+		t.Fatalf("a pull secret %s was written with no source", secret)
 	}
 }
 

@@ -80,6 +80,19 @@ func Build(namespace string, reg *v1alpha1.Registry, c secrets.Credentials) (*co
 	}, nil
 }
 
+// Withdrawn returns the pull secret of a registry whose credentials were withdrawn (its source
+// says something else now): no credentials at all, so pods pull as if it had none, and the
+// references pods hold stay valid for when the source gives credentials again.
+func Withdrawn(namespace string, reg *v1alpha1.Registry) *corev1.Secret {
+	s, err := Build(namespace, reg, secrets.Credentials{})
+	if err != nil {
+		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: Name(reg.Name), Namespace: namespace}, Type: corev1.SecretTypeDockerConfigJson}
+	}
+	s.Data = map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}
+	s.Labels = map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRegistry: reg.Name, secrets.LabelRole: secrets.RolePullSecret}
+	return s
+}
+
 // AnnotationExpiresAt holds, on a pull secret of expiring credentials (ECR tokens), when they
 // stop working (RFC 3339). Admission leaves an existing pull secret to the keeper unless it says
 // it has expired.

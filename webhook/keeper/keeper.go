@@ -61,6 +61,9 @@ type Config struct {
 	Namespaces   corelisters.NamespaceLister
 	Policy       inject.Policy
 	ResyncPeriod time.Duration // default 30s: a source outside the watched namespace is read this often
+	// KeepLastGood bounds how long pull secrets keep the last good credentials while their
+	// source cannot be read (credentials.Unavailable; default 1 h from the first failure seen).
+	KeepLastGood time.Duration
 	Parallelism  int           // writes in flight at once, per registry (default 16)
 	Workers      int           // registries reconciled at once (default 4)
 	Now          func() time.Time
@@ -90,6 +93,8 @@ type Keeper struct {
 	// deleting: the UIDs of the pull secrets this keeper deletes itself, which are not to come
 	// back.
 	deleting sync.Map
+	// failingSince: per registry, since when its source could not be read, while it cannot.
+	failingSince sync.Map
 }
 
 // New returns a Keeper.
@@ -115,7 +120,37 @@ func New(cfg Config) (*Keeper, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.KeepLastGood <= 0 {
+		cfg.KeepLastGood = time.Hour
+	}
 	return &Keeper{cfg: cfg}, nil
+}
+
+// cacheBehind reports whether a source Secret the caches did not find is there for the API
+// server after all (made with its Registry, not in the informer's cache yet): no word from the
+// source, which only the API server's NotFound gives.
+func (k *Keeper) cacheBehind(ctx context.Context, reg *v1alpha1.Registry, srcErr error) bool {
+	if !apierrors.IsNotFound(srcErr) {
+		return false
+	}
+	for _, ref := range reg.Spec.Auth.SecretRefs() {
+		_, err := k.cfg.Client.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			return true // there, or no answer: not known to be gone
+		}
+	}
+	return false
+}
+
+// failing records that registry's source could not be read at now (zero: it could, or said
+// something else) and returns since when it has been failing.
+func (k *Keeper) failing(registry string, now time.Time) time.Time {
+	if now.IsZero() {
+		k.failingSince.Delete(registry)
+		return time.Time{}
+	}
+	v, _ := k.failingSince.LoadOrStore(registry, now)
+	return v.(time.Time)
 }
 
 // current returns the queue of the term under way, nil when none is.
@@ -330,6 +365,22 @@ func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ erro
 	want, srcErr := k.cfg.Desired.Desired(ctx, reg)
 	var stale *credentials.StaleError
 	usable := want != nil && (srcErr == nil || errors.As(srcErr, &stale))
+	// The last good credentials stay in the pull secrets only while the source cannot be read,
+	// for KeepLastGood at most; a source that says something else now (gone, emptied, moved
+	// where pullpass may not read it) withdraws them at once: the pull secrets stay, empty.
+	withdraw := false
+	switch {
+	case usable || srcErr == nil:
+		k.failing(name, time.Time{})
+	case credentials.Unavailable(srcErr) || k.cacheBehind(ctx, reg, srcErr):
+		withdraw = k.cfg.Now().Sub(k.failing(name, k.cfg.Now())) >= k.cfg.KeepLastGood
+	default:
+		k.failing(name, time.Time{})
+		withdraw = true
+	}
+	if withdraw {
+		want = pullsecret.Withdrawn("", reg)
+	}
 	// Writes go out a few at a time: one registry can have a pull secret in thousands of
 	// namespaces, and a rotation must reach them all within a minute.
 	var (
@@ -358,8 +409,8 @@ func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ erro
 	}
 	keep := func(s *corev1.Secret) {
 		kept++
-		if !usable || pullsecret.UpToDate(s, want) {
-			// With no readable source, the last good credentials stay until it is fixed.
+		if (!usable && !withdraw) || pullsecret.UpToDate(s, want) {
+			// While the source cannot be read, the last good credentials stay (KeepLastGood).
 			return
 		}
 		do(func() error { return k.update(ctx, s, want) }, true)

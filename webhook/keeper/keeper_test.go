@@ -339,14 +339,24 @@ func TestDeliveryNodeTakesThePullSecretsAway(t *testing.T) {
 	}
 }
 
-func TestMissingSourceKeepsSecretsAndSaysWhy(t *testing.T) {
+// The source Secret is deleted (the API server says so, not only the cache): the credentials it
+// gave are withdrawn from every namespace, the pull secrets kept empty for when it comes back
+// (issue #24: an administrator withdraws a leaked credential so).
+func TestMissingSourceWithdrawsSecretsAndSaysWhy(t *testing.T) {
 	f := setup(t)
+	f.regs["r"].Spec.Auth.SecretRef = &v1alpha1.SecretReference{Name: "src", Namespace: "pullpass"}
 	f.src.setMissing(true)
 	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
 		t.Fatal(err)
 	}
-	if u, d := f.writes(); len(u)+len(d) != 0 {
-		t.Fatalf("updates %v deletes %v: the last good secrets must stay", u, d)
+	if u, d := f.writes(); len(u) != 2 || len(d) != 0 {
+		t.Fatalf("updates %v deletes %v: want both pull secrets emptied, none deleted", u, d)
+	}
+	for _, n := range []string{"a", "b"} {
+		s, err := f.client.CoreV1().Secrets(n).Get(context.Background(), pullsecret.Name("r"), metav1.GetOptions{})
+		if err != nil || string(s.Data[corev1.DockerConfigJsonKey]) != `{"auths":{}}` {
+			t.Fatalf("pull secret in %s: %v, %s; want no credentials", n, err, s.Data)
+		}
 	}
 	c := meta.FindStatusCondition(f.status.updates[0].Status.Conditions, v1alpha1.ConditionReady)
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != keeper.ReasonSourceSecretMissing {
@@ -372,6 +382,40 @@ pullpass_credentials_refresh_errors_total{reason="SourceSecretMissing",registry=
 		t.Fatalf("%d series left for a removed registry", n)
 	}
 }
+
+// A source that cannot be read (the API server or AWS unavailable) keeps the last good
+// credentials in the pull secrets for KeepLastGood, then withdraws them.
+func TestUnreadableSourceKeepsCredentialsForABoundedTime(t *testing.T) {
+	f := setup(t)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	k, err := keeper.New(keeper.Config{
+		Client: f.client, RegistryAPI: f.status, Registries: f.regs, Desired: unavailable{}, Now: func() time.Time { return now },
+		Managed: corelisters.NewSecretLister(f.managed), Namespaces: corelisters.NewNamespaceLister(f.ns),
+		Policy: inject.Policy{Excluded: map[string]bool{}}, KeepLastGood: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = k.Reconcile(context.Background(), "r")
+	now = now.Add(59 * time.Minute)
+	_ = k.Reconcile(context.Background(), "r")
+	if u, d := f.writes(); len(u)+len(d) != 0 {
+		t.Fatalf("updates %v deletes %v within the hour: the last good credentials must stay", u, d)
+	}
+	now = now.Add(2 * time.Minute)
+	_ = k.Reconcile(context.Background(), "r")
+	if u, _ := f.writes(); len(u) != 2 {
+		t.Fatalf("updates %v after the hour: want both pull secrets emptied", u)
+	}
+}
+
+type unavailable struct{}
+
+func (unavailable) Desired(context.Context, *v1alpha1.Registry) (*corev1.Secret, error) {
+	return nil, apierrors.NewServiceUnavailable("etcd leader changed")
+}
+func (unavailable) ExpiresAt(context.Context, *v1alpha1.Registry) time.Time { return time.Time{} }
+func (unavailable) NextRefresh(string) time.Time                            { return time.Time{} }
 
 // gone is the informer's last view of a deleted pull secret of registry r.
 func gone(namespace string, uid types.UID) *corev1.Secret {
@@ -566,6 +610,12 @@ func TestSecondTermStillRotates(t *testing.T) {
 // the Registry appeared) is tried again with back-off, with no event or resync to ask for it.
 func TestSourceNotReadyIsRetried(t *testing.T) {
 	f := setup(t)
+	// The API server has the source; the cache does not yet.
+	f.regs["r"].Spec.Auth.SecretRef = &v1alpha1.SecretReference{Name: "src", Namespace: "pullpass"}
+	if _, err := f.client.CoreV1().Secrets("pullpass").Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "src", Namespace: "pullpass"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.client.ClearActions()
 	f.src.setMissing(true)
 	f.src.setPassword("p2")
 	ctx, cancel := context.WithCancel(context.Background())
