@@ -64,8 +64,8 @@ type Config struct {
 	// KeepLastGood bounds how long pull secrets keep the last good credentials while their
 	// source cannot be read (credentials.Unavailable; default 1 h from the first failure seen).
 	KeepLastGood time.Duration
-	Parallelism  int           // writes in flight at once, per registry (default 16)
-	Workers      int           // registries reconciled at once (default 4)
+	Parallelism  int // writes in flight at once, per registry (default 16)
+	Workers      int // registries reconciled at once (default 4)
 	Now          func() time.Time
 	Metrics      Metrics
 	Logger       *slog.Logger
