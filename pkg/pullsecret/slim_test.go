@@ -97,3 +97,40 @@ func BenchmarkCacheOfTenantSecrets(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCacheOfPullSecrets: the same for 10,000 namespaces × 5 registries (50,000 pull
+// secrets as pullpass writes them, two host patterns each).
+func BenchmarkCacheOfPullSecrets(b *testing.B) {
+	var regs []*v1alpha1.Registry
+	for r := range 5 {
+		regs = append(regs, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("registry-%d", r)},
+			Spec: v1alpha1.RegistrySpec{Hosts: []string{fmt.Sprintf("r%d.example.com", r), fmt.Sprintf("mirror-%d.example.com/team", r)}}})
+	}
+	for _, tc := range []struct {
+		name      string
+		transform func(any) (any, error)
+	}{
+		{"managedFields-dropped", func(o any) (any, error) { o.(*corev1.Secret).ManagedFields = nil; return o, nil }},
+		{"slim", pullsecret.Slim},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for range b.N {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+				for ns := range 10000 {
+					for _, reg := range regs {
+						s, _ := pullsecret.Build(fmt.Sprintf("namespace-%05d", ns), reg, secrets.Credentials{Username: "AWS", Password: strings.Repeat("t", 1800)})
+						obj, _ := tc.transform(s)
+						_ = store.Add(obj)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB-heap")
+				runtime.KeepAlive(store)
+			}
+		})
+	}
+}
