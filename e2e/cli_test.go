@@ -184,7 +184,7 @@ func TestCLIAddFromDockerConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = runCLI(t, e, "pw", "-N", ns, "registries", "add", "users-own.example.com", "--name", "users-own", "--username", "u", "--password-stdin")
-	if r.code == 0 || !strings.Contains(r.errOut, "not managed by pullpass") {
+	if r.code == 0 || !strings.Contains(r.errOut, "is not the source secret pullpass made for registry users-own") {
 		t.Fatalf("add over a user's secret: exit %d, err %q", r.code, r.errOut)
 	}
 	if _, err := e.Registries.Get(ctx, "users-own", metav1.GetOptions{}); !apierrors.IsNotFound(err) {

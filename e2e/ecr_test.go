@@ -114,7 +114,11 @@ func TestSlowSourceFirstPodGetsItsReferenceAndRuns(t *testing.T) {
 	if !slices.ContainsFunc(pod.Spec.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == secret }) {
 		t.Fatalf("the pod was admitted (in %s) without %s: %v", admitted.Round(time.Millisecond), secret, pod.Spec.ImagePullSecrets)
 	}
-	e.WaitRunning(t, ns, pod.Name)
+	// Its first pulls may fail (FailedToRetrieveImagePullSecret): the kubelet reads the pod's
+	// pull secrets again at each try.
+	e.WaitPod(t, ns, pod.Name, 2*time.Minute, "running once its pull secret is written", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodRunning
+	})
 	t.Logf("admitted in %s with its reference; running %s after creation", admitted.Round(time.Millisecond), time.Since(start).Round(time.Second))
 	if got := ahead(); got < before+1 {
 		t.Fatalf("pullpass_webhook_pods_admitted_ahead_of_secret_total{registry=%q}: %v -> %v, want one more", reg.Name, before, got)

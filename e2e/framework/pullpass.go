@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,10 +17,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
+	"github.com/pullpass/pullpass/pkg/pullsecret"
 )
 
 // PullpassNamespace is where the deployed pullpass keeps registry source secrets.
@@ -148,23 +151,31 @@ func (e *Env) DryRunSecrets(t testing.TB, namespace string, p *corev1.Pod) []str
 	return names
 }
 
-// WaitServed waits until the webhook gives the secret to a pod of the namespace: the registry
-// table of the webhook follows Registry objects through an informer, a moment behind.
+// WaitServed waits until the webhook gives the secret to a pod of the namespace (the registry
+// table of the webhook follows Registry objects through an informer, a moment behind) and the
+// registry's credentials can be had (its Ready condition): a pod gets the reference to its
+// registry's pull secret even when the secret cannot be written yet.
 func (e *Env) WaitServed(t testing.TB, namespace, secret string) {
 	t.Helper()
+	registry := strings.TrimPrefix(secret, pullsecret.Prefix)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got := e.DryRunSecrets(t, namespace, e.Pod(namespace, PodOptions{}))
-		for _, s := range got {
-			if s == secret {
-				return
-			}
+		if slices.Contains(got, secret) && e.registryReady(t, registry) {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the webhook did not start serving %s in %s within 30s (dry run gave %v)", secret, namespace, got)
+			t.Fatalf("the webhook did not start serving %s in %s within 30s (dry run gave %v; registry %s ready: %v)",
+				secret, namespace, got, registry, e.registryReady(t, registry))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// registryReady reports whether a Registry's Ready condition is True.
+func (e *Env) registryReady(t testing.TB, name string) bool {
+	r, err := e.Registries.Get(Context(t, time.Minute), name, metav1.GetOptions{})
+	return err == nil && meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionReady)
 }
 
 // SecretGone reports whether a secret does not exist.

@@ -368,7 +368,26 @@ type ensured struct {
 func (j *ensureJob) one(i int) {
 	defer j.all.Done()
 	reg := j.regs[i]
-	err, p := j.ensure(reg)
+	key := j.namespace + "/" + reg.Name
+	var err error
+	var p any
+	if _, busy := j.m.retrying.Load(key); busy && !j.dryRun {
+		// A writer is on it since an earlier pod: this one is admitted ahead at once.
+		err = errors.New("the pull secret is still being written for an earlier pod")
+	} else {
+		// A source a moment behind (its Secret not in the informer's cache yet) is tried
+		// again quickly while admission may still wait.
+		start := time.Now()
+		for err, p = j.ensure(reg); err != nil && p == nil && !j.dryRun && time.Since(start)+quickRetry < j.m.cfg.EnsureTimeout; err, p = j.ensure(reg) {
+			select {
+			case <-j.ctx.Done():
+			case <-time.After(quickRetry):
+			}
+			if j.isAdmitted() || j.ctx.Err() != nil {
+				break
+			}
+		}
+	}
 	j.mu.Lock()
 	admitted := j.admitted
 	if !admitted {
@@ -390,7 +409,6 @@ func (j *ensureJob) one(i int) {
 	case j.dryRun:
 		return
 	}
-	key := j.namespace + "/" + reg.Name
 	if _, busy := j.m.retrying.LoadOrStore(key, true); busy {
 		return
 	}
@@ -411,6 +429,15 @@ func (j *ensureJob) one(i int) {
 			return
 		}
 	}
+}
+
+// quickRetry spaces the tries of a pull secret while admission waits.
+const quickRetry = 250 * time.Millisecond
+
+func (j *ensureJob) isAdmitted() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.admitted
 }
 
 func (j *ensureJob) ensure(reg *v1alpha1.Registry) (err error, p any) {

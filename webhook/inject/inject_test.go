@@ -219,7 +219,7 @@ func TestMutate(t *testing.T) {
 			m, err := inject.New(inject.Config{
 				Namespaces: namespaces, Registries: fakeTable{registrytable.Build(regs)}, Secrets: &fakeSecrets{fail: tt.failSecrets},
 				ClusterWide: tt.clusterWide, ExcludedNamespaces: []string{"kube-system"}, Metrics: rec,
-				BackgroundTimeout: time.Second, // the failing secret's writer gives up soon after the test
+				BackgroundTimeout: time.Second, EnsureTimeout: 300 * time.Millisecond, // the failing secret: admitted ahead soon, its writer gone soon after the test
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -405,6 +405,27 @@ func (s *flakySecrets) Ensure(_ context.Context, _ string, reg *v1alpha1.Registr
 	return "pullpass-" + reg.Name, nil
 }
 
+// A source a moment behind (a few failed tries) is tried again while admission may wait: the
+// pod is admitted with its secret written.
+func TestBriefFailureIsRetriedInAdmission(t *testing.T) {
+	sec := &flakySecrets{fails: 2, written: make(chan struct{})}
+	rec := newCounting()
+	m, _ := inject.New(inject.Config{
+		Namespaces: fakeNamespaces{"team-a": namespace("team-a", optedIn, nil)},
+		Registries: fakeTable{registrytable.Build([]*v1alpha1.Registry{registry("ghcr", "", nil, "ghcr.io")})},
+		Secrets:    sec, Metrics: rec, EnsureTimeout: 30 * time.Second,
+	})
+	add, _ := m.Plan(context.Background(), &model.AdmissionReview{Operation: model.OperationCreate, Namespace: "team-a"}, pod(podSpec{containers: []string{"ghcr.io/a/b"}}))
+	select {
+	case <-sec.written:
+	default:
+		t.Fatal("admitted before the secret was written")
+	}
+	if got := fmt.Sprint(add); got != "[{pullpass-ghcr}]" || len(rec.ahead) != 0 {
+		t.Fatalf("added %s, ahead %v", got, rec.ahead)
+	}
+}
+
 // A write that fails at admission is tried again after it, until it lands.
 func TestFailedWriteIsRetriedAfterAdmission(t *testing.T) {
 	sec := &flakySecrets{fails: 2, written: make(chan struct{})}
@@ -412,7 +433,7 @@ func TestFailedWriteIsRetriedAfterAdmission(t *testing.T) {
 	m, _ := inject.New(inject.Config{
 		Namespaces: fakeNamespaces{"team-a": namespace("team-a", optedIn, nil)},
 		Registries: fakeTable{registrytable.Build([]*v1alpha1.Registry{registry("ghcr", "", nil, "ghcr.io")})},
-		Secrets:    sec, Metrics: rec,
+		Secrets:    sec, Metrics: rec, EnsureTimeout: 100 * time.Millisecond, // no time for a second try
 	})
 	add, _ := m.Plan(context.Background(), &model.AdmissionReview{Operation: model.OperationCreate, Namespace: "team-a"}, pod(podSpec{containers: []string{"ghcr.io/a/b"}}))
 	if got := fmt.Sprint(add); got != "[{pullpass-ghcr}]" || rec.ahead["ghcr"] != 1 {

@@ -166,7 +166,7 @@ func TestPullThrough(t *testing.T) {
 			rec := newCounting()
 			m, err := inject.New(inject.Config{
 				Namespaces: namespaces, Registries: fakeTable{registrytable.Build(pullThroughRegistries())},
-				Secrets: &fakeSecrets{fail: tt.failSecrets}, Metrics: rec, BackgroundTimeout: time.Second,
+				Secrets: &fakeSecrets{fail: tt.failSecrets}, Metrics: rec, BackgroundTimeout: time.Second, EnsureTimeout: 300 * time.Millisecond,
 			})
 			if err != nil {
 				t.Fatal(err)
