@@ -461,7 +461,7 @@ func (l *limitedReview) WriteHeader(code int) {
 		l.refused = true
 		l.counter.Inc()
 		l.log.Warn("request body too large, refused", "remote", l.r.RemoteAddr, "contentLength", l.r.ContentLength, "limit", l.limit)
-		h := l.ResponseWriter.Header()
+		h := l.Header()
 		h.Del("Content-Length")
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		h.Set("X-Content-Type-Options", "nosniff")

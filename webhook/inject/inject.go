@@ -378,7 +378,7 @@ func (j *ensureJob) one(i int) {
 		// A source a moment behind (its Secret not in the informer's cache yet) is tried
 		// again quickly while admission may still wait.
 		start := time.Now()
-		for err, p = j.ensure(reg); err != nil && p == nil && !j.dryRun && time.Since(start)+quickRetry < j.m.cfg.EnsureTimeout; err, p = j.ensure(reg) {
+		for p, err = j.ensure(reg); err != nil && p == nil && !j.dryRun && time.Since(start)+quickRetry < j.m.cfg.EnsureTimeout; p, err = j.ensure(reg) {
 			select {
 			case <-j.ctx.Done():
 			case <-time.After(quickRetry):
@@ -420,7 +420,7 @@ func (j *ensureJob) one(i int) {
 			return
 		case <-time.After(backoff):
 		}
-		if err, p = j.ensure(reg); p == nil && err == nil {
+		if p, err = j.ensure(reg); p == nil && err == nil {
 			j.m.cfg.Logger.Info("pull secret written after its pods were admitted", "namespace", j.namespace, "registry", reg.Name)
 			return
 		}
@@ -440,10 +440,11 @@ func (j *ensureJob) isAdmitted() bool {
 	return j.admitted
 }
 
-func (j *ensureJob) ensure(reg *v1alpha1.Registry) (err error, p any) {
+// ensure writes reg's pull secret once; a panic comes back as p.
+func (j *ensureJob) ensure(reg *v1alpha1.Registry) (p any, err error) {
 	defer func() { p = recover() }()
 	_, err = j.m.cfg.Secrets.Ensure(j.ctx, j.namespace, reg, j.dryRun)
-	return err, nil
+	return nil, err
 }
 
 // registriesFor returns the Namespaced registries serving the pod's images in this namespace,
