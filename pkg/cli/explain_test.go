@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
 const registriesYAML = `# two registries, one more specific
@@ -125,6 +127,9 @@ func TestNameForHost(t *testing.T) {
 		"ghcr.io/Team/app": "ghcr.io-team-app",
 		"GHCR.io":          "ghcr.io",
 		"*":                "wildcard",
+		// A host whose name would start pullpass- (pullpass's own Secrets' prefix, which no
+		// source may have): kind's registry in the e2e suite, pullpass-kind-registry:5000.
+		"pullpass-kind-registry:5000": "registry-pullpass-kind-registry-5000",
 	} {
 		if got := NameForHost(in); got != want {
 			t.Errorf("NameForHost(%q) = %q, want %q", in, got, want)
@@ -138,6 +143,9 @@ func TestNameForHost(t *testing.T) {
 	a, b := NameForHost(long+"a"), NameForHost(long+"b")
 	if msg := registryName(a); msg != "" || a == b {
 		t.Errorf("NameForHost of long hosts: %q (%s), %q", a, msg, b)
+	}
+	if n := NameForHost("pullpass-" + long + "a"); len(n) > 63 || secrets.Reserved(n) {
+		t.Errorf("NameForHost of a long pullpass- host: %q", n)
 	}
 }
 

@@ -522,11 +522,16 @@ func remove(ctx context.Context, o *options, arg string) error {
 var notNameChars = regexp.MustCompile(`[^a-z0-9.-]+`)
 
 // NameForHost derives a Registry name from a host pattern: "localhost:5443" → "localhost-5443",
-// "*.azurecr.io" → "wildcard.azurecr.io", "ghcr.io/team" → "ghcr.io-team".
+// "*.azurecr.io" → "wildcard.azurecr.io", "ghcr.io/team" → "ghcr.io-team",
+// "pullpass-reg:5000" → "registry-pullpass-reg-5000" (never a name of pullpass's own Secrets).
 func NameForHost(host string) string {
 	n := strings.ToLower(strings.ReplaceAll(host, "*", "wildcard"))
 	n = notNameChars.ReplaceAllString(n, "-")
 	n = strings.Trim(n, "-.")
+	if secrets.Reserved(n) {
+		// The source secret takes the registry's name, and pullpass-* names are pullpass's own.
+		n = "registry-" + n
+	}
 	if len(n) > maxRegistryName {
 		// Cut, and told apart from other hosts cut alike by a hash of the whole.
 		sum := sha256.Sum256([]byte(host))
