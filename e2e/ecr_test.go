@@ -68,8 +68,10 @@ func TestECRTokensRefreshAndExpire(t *testing.T) {
 		return true
 	})
 
-	// At about half its life the token is refreshed: the next one expires later.
-	srv.SetReplies(ecrtest.Reply{Username: e.RegistryUsername, Password: e.RegistryPassword, ExpiresAt: time.Now().Add(life)})
+	// At about half its life the token is refreshed: the next one expires later. Later by whole
+	// seconds: the status keeps seconds only, and a pod that runs at once leaves the first
+	// token's expiry within a second of now+life (CI saw both truncate to the same second).
+	srv.SetReplies(ecrtest.Reply{Username: e.RegistryUsername, Password: e.RegistryPassword, ExpiresAt: firstExpiry.Add(life / 2)})
 	waitFor(t, life, "refreshed before expiry", func() bool {
 		r, _ := ready()
 		return r != nil && r.Status.ExpiresAt != nil && r.Status.ExpiresAt.After(firstExpiry)
