@@ -58,7 +58,21 @@ lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/buil
 	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/...
 
 .PHONY: test
-test: lint unit test-demo test-harness test-kind ## Run everything: lint, unit and integration tests, make demo as a newcomer runs it, the e2e suite on a fresh harness cluster, then on a fresh 3-node kind cluster with the chart's defaults
+test: lint unit test-demo test-clusters ## Run everything: lint, unit and integration tests, make demo as a newcomer runs it, the e2e suite on a fresh harness cluster, then on a fresh 3-node kind cluster with the chart's defaults
+
+# The harness suite mostly waits (pulls, refreshes, alerts): kind's node image parts, which need
+# no engine, build meanwhile, so a fresh machine does not build them after it (about 18 min).
+.PHONY: test-clusters
+test-clusters: ## The e2e suite on a fresh harness cluster, then on a fresh kind cluster; the kind node image's parts build while the harness suite runs
+	@set -e; mkdir -p _output; parts=; \
+	  if [ "$${PULLPASS_KIND_ENGINE:-}" != host ] && ! docker info >/dev/null 2>&1; then \
+	    setsid e2e/kind/node-image.sh --parts >_output/kind-parts.log 2>&1 & parts=$$!; fi; \
+	  trap '[ -z "$$parts" ] || kill -- -$$parts 2>/dev/null || true' EXIT; \
+	  $(MAKE) --no-print-directory test-harness; \
+	  if [ -n "$$parts" ]; then \
+	    wait $$parts || { cat _output/kind-parts.log; echo "kind node image parts failed"; exit 1; }; parts=; \
+	    tail -n 1 _output/kind-parts.log; fi; \
+	  $(MAKE) --no-print-directory test-kind
 
 # A newcomer's Go caches are empty: make demo with a module cache and a build cache of its own
 # (the version-keyed Kubernetes and tool binaries in PULLPASS_CACHE stay), then down, checked clean.
@@ -82,7 +96,7 @@ test-kind: ## The e2e suite on a fresh kind cluster (1 control plane, 2 workers,
 
 .PHONY: e2e
 e2e: ## Run the e2e suite against a running cluster (the harness's, or E2E_KUBECONFIG/E2E_REGISTRY_ENV); E2E_ARGS="-run X -v" passes go test flags
-	$(GO) test -tags e2e -count=1 -timeout 30m $(E2E_ARGS) ./e2e/...
+	@$(call e2e_suite,$(E2E_DIR),,-timeout 30m)
 
 .PHONY: cluster-up
 cluster-up: ## Start the e2e harness: etcd, control plane, containerd, kubelet, private registry (root)
@@ -109,6 +123,16 @@ bench: ## Run the Go benchmarks (see docs/benchmarks.md)
 clean: ## Remove build output (the harness must be down)
 	rm -rf $(BIN_DIR) _output
 
+# e2e_suite DIR,PREFIX,FLAGS: the e2e suite through gotestsum (pinned in e2e/cluster/build-tools.sh):
+# a line per test as it ends, the failures' output at the end, then the slowest tests, from
+# DIR/e2e-tests.json (go test -json), the figures to weigh which cluster needs which test.
+define e2e_suite
+ts=$$(e2e/cluster/build-tools.sh gotestsum | tail -n 1)/gotestsum; mkdir -p $(1); rc=0; \
+  $(2) $$ts --format testname --format-hide-empty-pkg --jsonfile $(1)/e2e-tests.json -- \
+    -tags e2e -count=1 $(3) $(E2E_ARGS) ./e2e/... || rc=$$?; \
+  echo "slowest e2e tests (over 20 s):"; $$ts tool slowest --jsonfile $(1)/e2e-tests.json --threshold 20s; exit $$rc
+endef
+
 KIND_ENV := E2E_KUBECONFIG=$(CURDIR)/_output/kind/kubeconfig E2E_REGISTRY_ENV=$(CURDIR)/_output/kind/registry.env \
   E2E_ENDPOINTS_ENV=$(CURDIR)/_output/kind/endpoints.env E2E_SCRIPTS_DIR=$(CURDIR)/e2e/kind E2E_HOST_NETWORK=false E2E_PIN_NODE=true
 
@@ -129,8 +153,7 @@ kind-down: ## Delete the kind cluster and its registry, stop the own dockerd, le
 e2e-kind: ## The e2e suite on the kind cluster (kind-up and kind-deploy first, if not done)
 	e2e/kind/up.sh
 	e2e/kind/deploy.sh
-	e2e/kind/netns.sh env $(KIND_ENV) E2E_ECR_LISTEN=$$(sed -n 's/^ECR_LISTEN=//p' _output/kind/endpoints.env) \
-	  $(GO) test -tags e2e -count=1 -timeout 45m ./e2e/...
+	@$(call e2e_suite,_output/kind,e2e/kind/netns.sh env $(KIND_ENV) E2E_ECR_LISTEN=$$(sed -n 's/^ECR_LISTEN=//p' _output/kind/endpoints.env),-timeout 45m)
 
 .PHONY: demo-kind
 demo-kind: ## make demo's story on the kind cluster: webhook pull secrets on each worker, a Cluster-scope registry served by each node's agent

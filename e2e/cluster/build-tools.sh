@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the pinned Go tools the harness and the Makefile use (crane, helm, ko) into a cache
+# Installs the pinned Go tools the harness and the Makefile use (crane, helm, kind, golangci-lint, gotestsum) into a cache
 # outside git, keyed by version, and prints the bin dir. A tool already there is not rebuilt.
 set -euo pipefail
 cache=${PULLPASS_CACHE:-/var/cache/pullpass}/tools
@@ -9,6 +9,7 @@ tools=(
   "helm helm.sh/helm/v3/cmd/helm v3.22.0"
   "kind sigs.k8s.io/kind v0.33.0"
   "golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint v2.15.0"
+  "gotestsum gotest.tools/gotestsum v1.13.0"
 )
 if [ "$#" -gt 0 ]; then want=" $* "; else want=""; fi
 mkdir -p "$cache/bin"

@@ -11,9 +11,16 @@
 #     CoreDNS and local-path-provisioner (their modules), pause (e2e/images/pause), the pod
 #     network (e2e/kind/kindnet, in place of kindnetd) and the local-path helper (busybox).
 # The image is tagged by a hash of everything it is made of: a warm run finds it and builds nothing.
+#
+# node-image.sh --parts builds only what needs no engine (the Kubernetes binaries, the Debian
+# rootfs tarballs, etcd, CoreDNS, local-path-provisioner; all cached) and prints nothing: make
+# test runs it while the harness suite runs, which mostly waits, so that a fresh machine's
+# kind cluster starts from warm parts.
 set -euo pipefail
+parts_only=false
+[ "${1:-}" = --parts ] && parts_only=true
 . "$(dirname "$0")/lib.sh"
-use_engine
+$parts_only || use_engine
 here=$(cd "$(dirname "$0")" && pwd)
 
 kind_version=$(awk '$1 == "\"kind" { print $3 }' "$repo_root/e2e/cluster/build-tools.sh" | tr -d '"')
@@ -55,11 +62,11 @@ key=$( {
   sha256sum "$KUBE"/kubeadm "$KUBE"/kubelet "$KUBE"/kubectl | cut -c1-64
 } | sha256sum | cut -c1-12)
 NODE_IMAGE=pullpass/kind-node:$kube_version-$key
-if docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
+if ! $parts_only && docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
   echo "$NODE_IMAGE"
   exit 0
 fi
-log "building node image $NODE_IMAGE (Kubernetes $kube_version, kind $kind_version)"
+$parts_only || log "building node image $NODE_IMAGE (Kubernetes $kube_version, kind $kind_version)"
 
 # --- component binaries, cached by version ----------------------------------------------------
 bincache=$KIND_CACHE/bin
@@ -87,6 +94,10 @@ fi
 coredns_bin=$(build_in_module coredns "github.com/coredns/coredns@$coredns_version" -mod=mod)
 # Its vendor dir is not in the module zip: its go.mod and go.sum instead.
 provisioner_bin=$(build_in_module local-path-provisioner "github.com/rancher/local-path-provisioner@$provisioner_version" -mod=mod)
+if $parts_only; then
+  log "node image parts ready (etcd, CoreDNS, local-path-provisioner, rootfs tarballs, Kubernetes $kube_version)"
+  exit 0
+fi
 
 work=$(mktemp -d "$KIND_DIR/node-image.XXXXXX")
 build=""
