@@ -22,7 +22,7 @@ import (
 	"github.com/pullpass/pullpass/agent/install"
 	"github.com/pullpass/pullpass/agent/issuer"
 	"github.com/pullpass/pullpass/agent/legacy"
-	"github.com/pullpass/pullpass/agent/provider"
+	"github.com/pullpass/pullpass/agent/provider/token"
 	"github.com/pullpass/pullpass/agent/refresher"
 	"github.com/pullpass/pullpass/agent/rolecreds"
 	"github.com/pullpass/pullpass/agent/sources"
@@ -103,7 +103,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	switch o.Mode {
 	case ModeProvider:
 		installer, err = install.New(install.Config{
-			PluginSource: o.PluginSource, BinDir: o.ProviderBinDir, ConfigPath: o.ProviderConfig,
+			PluginSource: o.PluginSource, TokenPluginSource: o.TokenPluginSource, BinDir: o.ProviderBinDir, ConfigPath: o.ProviderConfig,
 			CachePath: o.CachePath, CacheDuration: o.PluginCacheTime, MatchImages: o.MatchImages,
 			Tokens: tokens, Logger: log.With("component", "install"),
 		})
@@ -294,7 +294,7 @@ func Uninstall(o *Options, log *slog.Logger, keepPlugin bool) error {
 		}
 		errs = append(errs, err)
 	}
-	for _, f := range []string{o.CachePath, nodegrant.Path(o.CachePath), satoken.KeysPath(o.CachePath), provider.SocketPath(o.CachePath), nodecache.GenerationPath(o.CachePath),
+	for _, f := range []string{o.CachePath, nodegrant.Path(o.CachePath), satoken.KeysPath(o.CachePath), token.SocketPath(o.CachePath), nodecache.GenerationPath(o.CachePath),
 		nodecache.RequestsPath(o.CachePath, nodecache.RequestHit), nodecache.RequestsPath(o.CachePath, nodecache.RequestMiss),
 		nodecache.RequestsPath(o.CachePath, nodecache.RequestError)} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -110,7 +110,7 @@ func startAgent(t *testing.T, env *testenv.Env, mutate ...func(*Options)) *agent
 	o := DefaultOptions()
 	o.Kubeconfig, o.Namespace, o.DaemonSetName, o.MetricsAddress = env.KubeconfigFile(t, sa), ns, agentName, addr
 	o.CachePath = filepath.Join(dir, "cache", "credentials.json")
-	o.PluginSource, o.ProviderBinDir, o.ProviderConfig = plugin, filepath.Join(dir, "bin"), filepath.Join(dir, "config")
+	o.PluginSource, o.TokenPluginSource, o.ProviderBinDir, o.ProviderConfig = plugin, plugin, filepath.Join(dir, "bin"), filepath.Join(dir, "config")
 	o.ECREndpoint = os.Getenv("TEST_ECR_ENDPOINT")
 	for _, m := range mutate {
 		m(o)

@@ -41,6 +41,7 @@ type Options struct {
 	Mode                string
 	CachePath           string
 	PluginSource        string
+	TokenPluginSource   string
 	ProviderBinDir      string
 	ProviderConfig      string
 	PluginCacheTime     time.Duration
@@ -79,6 +80,7 @@ func DefaultOptions() *Options {
 		Mode:                ModeProvider,
 		CachePath:           "/var/lib/pullpass/credentials.json",
 		PluginSource:        "/pullpass-credential-provider",
+		TokenPluginSource:   "/pullpass-credential-provider-sa",
 		ProviderBinDir:      "/etc/kubernetes/image-credential-provider/bin",
 		ProviderConfig:      "/etc/kubernetes/image-credential-provider/config",
 		PluginCacheTime:     time.Minute,
@@ -103,6 +105,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Mode, "mode", o.Mode, "how the kubelet is served: provider (credential provider plugin) or legacy (the kubelet's docker config.json)")
 	fs.StringVar(&o.CachePath, "cache", o.CachePath, "the node credential cache (its directory must be the agent's only)")
 	fs.StringVar(&o.PluginSource, "plugin-source", o.PluginSource, "provider mode: the plugin binary to install")
+	fs.StringVar(&o.TokenPluginSource, "token-plugin-source", o.TokenPluginSource, "provider mode with service account tokens: the token entry's plugin binary to install")
 	fs.StringVar(&o.ProviderBinDir, "provider-bin-dir", o.ProviderBinDir, "provider mode: the kubelet's --image-credential-provider-bin-dir")
 	fs.StringVar(&o.ProviderConfig, "provider-config", o.ProviderConfig, "provider mode: the kubelet's --image-credential-provider-config (a file, merged, or a directory)")
 	fs.DurationVar(&o.PluginCacheTime, "plugin-cache-duration", o.PluginCacheTime, "provider mode: the longest the kubelet keeps an answer (a rotated password reaches new pulls within it)")

@@ -37,8 +37,9 @@ const DefaultPluginName = "pullpass-credential-provider"
 // DropInName is the file the installer owns when the kubelet's config is a directory.
 const DropInName = "pullpass.yaml"
 
-// TokenPluginSuffix names the second provider entry, and its copy of the plugin binary: the one
-// the kubelet runs with the pod's service account token (KEP-4412). A provider entry with
+// TokenPluginSuffix names the second provider entry, and its plugin binary
+// (cmd/pullpass-credential-provider-sa): the one the kubelet runs with the pod's service account
+// token (KEP-4412). A provider entry with
 // tokenAttributes is asked per service account and its pulls are recorded per service account
 // (KEP-2535), so Cluster registries keep an entry of their own without it: their pulls stay
 // node-wide, as the kubelet records any plugin's without a token.
@@ -68,6 +69,9 @@ type Config struct {
 	// PluginSource is the plugin binary to install (shipped in the agent's image); only
 	// InstallPlugin needs it.
 	PluginSource string
+	// TokenPluginSource is the token entry's plugin binary (cmd/pullpass-credential-provider-sa),
+	// installed in token mode (Tokens set) under the entry's name.
+	TokenPluginSource string
 	// BinDir is the kubelet's --image-credential-provider-bin-dir.
 	BinDir string
 	// ConfigPath is the kubelet's --image-credential-provider-config: a file (merged) or a
@@ -133,20 +137,24 @@ func New(cfg Config) (*Installer, error) {
 	return &Installer{cfg: cfg}, nil
 }
 
-// InstallPlugin copies the plugin binary into the bin dir, atomically, when it differs.
+// InstallPlugin copies the plugin binaries into the bin dir, atomically, when they differ: the
+// Cluster entry's, and in token mode the token entry's.
 func (i *Installer) InstallPlugin() error {
 	if i.cfg.PluginSource == "" {
 		return errors.New("no plugin to install: the plugin source is not set")
 	}
-	src, err := os.ReadFile(i.cfg.PluginSource)
-	if err != nil {
-		return fmt.Errorf("reading the plugin to install: %w", err)
-	}
-	names := []string{i.cfg.PluginName}
+	sources := map[string]string{i.cfg.PluginName: i.cfg.PluginSource}
 	if i.cfg.Tokens != nil {
-		names = append(names, i.tokenName())
+		if i.cfg.TokenPluginSource == "" {
+			return errors.New("no token plugin to install: the token plugin source is not set")
+		}
+		sources[i.tokenName()] = i.cfg.TokenPluginSource
 	}
-	for _, name := range names {
+	for name, from := range sources {
+		src, err := os.ReadFile(from)
+		if err != nil {
+			return fmt.Errorf("reading the plugin to install: %w", err)
+		}
 		dst := filepath.Join(i.cfg.BinDir, name)
 		if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, src) {
 			continue

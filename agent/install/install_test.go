@@ -1,6 +1,7 @@
 package install_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -35,17 +36,20 @@ const eksConfig = `{
 `
 
 type node struct {
-	dir, bin, cache, plugin string
+	dir, bin, cache, plugin, tokenPlugin string
 }
 
 func newNode(t *testing.T) node {
 	t.Helper()
 	d := t.TempDir()
-	n := node{dir: d, bin: filepath.Join(d, "bin"), cache: filepath.Join(d, "pullpass", "credentials.json"), plugin: filepath.Join(d, "plugin-src")}
+	n := node{dir: d, bin: filepath.Join(d, "bin"), cache: filepath.Join(d, "pullpass", "credentials.json"), plugin: filepath.Join(d, "plugin-src"), tokenPlugin: filepath.Join(d, "token-plugin-src")}
 	if err := os.MkdirAll(filepath.Dir(n.cache), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(n.plugin, []byte("#!/bin/sh\necho plugin v1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(n.tokenPlugin, []byte("#!/bin/sh\necho token plugin v1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -288,7 +292,7 @@ func TestTokenModeAddsASecondEntry(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(eksConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	in, err := install.New(install.Config{PluginSource: n.plugin, BinDir: n.bin, ConfigPath: cfg, CachePath: n.cache,
+	in, err := install.New(install.Config{PluginSource: n.plugin, TokenPluginSource: n.tokenPlugin, BinDir: n.bin, ConfigPath: cfg, CachePath: n.cache,
 		CacheDuration: 30 * time.Second, Tokens: &install.Tokens{Audience: "pullpass.io"}})
 	if err != nil {
 		t.Fatal(err)
@@ -321,9 +325,14 @@ func TestTokenModeAddsASecondEntry(t *testing.T) {
 	if !strings.Contains(args, "--service-account-token-audience=pullpass.io") || !strings.Contains(args, "--max-cache-duration=10s") {
 		t.Fatalf("token entry args %s", args)
 	}
-	for _, name := range []string{install.DefaultPluginName, install.DefaultPluginName + install.TokenPluginSuffix} {
+	// Each entry runs its own binary: the Cluster entry's links no token verification.
+	for name, src := range map[string]string{install.DefaultPluginName: n.plugin, install.DefaultPluginName + install.TokenPluginSuffix: n.tokenPlugin} {
 		if st, err := os.Stat(filepath.Join(n.bin, name)); err != nil || st.Mode().Perm() != 0o755 {
 			t.Fatalf("plugin %s: %v", name, err)
+		}
+		got, _ := os.ReadFile(filepath.Join(n.bin, name))
+		if want, _ := os.ReadFile(src); !bytes.Equal(got, want) {
+			t.Fatalf("plugin %s is %q, want the binary of %s", name, got, src)
 		}
 	}
 	// Token mode off again: the token entry goes, the rest stays.

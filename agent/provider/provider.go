@@ -23,7 +23,8 @@ const (
 	apiV1beta1 = "credentialprovider.kubelet.k8s.io/v1beta1"
 )
 
-type request struct {
+// Request is the kubelet's CredentialProviderRequest.
+type Request struct {
 	Kind       string `json:"kind"`
 	APIVersion string `json:"apiVersion"`
 	Image      string `json:"image"`
@@ -56,15 +57,16 @@ type Config struct {
 	Generation string
 	// Record counts requests beside the cache for the agent's metrics.
 	Record bool
-	// TokenAudience, when set, makes this the token entry's plugin: it answers from the grants
-	// of Namespaced registries only, for the namespace and service account of the pod's token,
-	// which it verifies first (see token.go). Unset, it answers from the Cluster cache only.
-	TokenAudience string
-	// Exchange gets a role's ECR token for a pod's token from the node agent (token entry; nil:
-	// roles are not served).
-	Exchange Exchanger
-	Now      func() time.Time
+	// Lookup answers a request; nil: from the Cluster cache (the Cluster entry's plugin). The
+	// token entry's plugin, a binary of its own (cmd/pullpass-credential-provider-sa), passes
+	// package token's: the Cluster plugin, exec'd for every pull of a served host, links none
+	// of the token verification (go-jose, RSA, the agent's socket) and starts faster for it.
+	Lookup Lookup
+	Now    func() time.Time
 }
+
+// Lookup answers one request with cfg's cache.
+type Lookup func(cfg Config, req Request) (Answer, error)
 
 // Run answers one CredentialProviderRequest from stdin on stdout.
 func Run(cfg Config, stdin io.Reader, stdout io.Writer) error {
@@ -78,7 +80,7 @@ func Run(cfg Config, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("reading the request: %w", err)
 	}
-	var req request
+	var req Request
 	if err := json.Unmarshal(data, &req); err != nil {
 		return errors.New("the request is not a JSON object of the kubelet's")
 	}
@@ -94,17 +96,16 @@ func Run(cfg Config, stdin io.Reader, stdout io.Writer) error {
 	if cfg.Generation != "" {
 		nodecache.RecordGeneration(cfg.CachePath, cfg.Generation)
 	}
-	var a answer
-	if cfg.TokenAudience != "" {
-		a, err = lookupWithToken(cfg, req)
-	} else {
-		a, err = lookup(cfg, req.Image)
+	lookup := cfg.Lookup
+	if lookup == nil {
+		lookup = lookupCluster
 	}
+	a, err := lookup(cfg, req)
 	if cfg.Record {
 		switch {
 		case err != nil:
 			nodecache.RecordRequest(cfg.CachePath, nodecache.RequestError)
-		case a.served:
+		case a.Served:
 			nodecache.RecordRequest(cfg.CachePath, nodecache.RequestHit)
 		default:
 			nodecache.RecordRequest(cfg.CachePath, nodecache.RequestMiss)
@@ -113,54 +114,54 @@ func Run(cfg Config, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	resp := response{Kind: "CredentialProviderResponse", APIVersion: req.APIVersion, CacheKeyType: "Registry", CacheDuration: a.ttl.String()}
-	if a.perImage {
+	resp := response{Kind: "CredentialProviderResponse", APIVersion: req.APIVersion, CacheKeyType: "Registry", CacheDuration: a.TTL.String()}
+	if a.PerImage {
 		resp.CacheKeyType = "Image"
 	}
-	if len(a.auth) > 0 {
+	if len(a.Auth) > 0 {
 		resp.Auth = map[string]authConfig{}
-		for k, v := range a.auth {
+		for k, v := range a.Auth {
 			resp.Auth[k] = authConfig{Username: v[0], Password: v[1]}
 		}
 	}
 	return json.NewEncoder(stdout).Encode(resp)
 }
 
-// answer is what the plugin tells the kubelet.
-type answer struct {
-	// auth maps host patterns, which the kubelet matches against the image as it matches
+// Answer is what the plugin tells the kubelet.
+type Answer struct {
+	// Auth maps host patterns, which the kubelet matches against the image as it matches
 	// matchImages, to a username and password.
-	auth map[string][2]string
-	// ttl is how long the kubelet may keep the answer. An answer with no credentials at all
+	Auth map[string][2]string
+	// TTL is how long the kubelet may keep the answer. An answer with no credentials at all
 	// is never cached (0): the kubelet would otherwise keep it for the image's host, and a
 	// registry added for that host would not be served on this node until it expired. It
 	// costs an exec per pull of an image of a host that no registry serves.
-	ttl time.Duration
-	// perImage: the kubelet must cache the answer under the image, not its host, because it
+	TTL time.Duration
+	// PerImage: the kubelet must cache the answer under the image, not its host, because it
 	// is right for this image only (see match.HostAnswer).
-	perImage bool
-	// served: the image itself gets credentials (for the request metrics).
-	served bool
+	PerImage bool
+	// Served: the image itself gets credentials (for the request metrics).
+	Served bool
 }
 
-// answerOf turns a match.HostAnswer into the plugin's answer. Where it may, it answers for the
+// AnswerOf turns a match.HostAnswer into the plugin's answer. Where it may, it answers for the
 // whole host: every pattern of the host as an auth key, cached under the host, so one exec per
 // host and cache duration serves every image of the host, each exactly its best registry's
 // credentials (public images of the host none). Where two registries of the host could both
 // match one image, it answers for the image alone. creds gives an entry's credentials and how long
 // they may be cached (ok false: the entry has none to give).
-func answerOf[V comparable](h match.HostAnswer[V], maxTTL time.Duration, creds func(V) (user, pass string, ttl time.Duration, ok bool)) answer {
-	a := answer{auth: map[string][2]string{}, ttl: maxTTL}
+func AnswerOf[V comparable](h match.HostAnswer[V], maxTTL time.Duration, creds func(V) (user, pass string, ttl time.Duration, ok bool)) Answer {
+	a := Answer{Auth: map[string][2]string{}, TTL: maxTTL}
 	add := func(e match.Entry[V]) {
 		user, pass, ttl, ok := creds(e.Value)
 		if !ok {
 			return
 		}
-		a.auth[e.Pattern.String()] = [2]string{user, pass}
-		a.ttl = min(a.ttl, ttl)
+		a.Auth[e.Pattern.String()] = [2]string{user, pass}
+		a.TTL = min(a.TTL, ttl)
 	}
 	if !h.Uniform {
-		a.perImage = true
+		a.PerImage = true
 		if h.Found {
 			add(h.Best)
 		}
@@ -170,34 +171,34 @@ func answerOf[V comparable](h match.HostAnswer[V], maxTTL time.Duration, creds f
 		}
 	}
 	if h.Found {
-		_, a.served = a.auth[h.Best.Pattern.String()]
+		_, a.Served = a.Auth[h.Best.Pattern.String()]
 	}
-	if len(a.auth) == 0 {
-		a.ttl = 0
+	if len(a.Auth) == 0 {
+		a.TTL = 0
 	}
 	return a
 }
 
-// ttlUntil is how long the kubelet may keep credentials that expire at expires (zero: never).
+// TTLUntil is how long the kubelet may keep credentials that expire at expires (zero: never).
 // Never outlive them; leave a margin for clock skew and the pull itself.
-func ttlUntil(maxTTL time.Duration, now, expires time.Time) time.Duration {
+func TTLUntil(maxTTL time.Duration, now, expires time.Time) time.Duration {
 	if expires.IsZero() {
 		return maxTTL
 	}
 	return min(maxTTL, max(expires.Sub(now)-time.Minute, time.Second))
 }
 
-// lookup answers an image from the Cluster cache. The image is matched as the kubelet sends it
+// lookupCluster answers an image from the Cluster cache. The image is matched as the kubelet sends it
 // (the normalized repository, "docker.io/library/nginx"), with the kubelet's own rules, as the
 // kubelet matched it against matchImages.
-func lookup(cfg Config, img string) (answer, error) {
+func lookupCluster(cfg Config, req Request) (Answer, error) {
 	f, err := nodecache.Read(cfg.CachePath)
 	if errors.Is(err, nodecache.ErrNoCache) {
-		// The agent has not written yet: no credentials (never cached, see answer.ttl).
-		return answer{}, nil
+		// The agent has not written yet: no credentials (never cached, see Answer.TTL).
+		return Answer{}, nil
 	}
 	if err != nil {
-		return answer{}, err
+		return Answer{}, err
 	}
 	now := cfg.Now()
 	// One lookup per exec: only the patterns of the image's host are parsed, no table is built.
@@ -214,7 +215,7 @@ func lookup(cfg Config, img string) (answer, error) {
 			}
 		}
 	}
-	return answerOf(match.AnswerForHost(img, entries), cfg.MaxCacheDuration, func(e *nodecache.Entry) (string, string, time.Duration, bool) {
-		return e.Username, e.Password, ttlUntil(cfg.MaxCacheDuration, now, e.ExpiresAt), true
+	return AnswerOf(match.AnswerForHost(req.Image, entries), cfg.MaxCacheDuration, func(e *nodecache.Entry) (string, string, time.Duration, bool) {
+		return e.Username, e.Password, TTLUntil(cfg.MaxCacheDuration, now, e.ExpiresAt), true
 	}), nil
 }

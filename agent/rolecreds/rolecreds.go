@@ -26,7 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pullpass/pullpass/agent/provider"
+	"github.com/pullpass/pullpass/agent/provider/token"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/nodegrant"
 	"github.com/pullpass/pullpass/pkg/satoken"
@@ -62,7 +62,7 @@ type Server struct {
 	cfg       Config
 	exchanges *prometheus.CounterVec
 	mu        sync.Mutex
-	cache     map[string]provider.ExchangeResponse // by role and namespace/service account
+	cache     map[string]token.ExchangeResponse // by role and namespace/service account
 }
 
 // Results of an exchange (the metric's label).
@@ -90,7 +90,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, cache: map[string]provider.ExchangeResponse{}}
+	s := &Server{cfg: cfg, cache: map[string]token.ExchangeResponse{}}
 	s.exchanges = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pullpass_agent_role_exchanges_total",
 		Help: "ECR tokens asked of the node agent for service accounts' own roles, by result (fetched through STS and ECR, cached, refused, error).",
@@ -105,7 +105,7 @@ func New(cfg Config) (*Server, error) {
 
 // Serve listens on the socket beside the cache until ctx ends.
 func (s *Server) Serve(ctx context.Context) error {
-	path := provider.SocketPath(s.cfg.CachePath)
+	path := token.SocketPath(s.cfg.CachePath)
 	_ = os.Remove(path) // a socket a stopped agent left
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "unix", path)
@@ -133,9 +133,9 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) handle(ctx context.Context, conn net.Conn) {
 	defer func() { _ = conn.Close() }()
 	_ = conn.SetDeadline(time.Now().Add(s.cfg.Timeout + 5*time.Second))
-	var req provider.ExchangeRequest
+	var req token.ExchangeRequest
 	if err := json.NewDecoder(bufio.NewReader(conn)).Decode(&req); err != nil {
-		_ = json.NewEncoder(conn).Encode(provider.ExchangeResponse{Error: "not an exchange request"})
+		_ = json.NewEncoder(conn).Encode(token.ExchangeResponse{Error: "not an exchange request"})
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
@@ -145,7 +145,7 @@ func (s *Server) handle(ctx context.Context, conn net.Conn) {
 }
 
 // Exchange answers one request.
-func (s *Server) Exchange(ctx context.Context, req provider.ExchangeRequest) provider.ExchangeResponse {
+func (s *Server) Exchange(ctx context.Context, req token.ExchangeRequest) token.ExchangeResponse {
 	resp, result := s.exchange(ctx, req)
 	s.exchanges.WithLabelValues(result).Inc()
 	if resp.Error != "" {
@@ -154,22 +154,22 @@ func (s *Server) Exchange(ctx context.Context, req provider.ExchangeRequest) pro
 	return resp
 }
 
-func refuse(format string, args ...any) (provider.ExchangeResponse, string) {
-	return provider.ExchangeResponse{Error: fmt.Sprintf(format, args...)}, ResultRefused
+func refuse(format string, args ...any) (token.ExchangeResponse, string) {
+	return token.ExchangeResponse{Error: fmt.Sprintf(format, args...)}, ResultRefused
 }
 
-func (s *Server) exchange(ctx context.Context, req provider.ExchangeRequest) (provider.ExchangeResponse, string) {
+func (s *Server) exchange(ctx context.Context, req token.ExchangeRequest) (token.ExchangeResponse, string) {
 	now := s.cfg.Now()
 	if !roleARN.MatchString(req.Role) {
 		return refuse("%q is not an IAM role ARN", req.Role)
 	}
 	keys, err := satoken.ReadKeys(satoken.KeysPath(s.cfg.CachePath))
 	if err != nil {
-		return provider.ExchangeResponse{Error: err.Error()}, ResultError
+		return token.ExchangeResponse{Error: err.Error()}, ResultError
 	}
 	v, err := satoken.NewVerifier(keys, s.cfg.Audience)
 	if err != nil {
-		return provider.ExchangeResponse{Error: err.Error()}, ResultError
+		return token.ExchangeResponse{Error: err.Error()}, ResultError
 	}
 	claims, err := v.Verify(req.Token, now)
 	if err != nil {
@@ -177,7 +177,7 @@ func (s *Server) exchange(ctx context.Context, req provider.ExchangeRequest) (pr
 	}
 	g, err := s.grant(req.Registry)
 	if err != nil {
-		return provider.ExchangeResponse{Error: err.Error()}, ResultError
+		return token.ExchangeResponse{Error: err.Error()}, ResultError
 	}
 	if g == nil || g.ECR == nil {
 		return refuse("registry %s is not an ECR registry served by this node", req.Registry)
@@ -195,7 +195,7 @@ func (s *Server) exchange(ctx context.Context, req provider.ExchangeRequest) (pr
 	}
 	stsAPI, err := s.cfg.NewSTS(ctx, g.ECR.Region)
 	if err != nil {
-		return provider.ExchangeResponse{Error: err.Error()}, ResultError
+		return token.ExchangeResponse{Error: err.Error()}, ResultError
 	}
 	out, err := stsAPI.AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{
 		RoleArn:          aws.String(req.Role),
@@ -207,22 +207,22 @@ func (s *Server) exchange(ctx context.Context, req provider.ExchangeRequest) (pr
 		if errors.As(ecr.Classify(err), &e) && e.Reason == ecr.ReasonAccessDenied {
 			return refuse("STS refused role %s to %s/%s: %v", req.Role, claims.Namespace, claims.ServiceAccount, e.Err)
 		}
-		return provider.ExchangeResponse{Error: fmt.Sprintf("STS AssumeRoleWithWebIdentity: %v", ecr.Classify(err))}, ResultError
+		return token.ExchangeResponse{Error: fmt.Sprintf("STS AssumeRoleWithWebIdentity: %v", ecr.Classify(err))}, ResultError
 	}
 	c := out.Credentials
 	if c == nil || c.AccessKeyId == nil || c.SecretAccessKey == nil {
-		return provider.ExchangeResponse{Error: "STS returned no credentials"}, ResultError
+		return token.ExchangeResponse{Error: "STS returned no credentials"}, ResultError
 	}
 	api, err := s.cfg.NewECR(ctx, ecr.ClientConfig{Region: g.ECR.Region, Endpoint: s.cfg.Endpoint,
 		Keys: &ecr.Keys{AccessKeyID: *c.AccessKeyId, SecretAccessKey: *c.SecretAccessKey, SessionToken: aws.ToString(c.SessionToken)}})
 	if err != nil {
-		return provider.ExchangeResponse{Error: err.Error()}, ResultError
+		return token.ExchangeResponse{Error: err.Error()}, ResultError
 	}
 	tok, err := ecr.Fetch(ctx, api, now)
 	if err != nil {
-		return provider.ExchangeResponse{Error: err.Error()}, ResultError
+		return token.ExchangeResponse{Error: err.Error()}, ResultError
 	}
-	resp := provider.ExchangeResponse{Username: tok.Username, Password: tok.Password, ExpiresAt: tok.ExpiresAt}
+	resp := token.ExchangeResponse{Username: tok.Username, Password: tok.Password, ExpiresAt: tok.ExpiresAt}
 	// A token from temporary keys lasts no longer than they do.
 	if c.Expiration != nil && c.Expiration.Before(resp.ExpiresAt) {
 		resp.ExpiresAt = *c.Expiration

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/pullpass/pullpass/agent/provider"
+	"github.com/pullpass/pullpass/agent/provider/token"
 	"github.com/pullpass/pullpass/agent/rolecreds"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr/ecrtest"
@@ -68,7 +68,7 @@ func TestExchangeThroughSTSAndECR(t *testing.T) {
 	n := newNode(t)
 	ctx := context.Background()
 	tok := n.token("team-a", "builder")
-	resp := n.srv.Exchange(ctx, provider.ExchangeRequest{Registry: "ecr", Role: role, Token: tok})
+	resp := n.srv.Exchange(ctx, token.ExchangeRequest{Registry: "ecr", Role: role, Token: tok})
 	if resp.Error != "" || resp.Username != "AWS" || resp.Password != "role-token" {
 		t.Fatalf("exchange %+v", resp)
 	}
@@ -79,11 +79,11 @@ func TestExchangeThroughSTSAndECR(t *testing.T) {
 		t.Fatalf("ECR signed by %v, want the role's key %s", keys, ecrtest.WebIdentityKey(role))
 	}
 	// Cached for the same service account; fetched again for another one with the same role.
-	_ = n.srv.Exchange(ctx, provider.ExchangeRequest{Registry: "ecr", Role: role, Token: n.token("team-a", "builder")})
+	_ = n.srv.Exchange(ctx, token.ExchangeRequest{Registry: "ecr", Role: role, Token: n.token("team-a", "builder")})
 	if got := len(n.ecr.WebIdentityRoles()); got != 1 {
 		t.Fatalf("%d STS calls, want the cached answer", got)
 	}
-	_ = n.srv.Exchange(ctx, provider.ExchangeRequest{Registry: "ecr", Role: role, Token: n.token("team-a", "web")})
+	_ = n.srv.Exchange(ctx, token.ExchangeRequest{Registry: "ecr", Role: role, Token: n.token("team-a", "web")})
 	if got := n.ecr.WebIdentityRoles(); len(got) != 2 || !strings.HasSuffix(got[1], "team-a:web") {
 		t.Fatalf("STS calls %v: another service account must ask STS itself", got)
 	}
@@ -106,16 +106,16 @@ func TestExchangeRefusals(t *testing.T) {
 	good := n.token("team-a", "builder")
 	tests := []struct {
 		name string
-		req  provider.ExchangeRequest
+		req  token.ExchangeRequest
 		want string
 		sts  bool
 	}{
-		{"namespace not granted", provider.ExchangeRequest{Registry: "ecr", Role: role, Token: n.token("team-b", "builder")}, "not granted to team-b/builder", false},
-		{"not an ECR registry", provider.ExchangeRequest{Registry: "plain", Role: role, Token: good}, "not an ECR registry", false},
-		{"unknown registry", provider.ExchangeRequest{Registry: "nope", Role: role, Token: good}, "not an ECR registry", false},
-		{"not a role", provider.ExchangeRequest{Registry: "ecr", Role: "arn:aws:iam::123456789012:user/me", Token: good}, "not an IAM role ARN", false},
-		{"forged token", provider.ExchangeRequest{Registry: "ecr", Role: role, Token: satokentest.Impostor(issuerURL).Token(satokentest.Claims{Audience: []string{"pullpass.io"}, Namespace: "team-a", ServiceAccount: "builder", IssuedAt: time.Now(), Expiry: time.Now().Add(time.Hour)})}, "signature", false},
-		{"role refuses the service account", provider.ExchangeRequest{Registry: "ecr", Role: "arn:aws:iam::123456789012:role/other-team", Token: good}, "STS refused role", true},
+		{"namespace not granted", token.ExchangeRequest{Registry: "ecr", Role: role, Token: n.token("team-b", "builder")}, "not granted to team-b/builder", false},
+		{"not an ECR registry", token.ExchangeRequest{Registry: "plain", Role: role, Token: good}, "not an ECR registry", false},
+		{"unknown registry", token.ExchangeRequest{Registry: "nope", Role: role, Token: good}, "not an ECR registry", false},
+		{"not a role", token.ExchangeRequest{Registry: "ecr", Role: "arn:aws:iam::123456789012:user/me", Token: good}, "not an IAM role ARN", false},
+		{"forged token", token.ExchangeRequest{Registry: "ecr", Role: role, Token: satokentest.Impostor(issuerURL).Token(satokentest.Claims{Audience: []string{"pullpass.io"}, Namespace: "team-a", ServiceAccount: "builder", IssuedAt: time.Now(), Expiry: time.Now().Add(time.Hour)})}, "signature", false},
+		{"role refuses the service account", token.ExchangeRequest{Registry: "ecr", Role: "arn:aws:iam::123456789012:role/other-team", Token: good}, "STS refused role", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,11 +146,11 @@ func TestSocketRoundTrip(t *testing.T) {
 			t.Errorf("the socket stopped: %v", err)
 		}
 	})
-	ex := provider.SocketExchanger{Path: provider.SocketPath(n.cache), Timeout: 10 * time.Second}
-	var resp provider.ExchangeResponse
+	ex := token.SocketExchanger{Path: token.SocketPath(n.cache), Timeout: 10 * time.Second}
+	var resp token.ExchangeResponse
 	var err error
 	for range 50 { // the listener starts
-		if resp, err = ex.Exchange(provider.ExchangeRequest{Registry: "ecr", Role: role, Token: n.token("team-a", "builder")}); err == nil {
+		if resp, err = ex.Exchange(token.ExchangeRequest{Registry: "ecr", Role: role, Token: n.token("team-a", "builder")}); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

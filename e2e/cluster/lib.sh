@@ -96,7 +96,7 @@ image_of_binaries() {
 push_pullpass_images() {
   local push=$1 pull=$2 work cmd
   work=$(mktemp -d "$E2E_DIR/images.XXXXXX")
-  for cmd in pullpass-webhook pullpass-agent pullpass-credential-provider; do
+  for cmd in pullpass-webhook pullpass-agent pullpass-credential-provider pullpass-credential-provider-sa; do
     (cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/$cmd" "./cmd/$cmd")
   done
   tag=dev-$(cat "$work"/pullpass-* | sha256sum | cut -c1-12)
@@ -107,7 +107,7 @@ push_pullpass_images() {
     log "pushed $WEBHOOK_REPO:$tag"
   fi
   if ! "$CRANE" digest "$push/pullpass/pullpass-agent:$tag" >/dev/null 2>&1; then
-    image_of_binaries "$push/pullpass/pullpass-agent:$tag" 0 /pullpass-agent "$work" pullpass-agent pullpass-credential-provider
+    image_of_binaries "$push/pullpass/pullpass-agent:$tag" 0 /pullpass-agent "$work" pullpass-agent pullpass-credential-provider pullpass-credential-provider-sa
     log "pushed $AGENT_REPO:$tag"
   fi
   rm -rf "$work"

@@ -31,6 +31,9 @@ type Config struct {
 	Rounds   int // rounds (default 5)
 	// NoRecord also measures the plugin with --no-record: what counting requests costs.
 	NoRecord bool
+	// Also measures other builds of the plugin in the same loop (an older commit's, say), so
+	// that load from elsewhere hits them alike.
+	Also []string
 }
 
 // Command is one measured command's figures.
@@ -42,7 +45,7 @@ type Command struct {
 }
 
 // Result is the baseline's figures, then the plugin's as the agent configures it (requests
-// counted, generation recorded), then, with NoRecord, the plugin's without the record.
+// counted, generation recorded), then, with NoRecord, the plugin's without the record, then Also.
 type Result struct {
 	Commands []Command
 }
@@ -102,6 +105,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if cfg.NoRecord {
 		cmds = append(cmds, command{name: "pullpass-credential-provider --no-record", argv: []string{cfg.Plugin, "--cache=" + cache, "--no-record"}, check: true})
+	}
+	for _, p := range cfg.Also {
+		cmds = append(cmds, command{name: p, argv: []string{p, "--cache=" + cache, "--max-cache-duration=1m0s", "--generation=bench"}, check: true})
 	}
 	all := make([][]time.Duration, len(cmds))
 	rounds := make([][]time.Duration, len(cmds))

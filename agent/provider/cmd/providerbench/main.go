@@ -24,6 +24,10 @@ func main() {
 	flag.IntVar(&cfg.Runs, "runs", 200, "execs of each command per round")
 	flag.IntVar(&cfg.Rounds, "rounds", 5, "rounds")
 	flag.BoolVar(&cfg.NoRecord, "compare-record", false, "also measure the plugin with --no-record (the cost of counting requests)")
+	flag.Func("also", "another build of the plugin to measure in the same loop (repeatable)", func(p string) error {
+		cfg.Also = append(cfg.Also, p)
+		return nil
+	})
 	flag.Parse()
 	res, err := bench.Run(context.Background(), cfg)
 	if err != nil {

@@ -1,11 +1,12 @@
 // Command tokenbench measures what verifying the pod's service account token costs one exec of
-// the credential provider plugin: the token entry (--service-account-token-audience, an RS256
-// token checked against the issuer's keys, the answer from n grants) against the no-token path
-// (the Cluster cache of n registries) and a minimal Go program, execs alternating one by one so
-// load from elsewhere hits them alike, in the same run.
+// the token entry's plugin (pullpass-credential-provider-sa: an RS256 token checked against the
+// issuer's keys, the answer from n grants) against the Cluster entry's plugin (the Cluster
+// cache of n registries) and a minimal Go program, execs alternating one by one so load from
+// elsewhere hits them alike, in the same run.
 //
 //	CGO_ENABLED=0 go build -ldflags=-s -trimpath -o /tmp/pullpass-credential-provider ./cmd/pullpass-credential-provider
-//	go run ./agent/provider/cmd/tokenbench -plugin /tmp/pullpass-credential-provider -baseline HELLO
+//	CGO_ENABLED=0 go build -ldflags=-s -trimpath -o /tmp/pullpass-credential-provider-sa ./cmd/pullpass-credential-provider-sa
+//	go run ./agent/provider/cmd/tokenbench -plugin /tmp/pullpass-credential-provider -token-plugin /tmp/pullpass-credential-provider-sa -baseline HELLO
 package main
 
 import (
@@ -26,15 +27,16 @@ import (
 
 func main() {
 	plugin := flag.String("plugin", "", "the built pullpass-credential-provider")
+	tokenPlugin := flag.String("token-plugin", "", "the built pullpass-credential-provider-sa")
 	baseline := flag.String("baseline", "/bin/true", "the baseline command: /bin/true, or a minimal Go program")
 	runs := flag.Int("runs", 1000, "execs of each command")
 	entries := flag.Int("entries", 100, "registries in the cache, and grants")
 	flag.Parse()
-	if *plugin == "" {
-		fmt.Fprintln(os.Stderr, "tokenbench: -plugin is required")
+	if *plugin == "" || *tokenPlugin == "" {
+		fmt.Fprintln(os.Stderr, "tokenbench: -plugin and -token-plugin are required")
 		os.Exit(2)
 	}
-	if err := run(*plugin, *baseline, *runs, *entries); err != nil {
+	if err := run(*plugin, *tokenPlugin, *baseline, *runs, *entries); err != nil {
 		fmt.Fprintln(os.Stderr, "tokenbench:", err)
 		os.Exit(1)
 	}
@@ -48,7 +50,7 @@ type command struct {
 	took  []time.Duration
 }
 
-func run(plugin, baseline string, runs, n int) error {
+func run(plugin, tokenPlugin, baseline string, runs, n int) error {
 	dir, err := os.MkdirTemp("", "tokenbench")
 	if err != nil {
 		return err
@@ -83,7 +85,7 @@ func run(plugin, baseline string, runs, n int) error {
 		{name: fmt.Sprintf("pullpass-credential-provider, no token, %d-registry cache", n), argv: []string{plugin, "--cache=" + cache, "--max-cache-duration=1m0s", "--generation=bench"},
 			stdin: fmt.Appendf(nil, req, host, ""), want: []byte(`"` + host + `"`)},
 		{name: fmt.Sprintf("pullpass-credential-provider-sa, token verified (RS256), %d grants", n),
-			argv:  []string{plugin, "--cache=" + cache, "--max-cache-duration=10s", "--service-account-token-audience=pullpass.io", "--generation=bench"},
+			argv:  []string{tokenPlugin, "--cache=" + cache, "--max-cache-duration=10s", "--service-account-token-audience=pullpass.io", "--generation=bench"},
 			stdin: fmt.Appendf(nil, req, "ns."+host, `,"serviceAccountToken":"`+tok+`"`), want: []byte(`"ns.` + host + `"`)},
 	}
 	for i := 0; i < runs; i++ {

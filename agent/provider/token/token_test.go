@@ -1,8 +1,10 @@
-package provider_test
+package token_test
 
 import (
 	"bytes"
 	"errors"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pullpass/pullpass/agent/provider"
+	"github.com/pullpass/pullpass/agent/provider/token"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/nodegrant"
 	"github.com/pullpass/pullpass/pkg/satoken"
@@ -22,11 +25,21 @@ const (
 	role      = "arn:aws:iam::123456789012:role/puller"
 )
 
+var update = flag.Bool("update", false, "rewrite the golden responses")
+
+var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+// run answers req as the token entry's plugin does.
+func run(cache string, c token.Config, req io.Reader, out io.Writer) error {
+	return provider.Run(provider.Config{CachePath: cache, MaxCacheDuration: 10 * time.Second, Lookup: c.Lookup,
+		Now: func() time.Time { return now }}, req, out)
+}
+
 // writeGrants lays out a node in token mode: the issuer's keys, the grants, and a Cluster cache
 // the token entry must never serve from.
 func writeGrants(t *testing.T) string {
 	t.Helper()
-	cache := writeCache(t)
+	cache := filepath.Join(t.TempDir(), "credentials.json")
 	if err := nodecache.Write(cache, nodecache.File{Entries: []nodecache.Entry{{Registry: "everyone", Hosts: []string{"quay.io/everyone"}, Username: "u", Password: "cluster-secret"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -78,23 +91,23 @@ func tokens() map[string]string {
 }
 
 // exchanger is the node agent's socket, faked: it answers role's token and records what it got.
-type exchanger struct{ got []provider.ExchangeRequest }
+type exchanger struct{ got []token.ExchangeRequest }
 
-func (e *exchanger) Exchange(req provider.ExchangeRequest) (provider.ExchangeResponse, error) {
+func (e *exchanger) Exchange(req token.ExchangeRequest) (token.ExchangeResponse, error) {
 	e.got = append(e.got, req)
 	if req.Role != role {
-		return provider.ExchangeResponse{Error: "not this role"}, nil
+		return token.ExchangeResponse{Error: "not this role"}, nil
 	}
-	return provider.ExchangeResponse{Username: "AWS", Password: "role-ecr-token", ExpiresAt: now.Add(12 * time.Hour)}, nil
+	return token.ExchangeResponse{Username: "AWS", Password: "role-ecr-token", ExpiresAt: now.Add(12 * time.Hour)}, nil
 }
 
-// Byte-for-byte, with tokens: each testdata/token/*.request.json (its token put in for $TOKEN)
+// Byte-for-byte, with tokens: each testdata/*.request.json (its token put in for $TOKEN)
 // is answered with its .response.json, or refused with its .error. Only a verified token of an
 // allowed namespace and service account gets credentials.
 func TestGoldenWithTokens(t *testing.T) {
 	cache := writeGrants(t)
 	toks := tokens()
-	reqs, _ := filepath.Glob("testdata/token/*.request.json")
+	reqs, _ := filepath.Glob("testdata/*.request.json")
 	if len(reqs) != len(toks) {
 		t.Fatalf("%d golden requests for %d tokens", len(reqs), len(toks))
 	}
@@ -112,8 +125,7 @@ func TestGoldenWithTokens(t *testing.T) {
 			in = bytes.ReplaceAll(in, []byte("$TOKEN"), []byte(tok))
 			ex := &exchanger{}
 			var out bytes.Buffer
-			err = provider.Run(provider.Config{CachePath: cache, MaxCacheDuration: 10 * time.Second, TokenAudience: audience, Exchange: ex,
-				Now: func() time.Time { return now }}, bytes.NewReader(in), &out)
+			err = run(cache, token.Config{Audience: audience, Exchange: ex}, bytes.NewReader(in), &out)
 			base := strings.TrimSuffix(req, ".request.json")
 			got, golden := out.Bytes(), base+".response.json"
 			if err != nil {
@@ -154,7 +166,7 @@ func TestTokenWithoutKeys(t *testing.T) {
 	_ = os.Remove(satoken.KeysPath(cache))
 	req := `{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"ghcr.io/team/app","serviceAccountToken":"` + tokens()["valid"] + `"}`
 	var out bytes.Buffer
-	err := provider.Run(provider.Config{CachePath: cache, TokenAudience: audience, Now: func() time.Time { return now }}, strings.NewReader(req), &out)
+	err := run(cache, token.Config{Audience: audience}, strings.NewReader(req), &out)
 	if !errors.Is(err, satoken.ErrNoKeys) || out.Len() != 0 {
 		t.Fatalf("error %v, output %q", err, out.String())
 	}

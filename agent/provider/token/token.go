@@ -1,4 +1,8 @@
-package provider
+// Package token is the token entry's lookup (KEP-4412): the kubelet runs the plugin of
+// cmd/pullpass-credential-provider-sa with the pod's service account token, which it verifies,
+// and answers from the grants of Namespaced registries with delivery Node only. A package of its
+// own so that the Cluster entry's plugin, exec'd for every pull of a served host, links none of it.
+package token
 
 import (
 	"errors"
@@ -6,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pullpass/pullpass/agent/provider"
 	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/nodegrant"
 	"github.com/pullpass/pullpass/pkg/satoken"
@@ -41,37 +46,47 @@ type ExchangeResponse struct {
 	Error string `json:"error,omitempty"`
 }
 
-// lookupWithToken answers the token entry: the credentials of the Namespaced registries that
+// Config configures the token entry's lookup.
+type Config struct {
+	// Audience is the audience the pod's token must carry (the provider entry's
+	// tokenAttributes.serviceAccountTokenAudience).
+	Audience string
+	// Exchange gets a role's ECR token for a pod's token from the node agent (nil: roles are
+	// not served).
+	Exchange Exchanger
+}
+
+// Lookup answers the token entry: the credentials of the Namespaced registries that
 // match the image's host and allow the namespace and service account the pod's token proves
-// (answered for the host, or for the image alone, as lookup does; the kubelet keeps token
+// (answered for the host, or for the image alone, as the Cluster lookup does; the kubelet keeps token
 // entry answers per service account). Anything else gets nothing: no token, a namespace or
 // service account not allowed, no match. A token that does not verify is an error that says why
 // (never the token).
-func lookupWithToken(cfg Config, req request) (answer, error) {
+func (c Config) Lookup(cfg provider.Config, req provider.Request) (provider.Answer, error) {
 	if req.ServiceAccountToken == "" {
 		// A pod with no service account (the kubelet's requireServiceAccount keeps these
 		// away): nothing is ever served without a token.
-		return answer{}, nil
+		return provider.Answer{}, nil
 	}
 	keys, err := satoken.ReadKeys(satoken.KeysPath(cfg.CachePath))
 	if err != nil {
-		return answer{}, fmt.Errorf("cannot verify the service account token: %w", err)
+		return provider.Answer{}, fmt.Errorf("cannot verify the service account token: %w", err)
 	}
-	v, err := satoken.NewVerifier(keys, cfg.TokenAudience)
+	v, err := satoken.NewVerifier(keys, c.Audience)
 	if err != nil {
-		return answer{}, fmt.Errorf("cannot verify the service account token: %w", err)
+		return provider.Answer{}, fmt.Errorf("cannot verify the service account token: %w", err)
 	}
 	now := cfg.Now()
 	claims, err := v.Verify(req.ServiceAccountToken, now)
 	if err != nil {
-		return answer{}, fmt.Errorf("service account token refused: %w", err)
+		return provider.Answer{}, fmt.Errorf("service account token refused: %w", err)
 	}
 	f, err := nodegrant.Read(nodegrant.Path(cfg.CachePath))
 	if errors.Is(err, nodegrant.ErrNoFile) {
-		return answer{}, nil
+		return provider.Answer{}, nil
 	}
 	if err != nil {
-		return answer{}, err
+		return provider.Answer{}, err
 	}
 	annotations := req.ServiceAccountAnnotations
 	role := roleOf(annotations)
@@ -104,14 +119,14 @@ func lookupWithToken(cfg Config, req request) (answer, error) {
 		}
 	}
 	var exchangeErr error
-	a := answerOf(h, cfg.MaxCacheDuration, func(g *nodegrant.Grant) (string, string, time.Duration, bool) {
+	a := provider.AnswerOf(h, cfg.MaxCacheDuration, func(g *nodegrant.Grant) (string, string, time.Duration, bool) {
 		user, pass, expires := g.Username, g.Password, g.ExpiresAt
 		if exchanges(g) {
-			if cfg.Exchange == nil {
+			if c.Exchange == nil {
 				exchangeErr = errors.New("the service account brings an ECR role, and this plugin cannot reach the node agent to use it")
 				return "", "", 0, false
 			}
-			resp, err := cfg.Exchange.Exchange(ExchangeRequest{Registry: g.Registry, Role: role, Token: req.ServiceAccountToken})
+			resp, err := c.Exchange.Exchange(ExchangeRequest{Registry: g.Registry, Role: role, Token: req.ServiceAccountToken})
 			if err == nil && resp.Error != "" {
 				err = errors.New(resp.Error)
 			}
@@ -124,10 +139,10 @@ func lookupWithToken(cfg Config, req request) (answer, error) {
 		if pass == "" || (!expires.IsZero() && !expires.After(now)) {
 			return "", "", 0, false
 		}
-		return user, pass, ttlUntil(cfg.MaxCacheDuration, now, expires), true
+		return user, pass, provider.TTLUntil(cfg.MaxCacheDuration, now, expires), true
 	})
 	if exchangeErr != nil {
-		return answer{}, exchangeErr
+		return provider.Answer{}, exchangeErr
 	}
 	return a, nil
 }

@@ -1,4 +1,4 @@
-package provider
+package token
 
 import (
 	"encoding/json"
