@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -177,6 +178,9 @@ func (k *Keeper) Deleted(s *corev1.Secret) {
 		return
 	}
 	namespace, registry := s.Namespace, s.Labels[secrets.LabelRegistry]
+	if s.Name != pullsecret.Name(registry) {
+		return // someone's Secret with the labels of a pull secret
+	}
 	if ns, err := k.cfg.Namespaces.Get(namespace); err == nil && ns.DeletionTimestamp != nil && s.CreationTimestamp.Before(ns.DeletionTimestamp) {
 		return // taken with its namespace
 	}
@@ -339,6 +343,9 @@ func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ erro
 	if err != nil {
 		return false, err
 	}
+	// Labels are anyone's to write: a tenant's Secret that carries them under another name is
+	// not this registry's pull secret, never rotated, counted or deleted.
+	existing = slices.DeleteFunc(existing, func(s *corev1.Secret) bool { return s.Name != pullsecret.Name(name) })
 	reg, ok := k.cfg.Registries.Get(name)
 	if !ok && len(existing) > 0 {
 		switch _, err := k.cfg.RegistryAPI.Get(ctx, name, metav1.GetOptions{}); {

@@ -688,3 +688,37 @@ func TestPullThroughCondition(t *testing.T) {
 		t.Fatalf("the condition of a registry that is no cache any more stayed: %+v", r)
 	}
 }
+
+// A tenant's own Secrets that carry the labels of a registry's pull secrets, under other names
+// (issue #24): the keeper neither rotates them into pull secrets, nor counts them, nor deletes
+// them when the registry stops serving the namespace or goes. Its pull secret has one name.
+func TestSecretsWithPullSecretLabelsUnderOtherNamesAreLeftAlone(t *testing.T) {
+	f := setup(t)
+	s, _ := pullsecret.Build("a", f.regs["r"], secrets.Credentials{Username: "u", Password: "p1"})
+	lookalike := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tenant-own", Namespace: "a", UID: "uid-tenant", Labels: s.Labels},
+		Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"blob": []byte("the tenant's")}}
+	_ = f.managed.Add(lookalike)
+	if _, err := f.client.CoreV1().Secrets("a").Create(context.Background(), lookalike, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.client.ClearActions()
+	f.src.setPassword("p2") // a rotation
+	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	delete(f.regs, "r") // and the registry goes
+	if err := f.k.Reconcile(context.Background(), "r"); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range f.client.Actions() {
+		if n, ok := a.(interface{ GetName() string }); ok && n.GetName() == "tenant-own" {
+			t.Errorf("the keeper %s the tenant's Secret", a.GetVerb())
+		}
+		if u, ok := a.(k8stesting.UpdateAction); ok && u.GetObject().(metav1.Object).GetName() == "tenant-own" {
+			t.Errorf("the keeper updated the tenant's Secret")
+		}
+	}
+	if st := f.status.updates[0].Status; st.Namespaces != 2 {
+		t.Errorf("status counts %d namespaces, want 2 (the tenant's Secret is no pull secret)", st.Namespaces)
+	}
+}
