@@ -33,6 +33,10 @@ stop() {
     if kill -0 "${np#*:}" 2>/dev/null; then
       log "${np%%:*} did not stop; killing it"
       kill -KILL "${np#*:}" 2>/dev/null
+      # Killed is not gone yet: a loaded machine takes a moment to tear down a big process
+      # (CI saw check-clean find kube-apiserver right after this).
+      for _ in $(seq 1 100); do kill -0 "${np#*:}" 2>/dev/null || break; sleep 0.1; done
+      kill -0 "${np#*:}" 2>/dev/null && log "${np%%:*} (pid ${np#*:}) still there 10 s after SIGKILL"
     fi
     log "stopped ${np%%:*} (pid ${np#*:})"
   done
