@@ -1,0 +1,50 @@
+package app
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/pullpass/pullpass/pkg/slim"
+	"github.com/pullpass/pullpass/webhook/keeper"
+)
+
+// agentCount counts the node agents from their DaemonSet's status: the keeper's proxy for the
+// nodes that serve registries delivered by the node, readable with get/list/watch on that one
+// DaemonSet.
+type agentCount struct {
+	informer        cache.SharedIndexInformer
+	lister          appslisters.DaemonSetLister
+	namespace, name string
+}
+
+var _ keeper.NodeAgents = agentCount{}
+
+func (a agentCount) Agents() (ready, desired int32, found bool) {
+	ds, err := a.lister.DaemonSets(a.namespace).Get(a.name)
+	if err != nil {
+		return 0, 0, false
+	}
+	return ds.Status.NumberReady, ds.Status.DesiredNumberScheduled, true
+}
+
+// watchAgents watches the agent DaemonSet alone (by name): its count, and the factory to start.
+func watchAgents(kube kubernetes.Interface, namespace, name string) (agentCount, informers.SharedInformerFactory) {
+	f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(namespace),
+		informers.WithTransform(slim.DropManagedFields),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+		}))
+	inf := f.Apps().V1().DaemonSets()
+	return agentCount{informer: inf.Informer(), lister: inf.Lister(), namespace: namespace, name: name}, f
+}
+
+// tell asks the keeper for every registry at each change of the DaemonSet: its rare rollouts
+// are when nodes start or stop serving.
+func (a agentCount) tell(k *keeper.Keeper) {
+	all := func(any) { k.EnqueueAll() }
+	_, _ = a.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: all, UpdateFunc: func(_, n any) { all(n) }, DeleteFunc: all})
+}
