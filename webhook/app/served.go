@@ -1,6 +1,7 @@
 package app
 
 import (
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
@@ -42,9 +43,17 @@ func watchAgents(kube kubernetes.Interface, namespace, name string) (agentCount,
 	return agentCount{informer: inf.Informer(), lister: inf.Lister(), namespace: namespace, name: name}, f
 }
 
-// tell asks the keeper for every registry at each change of the DaemonSet: its rare rollouts
-// are when nodes start or stop serving.
+// tell asks the keeper for every registry when the DaemonSet comes, goes, or its first agent
+// becomes ready or its last one stops being: when registries delivered by the node may start or
+// stop being served. Other changes of the counts (each pod of a rollout) wait for the keeper's
+// resync: a status write for every such registry at each pod would be thousands at a rollout.
 func (a agentCount) tell(k *keeper.Keeper) {
 	all := func(any) { k.EnqueueAll() }
-	_, _ = a.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: all, UpdateFunc: func(_, n any) { all(n) }, DeleteFunc: all})
+	_, _ = a.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: all, DeleteFunc: all, UpdateFunc: func(o, n any) {
+		od, ok1 := o.(*appsv1.DaemonSet)
+		nd, ok2 := n.(*appsv1.DaemonSet)
+		if !ok1 || !ok2 || (od.Status.NumberReady > 0) != (nd.Status.NumberReady > 0) {
+			k.EnqueueAll()
+		}
+	}})
 }
