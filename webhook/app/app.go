@@ -151,7 +151,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if o.AgentDaemonSet != "" {
 		a, f := watchAgents(kube, o.Namespace, o.AgentDaemonSet)
 		agents, keeperCfg.Agents = &a, a
-		factories, informersToSync = append(factories, f), append(informersToSync, a.informer)
+		factories = append(factories, f)
 	}
 	keep, err := keeper.New(keeperCfg)
 	if err != nil {

@@ -24,12 +24,17 @@ type agentCount struct {
 
 var _ keeper.NodeAgents = agentCount{}
 
-func (a agentCount) Agents() (ready, desired int32, found bool) {
+// Agents is not known until the cache has synced: admission never waits for this cache (a
+// webhook that may not read the DaemonSet still serves), so the keeper may ask before.
+func (a agentCount) Agents() (keeper.AgentCount, bool) {
+	if !a.informer.HasSynced() {
+		return keeper.AgentCount{}, false
+	}
 	ds, err := a.lister.DaemonSets(a.namespace).Get(a.name)
 	if err != nil {
-		return 0, 0, false
+		return keeper.AgentCount{}, true
 	}
-	return ds.Status.NumberReady, ds.Status.DesiredNumberScheduled, true
+	return keeper.AgentCount{Ready: ds.Status.NumberReady, Desired: ds.Status.DesiredNumberScheduled, Found: true}, true
 }
 
 // watchAgents watches the agent DaemonSet alone (by name): its count, and the factory to start.

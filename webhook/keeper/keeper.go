@@ -84,8 +84,16 @@ type Config struct {
 // NodeAgents counts the node agents: the agent DaemonSet's ready and desired pods, a proxy that
 // needs no more than reading one DaemonSet (an agent is ready once it serves its node).
 type NodeAgents interface {
-	// Agents returns the ready and desired agents; found is false when there is no DaemonSet.
-	Agents() (ready, desired int32, found bool)
+	// Agents returns the count; known is false while it is not known yet (nothing is judged by
+	// it then).
+	Agents() (c AgentCount, known bool)
+}
+
+// AgentCount is the agent DaemonSet's count.
+type AgentCount struct {
+	Ready, Desired int32
+	// Found is false when there is no DaemonSet.
+	Found bool
 }
 
 // PullThroughStatus gives a Registry's PullThrough condition: nil when it is no pull-through
@@ -702,9 +710,13 @@ func (k *Keeper) served(reg *v1alpha1.Registry, namespaces int) (*v1alpha1.Serve
 	if k.cfg.Agents == nil {
 		return st, cond
 	}
-	ready, desired, found := k.cfg.Agents.Agents()
+	count, known := k.cfg.Agents.Agents()
+	if !known {
+		return st, cond
+	}
+	ready, desired := count.Ready, count.Desired
 	switch {
-	case !found:
+	case !count.Found:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, nodedelivery.ReasonNoNodeAgents, "delivery Node is served by the node agents, and their DaemonSet is missing"
 		return st, cond
 	case ready == 0:

@@ -15,13 +15,15 @@ import (
 	"github.com/pullpass/pullpass/webhook/keeper"
 )
 
-// agents is the agent DaemonSet's count.
+// agents is the agent DaemonSet's count; unknown is a cache not synced yet.
 type agents struct {
 	ready, desired int32
-	found          bool
+	found, unknown bool
 }
 
-func (a agents) Agents() (int32, int32, bool) { return a.ready, a.desired, a.found }
+func (a agents) Agents() (keeper.AgentCount, bool) {
+	return keeper.AgentCount{Ready: a.ready, Desired: a.desired, Found: a.found}, !a.unknown
+}
 
 // withNodes rebuilds the fixture's keeper for a cluster whose nodes deliver so.
 func (f *fixture) withNodes(t *testing.T, mode nodedelivery.Mode, a keeper.NodeAgents) {
@@ -116,6 +118,12 @@ func TestNodeDeliveryCountsTheAgents(t *testing.T) {
 	f.withNodes(t, nodedelivery.Tokens, agents{})
 	if served, _, _, _ = f.reconciled(t); served.Status != metav1.ConditionFalse || served.Reason != nodedelivery.ReasonNoNodeAgents {
 		t.Fatalf("Served %+v with no agent DaemonSet: want False (NoNodeAgents)", served)
+	}
+
+	// Not known yet (the DaemonSet's cache not synced, or not readable): not judged by it.
+	f.withNodes(t, nodedelivery.Tokens, agents{unknown: true})
+	if served, _, where, _ := f.reconciled(t); served.Status != metav1.ConditionTrue || where.Nodes != nil {
+		t.Fatalf("Served %+v, served %+v with the count unknown: want True, no counts", served, where)
 	}
 }
 
