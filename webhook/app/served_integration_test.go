@@ -20,7 +20,8 @@ import (
 
 // Issue #24: on a cluster whose agents are not in token mode (--node-delivery=cluster), a
 // Namespaced registry delivered by the node is Served=False and Ready=False, with
-// pullpass_registry_served 0; a Cluster-scope one is served by the agent DaemonSet's ready pods.
+// pullpass_registry_served 0; a Cluster-scope one is served by the agent DaemonSet's ready pods,
+// and by nothing once none is ready.
 func TestServedFollowsNodeDelivery(t *testing.T) {
 	env := controlPlane.Env(t)
 	ensureNamespace(t, env, ns)
@@ -84,6 +85,27 @@ func TestServedFollowsNodeDelivery(t *testing.T) {
 		}
 		return nil
 	})
+	// The last agent stops being ready: nothing serves the Cluster-scope registry any more.
+	ds, err = env.Kube.AppsV1().DaemonSets(ns).Get(t.Context(), "served-agent", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds.Status.NumberReady = 0
+	if _, err := env.Kube.AppsV1().DaemonSets(ns).UpdateStatus(t.Context(), ds, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() error {
+		st, err := status("served-cluster")()
+		if err != nil {
+			return err
+		}
+		served := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionServed)
+		ready := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+		if served == nil || served.Status != metav1.ConditionFalse || served.Reason != "NoAgentReady" || ready == nil || ready.Status != metav1.ConditionFalse {
+			return fmt.Errorf("served-cluster: Served %+v, Ready %+v; want both False, NoAgentReady", served, ready)
+		}
+		return nil
+	})
 	testenv.Eventually(t, 30*time.Second, func() error {
 		resp, err := http.Get("http://" + r.metrics + "/metrics")
 		if err != nil {
@@ -94,7 +116,7 @@ func TestServedFollowsNodeDelivery(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for _, want := range []string{`pullpass_registry_served{registry="served-node"} 0`, `pullpass_registry_served{registry="served-cluster"} 1`} {
+		for _, want := range []string{`pullpass_registry_served{registry="served-node"} 0`, `pullpass_registry_served{registry="served-cluster"} 0`} {
 			if !strings.Contains(string(body), want) {
 				return fmt.Errorf("/metrics has no %s", want)
 			}
