@@ -101,6 +101,15 @@ func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
 					t.Fatal("legacy mode renders provider flags, or no docker config")
 				}
 			}
+			// What the nodes serve, told the keeper and the CLI alike (issue #24).
+			delivery := map[string]string{"no agent": "none", "host network and url": "tokens"}[name]
+			if delivery == "" {
+				delivery = "cluster"
+			}
+			if !strings.Contains(s, "--node-delivery="+delivery+"\n") || !strings.Contains(s, "name: pullpass-node-delivery\n") ||
+				!strings.Contains(s, "\n  mode: "+delivery+"\n") || strings.Contains(s, "--agent-daemonset=") == (name == "no agent") {
+				t.Fatalf("node delivery of %s: want %s in --node-delivery and the ConfigMap, --agent-daemonset with the agents", name, delivery)
+			}
 			// Off by default; on, ingress to the webhook's and the metrics port only, from the peers given.
 			if np := strings.Contains(s, "kind: NetworkPolicy"); np != (name == "network policy") {
 				t.Fatalf("NetworkPolicy rendered=%t for %s", np, name)

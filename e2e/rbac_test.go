@@ -90,6 +90,10 @@ func TestServiceAccountsMayDoOnlyWhatTheyNeed(t *testing.T) {
 			{"update", "leases.coordination.k8s.io/pullpass-keeper", pp, true},
 			{"update", "leases.coordination.k8s.io", "kube-system", false},
 			{"update", "roles.rbac.authorization.k8s.io/pullpass-agent-sources", pp, true},
+			// The agents' DaemonSet alone: its ready pods count the nodes serving (Served).
+			{"watch", "daemonsets.apps/pullpass-agent", pp, true},
+			{"update", "daemonsets.apps/pullpass-agent", pp, false},
+			{"get", "daemonsets.apps/other", pp, false},
 			{"update", "roles.rbac.authorization.k8s.io/pullpass-agent", pp, false},
 			{"create", "roles.rbac.authorization.k8s.io", pp, false},
 			{"create", "rolebindings.rbac.authorization.k8s.io", pp, false},

@@ -38,6 +38,7 @@ type addOptions struct {
 	annotatedSAs      bool
 	noWait            bool
 	waitTimeout       time.Duration
+	force             bool
 
 	flags *cobra.Command
 	// passwordArg is set when the password came as an argument: warned about once all is read.
@@ -83,7 +84,10 @@ of --namespaces or --namespace-selector) or Cluster (every pod, through the node
 --delivery Node serves a Namespaced registry from the node instead, with no Secret anywhere: to
 the pods of the selected namespaces (no opt-in needed), and with --service-accounts or
 --service-accounts-annotated only to those service accounts, as each pod's service account token
-proves to the node (the chart's agent.serviceAccountTokens.enabled, kubelets 1.34+).
+proves to the node (the chart's agent.serviceAccountTokens.enabled, kubelets 1.34+). add refuses
+a registry that nothing in the cluster would serve (delivery Node while the agents are not in
+token mode, scope Cluster with no agents), as the chart's ConfigMap pullpass-node-delivery says;
+--force applies it anyway.
 
 add then waits (--wait-timeout, 10s) for pullpass's login to the registry with the credentials
 just written and reports like docker login: "Login Succeeded", or the registry's refusal (exit 1;
@@ -114,6 +118,7 @@ was changed).`,
 	f.StringVar(&a.delivery, "delivery", "", "PullSecret (pull secrets written by the webhook) or Node (served by the node agent through each pod's service account token, no Secret); default PullSecret for Namespaced, Node for Cluster; an update keeps the registry's unless given")
 	f.StringSliceVar(&a.serviceAccounts, "service-accounts", nil, "delivery Node: serve only these service accounts of the selected namespaces; '' serves every one again")
 	f.BoolVar(&a.annotatedSAs, "service-accounts-annotated", false, "delivery Node: also serve service accounts annotated pullpass.io/registries with this registry's name")
+	f.BoolVar(&a.force, "force", false, "apply a registry that nothing in the cluster would serve (delivery Node without the agents in token mode, scope Cluster without agents), which add otherwise refuses")
 	return cmd
 }
 
@@ -149,6 +154,8 @@ type addRequest struct {
 	setSANames     bool
 	saAnnotated    bool
 	setSAAnnotated bool
+	// force applies a registry that nothing in the cluster would serve.
+	force bool
 }
 
 func (a *addOptions) changed(flag string) bool {
@@ -180,7 +187,7 @@ func (a *addOptions) request(o *options, args []string) (*addRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := &addRequest{host: host, written: args[0], name: a.name}
+	req := &addRequest{host: host, written: args[0], name: a.name, force: a.force}
 	if a.name != "" {
 		if msg := registryName(a.name); msg != "" {
 			return nil, badInput("--name %q: %s", a.name, msg)

@@ -62,6 +62,9 @@ func apply(ctx context.Context, o *options, c *Clients, req *addRequest) (string
 	if err != nil {
 		return "", err
 	}
+	if err := checkServed(ctx, o, c, reg, req.force); err != nil {
+		return "", err
+	}
 	var before *corev1.Secret
 	if secret != nil {
 		if before, err = getSecret(ctx, c, secret.Namespace, secret.Name); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
+	"github.com/pullpass/pullpass/pkg/nodedelivery"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
@@ -405,7 +406,8 @@ func TestRegistriesGolden(t *testing.T) {
 	for _, tc := range goldenCases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			c := &testCluster{kube: fake.NewClientset(), regs: newFakeRegistries()}
+			// A cluster with the chart's defaults and token mode: the agents serve every delivery.
+			c := &testCluster{kube: fake.NewClientset(nodeDelivery(nodedelivery.Tokens)), regs: newFakeRegistries()}
 			if tc.setup != nil {
 				tc.setup(t, c, dir)
 			}

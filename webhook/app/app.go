@@ -29,6 +29,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/nodeaccess"
+	"github.com/pullpass/pullpass/pkg/nodedelivery"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
@@ -139,14 +140,25 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		return err
 	}
 	policy := inject.Policy{ClusterWide: o.ClusterWide, Excluded: setOf(excluded)}
-	keep, err := keeper.New(keeper.Config{
+	keeperCfg := keeper.Config{
 		Client: kube, RegistryAPI: regClient, Registries: table, Desired: pullSecrets,
 		Managed: managedInformer.Lister(), Namespaces: nsInformer.Lister(),
 		Policy: policy, Logger: log.With("component", "keeper"), Metrics: metrics.Keeper,
-		PullThrough: pullThroughStatus{table: table, namespaces: nsInformer.Lister(), policy: policy},
-	})
+		PullThrough:  pullThroughStatus{table: table, namespaces: nsInformer.Lister(), policy: policy},
+		NodeDelivery: nodedelivery.Mode(o.NodeDelivery),
+	}
+	var agents *agentCount
+	if o.AgentDaemonSet != "" {
+		a, f := watchAgents(kube, o.Namespace, o.AgentDaemonSet)
+		agents, keeperCfg.Agents = &a, a
+		factories = append(factories, f)
+	}
+	keep, err := keeper.New(keeperCfg)
 	if err != nil {
 		return err
+	}
+	if agents != nil {
+		agents.tell(keep)
 	}
 	watchForKeeper(keep, table, sourceInformers, managedInformer.Informer(), nsInformer.Informer())
 

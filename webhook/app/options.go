@@ -12,6 +12,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/logging"
+	"github.com/pullpass/pullpass/pkg/nodedelivery"
 )
 
 // Options are the webhook's flags, grouped by concern.
@@ -46,6 +47,12 @@ type Options struct {
 	// AgentSourcesRole is the node agents' Role that the leader keeps to exactly the sources
 	// they serve ('' when there are no agents).
 	AgentSourcesRole string
+
+	// NodeDelivery is what the node agents serve (none, cluster or tokens; '' judges nothing),
+	// and AgentDaemonSet their DaemonSet in Namespace, whose ready pods count the serving nodes
+	// ('' when no agents run): together they say whether each Registry is served.
+	NodeDelivery   string
+	AgentDaemonSet string
 
 	// Injection.
 	ClusterWide bool
@@ -130,6 +137,8 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.StringVar(&o.AgentSourcesRole, "agent-sources-role", o.AgentSourcesRole, "Role in --namespace that the leader keeps granting the node agents exactly the Secrets they serve ('' when no agents run)")
+	fs.StringVar(&o.NodeDelivery, "node-delivery", o.NodeDelivery, "what the node agents serve: none (no agents), cluster (Cluster-scope registries), tokens (also Namespaced registries with delivery Node); a registry they cannot serve is Served=False ('' judges nothing)")
+	fs.StringVar(&o.AgentDaemonSet, "agent-daemonset", o.AgentDaemonSet, "the node agents' DaemonSet in --namespace, whose ready pods count the nodes serving registries delivered by the node ('' when no agents run)")
 	fs.StringVar(&o.ECREndpoint, "ecr-endpoint", o.ECREndpoint, "ECR API endpoint instead of the region's (a VPC endpoint, or a local ECR API in tests)")
 	fs.BoolVar(&o.WatchPulls, "watch-pulls", o.WatchPulls, "count image pull failures of every pod (pullpass_image_pull_failures_total); needs list/watch on pods and events")
 	fs.BoolVar(&o.ClusterWide, "cluster-wide", o.ClusterWide, "inject in every namespace but the excluded ones (otherwise only namespaces annotated pullpass.io/inject=enabled)")
@@ -161,6 +170,9 @@ func (o *Options) Validate() error {
 	}
 	if o.VerifyInterval < time.Minute || o.VerifyTimeout <= 0 || o.VerifyWorkers <= 0 {
 		return fmt.Errorf("--verify-interval must be at least 1m, --verify-timeout and --verify-workers positive")
+	}
+	if _, err := nodedelivery.Parse(o.NodeDelivery); err != nil {
+		return fmt.Errorf("--node-delivery: %w", err)
 	}
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")

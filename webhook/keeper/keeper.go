@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,6 +27,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
+	"github.com/pullpass/pullpass/pkg/nodedelivery"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/inject"
@@ -72,6 +74,27 @@ type Config struct {
 	Logger       *slog.Logger
 	// PullThrough, when set, gives the PullThrough condition of pull-through caches.
 	PullThrough PullThroughStatus
+	// NodeDelivery is what the cluster's node agents can serve (the chart's --node-delivery):
+	// a registry delivered by the node that they cannot serve is Served=False. Unknown judges
+	// nothing.
+	NodeDelivery nodedelivery.Mode
+	// Agents, when set, counts the node agents that serve registries delivered by the node.
+	Agents NodeAgents
+}
+
+// NodeAgents counts the node agents: the agent DaemonSet's ready and desired pods, a proxy that
+// needs no more than reading one DaemonSet (an agent is ready once it serves its node).
+type NodeAgents interface {
+	// Agents returns the count; known is false while it is not known yet (nothing is judged by
+	// it then).
+	Agents() (c AgentCount, known bool)
+}
+
+// AgentCount is the agent DaemonSet's count.
+type AgentCount struct {
+	Ready, Desired int32
+	// Found is false when there is no DaemonSet.
+	Found bool
 }
 
 // PullThroughStatus gives a Registry's PullThrough condition: nil when it is no pull-through
@@ -376,17 +399,20 @@ func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ erro
 	// for KeepLastGood at most; a source that says something else now (gone, emptied, moved
 	// where pullpass may not read it) withdraws them at once: the pull secrets stay, empty.
 	withdraw := false
+	var lastGoodUntil time.Time // while the last good credentials are kept
 	switch {
 	case usable || srcErr == nil:
 		k.failing(name, time.Time{})
 	case credentials.Unavailable(srcErr) || k.cacheBehind(ctx, reg, srcErr):
-		withdraw = k.cfg.Now().Sub(k.failing(name, k.cfg.Now())) >= k.cfg.KeepLastGood
+		lastGoodUntil = k.failing(name, k.cfg.Now()).Add(k.cfg.KeepLastGood)
+		withdraw = !k.cfg.Now().Before(lastGoodUntil)
 	default:
 		k.failing(name, time.Time{})
 		withdraw = true
 	}
 	if withdraw {
 		want = pullsecret.Withdrawn("", reg)
+		lastGoodUntil = time.Time{}
 	}
 	// Writes go out a few at a time: one registry can have a pull secret in thousands of
 	// namespaces, and a rotation must reach them all within a minute.
@@ -453,7 +479,7 @@ func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ erro
 	if behind {
 		return true, errors.Join(errs...) // the status waits for caches that agree
 	}
-	errs = append(errs, k.status(ctx, reg, srcErr, usable, kept, refreshed))
+	errs = append(errs, k.status(ctx, reg, observed{srcErr: srcErr, usable: usable, namespaces: kept, refreshed: refreshed, lastGoodUntil: lastGoodUntil}))
 	return !usable, errors.Join(errs...)
 }
 
@@ -662,18 +688,100 @@ func conditionMessage(err error) string {
 	return m[:cut] + "…"
 }
 
-// status writes the Ready condition and the namespace count, only when they changed.
-func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr error, usable bool, namespaces int, refreshed bool) error {
+// Served condition reasons besides nodedelivery's (NodeDeliveryOff, NoNodeAgents).
+const (
+	// ReasonPullSecrets: served by the webhook's pull secrets.
+	ReasonPullSecrets = "PullSecrets"
+	// ReasonNodeAgents: served by the node agents.
+	ReasonNodeAgents = "NodeAgents"
+	// ReasonNoAgentReady: delivered by the node, and no agent is ready (none scheduled, or none
+	// running yet).
+	ReasonNoAgentReady = "NoAgentReady"
+)
+
+// served says where reg is served, given the namespaces holding its pull secret, and whether
+// that is so (the Served condition).
+func (k *Keeper) served(reg *v1alpha1.Registry, namespaces int) (*v1alpha1.ServedStatus, metav1.Condition) {
+	cond := metav1.Condition{Type: v1alpha1.ConditionServed, Status: metav1.ConditionTrue, ObservedGeneration: reg.Generation}
+	if reg.Spec.EffectiveDelivery() != v1alpha1.DeliveryNode {
+		// Pull secrets are written at a pod's admission: none yet is no fault.
+		cond.Reason, cond.Message = ReasonPullSecrets, fmt.Sprintf("pull secrets in %d namespaces", namespaces)
+		return &v1alpha1.ServedStatus{PullSecrets: int32(namespaces)}, cond
+	}
+	st := &v1alpha1.ServedStatus{}
+	if reason, msg := nodedelivery.Check(reg.Spec, k.cfg.NodeDelivery); reason != "" {
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reason, msg
+		return st, cond
+	}
+	cond.Reason, cond.Message = ReasonNodeAgents, "served by the node agents"
+	if k.cfg.Agents == nil {
+		return st, cond
+	}
+	count, known := k.cfg.Agents.Agents()
+	if !known {
+		return st, cond
+	}
+	ready, desired := count.Ready, count.Desired
+	switch {
+	case !count.Found:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, nodedelivery.ReasonNoNodeAgents, "delivery Node is served by the node agents, and their DaemonSet is missing"
+		return st, cond
+	case ready == 0:
+		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonNoAgentReady
+		cond.Message = fmt.Sprintf("delivery Node is served by the node agents, and none is ready (0 of %d nodes)", desired)
+	default:
+		cond.Message = fmt.Sprintf("served by the node agents on %d of %d nodes", ready, desired)
+	}
+	st.Nodes = &v1alpha1.NodesServed{Ready: ready, Desired: desired}
+	return st, cond
+}
+
+// observed is what a reconcile learnt, for the status.
+type observed struct {
+	srcErr     error
+	usable     bool
+	namespaces int
+	refreshed  bool
+	// lastGoodUntil: while the source cannot be read, until when the pull secrets keep the last
+	// good credentials (zero otherwise).
+	lastGoodUntil time.Time
+}
+
+// status writes the Served and Ready conditions, where the registry is served and the
+// namespace count, only when they changed. Ready is False when nothing serves the registry.
+func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, o observed) error {
+	srcErr, usable := o.srcErr, o.usable
 	next := reg.DeepCopy()
+	servedAt, servedCond := k.served(reg, o.namespaces)
+	changed := meta.SetStatusCondition(&next.Status.Conditions, servedCond)
+	k.cfg.Metrics.Served(reg.Name, servedCond.Status == metav1.ConditionTrue)
+	if !equality.Semantic.DeepEqual(next.Status.Served, servedAt) {
+		next.Status.Served = servedAt
+		changed = true
+	}
 	cond := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonCredentialsAvailable,
 		Message: "credentials read from the source", ObservedGeneration: reg.Generation}
 	switch {
+	case servedCond.Status == metav1.ConditionFalse:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, servedCond.Reason, servedCond.Message
 	case srcErr != nil && usable:
 		cond.Reason, cond.Message = ReasonRefreshFailing, conditionMessage(srcErr)
+	case srcErr != nil && !o.lastGoodUntil.IsZero():
+		cond.Status, cond.Reason = metav1.ConditionFalse, reasonOf(srcErr)
+		cond.Message = "pull secrets keep the last good credentials until " + o.lastGoodUntil.UTC().Format(time.RFC3339) + ": " + conditionMessage(srcErr)
 	case srcErr != nil:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, reasonOf(srcErr), conditionMessage(srcErr)
 	}
-	changed := meta.SetStatusCondition(&next.Status.Conditions, cond)
+	changed = meta.SetStatusCondition(&next.Status.Conditions, cond) || changed
+	var until *metav1.Time
+	if !o.lastGoodUntil.IsZero() {
+		t := metav1.NewTime(o.lastGoodUntil.Truncate(time.Second))
+		until = &t
+	}
+	if !until.Equal(next.Status.LastGoodUntil) {
+		next.Status.LastGoodUntil = until
+		changed = true
+	}
 	if k.cfg.PullThrough != nil {
 		if c := k.cfg.PullThrough.Condition(reg); c != nil {
 			changed = meta.SetStatusCondition(&next.Status.Conditions, *c) || changed
@@ -696,12 +804,12 @@ func (k *Keeper) status(ctx context.Context, reg *v1alpha1.Registry, srcErr erro
 		next.Status.ExpiresAt = expires
 		changed = true
 	}
-	if next.Status.Namespaces != int32(namespaces) || next.Status.ObservedGeneration != reg.Generation {
-		next.Status.Namespaces, next.Status.ObservedGeneration = int32(namespaces), reg.Generation
+	if next.Status.Namespaces != int32(o.namespaces) || next.Status.ObservedGeneration != reg.Generation {
+		next.Status.Namespaces, next.Status.ObservedGeneration = int32(o.namespaces), reg.Generation
 		changed = true
 	}
 	// LastRefreshTime: when new credentials from the source were last written out, or first seen.
-	if usable && (refreshed || next.Status.LastRefreshTime == nil) {
+	if usable && (o.refreshed || next.Status.LastRefreshTime == nil) {
 		now := metav1.NewTime(k.cfg.Now())
 		next.Status.LastRefreshTime = &now
 		changed = true

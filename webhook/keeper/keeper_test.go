@@ -77,6 +77,16 @@ type statusRecorder struct {
 
 func (s *statusRecorder) count() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.updates) }
 
+// last is the last status written.
+func (s *statusRecorder) last() *v1alpha1.Registry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.updates) == 0 {
+		return &v1alpha1.Registry{}
+	}
+	return s.updates[len(s.updates)-1]
+}
+
 func (s *statusRecorder) Get(_ context.Context, name string, _ metav1.GetOptions) (*v1alpha1.Registry, error) {
 	if r, ok := s.api[name]; ok {
 		return r.DeepCopy(), nil
@@ -363,7 +373,7 @@ func TestMissingSourceWithdrawsSecretsAndSaysWhy(t *testing.T) {
 		t.Fatalf("condition %+v", c)
 	}
 	want := `
-# HELP pullpass_credentials_ready 1 when usable credentials can be had for the registry (Ready=True in its status), else 0.
+# HELP pullpass_credentials_ready 1 when usable credentials can be had for the registry, else 0 (Ready is also False when nothing serves it: see pullpass_registry_served).
 # TYPE pullpass_credentials_ready gauge
 pullpass_credentials_ready{registry="r"} 0
 # HELP pullpass_credentials_refresh_errors_total Failed reads of a registry's credential source, by reason (AccessDenied, Throttled, CredentialsExpired, SourceSecretMissing, SourceUnavailable, ...).
@@ -397,6 +407,13 @@ func TestUnreadableSourceKeepsCredentialsForABoundedTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = k.Reconcile(context.Background(), "r")
+	// The status says until when (issue #24).
+	st := f.status.last().Status
+	c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+	if st.LastGoodUntil == nil || !st.LastGoodUntil.Time.Equal(now.Add(time.Hour)) ||
+		c == nil || !strings.Contains(c.Message, "last good credentials until 2026-12-06T13:00:00Z") {
+		t.Fatalf("lastGoodUntil %v, Ready %+v: want 13:00 in both", st.LastGoodUntil, c)
+	}
 	now = now.Add(59 * time.Minute)
 	_ = k.Reconcile(context.Background(), "r")
 	if u, d := f.writes(); len(u)+len(d) != 0 {
@@ -406,6 +423,9 @@ func TestUnreadableSourceKeepsCredentialsForABoundedTime(t *testing.T) {
 	_ = k.Reconcile(context.Background(), "r")
 	if u, _ := f.writes(); len(u) != 2 {
 		t.Fatalf("updates %v after the hour: want both pull secrets emptied", u)
+	}
+	if until := f.status.last().Status.LastGoodUntil; until != nil {
+		t.Fatalf("lastGoodUntil %v once withdrawn, want unset", until)
 	}
 }
 

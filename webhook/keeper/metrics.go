@@ -11,6 +11,8 @@ type Metrics interface {
 	// Credentials records a reconcile: whether usable credentials exist, when they expire
 	// (zero: never), and why the source failed ("" when it did not).
 	Credentials(registry string, usable bool, expiresAt time.Time, failure string)
+	// Served records whether anything serves the registry (its Served condition).
+	Served(registry string, served bool)
 	Forget(registry string)
 }
 
@@ -18,14 +20,15 @@ type Metrics interface {
 type NopMetrics struct{}
 
 func (NopMetrics) Credentials(string, bool, time.Time, string) {}
+func (NopMetrics) Served(string, bool)                         {}
 func (NopMetrics) Forget(string)                               {}
 
 var _ Metrics = NopMetrics{}
 
 // PrometheusMetrics records on a Prometheus registry.
 type PrometheusMetrics struct {
-	ready, expiry *prometheus.GaugeVec
-	errors        *prometheus.CounterVec
+	ready, expiry, served *prometheus.GaugeVec
+	errors                *prometheus.CounterVec
 }
 
 var _ Metrics = (*PrometheusMetrics)(nil)
@@ -36,18 +39,22 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 	m := &PrometheusMetrics{
 		ready: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pullpass_credentials_ready",
-			Help: "1 when usable credentials can be had for the registry (Ready=True in its status), else 0.",
+			Help: "1 when usable credentials can be had for the registry, else 0 (Ready is also False when nothing serves it: see pullpass_registry_served).",
 		}, []string{"registry"}),
 		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pullpass_credentials_expiry_timestamp_seconds",
 			Help: "When the registry's current credentials expire (Unix time); absent for credentials that do not expire.",
+		}, []string{"registry"}),
+		served: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pullpass_registry_served",
+			Help: "1 when something serves the registry (pull secrets, or node agents able to serve it: Served=True in its status), else 0.",
 		}, []string{"registry"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullpass_credentials_refresh_errors_total",
 			Help: "Failed reads of a registry's credential source, by reason (AccessDenied, Throttled, CredentialsExpired, SourceSecretMissing, SourceUnavailable, ...).",
 		}, []string{"registry", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.ready, m.expiry, m.errors} {
+	for _, c := range []prometheus.Collector{m.ready, m.expiry, m.served, m.errors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -71,8 +78,17 @@ func (m *PrometheusMetrics) Credentials(registry string, usable bool, expiresAt 
 	}
 }
 
+func (m *PrometheusMetrics) Served(registry string, served bool) {
+	v := 0.0
+	if served {
+		v = 1
+	}
+	m.served.WithLabelValues(registry).Set(v)
+}
+
 func (m *PrometheusMetrics) Forget(registry string) {
 	m.ready.DeleteLabelValues(registry)
+	m.served.DeleteLabelValues(registry)
 	m.expiry.DeleteLabelValues(registry)
 	m.errors.DeletePartialMatch(prometheus.Labels{"registry": registry})
 }

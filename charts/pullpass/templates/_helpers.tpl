@@ -37,6 +37,15 @@ app.kubernetes.io/component: agent
 
 {{- define "pullpass.agent.name" -}}pullpass-agent{{- end -}}
 
+{{- /* What the node agents serve (pkg/nodedelivery): none, cluster (Cluster-scope registries,
+in provider or legacy mode) or tokens (also Namespaced registries with delivery Node). */ -}}
+{{- define "pullpass.nodeDelivery" -}}
+{{- if not .Values.agent.enabled -}}none
+{{- else if and (eq .Values.agent.mode "provider") .Values.agent.serviceAccountTokens.enabled -}}tokens
+{{- else -}}cluster
+{{- end -}}
+{{- end -}}
+
 {{- define "pullpass.agent.sourcesRole" -}}pullpass-agent-sources{{- end -}}
 
 {{- /* The directory the agent needs of the kubelet's provider config: the path itself, or the

@@ -42,6 +42,7 @@ func TestSeriesPerRegistryWorstCase(t *testing.T) {
 		for _, reason := range reasons {
 			wm.Keeper.Credentials(r, true, expiry, reason)
 		}
+		wm.Keeper.Served(r, true)
 		for _, result := range []string{refresher.ResultSuccess, refresher.ResultStale, refresher.ResultError} {
 			am.Refresh(r, result)
 		}

@@ -52,6 +52,11 @@ const (
 	// ConditionVerified says whether the registry accepted a login with the current credentials
 	// (GET /v2/ and, for Bearer registries, a pull-scope token), checked without pulling anything.
 	ConditionVerified = "Verified"
+	// ConditionServed says whether anything delivers the registry's credentials: the webhook's
+	// pull secrets (delivery PullSecret), or node agents able to serve it (delivery Node). When
+	// it is False, Ready is False too, with the same reason: credentials nobody delivers are of
+	// no use to any pod.
+	ConditionServed = "Served"
 )
 
 // Registry maps image host patterns to a credential source.
@@ -64,6 +69,7 @@ const (
 // +kubebuilder:printcolumn:name="Scope",type=string,JSONPath=`.spec.scope`
 // +kubebuilder:printcolumn:name="Delivery",type=string,priority=1,JSONPath=`.spec.delivery`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Served",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Served")].status`
 // +kubebuilder:printcolumn:name="Verified",type=string,JSONPath=`.status.conditions[?(@.type=="Verified")].reason`
 // +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
@@ -287,10 +293,36 @@ type RegistryStatus struct {
 	LastRefreshTime *metav1.Time `json:"lastRefreshTime,omitempty"`
 	// Namespaces counts the namespaces holding a pull secret for this registry.
 	Namespaces int32 `json:"namespaces,omitempty"`
+	// Served says where the registry is served (the Served condition says whether that is so).
+	// +optional
+	Served *ServedStatus `json:"served,omitempty"`
+	// LastGoodUntil is, while the source cannot be read, until when the pull secrets keep the
+	// last good credentials; then they are withdrawn. Unset while the source answers.
+	// +optional
+	LastGoodUntil *metav1.Time `json:"lastGoodUntil,omitempty"`
 	// Verification is the last login to the registry with its current credentials (the
 	// Verified condition holds its outcome).
 	// +optional
 	Verification *RegistryVerification `json:"verification,omitempty"`
+}
+
+// ServedStatus is where a registry is served.
+type ServedStatus struct {
+	// PullSecrets counts the namespaces holding its pull secret (delivery PullSecret).
+	// +optional
+	PullSecrets int32 `json:"pullSecrets,omitempty"`
+	// Nodes counts the node agents that serve it (delivery Node): the agent DaemonSet's ready
+	// pods of those it should run.
+	// +optional
+	Nodes *NodesServed `json:"nodes,omitempty"`
+}
+
+// NodesServed counts the node agents serving a registry.
+type NodesServed struct {
+	// Ready agents: the DaemonSet's ready pods.
+	Ready int32 `json:"ready"`
+	// Desired agents: the nodes the DaemonSet should run on.
+	Desired int32 `json:"desired"`
 }
 
 // RegistryVerification records the last login to a registry with its credentials.

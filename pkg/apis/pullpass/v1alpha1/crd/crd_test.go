@@ -337,8 +337,8 @@ func TestScopeDefault(t *testing.T) {
 	}
 }
 
-// `kubectl get registries` shows hosts, scope, ready and expiry; -o wide adds reason and
-// namespaces.
+// `kubectl get registries` shows hosts, scope, ready and expiry; -o wide adds delivery, served,
+// reason and namespaces.
 func TestPrinterColumns(t *testing.T) {
 	env := controlPlane.Env(t)
 	r := env.CreateRegistry(t, registry("columns"))
@@ -350,6 +350,9 @@ func TestPrinterColumns(t *testing.T) {
 		}, {
 			Type: v1alpha1.ConditionVerified, Status: metav1.ConditionFalse, Reason: "Unauthorized",
 			Message: "login to ghcr.io refused", LastTransitionTime: metav1.Now(),
+		}, {
+			Type: v1alpha1.ConditionServed, Status: metav1.ConditionTrue, Reason: "PullSecrets",
+			Message: "pull secrets in 3 namespaces", LastTransitionTime: metav1.Now(),
 		}},
 	}
 	if _, err := env.Registries.UpdateStatus(t.Context(), r, metav1.UpdateOptions{}); err != nil {
@@ -368,12 +371,12 @@ func TestPrinterColumns(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		cols = append(cols, fmt.Sprintf("%s:%s:%d", c.Name, c.Type, c.Priority))
 	}
-	want := "Name:string:0 Hosts:string:0 Scope:string:0 Delivery:string:1 Ready:string:0 Verified:string:0 Expires:date:0 Reason:string:1 Namespaces:integer:1 Age:date:0"
+	want := "Name:string:0 Hosts:string:0 Scope:string:0 Delivery:string:1 Ready:string:0 Served:string:1 Verified:string:0 Expires:date:0 Reason:string:1 Namespaces:integer:1 Age:date:0"
 	if got := strings.Join(cols, " "); got != want {
 		t.Fatalf("columns\n  %s\nwant\n  %s", got, want)
 	}
-	cells := fmt.Sprint(table.Rows[0].Cells[:9])
-	if want := `[columns ["ghcr.io"] Namespaced <nil> False Unauthorized <nil> AccessDenied 3]`; cells != want {
+	cells := fmt.Sprint(table.Rows[0].Cells[:10])
+	if want := `[columns ["ghcr.io"] Namespaced <nil> False True Unauthorized <nil> AccessDenied 3]`; cells != want {
 		t.Fatalf("row %s, want %s", cells, want)
 	}
 }
