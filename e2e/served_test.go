@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/pullpass/pullpass/e2e/framework"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/cli"
 	"github.com/pullpass/pullpass/pkg/nodedelivery"
 )
 
@@ -94,4 +97,70 @@ func TestRegistrySaysWhereItIsServed(t *testing.T) {
 				st.Served != nil && st.Served.Nodes != nil && *st.Served.Nodes == want && gauge("served-node") == 1
 		})
 	})
+}
+
+// The unserved case on this cluster itself (issue #24): the agents taken out of token mode
+// (helm upgrade, the suite's other values kept), a Namespaced registry delivered by the node
+// turns Served=False and Ready=False (NodeDeliveryOff), pullpass_registry_served 0,
+// PullpassRegistryUnserved fires, and the CLI refuses to make another. Token mode is put back
+// after, and the kubelets restarted on the config they started with.
+func TestRegistryNothingServesSaysSoAlertsAndTheCLIRefuses(t *testing.T) {
+	e := framework.Load(t)
+	ep := e.Deployed(t)
+	pp := framework.PullpassNamespace
+	setTokens := func(t *testing.T, on bool) {
+		out, err := exec.Command(helm(t), "upgrade", "pullpass", framework.RepoRoot()+"/charts/pullpass", "--kubeconfig", e.Kubeconfig,
+			"--namespace", pp, "--reuse-values", "--set", fmt.Sprintf("agent.serviceAccountTokens.enabled=%t", on),
+			"--wait", "--timeout", "3m").CombinedOutput()
+		if err != nil {
+			t.Fatalf("helm upgrade (tokens %t): %v\n%s", on, err, out)
+		}
+		want := map[bool]nodedelivery.Mode{true: nodedelivery.Tokens, false: nodedelivery.Cluster}[on]
+		waitFor(t, 2*time.Minute, "the agents rolled out with tokens "+fmt.Sprint(on), func() bool {
+			ds, err := e.Kube.AppsV1().DaemonSets(pp).Get(context.Background(), "pullpass-agent", metav1.GetOptions{})
+			if err != nil {
+				return false
+			}
+			s := ds.Status
+			cm, err := e.Kube.CoreV1().ConfigMaps(pp).Get(context.Background(), nodedelivery.ConfigMapName, metav1.GetOptions{})
+			return err == nil && nodedelivery.Mode(cm.Data[nodedelivery.ConfigMapKey]) == want && s.ObservedGeneration >= ds.Generation &&
+				s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberReady == s.DesiredNumberScheduled
+		})
+	}
+	cm, err := e.Kube.CoreV1().ConfigMaps(pp).Get(framework.Context(t, 30*time.Second), nodedelivery.ConfigMapName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nodedelivery.Mode(cm.Data[nodedelivery.ConfigMapKey]) == nodedelivery.Tokens {
+		setTokens(t, false)
+		t.Cleanup(func() {
+			setTokens(t, true)
+			script(t, "restart-kubelet.sh")
+		})
+	}
+	e.CreateRegistry(t, framework.RegistryOptions{Name: "unserved-node", Hosts: []string{"unserved-node.example.com"},
+		Scope: v1alpha1.ScopeNamespaced, Delivery: v1alpha1.DeliveryNode})
+	waitFor(t, time.Minute, "Served=False and Ready=False (NodeDeliveryOff), pullpass_registry_served 0", func() bool {
+		r, err := e.Registries.Get(context.Background(), "unserved-node", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		served := meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionServed)
+		ready := meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionReady)
+		return served != nil && served.Status == metav1.ConditionFalse && served.Reason == nodedelivery.ReasonNodeDeliveryOff &&
+			ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == served.Reason &&
+			strings.Contains(served.Message, "agent.serviceAccountTokens.enabled") &&
+			e.WebhookMetric(t, ep, "pullpass_registry_served", map[string]string{"registry": "unserved-node"}) == 0
+	})
+	prom := ep.Prometheus(t)
+	match := map[string]string{"registry": "unserved-node"}
+	prom.WaitAlert(t, "PullpassRegistryUnserved", match, "firing", 2*time.Minute)
+	checkAlert(t, prom, "PullpassRegistryUnserved", match, "namespace", "registry")
+	r := runCLI(t, e, "", "-N", pp, "registries", "add", "unserved-cli.example.com", "bot", "pw", "--delivery", "Node", "--no-wait")
+	if r.code != 2 || !strings.Contains(r.errOut, nodedelivery.ReasonNodeDeliveryOff) || !strings.Contains(r.errOut, "--force") {
+		t.Fatalf("registries add --delivery Node: exit %d, stderr %q; want 2 naming NodeDeliveryOff and --force", r.code, r.errOut)
+	}
+	if _, err := e.Registries.Get(context.Background(), cli.NameForHost("unserved-cli.example.com"), metav1.GetOptions{}); err == nil {
+		t.Fatal("the refused add wrote its Registry")
+	}
 }
