@@ -29,7 +29,7 @@ func TestKubeletAcceptsTheProviderConfig(t *testing.T) {
 		if dir {
 			cfg, name = filepath.Join(d, "config.d"), "pullpass-dir"
 		}
-		in, err := install.New(install.Config{PluginSource: src, BinDir: filepath.Join(d, "bin"), ConfigPath: cfg, PluginName: name,
+		in, err := install.New(install.Config{PluginSource: src, TokenPluginSource: src, BinDir: filepath.Join(d, "bin"), ConfigPath: cfg, PluginName: name,
 			CachePath: filepath.Join(d, "cache", "credentials.json"), CacheDuration: time.Minute, MatchImages: []string{"localhost:5443"},
 			Tokens: &install.Tokens{Audience: "pullpass.io"}})
 		if err != nil {
