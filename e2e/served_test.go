@@ -45,7 +45,7 @@ func TestRegistrySaysWhereItIsServed(t *testing.T) {
 		return meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionServed), meta.FindStatusCondition(r.Status.Conditions, v1alpha1.ConditionReady), r.Status
 	}
 	gauge := func(name string) float64 {
-		return e.WebhookMetric(t, ep, "pullpass_registry_served", map[string]string{"registry": name})
+		return e.ControllerMetric(t, ep, "pullpass_registry_served", map[string]string{"registry": name})
 	}
 
 	t.Run("pull secrets", func(t *testing.T) {
@@ -150,7 +150,7 @@ func TestRegistryNothingServesSaysSoAlertsAndTheCLIRefuses(t *testing.T) {
 		return served != nil && served.Status == metav1.ConditionFalse && served.Reason == nodedelivery.ReasonNodeDeliveryOff &&
 			ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == served.Reason &&
 			strings.Contains(served.Message, "agent.serviceAccountTokens.enabled") &&
-			e.WebhookMetric(t, ep, "pullpass_registry_served", map[string]string{"registry": "unserved-node"}) == 0
+			e.ControllerMetric(t, ep, "pullpass_registry_served", map[string]string{"registry": "unserved-node"}) == 0
 	})
 	prom := ep.Prometheus(t)
 	match := map[string]string{"registry": "unserved-node"}

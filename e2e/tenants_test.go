@@ -172,7 +172,7 @@ func TestWebhookRecoversFromAnUnusableTLSSecret(t *testing.T) {
 // each, labelled as pullpass labels its pull secrets, in an opted-in namespace, are more than a
 // webhook replica's memory limit (the chart's 256 MiB). Before, every replica cached them whole
 // and was killed for it (the webhook then fails open); now each keeps a digest of them, no
-// replica restarts, and pods are injected as before.
+// webhook or controller replica restarts, and pods are injected as before.
 func TestTenantSecretsWithPullpassLabelsCostReplicasLittle(t *testing.T) {
 	e := framework.Load(t)
 	ep := e.Deployed(t)
@@ -182,8 +182,9 @@ func TestTenantSecretsWithPullpassLabelsCostReplicasLittle(t *testing.T) {
 	ns := e.Namespace(t, "labelled-secrets", optIn)
 	e.WaitServed(t, ns, secret)
 	ctx := framework.Context(t, 5*time.Minute)
+	// The webhook's replicas and the controller's both cache pullpass's labelled Secrets.
 	restarts := func() map[string]int32 {
-		list, err := e.Kube.CoreV1().Pods(pp).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
+		list, err := e.Kube.CoreV1().Pods(pp).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component in (webhook,controller)"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +223,7 @@ func TestTenantSecretsWithPullpassLabelsCostReplicasLittle(t *testing.T) {
 	after := restarts()
 	for name, r := range after {
 		if b, ok := before[name]; !ok || r != b {
-			t.Errorf("webhook pod %s: restarts %d -> %d (all before: %v)", name, b, r, before)
+			t.Errorf("pod %s: restarts %d -> %d (all before: %v)", name, b, r, before)
 		}
 	}
 	t.Logf("%d tenant Secrets of 1 MiB labelled as pull secrets: webhook replicas' heap in use %.1f MiB -> %.1f MiB, restarts %v",

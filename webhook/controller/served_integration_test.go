@@ -1,4 +1,4 @@
-package app
+package controller
 
 import (
 	"fmt"
@@ -24,8 +24,8 @@ import (
 // and by nothing once none is ready.
 func TestServedFollowsNodeDelivery(t *testing.T) {
 	env := controlPlane.Env(t)
-	ensureNamespace(t, env, ns)
-	sourceSecret(t, env, "served-src", "served.example.com", "pw")
+	env.EnsureNamespace(t, ns)
+	env.SourceSecret(t, ns, "served-src", "served.example.com", "pw")
 	labels := map[string]string{"app": "served-agent"}
 	ds, err := env.Kube.AppsV1().DaemonSets(ns).Create(t.Context(), &appsv1.DaemonSet{
 		ObjectMeta: metav1.ObjectMeta{Name: "served-agent"},
@@ -49,7 +49,7 @@ func TestServedFollowsNodeDelivery(t *testing.T) {
 	}
 	env.CreateRegistry(t, registry("served-node", v1alpha1.ScopeNamespaced, v1alpha1.DeliveryNode))
 	env.CreateRegistry(t, registry("served-cluster", v1alpha1.ScopeCluster, ""))
-	r := startReplica(t, env, "", func(o *Options) { o.NodeDelivery, o.AgentDaemonSet = string(nodedelivery.Cluster), "served-agent" })
+	r := startReplica(t, env, func(o *Options) { o.NodeDelivery, o.AgentDaemonSet = string(nodedelivery.Cluster), "served-agent" })
 
 	status := func(name string) func() (*v1alpha1.RegistryStatus, error) {
 		return func() (*v1alpha1.RegistryStatus, error) {
