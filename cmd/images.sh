@@ -11,7 +11,7 @@ E2E_DIR=${E2E_DIR:-$(cd "$(dirname "$0")/.." && pwd)/_output/images}
 . "$(dirname "$0")/../e2e/cluster/lib.sh"
 export DOCKER_CONFIG=$user_docker_config # the user's registry login, not the harness's
 CRANE=$("$(dirname "$0")/../e2e/cluster/build-tools.sh" crane | tail -n 1)/crane
-build_image_of "$repo/pullpass-webhook:$tag" 65532 /pullpass-webhook cmd/pullpass-webhook
+build_image_of "$repo/pullpass-webhook:$tag" 65532 /pullpass-webhook cmd/pullpass-webhook cmd/pullpass-controller
 build_image_of "$repo/pullpass-agent:$tag" 0 /pullpass-agent cmd/pullpass-agent cmd/pullpass-credential-provider
 build_image_of "$repo/pullpass:$tag" 65532 /pullpass cmd/pullpass
 log "pushed $repo/pullpass-webhook:$tag, $repo/pullpass-agent:$tag, $repo/pullpass:$tag"

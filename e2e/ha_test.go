@@ -24,10 +24,13 @@ import (
 )
 
 // The chart's defaults on a cluster of several nodes (make e2e-kind): two webhook replicas behind
-// their Service, an agent per node. On the one-node harness these tests have nothing to prove
+// their Service, two controller replicas (one leading), an agent per node. On the one-node harness these tests have nothing to prove
 // and say so.
 
-const webhookSelector = "app.kubernetes.io/component=webhook"
+const (
+	webhookSelector    = "app.kubernetes.io/component=webhook"
+	controllerSelector = "app.kubernetes.io/component=controller"
+)
 
 // workers returns the schedulable nodes without the control-plane role, failing over to a
 // skip on a cluster of one node.
@@ -50,9 +53,16 @@ func workers(t *testing.T, e *framework.Env) []string {
 	return out
 }
 
-func webhookPods(t *testing.T, e *framework.Env) []corev1.Pod {
+func webhookPods(t *testing.T, e *framework.Env) []corev1.Pod { return pullpassPods(t, e, webhookSelector) }
+
+func controllerPods(t *testing.T, e *framework.Env) []corev1.Pod {
+	return pullpassPods(t, e, controllerSelector)
+}
+
+// pullpassPods are the pods of one component, not being deleted.
+func pullpassPods(t *testing.T, e *framework.Env, selector string) []corev1.Pod {
 	t.Helper()
-	list, err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).List(framework.Context(t, time.Minute), metav1.ListOptions{LabelSelector: webhookSelector})
+	list, err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).List(framework.Context(t, time.Minute), metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +75,15 @@ func webhookPods(t *testing.T, e *framework.Env) []corev1.Pod {
 	return out
 }
 
-// webhookReady waits for the Deployment to have all its replicas ready and up to date.
-func webhookReady(t *testing.T, e *framework.Env, d time.Duration) {
+// webhookReady waits for the webhook Deployment to have all its replicas ready and up to date.
+func webhookReady(t *testing.T, e *framework.Env, d time.Duration) { deploymentReady(t, e, "pullpass-webhook", d) }
+
+// deploymentReady waits for one of pullpass's Deployments to have all its replicas ready and up
+// to date.
+func deploymentReady(t *testing.T, e *framework.Env, name string, d time.Duration) {
 	t.Helper()
-	waitFor(t, d, "the webhook Deployment rolled out and ready", func() bool {
-		dep, err := e.Kube.AppsV1().Deployments(framework.PullpassNamespace).Get(context.Background(), "pullpass-webhook", metav1.GetOptions{})
+	waitFor(t, d, name+" rolled out and ready", func() bool {
+		dep, err := e.Kube.AppsV1().Deployments(framework.PullpassNamespace).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil || dep.Spec.Replicas == nil {
 			return false
 		}
@@ -79,13 +93,14 @@ func webhookReady(t *testing.T, e *framework.Env, d time.Duration) {
 	})
 }
 
-// webhookSettled waits for webhookReady, no webhook pod terminating, and a current pod holding
-// the keeper's Lease: what a leader counts is then in the metrics of a pod that stays.
-func webhookSettled(t *testing.T, e *framework.Env, d time.Duration) {
+// controllerSettled waits for the controller's Deployment ready, no controller pod terminating,
+// and a current pod holding the keeper's Lease: what a leader counts is then in the metrics of a
+// pod that stays.
+func controllerSettled(t *testing.T, e *framework.Env, d time.Duration) {
 	t.Helper()
-	webhookReady(t, e, d)
-	waitFor(t, d, "the old webhook pods gone and a current one leading", func() bool {
-		list, err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).List(framework.Context(t, time.Minute), metav1.ListOptions{LabelSelector: webhookSelector})
+	deploymentReady(t, e, "pullpass-controller", d)
+	waitFor(t, d, "the old controller pods gone and a current one leading", func() bool {
+		list, err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).List(framework.Context(t, time.Minute), metav1.ListOptions{LabelSelector: controllerSelector})
 		if err != nil {
 			return false
 		}
@@ -258,13 +273,13 @@ func TestHAWebhookPodDeletedWhileAdmitting(t *testing.T) {
 	webhookReady(t, e, 2*time.Minute)
 }
 
-// The keeper's leader is deleted: leadership moves to the other replica, and a rotation still
+// The controller's leader is deleted: leadership moves to the other replica, and a rotation still
 // reaches every namespace.
 func TestHALeaderDeletedRotationStillReaches(t *testing.T) {
 	e := framework.Load(t)
 	e.Deployed(t)
 	workers(t, e)
-	webhookReady(t, e, 2*time.Minute)
+	controllerSettled(t, e, 2*time.Minute)
 	ctx := framework.Context(t, 5*time.Minute)
 	reg := e.CreateRegistry(t, framework.RegistryOptions{Name: "ha-leader"})
 	secret := "pullpass-" + reg.Name
@@ -286,9 +301,9 @@ func TestHALeaderDeletedRotationStillReaches(t *testing.T) {
 	}
 	// A replica leads (after an earlier test's restarts, the Lease may take a term to be won).
 	var leader, leaderPod string
-	waitFor(t, time.Minute, "a webhook pod holding the Lease", func() bool {
+	waitFor(t, time.Minute, "a controller pod holding the Lease", func() bool {
 		leader = holder()
-		for _, p := range webhookPods(t, e) {
+		for _, p := range controllerPods(t, e) {
 			if strings.HasPrefix(leader, p.Name+"_") {
 				leaderPod = p.Name
 			}
@@ -312,7 +327,7 @@ func TestHALeaderDeletedRotationStillReaches(t *testing.T) {
 	for _, ns := range namespaces {
 		waitFor(t, time.Minute, "the rotation in "+ns, func() bool { got, _ := e.PullSecretPassword(t, ns, secret); return got == pw })
 	}
-	webhookReady(t, e, 2*time.Minute)
+	deploymentReady(t, e, "pullpass-controller", 2*time.Minute)
 }
 
 // With no webhook pod at all, pods are still admitted (failurePolicy Ignore, through the

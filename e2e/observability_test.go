@@ -21,9 +21,9 @@ import (
 func TestPullAuthFailureCountedOncePerEpisode(t *testing.T) {
 	e := framework.Load(t)
 	ep := e.Deployed(t)
-	// An earlier test may have restarted the webhook: a count made by a leader on its way out
+	// An earlier test may have restarted the controller: a count made by a leader on its way out
 	// goes with its pod (docs/observability.md), and this test is about one leader's count.
-	webhookSettled(t, e, 2*time.Minute)
+	controllerSettled(t, e, 2*time.Minute)
 	e.CreateRegistry(t, framework.RegistryOptions{Name: "obs-wrong", Username: e.RegistryUsername, Password: "wrong-password"})
 	ns := e.Namespace(t, "obs", optIn)
 	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
@@ -57,33 +57,33 @@ func TestPullAuthFailureCountedOncePerEpisode(t *testing.T) {
 		}
 	})
 	waitFor(t, time.Minute, "the auth failure counted", func() bool {
-		last = e.WebhookMetric(t, ep, "pullpass_image_pull_failures_total", labels)
+		last = e.ControllerMetric(t, ep, "pullpass_image_pull_failures_total", labels)
 		return last == 1
 	})
 	t.Logf("counted %s after the first failed pull was seen", time.Since(start).Round(100*time.Millisecond))
 
 	// The kubelet retries (back-off 10 s, then 20 s): wait for two more failed pulls.
 	waitFor(t, 2*time.Minute, "three failed pulls", func() bool { return failedPulls(3) })
-	if got := e.WebhookMetric(t, ep, "pullpass_image_pull_failures_total", labels); got != 1 {
+	if got := e.ControllerMetric(t, ep, "pullpass_image_pull_failures_total", labels); got != 1 {
 		t.Fatalf("failures = %v after the kubelet retried, want 1 (one episode)", got)
 	}
-	if got := e.WebhookMetric(t, ep, "pullpass_image_pulls_failing", labels); got != 1 {
+	if got := e.ControllerMetric(t, ep, "pullpass_image_pulls_failing", labels); got != 1 {
 		t.Fatalf("failing now = %v, want 1", got)
 	}
 	if err := e.Kube.CoreV1().Pods(ns).Delete(framework.Context(t, time.Minute), pod.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Minute, "the episode gone with its pod", func() bool {
-		return e.WebhookMetric(t, ep, "pullpass_image_pulls_failing", labels) == 0
+		return e.ControllerMetric(t, ep, "pullpass_image_pulls_failing", labels) == 0
 	})
 }
 
-// What the deployed webhook and agent serve passes promtool's metric lint (promlint, the same
+// What the deployed webhook, controller and agent serve passes promtool's metric lint (promlint, the same
 // checks as `promtool check metrics`).
 func TestMetricsPassPromlint(t *testing.T) {
 	e := framework.Load(t)
 	ep := e.Deployed(t)
-	for name, url := range map[string]string{"webhook": ep.WebhookMetricsURL, "agent": ep.AgentMetricsURL} {
+	for name, url := range map[string]string{"webhook": ep.WebhookMetricsURL, "controller": e.ControllerMetricURLs(t, ep)[0], "agent": ep.AgentMetricsURL} {
 		resp, err := http.Get(url)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

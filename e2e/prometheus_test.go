@@ -80,8 +80,8 @@ func scrapedAsTheChartSays(t *testing.T, prom *framework.Prometheus) {
 		}
 		jobs[job] = true
 	}
-	if !jobs["pullpass-webhook"] || !jobs["pullpass-agent"] || len(jobs) != 2 {
-		t.Fatalf("scraped jobs %v, want pullpass-webhook and pullpass-agent", jobs)
+	if !jobs["pullpass-webhook"] || !jobs["pullpass-controller"] || !jobs["pullpass-agent"] || len(jobs) != 3 {
+		t.Fatalf("scraped jobs %v, want pullpass-webhook, pullpass-controller and pullpass-agent", jobs)
 	}
 
 	// The rule groups are the chart's, with the harness's `for`.
@@ -150,9 +150,9 @@ func checkAlert(t *testing.T, prom *framework.Prometheus, name string, match map
 // alerts go pending then fire; the right password resolves them.
 func wrongPasswordAlerts(t *testing.T, e *framework.Env, prom *framework.Prometheus) {
 	// The rising alert counts a counter first seen within its window from zero only if Prometheus
-	// was scraping the webhook a window ago (else it cannot tell new failures from old ones).
-	waitFor(t, 2*time.Minute, "Prometheus scraping the webhook for a window (1m)", func() bool {
-		return len(prom.Query(t, `up{job="pullpass-webhook"} offset 1m == 1`)) > 0
+	// was scraping the controller a window ago (else it cannot tell new failures from old ones).
+	waitFor(t, 2*time.Minute, "Prometheus scraping the controller for a window (1m)", func() bool {
+		return len(prom.Query(t, `up{job="pullpass-controller"} offset 1m == 1`)) > 0
 	})
 	reg := e.CreateRegistry(t, framework.RegistryOptions{Name: "prom-auth", Username: e.RegistryUsername, Password: "wrong-password"})
 	ns := e.Namespace(t, "prom-auth", optIn)
@@ -167,8 +167,8 @@ func wrongPasswordAlerts(t *testing.T, e *framework.Env, prom *framework.Prometh
 		return len(v) == 1 && v[0].Value == 3
 	})
 	got := prom.Query(t, failures)[0].Metric
-	if got["job"] != "pullpass-webhook" || got["exported_namespace"] != "" {
-		t.Fatalf("the failures series is %v: want job pullpass-webhook and the pods' namespace kept", got)
+	if got["job"] != "pullpass-controller" || got["exported_namespace"] != "" {
+		t.Fatalf("the failures series is %v: want job pullpass-controller and the pods' namespace kept", got)
 	}
 
 	// Three new failures at once (one counter at 3): rising fires at once, for the window (1m here).

@@ -76,25 +76,51 @@ func TestServiceAccountsMayDoOnlyWhatTheyNeed(t *testing.T) {
 			{"get", "/openid/v1/jwks", "", true},
 			{"create", "serviceaccounts/token", "default", false},
 		},
+		// Admission only: it reads, and writes pull secrets; no status, no pods, no Lease.
 		"pullpass-webhook": {
 			{"list", "registries.pullpass.io", "", true},
-			{"update", "registries.pullpass.io#status", "", true},
+			{"update", "registries.pullpass.io#status", "", false},
 			{"update", "registries.pullpass.io", "", false},
 			{"delete", "registries.pullpass.io", "", false},
 			{"create", "secrets", "default", true}, // pull secrets, in any served namespace
 			{"update", "secrets", "default", true},
+			{"delete", "secrets", "default", false},
+			{"delete", "secrets/pullpass-webhook-tls", pp, true}, // one of the wrong type is replaced
+			{"list", "namespaces", "", true},
+			{"update", "namespaces", "", false},
+			{"list", "pods", "", false},
+			{"list", "events", "", false},
+			{"create", "pods", "default", false},
+			{"update", "leases.coordination.k8s.io/pullpass-keeper", pp, false},
+			{"update", "roles.rbac.authorization.k8s.io/pullpass-agent-sources", pp, false},
+			{"create", "roles.rbac.authorization.k8s.io", pp, false},
+			{"create", "rolebindings.rbac.authorization.k8s.io", pp, false},
+			{"update", "mutatingwebhookconfigurations.admissionregistration.k8s.io/pullpass", "", true},
+			{"update", "mutatingwebhookconfigurations.admissionregistration.k8s.io/other", "", false},
+			{"create", "clusterrolebindings.rbac.authorization.k8s.io", "", false},
+		},
+		// The leader-elected controllers: status, pull secrets kept and deleted, the pull watcher,
+		// stuck pods, the Lease, the agents' Role; never the webhook's configuration.
+		"pullpass-controller": {
+			{"list", "registries.pullpass.io", "", true},
+			{"update", "registries.pullpass.io#status", "", true},
+			{"update", "registries.pullpass.io", "", false},
+			{"delete", "registries.pullpass.io", "", false},
+			{"update", "secrets", "default", true},
+			{"delete", "secrets", "default", true}, // pull secrets no registry serves any more
 			{"list", "namespaces", "", true},
 			{"update", "namespaces", "", false},
 			{"list", "pods", "", true}, // the pull failure watcher
+			{"delete", "pods", "default", true}, // stuck pods, where asked for
 			{"create", "pods", "default", false},
+			{"create", "events", "default", true},
 			{"update", "leases.coordination.k8s.io/pullpass-keeper", pp, true},
 			{"update", "leases.coordination.k8s.io", "kube-system", false},
 			{"update", "roles.rbac.authorization.k8s.io/pullpass-agent-sources", pp, true},
 			{"update", "roles.rbac.authorization.k8s.io/pullpass-agent", pp, false},
 			{"create", "roles.rbac.authorization.k8s.io", pp, false},
 			{"create", "rolebindings.rbac.authorization.k8s.io", pp, false},
-			{"update", "mutatingwebhookconfigurations.admissionregistration.k8s.io/pullpass", "", true},
-			{"update", "mutatingwebhookconfigurations.admissionregistration.k8s.io/other", "", false},
+			{"update", "mutatingwebhookconfigurations.admissionregistration.k8s.io/pullpass", "", false},
 			{"create", "clusterrolebindings.rbac.authorization.k8s.io", "", false},
 		},
 	}
@@ -172,7 +198,8 @@ func TestOnlyClusterAdminsWriteRegistries(t *testing.T) {
 	}
 	pp := framework.PullpassNamespace
 	subjects := []string{"e2e-tenant-admin", "e2e-tenant-edit",
-		"system:serviceaccount:" + pp + ":pullpass-webhook", "system:serviceaccount:" + pp + ":pullpass-agent"}
+		"system:serviceaccount:" + pp + ":pullpass-webhook", "system:serviceaccount:" + pp + ":pullpass-controller",
+		"system:serviceaccount:" + pp + ":pullpass-agent"}
 	for _, as := range subjects {
 		for _, verb := range []string{"create", "update", "patch", "delete"} {
 			for _, namespace := range []string{"", ns} {

@@ -18,9 +18,10 @@ import (
 
 const keeperLease = "pullpass-keeper"
 
-// The Lease is taken from the keeper's leader for a while and then given up: when a replica
-// leads again (the same one, on a one-replica cluster) its keeper still works. It used to find
-// its work queue shut down by the previous term and rotate nothing, while renewing the Lease.
+// The Lease is taken from the controller's leader for a while and then given up: the leader
+// exits when it loses the Lease (its container restarts), and when a replica leads again (the
+// same pod, restarted, on a one-replica cluster) its keeper works. (A leader that stayed up used
+// to find its work queue shut down by the previous term and rotate nothing.)
 func TestLeaseLostAndWonBackKeeperStillRotates(t *testing.T) {
 	e := framework.Load(t)
 	e.Deployed(t)
@@ -37,6 +38,16 @@ func TestLeaseLostAndWonBackKeeperStillRotates(t *testing.T) {
 		t.Fatalf("no keeper Lease held: %v", err)
 	}
 	leader := *first.Spec.HolderIdentity
+	restarts := func() int32 {
+		var n int32
+		for _, p := range controllerPods(t, e) {
+			for _, c := range p.Status.ContainerStatuses {
+				n += c.RestartCount
+			}
+		}
+		return n
+	}
+	restartsBefore := restarts()
 	// Take it: another holder renewing it, as a partition would look to the leader.
 	thief := "e2e-thief"
 	steal := func() {
@@ -57,7 +68,8 @@ func TestLeaseLostAndWonBackKeeperStillRotates(t *testing.T) {
 	}
 	// Give it up; a replica takes it once the Lease (15 s) runs out.
 	var back *coordinationv1.Lease
-	waitFor(t, time.Minute, "a webhook replica leading again", func() bool {
+	waitFor(t, time.Minute, "the leader's container restarted", func() bool { return restarts() > restartsBefore })
+	waitFor(t, time.Minute, "a controller replica leading again", func() bool {
 		back, err = leases.Get(ctx, keeperLease, metav1.GetOptions{})
 		return err == nil && back.Spec.HolderIdentity != nil && *back.Spec.HolderIdentity != thief
 	})

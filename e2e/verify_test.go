@@ -109,17 +109,17 @@ func TestVerifyRateLimited(t *testing.T) {
 	if !strings.Contains(c.Message, "429 Too Many Requests: TOOMANYREQUESTS") {
 		t.Fatalf("message %q", c.Message)
 	}
-	wantMetric(t, ep, "pullpass_registry_pull_limit", map[string]string{"registry": "verify-429"}, 200)
-	wantMetric(t, ep, "pullpass_registry_pulls_remaining", map[string]string{"registry": "verify-429"}, 0)
-	wantMetric(t, ep, "pullpass_registry_verification_state", map[string]string{"registry": "verify-429", "reason": "RateLimited"}, 1)
-	wantMetric(t, ep, "pullpass_registry_verified", map[string]string{"registry": "verify-429"}, 0)
+	wantMetric(t, e, ep, "pullpass_registry_pull_limit", map[string]string{"registry": "verify-429"}, 200)
+	wantMetric(t, e, ep, "pullpass_registry_pulls_remaining", map[string]string{"registry": "verify-429"}, 0)
+	wantMetric(t, e, ep, "pullpass_registry_verification_state", map[string]string{"registry": "verify-429", "reason": "RateLimited"}, 1)
+	wantMetric(t, e, ep, "pullpass_registry_verified", map[string]string{"registry": "verify-429"}, 0)
 
 	// The retry after the back-off (Retry-After: 60s) is a verification with no source change: it
 	// writes no Secret at all.
-	attempts := e.WebhookMetric(t, ep, "pullpass_registry_verifications_total", map[string]string{"registry": "verify-429", "reason": "RateLimited"})
+	attempts := e.ControllerMetric(t, ep, "pullpass_registry_verifications_total", map[string]string{"registry": "verify-429", "reason": "RateLimited"})
 	writes := e.APIServerWrites(t, "secrets")
 	waitFor(t, 2*time.Minute, "a retry of the rate-limited registry", func() bool {
-		return e.WebhookMetric(t, ep, "pullpass_registry_verifications_total", map[string]string{"registry": "verify-429", "reason": "RateLimited"}) > attempts
+		return e.ControllerMetric(t, ep, "pullpass_registry_verifications_total", map[string]string{"registry": "verify-429", "reason": "RateLimited"}) > attempts
 	})
 	if got := e.APIServerWrites(t, "secrets"); got != writes {
 		t.Fatalf("secret writes went from %v to %v during a verification retry", writes, got)
@@ -160,8 +160,8 @@ func TestVerifyDockerHubPullLimit(t *testing.T) {
 	if !strings.Contains(c.Message, "pull limit 200 per 6h0m0s, 37 remaining") {
 		t.Fatalf("message %q", c.Message)
 	}
-	wantMetric(t, ep, "pullpass_registry_pulls_remaining", map[string]string{"registry": "verify-hub"}, 37)
-	wantMetric(t, ep, "pullpass_registry_pull_limit_window_seconds", map[string]string{"registry": "verify-hub"}, 21600)
+	wantMetric(t, e, ep, "pullpass_registry_pulls_remaining", map[string]string{"registry": "verify-hub"}, 37)
+	wantMetric(t, e, ep, "pullpass_registry_pull_limit_window_seconds", map[string]string{"registry": "verify-hub"}, 21600)
 	after := tr.State(t).Counts
 	if after["limits"] <= before["limits"] {
 		t.Fatalf("no rate-limit HEAD was answered: %v -> %v", before, after)
@@ -282,9 +282,9 @@ func touchSource(t *testing.T, e *framework.Env, registry string) {
 	}
 }
 
-func wantMetric(t *testing.T, ep framework.Endpoints, name string, labels map[string]string, want float64) {
+func wantMetric(t *testing.T, e *framework.Env, ep framework.Endpoints, name string, labels map[string]string, want float64) {
 	t.Helper()
-	if got := framework.Metric(t, ep.WebhookMetricsURL, name, labels); got != want {
+	if got := e.ControllerMetric(t, ep, name, labels); got != want {
 		t.Fatalf("%s%v = %v, want %v", name, labels, got, want)
 	}
 }

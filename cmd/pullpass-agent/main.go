@@ -3,16 +3,11 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/pullpass/pullpass/agent/app"
-	"github.com/pullpass/pullpass/pkg/logging"
-	"github.com/pullpass/pullpass/pkg/memlimit"
+	"github.com/pullpass/pullpass/pkg/cmdutil"
 )
 
 func main() {
@@ -20,23 +15,17 @@ func main() {
 	o.AddFlags(flag.CommandLine)
 	flag.Parse()
 	log := app.NewLogger(o)
-	logging.RouteKlog(log) // process-wide: client-go's klog lines go to the same handler
-	if l := memlimit.Set("/sys/fs/cgroup"); l > 0 {
-		log.Info("Go memory limit set below the container's", "bytes", l)
-	}
+	cmdutil.Start(log)
 	var err error
 	switch flag.Arg(0) {
 	case "":
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
+		ctx, stop := cmdutil.SignalContext()
 		err = app.Run(ctx, o, log)
+		stop()
 	case "uninstall":
 		err = app.Uninstall(o, log, false)
 	default:
 		err = fmt.Errorf("unknown command %q (the only command is uninstall)", flag.Arg(0))
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pullpass-agent:", err)
-		os.Exit(1)
-	}
+	cmdutil.Exit("pullpass-agent", err)
 }

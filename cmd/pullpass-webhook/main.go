@@ -2,15 +2,9 @@
 package main
 
 import (
-	"context"
 	"flag"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/pullpass/pullpass/pkg/logging"
-	"github.com/pullpass/pullpass/pkg/memlimit"
+	"github.com/pullpass/pullpass/pkg/cmdutil"
 	"github.com/pullpass/pullpass/webhook/app"
 )
 
@@ -19,14 +13,9 @@ func main() {
 	o.AddFlags(flag.CommandLine)
 	flag.Parse()
 	log := app.NewLogger(o)
-	logging.RouteKlog(log) // process-wide: client-go's klog lines go to the same handler
-	if l := memlimit.Set("/sys/fs/cgroup"); l > 0 {
-		log.Info("Go memory limit set below the container's", "bytes", l)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := app.Run(ctx, o, log); err != nil {
-		fmt.Fprintln(os.Stderr, "pullpass-webhook:", err)
-		os.Exit(1)
-	}
+	cmdutil.Start(log)
+	ctx, stop := cmdutil.SignalContext()
+	err := app.Run(ctx, o, log)
+	stop()
+	cmdutil.Exit("pullpass-webhook", err)
 }

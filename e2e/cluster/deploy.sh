@@ -47,14 +47,15 @@ fi
 PROM_PID_FILE=$PIDS/prometheus.pid PROM_LOG_FILE=$LOGS/prometheus.log KUBECTL=$KUBE_BIN/kubectl \
   "$(dirname "$0")/prometheus.sh" up "$PROMETHEUS_DIR" "$KUBECONFIG_ADMIN" pullpass "127.0.0.1:$PROMETHEUS_PORT"
 PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT
-up_jobs='count(count by (job) (up{job=~"pullpass-webhook|pullpass-agent"} == 1))'
+up_jobs='count(count by (job) (up{job=~"pullpass-webhook|pullpass-controller|pullpass-agent"} == 1))'
 deadline=$((SECONDS + 60))
-until curl -sfG "$PROMETHEUS_URL/api/v1/query" --data-urlencode "query=$up_jobs" | grep -q '"value":\[[0-9.]*,"2"\]'; do
-  [ $SECONDS -lt $deadline ] || { curl -s "$PROMETHEUS_URL/api/v1/targets" >&2; die "Prometheus does not scrape the webhook and the agent"; }
+until curl -sfG "$PROMETHEUS_URL/api/v1/query" --data-urlencode "query=$up_jobs" | grep -q '"value":\[[0-9.]*,"3"\]'; do
+  [ $SECONDS -lt $deadline ] || { curl -s "$PROMETHEUS_URL/api/v1/targets" >&2; die "Prometheus does not scrape the webhook, the controller and the agent"; }
   sleep 1
 done
 cat >"$E2E_DIR/endpoints.env" <<ENV
 WEBHOOK_METRICS_URL=http://127.0.0.1:28080/metrics
+CONTROLLER_METRICS_URL=http://127.0.0.1:28083/metrics
 AGENT_METRICS_URL=http://127.0.0.1:28081/metrics
 AGENT_CACHE=$E2E_DIR/credential-provider/cache/credentials.json
 PROMETHEUS_URL=$PROMETHEUS_URL

@@ -89,21 +89,21 @@ image_of_binaries() {
 }
 
 # push_pullpass_images PUSH PULL: builds pullpass's binaries from this checkout once and pushes
-# its webhook and agent images to the registry at PUSH (as this side reaches it) unless they are
+# its webhook (with the controller) and agent images to the registry at PUSH (as this side reaches it) unless they are
 # there already. They are tagged by the binaries' content, so a changed build rolls the pods and
 # an unchanged one does not. Sets WEBHOOK_REPO and AGENT_REPO (as the cluster pulls them, at
 # PULL) and tag.
 push_pullpass_images() {
   local push=$1 pull=$2 work cmd
   work=$(mktemp -d "$E2E_DIR/images.XXXXXX")
-  for cmd in pullpass-webhook pullpass-agent pullpass-credential-provider; do
+  for cmd in pullpass-webhook pullpass-controller pullpass-agent pullpass-credential-provider; do
     (cd "$repo_root" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags=-s -o "$work/$cmd" "./cmd/$cmd")
   done
   tag=dev-$(cat "$work"/pullpass-* | sha256sum | cut -c1-12)
   WEBHOOK_REPO=$pull/pullpass/pullpass-webhook
   AGENT_REPO=$pull/pullpass/pullpass-agent
   if ! "$CRANE" digest "$push/pullpass/pullpass-webhook:$tag" >/dev/null 2>&1; then
-    image_of_binaries "$push/pullpass/pullpass-webhook:$tag" 65532 /pullpass-webhook "$work" pullpass-webhook
+    image_of_binaries "$push/pullpass/pullpass-webhook:$tag" 65532 /pullpass-webhook "$work" pullpass-webhook pullpass-controller
     log "pushed $WEBHOOK_REPO:$tag"
   fi
   if ! "$CRANE" digest "$push/pullpass/pullpass-agent:$tag" >/dev/null 2>&1; then

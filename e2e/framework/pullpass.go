@@ -32,7 +32,10 @@ const PullpassNamespace = "pullpass"
 // Prometheus that scrapes them.
 type Endpoints struct {
 	WebhookMetricsURL string
-	AgentMetricsURL   string
+	// ControllerMetricsURL is the controller's, on the host network (the harness); elsewhere
+	// empty, and ControllerMetricURLs lists the pods'.
+	ControllerMetricsURL string
+	AgentMetricsURL      string
 	// PrometheusURL is a Prometheus that scrapes them as the chart's ServiceMonitor says and
 	// evaluates the chart's alerts.
 	PrometheusURL string
@@ -61,6 +64,8 @@ func (e *Env) Deployed(t testing.TB) Endpoints {
 		switch k {
 		case "WEBHOOK_METRICS_URL":
 			ep.WebhookMetricsURL = v
+		case "CONTROLLER_METRICS_URL":
+			ep.ControllerMetricsURL = v
 		case "AGENT_METRICS_URL":
 			ep.AgentMetricsURL = v
 		case "PROMETHEUS_URL":
@@ -248,7 +253,7 @@ func labelsEqual(s string, want map[string]string) bool {
 
 // String formats endpoints for messages.
 func (ep Endpoints) String() string {
-	return fmt.Sprintf("webhook metrics %s, agent metrics %s", ep.WebhookMetricsURL, ep.AgentMetricsURL)
+	return fmt.Sprintf("webhook metrics %s, controller metrics %s, agent metrics %s", ep.WebhookMetricsURL, ep.ControllerMetricsURL, ep.AgentMetricsURL)
 }
 
 // SetSourcePassword rotates the password in the source secret CreateRegistry made.
@@ -360,8 +365,8 @@ func (e *Env) APIServerMetric(t testing.TB, name string, match func(labels map[s
 }
 
 // WebhookMetric sums a sample over every webhook replica, as a Prometheus query over the pods
-// would: each replica counts the admissions it served, and the leader alone counts pull
-// failures. With one replica on the host network (the harness) it reads WEBHOOK_METRICS_URL.
+// would: each replica counts the admissions it served. With one replica on the host network (the
+// harness) it reads WEBHOOK_METRICS_URL.
 func (e *Env) WebhookMetric(t testing.TB, ep Endpoints, name string, labels map[string]string) float64 {
 	t.Helper()
 	if e.HostNetwork {
@@ -372,6 +377,27 @@ func (e *Env) WebhookMetric(t testing.TB, ep Endpoints, name string, labels map[
 		sum += Metric(t, url, name, labels)
 	}
 	return sum
+}
+
+// ControllerMetric sums a sample over every controller replica, as a Prometheus query over the
+// pods would: the leader alone keeps, verifies and counts pull failures.
+func (e *Env) ControllerMetric(t testing.TB, ep Endpoints, name string, labels map[string]string) float64 {
+	t.Helper()
+	var sum float64
+	for _, url := range e.ControllerMetricURLs(t, ep) {
+		sum += Metric(t, url, name, labels)
+	}
+	return sum
+}
+
+// ControllerMetricURLs are the /metrics URLs of the ready controller replicas (CONTROLLER_METRICS_URL
+// on the host network, where one replica runs).
+func (e *Env) ControllerMetricURLs(t testing.TB, ep Endpoints) []string {
+	t.Helper()
+	if e.HostNetwork {
+		return []string{ep.ControllerMetricsURL}
+	}
+	return e.podMetricsURLs(t, "app.kubernetes.io/component=controller", "")
 }
 
 // AgentMetricsURL is the metrics URL of the agent on the suite's node (NodeName): on a cluster

@@ -33,7 +33,7 @@ ecr_args=() ecr_listen=""
 if [ "$(engine)" = own ]; then
   gw=$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' | tr ' ' '\n' | grep -m1 -E '^[0-9.]+$')
   ecr_listen=$gw:28900
-  ecr_args=(--set webhook.ecrEndpoint="http://$ecr_listen" --set agent.ecrEndpoint="http://$ecr_listen")
+  ecr_args=(--set webhook.ecrEndpoint="http://$ecr_listen" --set controller.ecrEndpoint="http://$ecr_listen" --set agent.ecrEndpoint="http://$ecr_listen")
 fi
 "$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_KIND" \
   --namespace pullpass --create-namespace -f "$here/values-kind.yaml" "${ecr_args[@]}" \
@@ -113,10 +113,10 @@ if [ "$(engine)" = own ]; then
   PROM_PID_FILE=$KIND_DIR/prometheus.pid PROM_LOG_FILE=$LOGS/prometheus.log KUBECTL=$KUBE_BIN/kubectl \
     "$repo_root/e2e/cluster/prometheus.sh" up "$KIND_DIR/prometheus" "$KUBECONFIG_KIND" pullpass "127.0.0.1:$PROMETHEUS_PORT"
   prometheus_url=http://127.0.0.1:$PROMETHEUS_PORT
-  up_jobs='count(count by (job) (up{job=~"pullpass-webhook|pullpass-agent"} == 1))'
+  up_jobs='count(count by (job) (up{job=~"pullpass-webhook|pullpass-controller|pullpass-agent"} == 1))'
   deadline=$((SECONDS + 60))
-  until curl -sfG "$prometheus_url/api/v1/query" --data-urlencode "query=$up_jobs" | grep -q '"value":\[[0-9.]*,"2"\]'; do
-    [ $SECONDS -lt $deadline ] || { curl -s "$prometheus_url/api/v1/targets" >&2; die "Prometheus does not scrape the webhook and the agents"; }
+  until curl -sfG "$prometheus_url/api/v1/query" --data-urlencode "query=$up_jobs" | grep -q '"value":\[[0-9.]*,"3"\]'; do
+    [ $SECONDS -lt $deadline ] || { curl -s "$prometheus_url/api/v1/targets" >&2; die "Prometheus does not scrape the webhook, the controller and the agents"; }
     sleep 1
   done
 fi

@@ -8,37 +8,22 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	kwhhttp "github.com/slok/kubewebhook/v2/pkg/http"
 	kwhprometheus "github.com/slok/kubewebhook/v2/pkg/metrics/prometheus"
 	kwhwebhook "github.com/slok/kubewebhook/v2/pkg/webhook"
 	kwhmutating "github.com/slok/kubewebhook/v2/pkg/webhook/mutating"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/pullpass/pullpass/pkg/credentials"
-	"github.com/pullpass/pullpass/pkg/credentials/ecr"
-	"github.com/pullpass/pullpass/pkg/kubeconfig"
-	"github.com/pullpass/pullpass/pkg/nodeaccess"
-	"github.com/pullpass/pullpass/pkg/pullsecret"
-	"github.com/pullpass/pullpass/pkg/registrywatch"
-	"github.com/pullpass/pullpass/pkg/secrets"
-	"github.com/pullpass/pullpass/pkg/slim"
 	"github.com/pullpass/pullpass/webhook/certs"
+	"github.com/pullpass/pullpass/webhook/cluster"
 	"github.com/pullpass/pullpass/webhook/inject"
-	"github.com/pullpass/pullpass/webhook/keeper"
-	"github.com/pullpass/pullpass/webhook/pullwatch"
 	"github.com/pullpass/pullpass/webhook/state"
-	"github.com/pullpass/pullpass/webhook/verify"
 )
 
 // NewLogger builds the slog logger the options ask for.
@@ -50,85 +35,30 @@ type certSource interface {
 	Run(ctx context.Context)
 }
 
-// Run runs the webhook until ctx ends, then shuts its servers down gracefully.
+// Run runs the webhook until ctx ends, then shuts its servers down gracefully. It only admits:
+// keeping pull secrets fresh, verifying registries and watching pulls are the controller's
+// (webhook/controller), so every replica is alike and none watches Pods.
 func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("invalid options: %w", err)
 	}
-	clients, err := kubeconfig.NewClients(o.Kubeconfig, "pullpass-webhook", o.KubeAPIQPS, o.KubeAPIBurst)
+	clients, reg, err := cluster.Connect(&o.Options, "pullpass-webhook")
 	if err != nil {
 		return err
 	}
-	kube, regClient := clients.Kube, clients.Registries
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	// Informers: every namespace; pullpass's own secrets in every namespace; the secrets of the
-	// namespaces sources may be in (pullpass's, and those allowed). Nothing else is watched,
-	// and no other Secret is ever read. managedFields are dropped: at 10,000 namespaces they
-	// are most of what the caches would hold.
-	nsFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields))
-	// Any tenant can label a Secret managed-by pullpass: of those, the cache keeps only what
-	// pullpass reads (pullsecret.Slim).
-	managedFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(pullsecret.Slim),
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
-			lo.LabelSelector = secrets.LabelManagedBy + "=" + secrets.ManagedByValue
-		}))
-	nsInformer := nsFactory.Core().V1().Namespaces()
-	managedInformer := managedFactory.Core().V1().Secrets()
-	factories := []informers.SharedInformerFactory{nsFactory, managedFactory}
-	informersToSync := []cache.SharedIndexInformer{nsInformer.Informer(), managedInformer.Informer()}
-	sourceListers := state.SourceListers{}
-	var sourceInformers []cache.SharedIndexInformer
-	for _, ns := range o.AllSourceNamespaces() {
-		f := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(ns), informers.WithTransform(slim.DropManagedFields))
-		inf := f.Core().V1().Secrets()
-		sourceListers[ns] = inf.Lister()
-		sourceInformers = append(sourceInformers, inf.Informer())
-		factories = append(factories, f)
-	}
-	informersToSync = append(informersToSync, sourceInformers...)
-	table := registrywatch.New(regClient, log.With("component", "registries"))
-
 	metrics, err := NewMetrics(reg)
 	if err != nil {
 		return err
 	}
-	excluded := append([]string{o.Namespace}, o.ExcludedNamespaces...)
-	pullSecrets := &state.PullSecrets{
-		Managed: managedInformer.Lister(), Sources: sourceListers, Client: kube, Log: log.With("component", "pullsecrets"),
-		Resolver: &credentials.Resolver{NewECR: ecr.NewAPI, ECREndpoint: o.ECREndpoint},
-	}
-	var (
-		verifier *verify.Verifier
-		observer inject.Observer // nil unless verifying
-	)
-	if o.Verify {
-		login, err := newLogin(o)
-		if err != nil {
-			return err
-		}
-		verifier, err = verify.New(verify.Config{
-			Registries: table, Credentials: pullSecrets, Status: regClient, Login: login,
-			Interval: o.VerifyInterval, Workers: o.VerifyWorkers, DockerHubHost: o.DockerHubHost,
-			DockerHubAnonymous: o.DockerHubAnonymous, Metrics: metrics.Verify, Logger: log.With("component", "verifier"),
-		})
-		if err != nil {
-			return err
-		}
-		observer = verifier.Seen()
-		watchForVerifier(verifier, table, sourceInformers)
-	}
+	caches := cluster.NewCaches(clients.Kube, clients.Registries, &o.Options, log)
 	mutator, err := inject.New(inject.Config{
-		Namespaces:         &state.Namespaces{Lister: nsInformer.Lister(), Client: kube},
-		Registries:         table,
-		Secrets:            pullSecrets,
+		Namespaces:         &state.Namespaces{Lister: caches.Namespaces.Lister(), Client: clients.Kube},
+		Registries:         caches.Table,
+		Secrets:            caches.PullSecrets,
 		ClusterWide:        o.ClusterWide,
-		ExcludedNamespaces: excluded,
+		ExcludedNamespaces: o.Excluded(),
 		Logger:             log.With("component", "inject"),
 		Metrics:            metrics.Inject,
-		Observer:           observer,
 		EnsureTimeout:      o.EnsureTimeout,
 	})
 	if err != nil {
@@ -138,142 +68,60 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	policy := inject.Policy{ClusterWide: o.ClusterWide, Excluded: setOf(excluded)}
-	keep, err := keeper.New(keeper.Config{
-		Client: kube, RegistryAPI: regClient, Registries: table, Desired: pullSecrets,
-		Managed: managedInformer.Lister(), Namespaces: nsInformer.Lister(),
-		Policy: policy, Logger: log.With("component", "keeper"), Metrics: metrics.Keeper,
-		PullThrough: pullThroughStatus{table: table, namespaces: nsInformer.Lister(), policy: policy},
-	})
+	certSrc, err := newCertSource(o, clients.Kube, log.With("component", "certs"))
 	if err != nil {
 		return err
 	}
-	watchForKeeper(keep, table, sourceInformers, managedInformer.Informer(), nsInformer.Informer())
-
-	var certSrc certSource
-	if o.TLSCertFile != "" {
-		f := &certs.Files{CertFile: o.TLSCertFile, KeyFile: o.TLSKeyFile, Logger: log.With("component", "certs")}
-		if err := f.Load(); err != nil {
-			return fmt.Errorf("loading --tls-cert-file: %w", err)
-		}
-		certSrc = f
-	} else {
-		m, err := certs.New(certs.Config{
-			Client: kube, Namespace: o.Namespace, SecretName: o.TLSSecretName,
-			DNSNames: o.DNSNames(), IPs: o.TLSIPAddresses, WebhookConfigName: o.WebhookConfigName,
-			Logger: log.With("component", "certs"),
-		})
-		if err != nil {
-			return err
-		}
-		certSrc = m
-	}
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go certSrc.Run(ctx)
-	for _, f := range factories {
-		f.Start(ctx.Done())
-	}
-	go table.Run(ctx)
+	caches.Start(ctx)
+	return serveUntilDone(ctx, o, handler, certSrc, caches, reg, log)
+}
 
-	synced := func() bool {
-		if !table.HasSynced() {
-			return false
+// newCertSource is the serving certificate: files kept by cert-manager, or self-managed in a
+// Secret.
+func newCertSource(o *Options, kube kubernetes.Interface, log *slog.Logger) (certSource, error) {
+	if o.TLSCertFile != "" {
+		f := &certs.Files{CertFile: o.TLSCertFile, KeyFile: o.TLSKeyFile, Logger: log}
+		if err := f.Load(); err != nil {
+			return nil, fmt.Errorf("loading --tls-cert-file: %w", err)
 		}
-		for _, inf := range informersToSync {
-			if !inf.HasSynced() {
-				return false
-			}
-		}
-		return true
+		return f, nil
 	}
+	return certs.New(certs.Config{
+		Client: kube, Namespace: o.Namespace, SecretName: o.TLSSecretName,
+		DNSNames: o.DNSNames(), IPs: o.TLSIPAddresses, WebhookConfigName: o.WebhookConfigName,
+		Logger: log,
+	})
+}
+
+// serveUntilDone serves admissions and the ops endpoints until ctx ends or a server fails, then
+// drains and shuts both down.
+func serveUntilDone(ctx context.Context, o *Options, handler http.Handler, certSrc certSource, caches *cluster.Caches, reg *prometheus.Registry, log *slog.Logger) error {
 	var draining atomic.Bool
 	ready := func() error {
-		if draining.Load() {
+		switch {
+		case draining.Load():
 			return errors.New("shutting down")
-		}
-		if !synced() {
+		case !caches.Synced():
 			return errors.New("informers not synced")
-		}
-		if !certSrc.Ready() {
+		case !certSrc.Ready():
 			return errors.New("no serving certificate")
 		}
 		return nil
 	}
-
-	webhookSrv := newServer(o.ListenAddress, handler, log)
+	webhookSrv := cluster.NewServer(o.ListenAddress, handler, log)
 	webhookSrv.TLSConfig = &tls.Config{GetCertificate: certSrc.GetCertificate, MinVersion: tls.VersionTLS12}
-	opsMux := http.NewServeMux()
-	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	opsMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	opsMux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ready(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	opsSrv := newServer(o.MetricsAddress, opsMux, log)
+	opsSrv := cluster.NewServer(o.MetricsAddress, cluster.OpsHandler(reg, ready), log)
 
 	errs := make(chan error, 2)
-	go func() { errs <- serve("webhook", func() error { return webhookSrv.ListenAndServeTLS("", "") }) }()
-	go func() { errs <- serve("metrics", opsSrv.ListenAndServe) }()
+	go func() { errs <- cluster.Serve("webhook", func() error { return webhookSrv.ListenAndServeTLS("", "") }) }()
+	go func() { errs <- cluster.Serve("metrics", opsSrv.ListenAndServe) }()
 	log.Info("pullpass webhook started", "listen", o.ListenAddress, "metrics", o.MetricsAddress, "namespace", o.Namespace, "clusterWide", o.ClusterWide)
-	cache.WaitForCacheSync(ctx.Done(), synced)
-	log.Info("caches synced", "registries", table.String())
-	var watcher *pullwatch.Watcher
-	if o.WatchPulls {
-		cfg := pullwatch.Config{
-			Client: kube, Registry: pullwatch.TableRegistry(table.Table, namespaceLabels(nsInformer.Lister())), Metrics: metrics.Pulls,
-			Logger: log.With("component", "pullwatch"),
-		}
-		if verifier != nil {
-			cfg.Observe = observeImage(verifier, table, registryReaches(policy, nsInformer.Lister()))
-		}
-		watcher, err = pullwatch.New(cfg)
-		if err != nil {
-			return err
-		}
-		if verifier != nil {
-			stuck, stop, err := newStuckPods(kube, watcher, nsInformer.Lister(), o, metrics, log.With("component", "stuckpods"))
-			if err != nil {
-				return err
-			}
-			defer stop()
-			verifier.SetRecovered(stuck.Recover)
-			verifier.SetPodImages(watcher.Images, registryReaches(policy, nsInformer.Lister()))
-		}
+	if cache.WaitForCacheSync(ctx.Done(), caches.Synced) {
+		log.Info("caches synced", "registries", caches.Table.String())
 	}
-	var roleKeeper *nodeaccess.RoleKeeper
-	if o.AgentSourcesRole != "" {
-		roleKeeper, err = nodeaccess.NewRoleKeeper(nodeaccess.RoleKeeperConfig{
-			Client: kube, Namespace: o.Namespace, RoleName: o.AgentSourcesRole, Registries: table,
-			Reserved: []string{o.TLSSecretName}, Logger: log.With("component", "agentaccess"),
-		})
-		if err != nil {
-			return err
-		}
-		kick := func(any) { roleKeeper.Kick() }
-		table.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(_, n any) { kick(n) }, DeleteFunc: kick})
-	}
-	// The leader keeps pull secrets fresh, grants the node agents their sources and counts pull
-	// failures: one replica at a time.
-	go runLeader(ctx, kube, o.Namespace, "pullpass-keeper", log.With("component", "leader"), func(ctx context.Context, previousLeaderSeen time.Time) {
-		// Each part's term ends before the next term can begin (runLeader waits for this).
-		var terms sync.WaitGroup
-		if watcher != nil {
-			terms.Go(func() { watcher.Run(ctx, previousLeaderSeen) })
-		}
-		if roleKeeper != nil {
-			terms.Go(func() { roleKeeper.Run(ctx, time.Minute) })
-		}
-		if verifier != nil {
-			terms.Go(func() { verifier.Run(ctx) })
-		}
-		keep.Run(ctx)
-		terms.Wait()
-	})
 
 	var runErr error
 	select {
@@ -298,62 +146,17 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 // Metrics are the webhook's own metrics, registered together.
 type Metrics struct {
 	Inject *inject.PrometheusRecorder
-	Keeper *keeper.PrometheusMetrics
-	Pulls  *pullwatch.Metrics
-	Verify *verify.PrometheusMetrics
-	// Recreated counts stuck pods deleted for their controller to recreate.
-	Recreated *prometheus.CounterVec
 }
 
 // NewMetrics registers the webhook's metrics (besides kubewebhook's, registered by the handler)
-// on reg.
+// on reg. The controller's are controller.NewMetrics.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	var m Metrics
 	var err error
 	if m.Inject, err = inject.NewPrometheusRecorder(reg); err != nil {
 		return nil, err
 	}
-	if m.Keeper, err = keeper.NewPrometheusMetrics(reg); err != nil {
-		return nil, err
-	}
-	if m.Pulls, err = pullwatch.NewMetrics(reg); err != nil {
-		return nil, err
-	}
-	if m.Verify, err = verify.NewPrometheusMetrics(reg); err != nil {
-		return nil, err
-	}
-	if m.Recreated, err = verify.NewDeletedCounter(reg); err != nil {
-		return nil, err
-	}
 	return &m, nil
-}
-
-func serve(name string, f func() error) error {
-	if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("%s server: %w", name, err)
-	}
-	return nil
-}
-
-// serverTimeouts bound every connection: any pod can reach the webhook's port, and a client that
-// sends slowly, or never reads, must not hold a goroutine and its buffers for ever. The API
-// server waits at most 30 s for a webhook (timeoutSeconds' maximum), so a request that takes
-// longer is answered to no one. Tests shorten them.
-var serverTimeouts = struct{ readHeader, read, write, idle time.Duration }{
-	readHeader: 5 * time.Second, read: 15 * time.Second, write: 35 * time.Second, idle: 2 * time.Minute,
-}
-
-// newServer is an http.Server with serverTimeouts, logging its errors through log.
-func newServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Addr:              addr,
-		Handler:           h,
-		ReadHeaderTimeout: serverTimeouts.readHeader,
-		ReadTimeout:       serverTimeouts.read,
-		WriteTimeout:      serverTimeouts.write,
-		IdleTimeout:       serverTimeouts.idle,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
 }
 
 // MaxReviewBytes bounds an AdmissionReview's body. The API server takes request bodies of at
@@ -480,14 +283,4 @@ func (l *limitedReview) Write(b []byte) (int, error) {
 		return len(b), nil
 	}
 	return l.ResponseWriter.Write(b)
-}
-
-// namespaceLabels reads a namespace's labels from the informer's cache (nil when not cached).
-func namespaceLabels(l corev1listers.NamespaceLister) func(string) map[string]string {
-	return func(name string) map[string]string {
-		if ns, err := l.Get(name); err == nil {
-			return ns.Labels
-		}
-		return nil
-	}
 }

@@ -5,22 +5,16 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"os"
-	"slices"
-	"strings"
 	"time"
 
-	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/logging"
+	"github.com/pullpass/pullpass/webhook/cluster"
 )
 
 // Options are the webhook's flags, grouped by concern.
 type Options struct {
-	// Cluster access.
-	Kubeconfig   string
-	Namespace    string // pullpass's own namespace: source secrets, TLS secret
-	KubeAPIQPS   float32
-	KubeAPIBurst int
+	// Cluster access, credential sources and the namespaces served: as the controller's.
+	cluster.Options
 
 	// Serving.
 	ListenAddress   string // HTTPS, AdmissionReviews
@@ -39,68 +33,29 @@ type Options struct {
 	TLSCertFile       string
 	TLSKeyFile        string
 
-	// Credential sources.
-	ECREndpoint string
-	// SourceNamespaces may hold Registry sources besides Namespace (which always may).
-	SourceNamespaces []string
-	// AgentSourcesRole is the node agents' Role that the leader keeps to exactly the sources
-	// they serve ('' when there are no agents).
-	AgentSourcesRole string
-
-	// Injection.
-	ClusterWide bool
-
-	// Observability.
-	WatchPulls         bool // count image pull failures across the cluster (on the leader)
-	ExcludedNamespaces []string
-
-	// Verification: logins to each registry with its credentials (on the leader).
-	Verify             bool
-	VerifyInterval     time.Duration
-	VerifyTimeout      time.Duration
-	VerifyWorkers      int
-	RegistryCAFile     string // extra CAs trusted for registries (PEM)
-	DockerHubHost      string // where Docker Hub's names are logged in to
-	DockerHubAnonymous bool   // also read the anonymous Docker Hub pull limit
-	RecreateStuckPods  bool   // the default of the pullpass.io/recreate-stuck-pods namespace annotation
-
 	// Logs.
 	Log logging.Options
 }
 
 // DefaultOptions returns the defaults.
 func DefaultOptions() *Options {
-	ns := os.Getenv("POD_NAMESPACE")
-	if ns == "" {
-		ns = "pullpass"
-	}
 	return &Options{
-		Namespace:          ns,
-		KubeAPIQPS:         200,
-		KubeAPIBurst:       400,
-		ListenAddress:      ":8443",
-		MetricsAddress:     ":8080",
-		ShutdownTimeout:    10 * time.Second,
-		EnsureTimeout:      3 * time.Second,
-		ShutdownDelay:      3 * time.Second,
-		TLSSecretName:      "pullpass-webhook-tls",
-		WebhookConfigName:  "pullpass",
-		ServiceName:        "pullpass-webhook",
-		ExcludedNamespaces: []string{"kube-system", "kube-public", "kube-node-lease"},
-		WatchPulls:         true,
-		Verify:             true,
-		VerifyInterval:     time.Hour,
-		VerifyTimeout:      10 * time.Second,
-		VerifyWorkers:      4,
-		Log:                logging.Defaults(),
+		Options:           cluster.DefaultOptions(),
+		ListenAddress:     ":8443",
+		MetricsAddress:    ":8080",
+		ShutdownTimeout:   10 * time.Second,
+		EnsureTimeout:     3 * time.Second,
+		ShutdownDelay:     3 * time.Second,
+		TLSSecretName:     "pullpass-webhook-tls",
+		WebhookConfigName: "pullpass",
+		ServiceName:       "pullpass-webhook",
+		Log:               logging.Defaults(),
 	}
 }
 
 // AddFlags registers the flags on fs.
 func (o *Options) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file; in-cluster config when empty")
-	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "pullpass's namespace (source secrets, TLS secret); $POD_NAMESPACE by default")
-	kubeconfig.AddRateLimitFlags(fs, &o.KubeAPIQPS, &o.KubeAPIBurst, "a rotation rewrites one secret per namespace")
+	o.Options.AddFlags(fs, "an admission may write one pull secret per registry")
 	fs.StringVar(&o.ListenAddress, "listen-address", o.ListenAddress, "HTTPS address for AdmissionReviews")
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long in-flight requests may take at shutdown")
@@ -110,11 +65,11 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.WebhookConfigName, "webhook-config-name", o.WebhookConfigName, "MutatingWebhookConfiguration whose caBundle the webhook keeps current ('' to leave it alone)")
 	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "Service in front of the webhook; its DNS names go into the certificate")
 	fs.Func("tls-dns-names", "extra DNS names for the certificate, comma-separated", func(s string) error {
-		o.TLSDNSNames = append(o.TLSDNSNames, splitList(s)...)
+		o.TLSDNSNames = append(o.TLSDNSNames, cluster.SplitList(s)...)
 		return nil
 	})
 	fs.Func("tls-ip-addresses", "IP addresses for the certificate, comma-separated (for a webhook reached by URL)", func(s string) error {
-		for _, v := range splitList(s) {
+		for _, v := range cluster.SplitList(s) {
 			ip := net.ParseIP(v)
 			if ip == nil {
 				return fmt.Errorf("%q is not an IP address", v)
@@ -125,26 +80,6 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&o.TLSCertFile, "tls-cert-file", o.TLSCertFile, "serve this certificate (cert-manager) instead of a self-managed one")
 	fs.StringVar(&o.TLSKeyFile, "tls-key-file", o.TLSKeyFile, "key of --tls-cert-file")
-	fs.Func("source-namespaces", "namespaces besides --namespace whose Secrets Registries may name as sources, comma-separated (a source anywhere else is refused)", func(s string) error {
-		o.SourceNamespaces = splitList(s)
-		return nil
-	})
-	fs.StringVar(&o.AgentSourcesRole, "agent-sources-role", o.AgentSourcesRole, "Role in --namespace that the leader keeps granting the node agents exactly the Secrets they serve ('' when no agents run)")
-	fs.StringVar(&o.ECREndpoint, "ecr-endpoint", o.ECREndpoint, "ECR API endpoint instead of the region's (a VPC endpoint, or a local ECR API in tests)")
-	fs.BoolVar(&o.WatchPulls, "watch-pulls", o.WatchPulls, "count image pull failures of every pod (pullpass_image_pull_failures_total); needs list/watch on pods and events")
-	fs.BoolVar(&o.ClusterWide, "cluster-wide", o.ClusterWide, "inject in every namespace but the excluded ones (otherwise only namespaces annotated pullpass.io/inject=enabled)")
-	fs.Func("exclude-namespaces", "namespaces never injected, comma-separated (default kube-system,kube-public,kube-node-lease; pullpass's own is always excluded)", func(s string) error {
-		o.ExcludedNamespaces = splitList(s)
-		return nil
-	})
-	fs.BoolVar(&o.Verify, "verify", o.Verify, "log in to each registry with its credentials (GET /v2/ and the token flow, never a pull) and report it in the Verified condition")
-	fs.DurationVar(&o.VerifyInterval, "verify-interval", o.VerifyInterval, "how often a registry that verified is verified again (±10% jitter); changes are verified at once, failures retried from 30s doubling")
-	fs.DurationVar(&o.VerifyTimeout, "verify-timeout", o.VerifyTimeout, "longest one login may take, all its requests together")
-	fs.IntVar(&o.VerifyWorkers, "verify-workers", o.VerifyWorkers, "logins in flight at once")
-	fs.StringVar(&o.RegistryCAFile, "registry-ca-file", o.RegistryCAFile, "PEM file of CAs trusted for registries besides the system's")
-	fs.StringVar(&o.DockerHubHost, "docker-hub-host", o.DockerHubHost, "where Docker Hub's names (docker.io) are logged in to (default index.docker.io; a mirror or a test registry)")
-	fs.BoolVar(&o.DockerHubAnonymous, "docker-hub-anonymous-limit", o.DockerHubAnonymous, "also read Docker Hub's anonymous pull limit (the nodes' own when they share the webhook's egress address)")
-	fs.BoolVar(&o.RecreateStuckPods, "recreate-stuck-pods", o.RecreateStuckPods, "in every namespace not annotated pullpass.io/recreate-stuck-pods=disabled, delete controller-owned pods stuck pulling from a registry that verifies again (otherwise only where annotated enabled)")
 	o.Log.AddFlags(fs)
 }
 
@@ -153,30 +88,13 @@ func (o *Options) Validate() error {
 	if o.EnsureTimeout <= 0 {
 		return fmt.Errorf("--ensure-timeout must be positive")
 	}
-	if o.Namespace == "" {
-		return fmt.Errorf("--namespace is required")
-	}
-	if err := kubeconfig.ValidateRateLimit(o.KubeAPIQPS, o.KubeAPIBurst); err != nil {
+	if err := o.Options.Validate(); err != nil {
 		return err
-	}
-	if o.VerifyInterval < time.Minute || o.VerifyTimeout <= 0 || o.VerifyWorkers <= 0 {
-		return fmt.Errorf("--verify-interval must be at least 1m, --verify-timeout and --verify-workers positive")
 	}
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
 	return o.Log.Validate()
-}
-
-// AllSourceNamespaces are the namespaces whose Secrets may be sources: pullpass's own first.
-func (o *Options) AllSourceNamespaces() []string {
-	out := []string{o.Namespace}
-	for _, ns := range o.SourceNamespaces {
-		if !slices.Contains(out, ns) {
-			out = append(out, ns)
-		}
-	}
-	return out
 }
 
 // DNSNames are the names the certificate must carry.
@@ -187,14 +105,4 @@ func (o *Options) DNSNames() []string {
 		names = append(names, o.ServiceName, s, s+".svc", s+".svc.cluster.local")
 	}
 	return names
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/slok/kubewebhook/v2/pkg/model"
 	kwhmutating "github.com/slok/kubewebhook/v2/pkg/webhook/mutating"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pullpass/pullpass/webhook/cluster"
 )
 
 func noopHandler(t *testing.T, reg *prometheus.Registry, log *slog.Logger) http.Handler {
@@ -92,10 +94,10 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 // A client that sends its body slowly, or keeps an idle connection, is cut off by the server's
 // timeouts instead of holding the connection for ever.
 func TestServerTimeoutsCutSlowClients(t *testing.T) {
-	saved := serverTimeouts
-	serverTimeouts.read, serverTimeouts.idle = 300*time.Millisecond, 300*time.Millisecond
-	t.Cleanup(func() { serverTimeouts = saved })
-	srv := newServer("", noopHandler(t, prometheus.NewRegistry(), nil), slog.New(slog.DiscardHandler))
+	saved := cluster.ServerTimeouts
+	cluster.ServerTimeouts.Read, cluster.ServerTimeouts.Idle = 300*time.Millisecond, 300*time.Millisecond
+	t.Cleanup(func() { cluster.ServerTimeouts = saved })
+	srv := cluster.NewServer("", noopHandler(t, prometheus.NewRegistry(), nil), slog.New(slog.DiscardHandler))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -79,16 +79,16 @@ type PullThroughStatus interface {
 	Condition(reg *v1alpha1.Registry) *metav1.Condition
 }
 
-// Keeper reconciles one registry at a time from a rate-limited queue. Each term of leadership
-// (Run) works a queue of its own: a queue that was shut down at the end of one term can never
-// swallow the work of the next.
+// Keeper reconciles one registry at a time from a rate-limited queue. It runs once per process
+// (the controller exits when it stops leading), so its queue and its memory of deletions are
+// made with it.
 type Keeper struct {
 	cfg Config
 
+	queue workqueue.TypedRateLimitingInterface[string]
 	mu    sync.Mutex
-	queue workqueue.TypedRateLimitingInterface[string] // nil between terms
-	// gone: per registry, the namespaces whose pull secret somebody else deleted during this
-	// term; reconcile makes them again where the registry still serves the namespace.
+	// gone: per registry, the namespaces whose pull secret somebody else deleted; reconcile
+	// makes them again where the registry still serves the namespace.
 	gone map[string]map[string]bool
 	// deleting: the UIDs of the pull secrets this keeper deletes itself, which are not to come
 	// back.
@@ -123,7 +123,10 @@ func New(cfg Config) (*Keeper, error) {
 	if cfg.KeepLastGood <= 0 {
 		cfg.KeepLastGood = time.Hour
 	}
-	return &Keeper{cfg: cfg}, nil
+	q := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullpass-keeper"})
+	return &Keeper{cfg: cfg, queue: q, gone: map[string]map[string]bool{}}, nil
 }
 
 // cacheBehind reports whether a source Secret the caches did not find is there for the API
@@ -153,25 +156,12 @@ func (k *Keeper) failing(registry string, now time.Time) time.Time {
 	return v.(time.Time)
 }
 
-// current returns the queue of the term under way, nil when none is.
-func (k *Keeper) current() workqueue.TypedRateLimitingInterface[string] {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.queue
-}
-
-// Enqueue asks for a registry to be reconciled. Between terms it does nothing: every term
-// starts by enqueueing everything.
-func (k *Keeper) Enqueue(registry string) {
-	if q := k.current(); q != nil {
-		q.Add(registry)
-	}
-}
+// Enqueue asks for a registry to be reconciled; before Run, it waits for Run.
+func (k *Keeper) Enqueue(registry string) { k.queue.Add(registry) }
 
 // Deleted tells the keeper that one of its pull secrets went. Unless the keeper deleted it, or
 // its namespace is going, it comes back while the registry serves the namespace: pods admitted
-// with it must still pull after a kubectl delete. Only the leader's term sees to it: a deletion
-// between terms waits for the next admission there.
+// with it must still pull after a kubectl delete.
 func (k *Keeper) Deleted(s *corev1.Secret) {
 	if _, own := k.deleting.LoadAndDelete(s.UID); own {
 		return
@@ -181,17 +171,12 @@ func (k *Keeper) Deleted(s *corev1.Secret) {
 		return // taken with its namespace
 	}
 	k.mu.Lock()
-	q := k.queue
-	if q != nil {
-		if k.gone[registry] == nil {
-			k.gone[registry] = map[string]bool{}
-		}
-		k.gone[registry][namespace] = true
+	if k.gone[registry] == nil {
+		k.gone[registry] = map[string]bool{}
 	}
+	k.gone[registry][namespace] = true
 	k.mu.Unlock()
-	if q != nil {
-		q.Add(registry)
-	}
+	k.queue.Add(registry)
 }
 
 // takeGone returns and forgets the namespaces whose pull secret of registry went.
@@ -203,13 +188,10 @@ func (k *Keeper) takeGone(registry string) map[string]bool {
 	return g
 }
 
-// putGone keeps namespaces for a later pass, during this term only.
+// putGone keeps namespaces for a later pass.
 func (k *Keeper) putGone(registry string, gone map[string]bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.gone == nil {
-		return
-	}
 	if k.gone[registry] == nil {
 		k.gone[registry] = map[string]bool{}
 	}
@@ -220,10 +202,7 @@ func (k *Keeper) putGone(registry string, gone map[string]bool) {
 
 // EnqueueAll asks for every known registry, and every registry that still has pull secrets.
 func (k *Keeper) EnqueueAll() {
-	q := k.current()
-	if q == nil {
-		return
-	}
+	q := k.queue
 	for _, r := range k.cfg.Registries.List() {
 		q.Add(r.Name)
 	}
@@ -233,28 +212,11 @@ func (k *Keeper) EnqueueAll() {
 	}
 }
 
-// Run is one term: it works a new queue until ctx ends, and resyncs everything every
-// ResyncPeriod. It may be called again after it returns (leadership lost and won back); two
-// terms never overlap.
+// Run works the queue until ctx ends, and resyncs everything every ResyncPeriod. It is called
+// once: the queue is shut down when it returns.
 func (k *Keeper) Run(ctx context.Context) {
-	q := workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullpass-keeper"})
-	k.mu.Lock()
-	if k.queue != nil {
-		k.mu.Unlock()
-		panic("keeper: Run called while a term is under way")
-	}
-	k.queue = q
-	k.gone = map[string]map[string]bool{}
-	k.deleting.Clear() // deletions of an earlier term whose events went elsewhere
-	k.mu.Unlock()
-	defer func() {
-		k.mu.Lock()
-		k.queue, k.gone = nil, nil
-		k.mu.Unlock()
-		q.ShutDown()
-	}()
+	q := k.queue
+	defer q.ShutDown()
 	go func() {
 		t := time.NewTicker(k.cfg.ResyncPeriod)
 		defer t.Stop()

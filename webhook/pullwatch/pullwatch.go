@@ -2,7 +2,7 @@
 // (ErrImagePull, ImagePullBackOff) and the kubelet's Failed events. Each failing container is one
 // failure episode, counted once however often the kubelet retries, classified (auth, not_found,
 // rate_limited, tls, network, other) and labelled with the Registry that serves its image. One
-// replica runs it at a time (the webhook's leader).
+// replica runs it at a time (the controller's leader).
 package pullwatch
 
 import (
@@ -44,6 +44,10 @@ type Config struct {
 	// Observe, when set, is told the pod's namespace and the image of each new failure episode
 	// (the verifier logs in where pods fail to pull).
 	Observe func(namespace, image string)
+	// SeenImage, when set, is told the namespace and image of every container a pod's status
+	// names, at each change of the pod (the verifier learns which hosts a glob registry serves:
+	// the controller sees no admissions).
+	SeenImage func(namespace, image string)
 }
 
 // Watcher counts pull failure episodes.
@@ -204,6 +208,9 @@ func (w *Watcher) pod(o any) {
 	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
 		for _, s := range list {
 			k := key{p.UID, s.Name}
+			if w.cfg.SeenImage != nil && s.Image != "" {
+				w.cfg.SeenImage(p.Namespace, s.Image)
+			}
 			if msg, failing := pulling(s); failing {
 				w.observe(k, p.Namespace, p.Name, s.Name, s.Image, msg, w.cfg.Now(), p.CreationTimestamp.Time, false)
 			} else {

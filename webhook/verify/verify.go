@@ -107,13 +107,14 @@ type Config struct {
 	Now     func() time.Time
 }
 
-// Verifier verifies registries from a queue; each leadership term (Run) works a new queue.
+// Verifier verifies registries from a queue. It runs once per process (the controller exits
+// when it stops leading), so the queue is made with it.
 type Verifier struct {
-	cfg  Config
-	seen *Seen
+	cfg   Config
+	seen  *Seen
+	queue workqueue.TypedRateLimitingInterface[string]
 
 	mu       sync.Mutex
-	queue    workqueue.TypedRateLimitingInterface[string] // nil between terms
 	failures map[string]int
 }
 
@@ -146,7 +147,10 @@ func New(cfg Config) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	v := &Verifier{cfg: cfg, failures: map[string]int{}}
+	q := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullpass-verifier"})
+	v := &Verifier{cfg: cfg, queue: q, failures: map[string]int{}}
 	v.seen = newSeen(v.Enqueue)
 	return v, nil
 }
@@ -170,37 +174,14 @@ func (v *Verifier) SetPodImages(f func() []pullwatch.PodImage, serves func(reg *
 // verified on those hosts, and every login asks for a repository pods pull.
 func (v *Verifier) Seen() *Seen { return v.seen }
 
-func (v *Verifier) current() workqueue.TypedRateLimitingInterface[string] {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.queue
-}
+// Enqueue asks for a registry to be verified now; before Run, it waits for Run.
+func (v *Verifier) Enqueue(registry string) { v.queue.Add(registry) }
 
-// Enqueue asks for a registry to be verified now. Between terms it does nothing.
-func (v *Verifier) Enqueue(registry string) {
-	if q := v.current(); q != nil {
-		q.Add(registry)
-	}
-}
-
-// Run is one term: it verifies every registry, then keeps them verified until ctx ends.
+// Run verifies every registry, then keeps them verified until ctx ends. It is called once: the
+// queue is shut down when it returns.
 func (v *Verifier) Run(ctx context.Context) {
-	q := workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullpass-verifier"})
-	v.mu.Lock()
-	if v.queue != nil {
-		v.mu.Unlock()
-		panic("verify: Run called while a term is under way")
-	}
-	v.queue, v.failures = q, map[string]int{}
-	v.mu.Unlock()
-	defer func() {
-		v.mu.Lock()
-		v.queue = nil
-		v.mu.Unlock()
-		q.ShutDown()
-	}()
+	q := v.queue
+	defer q.ShutDown()
 	// Spread the first round over a few seconds, so a new leader does not log in everywhere at once.
 	regs := v.cfg.Registries.List()
 	for i, r := range regs {

@@ -367,7 +367,7 @@ func TestRunBoundedAndEnqueue(t *testing.T) {
 	waitUntil(t, func() bool { login.mu.Lock(); defer login.mu.Unlock(); return len(login.logins) == before+1 })
 	cancel()
 	<-done
-	v.Enqueue("a") // between terms: nothing
+	v.Enqueue("a") // after Run: nothing, and nothing blocks
 }
 
 func waitUntil(t *testing.T, f func() bool) {

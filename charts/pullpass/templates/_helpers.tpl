@@ -14,6 +14,14 @@ app.kubernetes.io/component: webhook
 
 {{- define "pullpass.webhook.name" -}}pullpass-webhook{{- end -}}
 
+{{- define "pullpass.controller.selector" -}}
+app.kubernetes.io/name: pullpass
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{- define "pullpass.controller.name" -}}pullpass-controller{{- end -}}
+
 {{- define "pullpass.tag" -}}{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
 
 {{- define "pullpass.restrictedContainer" -}}
@@ -51,7 +59,8 @@ select the same series either way:
 - honorLabels: pullpass's own `namespace` label (the namespace of a failing pod) wins over the
   target's; without it Prometheus renames it `exported_namespace` and every pull failure would be
   grouped under pullpass's own namespace.
-- job is pullpass-webhook or pullpass-agent (the pod's component), whichever monitor found it;
+- job is pullpass-webhook, pullpass-controller or pullpass-agent (the pod's component), whichever
+  monitor found it;
 - node is the node the pod runs on (which kubelet to restart, which node serves what).
 Relabelings from the values come last. */ -}}
 {{- define "pullpass.scrapeLabels" -}}

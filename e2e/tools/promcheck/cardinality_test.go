@@ -12,10 +12,11 @@ import (
 	"github.com/pullpass/pullpass/agent/refresher"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	webhookapp "github.com/pullpass/pullpass/webhook/app"
+	"github.com/pullpass/pullpass/webhook/controller"
 	"github.com/pullpass/pullpass/webhook/keeper"
 )
 
-// The worst case per registry of what the webhook and an agent serve, with 1,000 registries each
+// The worst case per registry of what the webhook, the controller and an agent serve, with 1,000 registries each
 // given every label value pullpass can give it (every refresh result, every failure reason): far
 // under 200 series per registry per target. Pull failures add series per (registry, namespace,
 // reason) failing, which this does not bound; docs/benchmarks.md measures a real scrape.
@@ -31,6 +32,11 @@ func TestSeriesPerRegistryWorstCase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctrl := prometheus.NewRegistry()
+	cm, err := controller.NewMetrics(ctrl)
+	if err != nil {
+		t.Fatal(err)
+	}
 	agent := prometheus.NewRegistry()
 	am, err := agentapp.RegisterMetrics(agent, filepath.Join(t.TempDir(), "credentials.json"), func() bool { return false })
 	if err != nil {
@@ -40,14 +46,14 @@ func TestSeriesPerRegistryWorstCase(t *testing.T) {
 		r := fmt.Sprintf("registry-%d", i)
 		wm.Inject.Injected(r)
 		for _, reason := range reasons {
-			wm.Keeper.Credentials(r, true, expiry, reason)
+			cm.Keeper.Credentials(r, true, expiry, reason)
 		}
 		for _, result := range []string{refresher.ResultSuccess, refresher.ResultStale, refresher.ResultError} {
 			am.Refresh(r, result)
 		}
 		am.Served(r, true, expiry)
 	}
-	for name, reg := range map[string]*prometheus.Registry{"webhook": webhook, "agent": agent} {
+	for name, reg := range map[string]*prometheus.Registry{"webhook": webhook, "controller": ctrl, "agent": agent} {
 		families, err := reg.Gather()
 		if err != nil {
 			t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	agentapp "github.com/pullpass/pullpass/agent/app"
 	"github.com/pullpass/pullpass/e2e/framework"
 	webhookapp "github.com/pullpass/pullpass/webhook/app"
+	"github.com/pullpass/pullpass/webhook/controller"
 	"github.com/pullpass/pullpass/webhook/inject"
 )
 
@@ -62,6 +63,9 @@ func describeAll(t *testing.T) *describing {
 	t.Helper()
 	d := &describing{names: map[string]bool{}, labels: map[string][]string{}}
 	if _, err := webhookapp.NewMetrics(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := controller.NewMetrics(d); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := webhookapp.NewHandlerFor(inject.Webhook{}, d, nil); err != nil {

@@ -1,4 +1,4 @@
-package app
+package controller
 
 import (
 	"crypto/x509"
@@ -125,4 +125,14 @@ func newStuckPods(kube kubernetes.Interface, watcher *pullwatch.Watcher, namespa
 		return nil, nil, err
 	}
 	return s, b.Shutdown, nil
+}
+
+// namespaceLabels reads a namespace's labels from the informer's cache (nil when not cached).
+func namespaceLabels(l corelisters.NamespaceLister) func(string) map[string]string {
+	return func(name string) map[string]string {
+		if ns, err := l.Get(name); err == nil {
+			return ns.Labels
+		}
+		return nil
+	}
 }

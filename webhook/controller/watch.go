@@ -1,21 +1,11 @@
-package app
+package controller
 
 import (
-	"context"
-	"log/slog"
-	"os"
-	"sync"
-	"time"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
@@ -107,102 +97,6 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
-}
-
-func setOf(list []string) map[string]bool {
-	m := map[string]bool{}
-	for _, s := range list {
-		m[s] = true
-	}
-	return m
-}
-
-// leaderTimings are client-go's usual ones; tests shorten them.
-var leaderTimings = struct{ lease, renew, retry time.Duration }{15 * time.Second, 10 * time.Second, 2 * time.Second}
-
-// runLeader runs f while this replica holds the Lease, and stands for election again when it
-// loses it, until ctx ends. f is told when another holder was last seen renewing the Lease (zero:
-// none was seen): what that leader did before then is done.
-func runLeader(ctx context.Context, kube kubernetes.Interface, namespace, name string, log *slog.Logger, f func(ctx context.Context, previousLeaderSeen time.Time)) {
-	host, _ := os.Hostname()
-	id := host + "_" + rand.String(6)
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metaOf(namespace, name),
-		Client:     kube.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
-	}
-	retry := leaderTimings.retry
-	var (
-		mu       sync.Mutex
-		lastSeen time.Time
-		leading  bool
-		// term is held by each term's f: client-go runs OnStartedLeading in a goroutine it
-		// does not wait for, so a term won back quickly must wait for the last one's work.
-		term sync.Mutex
-	)
-	// While standing by, note the last renewal of whoever else holds the Lease.
-	go func() {
-		t := time.NewTicker(retry)
-		defer t.Stop()
-		for {
-			mu.Lock()
-			standby := !leading
-			mu.Unlock()
-			if standby {
-				if l, err := kube.CoordinationV1().Leases(namespace).Get(ctx, name, metav1.GetOptions{}); err == nil &&
-					l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != id && *l.Spec.HolderIdentity != "" && l.Spec.RenewTime != nil {
-					mu.Lock()
-					if l.Spec.RenewTime.After(lastSeen) {
-						lastSeen = l.Spec.RenewTime.Time
-					}
-					mu.Unlock()
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	for ctx.Err() == nil {
-		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
-			Lock:            lock,
-			LeaseDuration:   leaderTimings.lease,
-			RenewDeadline:   leaderTimings.renew,
-			RetryPeriod:     retry,
-			ReleaseOnCancel: true,
-			Name:            name,
-			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: func(ctx context.Context) {
-					term.Lock()
-					defer term.Unlock()
-					mu.Lock()
-					if ctx.Err() != nil {
-						// This term ended while the last one's work was finishing (client-go
-						// cancels it before OnStoppedLeading): nothing to lead.
-						mu.Unlock()
-						return
-					}
-					leading = true
-					seen := lastSeen
-					mu.Unlock()
-					log.Info("leading", "lease", namespace+"/"+name, "identity", id, "previousLeaderSeen", seen)
-					f(ctx, seen)
-				},
-				OnStoppedLeading: func() {
-					mu.Lock()
-					leading = false
-					mu.Unlock()
-					log.Info("no longer leading", "identity", id)
-				},
-			},
-		})
-	}
-}
-
-func metaOf(namespace, name string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Namespace: namespace, Name: name}
 }
 
 // pullThroughStatus gives pull-through caches their PullThrough condition from the registry

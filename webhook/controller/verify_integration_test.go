@@ -1,4 +1,4 @@
-package app
+package controller
 
 import (
 	"encoding/pem"
@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,17 +16,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
-	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/testenv"
 )
 
 // Two replicas against a real API server and a registry with Basic auth: the leader's verifier
 // writes Verified=Unauthorized for the wrong password (beside the keeper's Ready, neither writing
 // over the other), and Verified once the source is fixed; the only Secret writes are the source's
-// and the keeper's refresh of the pull secret: verification writes none.
+// and the keeper's refresh of the pull secret (made as admission would): verification writes none.
 func TestVerifierOnTheLeader(t *testing.T) {
 	env := controlPlane.Env(t)
-	ensureNamespace(t, env, ns)
+	env.EnsureNamespace(t, ns)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, p, ok := r.BasicAuth(); ok && u == "user" && p == "right" {
 			return
@@ -43,12 +41,12 @@ func TestVerifierOnTheLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	host := strings.TrimPrefix(srv.URL, "https://")
-	sourceSecret(t, env, "verify-src", host, "wrong")
-	env.CreateRegistry(t, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "verify-it"}, Spec: v1alpha1.RegistrySpec{
+	env.SourceSecret(t, ns, "verify-src", host, "wrong")
+	reg := env.CreateRegistry(t, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "verify-it"}, Spec: v1alpha1.RegistrySpec{
 		Hosts: []string{host}, Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: "verify-src", Namespace: ns}}}})
 	withCA := func(o *Options) { o.RegistryCAFile = ca }
-	a := startReplica(t, env, "", withCA)
-	startReplica(t, env, "", withCA)
+	startReplica(t, env, withCA)
+	startReplica(t, env, withCA)
 
 	verdict := func(reason string) func() error {
 		return func() error {
@@ -77,21 +75,19 @@ func TestVerifierOnTheLeader(t *testing.T) {
 	}
 	testenv.Eventually(t, 30*time.Second, verdict("Unauthorized"))
 
-	shop := optedIn(t, env)
-	if got := a.admit(t, shop, host+"/team/app:1"); !slices.Contains(got, pullsecret.Name("verify-it")) {
-		t.Fatalf("admission added %v", got)
-	}
-	writes := secretWrites(t, env)
-	sourceSecret(t, env, "verify-src", host, "right")
+	shop := env.OptedIn(t, nil)
+	pullSecretIn(t, env, shop, reg, "wrong")
+	writes := env.SecretWrites(t)
+	env.SourceSecret(t, ns, "verify-src", host, "right")
 	testenv.Eventually(t, 30*time.Second, verdict("Verified"))
 	testenv.Eventually(t, 30*time.Second, func() error {
-		if p := pullSecretPassword(t, env, shop, "verify-it", host); p != "right" {
+		if p := env.PullSecretPassword(t, shop, "verify-it", host); p != "right" {
 			return fmt.Errorf("pull secret password %q", p)
 		}
 		return nil
 	})
 	time.Sleep(2 * time.Second) // anything else would have been written by now
-	if got := secretWrites(t, env) - writes; got != 2 {
+	if got := env.SecretWrites(t) - writes; got != 2 {
 		t.Fatalf("%v Secret writes after the fix, want 2 (the source, and the keeper's refresh of the pull secret)", got)
 	}
 }

@@ -1,0 +1,23 @@
+// Command pullpass-controller runs pullpass's leader-elected controllers: it keeps pull secrets
+// fresh, verifies registries, counts image pull failures and grants the node agents their
+// sources. It exits non-zero when it loses leadership; its pod restarts and stands again.
+package main
+
+import (
+	"flag"
+
+	"github.com/pullpass/pullpass/pkg/cmdutil"
+	"github.com/pullpass/pullpass/webhook/controller"
+)
+
+func main() {
+	o := controller.DefaultOptions()
+	o.AddFlags(flag.CommandLine)
+	flag.Parse()
+	log := controller.NewLogger(o)
+	cmdutil.Start(log)
+	ctx, stop := cmdutil.SignalContext()
+	err := controller.Run(ctx, o, log)
+	stop()
+	cmdutil.Exit("pullpass-controller", err)
+}

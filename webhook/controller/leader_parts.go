@@ -1,0 +1,172 @@
+package controller
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/pullpass/pullpass/pkg/nodeaccess"
+	"github.com/pullpass/pullpass/pkg/registryclient"
+	"github.com/pullpass/pullpass/webhook/cluster"
+	"github.com/pullpass/pullpass/webhook/keeper"
+	"github.com/pullpass/pullpass/webhook/pullwatch"
+	"github.com/pullpass/pullpass/webhook/verify"
+)
+
+// leader builds what the leader runs.
+type leader struct {
+	o          *Options
+	kube       kubernetes.Interface
+	registries registryclient.Interface
+	metrics    *Metrics
+	log        *slog.Logger
+}
+
+// parts are the leader's controllers; those the options turn off are nil.
+type parts struct {
+	keeper   *keeper.Keeper
+	verifier *verify.Verifier
+	watcher  *pullwatch.Watcher
+	roles    *nodeaccess.RoleKeeper
+	stop     func() // the events recorder's
+}
+
+// build makes the controllers over caches, each fed by the informer events it needs.
+func (l *leader) build(c *cluster.Caches) (*parts, error) {
+	p := &parts{stop: func() {}}
+	policy := l.o.Policy()
+	namespaces := c.Namespaces.Lister()
+	var err error
+	p.keeper, err = keeper.New(keeper.Config{
+		Client: l.kube, RegistryAPI: l.registries, Registries: c.Table, Desired: c.PullSecrets,
+		Managed: c.Managed.Lister(), Namespaces: namespaces,
+		Policy: policy, Logger: l.log.With("component", "keeper"), Metrics: l.metrics.Keeper,
+		PullThrough: pullThroughStatus{table: c.Table, namespaces: namespaces, policy: policy},
+	})
+	if err != nil {
+		return nil, err
+	}
+	watchForKeeper(p.keeper, c.Table, c.Sources, c.Managed.Informer(), c.Namespaces.Informer())
+	if l.o.Verify {
+		if p.verifier, err = l.newVerifier(c); err != nil {
+			return nil, err
+		}
+	}
+	if l.o.WatchPulls {
+		if err := l.addWatcher(p, c); err != nil {
+			return nil, err
+		}
+	}
+	if l.o.AgentSourcesRole != "" {
+		p.roles, err = nodeaccess.NewRoleKeeper(nodeaccess.RoleKeeperConfig{
+			Client: l.kube, Namespace: l.o.Namespace, RoleName: l.o.AgentSourcesRole, Registries: c.Table,
+			Reserved: []string{webhookTLSSecret}, Logger: l.log.With("component", "agentaccess"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		kick := func(any) { p.roles.Kick() }
+		c.Table.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(_, n any) { kick(n) }, DeleteFunc: kick})
+	}
+	return p, nil
+}
+
+// webhookTLSSecret is the webhook's own Secret in the release namespace, never granted to the
+// agents whatever a Registry names (the chart's name for it).
+const webhookTLSSecret = "pullpass-webhook-tls"
+
+func (l *leader) newVerifier(c *cluster.Caches) (*verify.Verifier, error) {
+	login, err := newLogin(l.o)
+	if err != nil {
+		return nil, err
+	}
+	v, err := verify.New(verify.Config{
+		Registries: c.Table, Credentials: c.PullSecrets, Status: l.registries, Login: login,
+		Interval: l.o.VerifyInterval, Workers: l.o.VerifyWorkers, DockerHubHost: l.o.DockerHubHost,
+		DockerHubAnonymous: l.o.DockerHubAnonymous, Metrics: l.metrics.Verify, Logger: l.log.With("component", "verifier"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	watchForVerifier(v, c.Table, c.Sources)
+	return v, nil
+}
+
+// addWatcher adds the pull watcher and, with the verifier, the recreation of stuck pods and
+// what the verifier learns of pods' images.
+func (l *leader) addWatcher(p *parts, c *cluster.Caches) error {
+	namespaces := c.Namespaces.Lister()
+	reaches := registryReaches(l.o.Policy(), namespaces)
+	cfg := pullwatch.Config{
+		Client: l.kube, Registry: pullwatch.TableRegistry(c.Table.Table, namespaceLabels(namespaces)), Metrics: l.metrics.Pulls,
+		Logger: l.log.With("component", "pullwatch"),
+	}
+	if p.verifier != nil {
+		cfg.Observe = observeImage(p.verifier, c.Table, reaches)
+		cfg.SeenImage = cfg.Observe
+	}
+	var err error
+	if p.watcher, err = pullwatch.New(cfg); err != nil {
+		return err
+	}
+	if p.verifier == nil {
+		return nil
+	}
+	stuck, stop, err := newStuckPods(l.kube, p.watcher, namespaces, l.o, l.metrics, l.log.With("component", "stuckpods"))
+	if err != nil {
+		return err
+	}
+	p.stop = stop
+	p.verifier.SetRecovered(stuck.Recover)
+	p.verifier.SetPodImages(p.watcher.Images, reaches)
+	return nil
+}
+
+// runs are the controllers' Run functions; the pull watcher counts failures that may have begun
+// after previousLeaderSeen (the last leader counted those before).
+func (p *parts) runs(previousLeaderSeen time.Time) []func(context.Context) {
+	out := []func(context.Context){p.keeper.Run}
+	if p.watcher != nil {
+		out = append(out, func(ctx context.Context) { p.watcher.Run(ctx, previousLeaderSeen) })
+	}
+	if p.roles != nil {
+		out = append(out, func(ctx context.Context) { p.roles.Run(ctx, time.Minute) })
+	}
+	if p.verifier != nil {
+		out = append(out, p.verifier.Run)
+	}
+	return out
+}
+
+// Metrics are the controller's own metrics, registered together.
+type Metrics struct {
+	Keeper *keeper.PrometheusMetrics
+	Pulls  *pullwatch.Metrics
+	Verify *verify.PrometheusMetrics
+	// Recreated counts stuck pods deleted for their controller to recreate.
+	Recreated *prometheus.CounterVec
+}
+
+// NewMetrics registers the controller's metrics on reg. Their names are those the webhook served
+// when it led: the alerts and the dashboard select them by name.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	var m Metrics
+	var err error
+	if m.Keeper, err = keeper.NewPrometheusMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.Pulls, err = pullwatch.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.Verify, err = verify.NewPrometheusMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.Recreated, err = verify.NewDeletedCounter(reg); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
