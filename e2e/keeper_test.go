@@ -109,7 +109,7 @@ func TestKeeperCleansUpAndReportsStatus(t *testing.T) {
 	})
 }
 
-// The webhook's pod restarts: the pull secrets stay, and a source changed while it was down
+// The controller's pods restart: the pull secrets stay, and a source changed while they were down
 // reaches the namespace once a replica leads again.
 func TestKeeperRestartLosesNothing(t *testing.T) {
 	e := framework.Load(t)
@@ -126,12 +126,12 @@ func TestKeeperRestartLosesNothing(t *testing.T) {
 	}
 
 	pods := e.Kube.CoreV1().Pods(framework.PullpassNamespace)
-	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"}
+	sel := metav1.ListOptions{LabelSelector: controllerSelector}
 	if err := pods.DeleteCollection(ctx, metav1.DeleteOptions{}, sel); err != nil {
 		t.Fatal(err)
 	}
 	e.SetSourcePassword(t, reg.Name, "changed-while-down")
-	waitFor(t, 2*time.Minute, "a webhook pod ready again", func() bool {
+	waitFor(t, 2*time.Minute, "a controller pod ready again", func() bool {
 		list, err := pods.List(ctx, sel)
 		if err != nil {
 			return false

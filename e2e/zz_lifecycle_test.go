@@ -85,7 +85,7 @@ func TestZZHelmUpgradeThenUninstall(t *testing.T) {
 	if _, err := e.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "pullpass", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the webhook configuration is still there: %v", err)
 	}
-	for _, name := range []string{"pullpass-webhook", "pullpass-agent"} {
+	for _, name := range []string{"pullpass-webhook", "pullpass-controller", "pullpass-agent"} {
 		if _, err := e.Kube.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("ClusterRole %s is still there: %v", name, err)
 		}

@@ -451,12 +451,12 @@ func ready(p *corev1.Pod) bool {
 	return false
 }
 
-// logPullpass puts the last lines pullpass's webhook pods logged (debug lines left out) into a
-// failed test's output: what the leader did is most of the story of a failure.
+// logPullpass puts the last lines pullpass's webhook and controller pods logged (debug lines left
+// out) into a failed test's output: what the leader did is most of the story of a failure.
 func (e *Env) logPullpass(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pods, err := e.Kube.CoreV1().Pods(PullpassNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=webhook"})
+	pods, err := e.Kube.CoreV1().Pods(PullpassNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component in (webhook, controller)"})
 	if err != nil {
 		return
 	}
@@ -475,6 +475,6 @@ func (e *Env) logPullpass(t testing.TB) {
 		if len(keep) > 40 {
 			keep = keep[len(keep)-40:]
 		}
-		t.Logf("webhook pod %s, last lines:\n%s", p.Name, strings.Join(keep, "\n"))
+		t.Logf("pod %s, last lines:\n%s", p.Name, strings.Join(keep, "\n"))
 	}
 }
