@@ -53,7 +53,9 @@ func workers(t *testing.T, e *framework.Env) []string {
 	return out
 }
 
-func webhookPods(t *testing.T, e *framework.Env) []corev1.Pod { return pullpassPods(t, e, webhookSelector) }
+func webhookPods(t *testing.T, e *framework.Env) []corev1.Pod {
+	return pullpassPods(t, e, webhookSelector)
+}
 
 func controllerPods(t *testing.T, e *framework.Env) []corev1.Pod {
 	return pullpassPods(t, e, controllerSelector)
@@ -76,7 +78,9 @@ func pullpassPods(t *testing.T, e *framework.Env, selector string) []corev1.Pod 
 }
 
 // webhookReady waits for the webhook Deployment to have all its replicas ready and up to date.
-func webhookReady(t *testing.T, e *framework.Env, d time.Duration) { deploymentReady(t, e, "pullpass-webhook", d) }
+func webhookReady(t *testing.T, e *framework.Env, d time.Duration) {
+	deploymentReady(t, e, "pullpass-webhook", d)
+}
 
 // deploymentReady waits for one of pullpass's Deployments to have all its replicas ready and up
 // to date.

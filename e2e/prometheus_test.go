@@ -191,7 +191,7 @@ func wrongPasswordAlerts(t *testing.T, e *framework.Env, prom *framework.Prometh
 	prom.WaitAlert(t, "PullpassPullAuthFailuresRising", match, "", 2*time.Minute)
 }
 
-// A Cluster-scope ECR registry (the webhook's keeper and the node agent both fetch its tokens):
+// A Cluster-scope ECR registry (the controller's keeper and the node agent both fetch its tokens):
 // a token that expires within the hour raises the expiring alerts; ECR refusing raises the refresh
 // alerts, and once the last token expired, not-ready; ECR answering again with a token of three
 // hours resolves them all.

@@ -110,7 +110,7 @@ func TestServiceAccountsMayDoOnlyWhatTheyNeed(t *testing.T) {
 			{"delete", "secrets", "default", true}, // pull secrets no registry serves any more
 			{"list", "namespaces", "", true},
 			{"update", "namespaces", "", false},
-			{"list", "pods", "", true}, // the pull failure watcher
+			{"list", "pods", "", true},          // the pull failure watcher
 			{"delete", "pods", "default", true}, // stuck pods, where asked for
 			{"create", "pods", "default", false},
 			{"create", "events", "default", true},

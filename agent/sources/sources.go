@@ -1,5 +1,5 @@
 // Package sources watches the Secrets the node agent serves from, one by one: the agent may read
-// only those (the webhook's leader keeps its Role to exactly those names, see pkg/nodeaccess), so
+// only those (the controller's leader keeps its Role to exactly those names, see pkg/nodeaccess), so
 // it cannot watch its namespace as a whole. A Secret it cannot read yet is "not readable", never
 // "gone": only a Secret seen missing by a synced watch takes its credentials off the node.
 package sources

@@ -1,7 +1,7 @@
 // Package nodeaccess decides which Secrets the node agents may read: the sources of the
 // registries that nodes serve, in pullpass's namespace, and nothing else. RBAC cannot limit
 // Secrets by label, and a Role on every Secret of the namespace would hand every node the
-// webhook's CA and serving key. So the webhook's leader keeps the agents' Role to exactly these
+// webhook's CA and serving key. So the controller's leader keeps the agents' Role to exactly these
 // names (RoleKeeper), and each agent watches exactly these names (agent/sources).
 package nodeaccess
 

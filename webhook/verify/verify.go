@@ -1,7 +1,7 @@
 // Package verify logs in to every registry with its current credentials, as a client does before a
 // pull, and writes the outcome into the Registry's Verified condition: a wrong password shows
 // within seconds of being set, before any pod fails on it. One replica runs it at a time (the
-// webhook's leader). It reads credentials and writes Registry status only: never a pull secret.
+// controller's leader). It reads credentials and writes Registry status only: never a pull secret.
 //
 // A registry is verified when it or its source changes, then on a slow schedule (Interval, with
 // jitter) and after a failure with a doubling back-off; a few at a time (Workers), each login
