@@ -13,12 +13,18 @@ import (
 	"github.com/pullpass/pullpass/agent/app"
 	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/pkg/memlimit"
+	"github.com/pullpass/pullpass/pkg/version"
 )
 
 func main() {
 	o := app.DefaultOptions()
 	o.AddFlags(flag.CommandLine)
+	showVersion := version.Flag(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Get().Line("pullpass-agent"))
+		return
+	}
 	log := app.NewLogger(o)
 	logging.RouteKlog(log) // process-wide: client-go's klog lines go to the same handler
 	if l := memlimit.Set("/sys/fs/cgroup"); l > 0 {

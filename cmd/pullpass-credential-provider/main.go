@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pullpass/pullpass/agent/provider"
+	"github.com/pullpass/pullpass/pkg/version"
 )
 
 func main() {
@@ -17,7 +18,12 @@ func main() {
 	generation := flag.String("generation", "", "the provider config's generation (set by the agent)")
 	noRecord := flag.Bool("no-record", false, "do not count requests beside the cache")
 	audience := flag.String("service-account-token-audience", "", "the token entry: verify the pod's service account token for this audience and answer from the grants of Namespaced registries")
+	showVersion := version.Flag(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Get().Line("pullpass-credential-provider"))
+		return
+	}
 	cfg := provider.Config{CachePath: *cache, MaxCacheDuration: *maxCache, Generation: *generation, Record: !*noRecord, TokenAudience: *audience}
 	if *audience != "" {
 		cfg.Exchange = provider.SocketExchanger{Path: provider.SocketPath(*cache), Timeout: 45 * time.Second}

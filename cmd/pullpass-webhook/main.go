@@ -11,13 +11,19 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/pkg/memlimit"
+	"github.com/pullpass/pullpass/pkg/version"
 	"github.com/pullpass/pullpass/webhook/app"
 )
 
 func main() {
 	o := app.DefaultOptions()
 	o.AddFlags(flag.CommandLine)
+	showVersion := version.Flag(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Get().Line("pullpass-webhook"))
+		return
+	}
 	log := app.NewLogger(o)
 	logging.RouteKlog(log) // process-wide: client-go's klog lines go to the same handler
 	if l := memlimit.Set("/sys/fs/cgroup"); l > 0 {
