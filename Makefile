@@ -38,15 +38,18 @@ test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's e
 	@KUBE_BINARIES=kube-apiserver e2e/cluster/build-kube.sh >/dev/null
 
 .PHONY: generate
-generate: ## Write the Registry CRD (package crd and the chart's crds/) and deepcopy from the markers in pkg/apis (controller-gen, pinned in e2e/tools/codegen)
+generate: ## Write the Registry CRD (package crd and the chart's crds/) and deepcopy from the markers in pkg/apis (controller-gen, pinned in e2e/tools/codegen), and the chart's README from its values (helm-docs)
 	e2e/tools/codegen/generate.sh
+	hack/chart-docs.sh
 
 .PHONY: verify
 verify: ## Fail if a generated file differs from what make generate writes
 	e2e/tools/codegen/generate.sh --verify
+	hack/chart-docs.sh --verify
 
 .PHONY: lint
-lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache)
+lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache), helm lint --strict
+	$$(e2e/cluster/build-tools.sh helm | tail -n 1)/helm lint --strict charts/pullpass
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@for m in $$(git ls-files '*go.mod'); do (cd $$(dirname $$m) && $(GO) mod tidy -diff >/dev/null) || { echo "$$m: go mod tidy would change it"; exit 1; }; done
 	$(GO) vet $(PKGS)
