@@ -45,10 +45,14 @@ fi
 out=${RELEASE_DIR:-$repo_root/_output/release}
 # The CA bundle the images trust: Debian's, or RELEASE_CA_BUNDLE (a company's own CAs added).
 ca_bundle=${RELEASE_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
-if [ ! -s "$ca_bundle" ] && [ -z "${RELEASE_CA_BUNDLE:-}" ]; then
-  log "installing Debian's ca-certificates (the images' CA bundle)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ca-certificates >/dev/null
+need=()
+[ -s "$ca_bundle" ] || [ -n "${RELEASE_CA_BUNDLE:-}" ] || need+=(ca-certificates) # the images' CA bundle
+command -v zip >/dev/null || need+=(zip)                                             # the Windows archives
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing Debian's ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+[ -s "$ca_bundle" ] || die "no CA bundle at $ca_bundle"
 
 tools=$("$repo_root/e2e/cluster/build-tools.sh" helm cosign cyclonedx-gomod | tail -n 1)
 HELM=$tools/helm COSIGN=$tools/cosign CYCLONEDX=$tools/cyclonedx-gomod
