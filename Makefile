@@ -17,10 +17,14 @@ build: ## Build the binaries into bin/ (pullpass, kubectl-pullpass)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN_DIR)/pullpass ./cmd/pullpass
 	ln -sf pullpass $(BIN_DIR)/kubectl-pullpass
 
-.PHONY: images
-images: ## Build and push pullpass's images without Docker: make images IMAGE_REPO=ghcr.io/you TAG=v0.1.0
-	@[ -n "$(IMAGE_REPO)" ] && [ -n "$(TAG)" ] || { echo "set IMAGE_REPO and TAG"; exit 2; }
-	cmd/images.sh $(IMAGE_REPO) $(TAG)
+.PHONY: release
+release: ## Release without Docker: make release VERSION=v0.2.0 RELEASE_REPO=ghcr.io/you COSIGN_KEY=cosign.key (images for linux/amd64+arm64, chart, CLI archives, SBOMs, krew manifest, signatures; see README "Releasing")
+	@[ -n "$(VERSION)" ] && [ -n "$(RELEASE_REPO)" ] || { echo "set VERSION and RELEASE_REPO, e.g. make release VERSION=v0.2.0 RELEASE_REPO=ghcr.io/you"; exit 2; }
+	VERSION=$(VERSION) RELEASE_REPO=$(RELEASE_REPO) hack/release/release.sh
+
+.PHONY: test-release
+test-release: ## make release to a registry started here (TLS, own CA, password, throwaway cosign key), checked with crane, helm, cosign, qemu (arm64) and krew
+	hack/release/test-release.sh
 
 .PHONY: unit
 unit: test-assets ## Run unit and integration tests (a real kube-apiserver + etcd per package, pkg/testenv; fuzz seed corpora; the matcher against the kubelet's own code; alerts and dashboard against Prometheus's parsers, alerts under promtool test rules; the Prometheus config the operator's generator makes of the chart)
@@ -28,6 +32,7 @@ unit: test-assets ## Run unit and integration tests (a real kube-apiserver + etc
 	cd e2e/tools/kube && $(GO) test -count=1 .
 	cd e2e/tools/promcheck && $(GO) test -count=1 .
 	cd e2e/tools/promconfig && $(GO) test -count=1 ./...
+	cd hack/release && $(GO) test -count=1 ./...
 
 .PHONY: test-assets
 test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's etcd-server) for the integration tier, and promtool (Debian's prometheus), if missing
@@ -38,15 +43,18 @@ test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's e
 	@KUBE_BINARIES=kube-apiserver e2e/cluster/build-kube.sh >/dev/null
 
 .PHONY: generate
-generate: ## Write the Registry CRD (package crd and the chart's crds/) and deepcopy from the markers in pkg/apis (controller-gen, pinned in e2e/tools/codegen)
+generate: ## Write the Registry CRD (package crd and the chart's crds/) and deepcopy from the markers in pkg/apis (controller-gen, pinned in e2e/tools/codegen), and the chart's README from its values (helm-docs)
 	e2e/tools/codegen/generate.sh
+	hack/chart-docs.sh
 
 .PHONY: verify
 verify: ## Fail if a generated file differs from what make generate writes
 	e2e/tools/codegen/generate.sh --verify
+	hack/chart-docs.sh --verify
 
 .PHONY: lint
-lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache)
+lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache), helm lint --strict
+	$$(e2e/cluster/build-tools.sh helm | tail -n 1)/helm lint --strict charts/pullpass
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@for m in $$(git ls-files '*go.mod'); do (cd $$(dirname $$m) && $(GO) mod tidy -diff >/dev/null) || { echo "$$m: go mod tidy would change it"; exit 1; }; done
 	$(GO) vet $(PKGS)
@@ -54,11 +62,12 @@ lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/buil
 	cd e2e/tools/kube && $(GO) vet .
 	cd e2e/tools/promcheck && $(GO) vet .
 	cd e2e/tools/promconfig && $(GO) vet ./...
+	cd hack/release && $(GO) vet ./...
 	@lint=$$(e2e/cluster/build-tools.sh golangci-lint | tail -n 1)/golangci-lint; \
-	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/...
+	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/... && (cd hack/release && $$lint run ./...)
 
 .PHONY: test
-test: lint unit test-demo test-clusters ## Run everything: lint, unit and integration tests, make demo as a newcomer runs it, the e2e suite on a fresh harness cluster, then on a fresh 3-node kind cluster with the chart's defaults
+test: lint unit test-release test-demo test-clusters ## Run everything: lint, unit and integration tests, make demo as a newcomer runs it, the e2e suite on a fresh harness cluster, then on a fresh 3-node kind cluster with the chart's defaults
 
 # The harness suite mostly waits (pulls, refreshes, alerts): kind's node image parts, which need
 # no engine, build meanwhile, so a fresh machine does not build them after it (about 18 min).

@@ -8,12 +8,18 @@ import (
 
 	"github.com/pullpass/pullpass/agent/app"
 	"github.com/pullpass/pullpass/pkg/cmdutil"
+	"github.com/pullpass/pullpass/pkg/version"
 )
 
 func main() {
 	o := app.DefaultOptions()
 	o.AddFlags(flag.CommandLine)
+	showVersion := version.Flag(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Get().Line("pullpass-agent"))
+		return
+	}
 	log := app.NewLogger(o)
 	cmdutil.Start(log)
 	var err error

@@ -5,15 +5,22 @@ package main
 
 import (
 	"flag"
+	"fmt"
 
 	"github.com/pullpass/pullpass/pkg/cmdutil"
+	"github.com/pullpass/pullpass/pkg/version"
 	"github.com/pullpass/pullpass/webhook/controller"
 )
 
 func main() {
 	o := controller.DefaultOptions()
 	o.AddFlags(flag.CommandLine)
+	showVersion := version.Flag(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Get().Line("pullpass-controller"))
+		return
+	}
 	log := controller.NewLogger(o)
 	cmdutil.Start(log)
 	ctx, stop := cmdutil.SignalContext()

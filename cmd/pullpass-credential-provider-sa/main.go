@@ -13,12 +13,18 @@ import (
 
 	"github.com/pullpass/pullpass/agent/provider"
 	"github.com/pullpass/pullpass/agent/provider/token"
+	"github.com/pullpass/pullpass/pkg/version"
 )
 
 func main() {
 	flags := provider.NewFlags(flag.CommandLine, 10*time.Second)
 	audience := flag.String("service-account-token-audience", "", "the audience the pod's service account token must carry (required)")
+	showVersion := version.Flag(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Get().Line("pullpass-credential-provider-sa"))
+		return
+	}
 	if *audience == "" {
 		fmt.Fprintln(os.Stderr, "pullpass-credential-provider-sa: --service-account-token-audience is required")
 		os.Exit(2)

@@ -11,11 +11,17 @@ import (
 	"time"
 
 	"github.com/pullpass/pullpass/agent/provider"
+	"github.com/pullpass/pullpass/pkg/version"
 )
 
 func main() {
 	flags := provider.NewFlags(flag.CommandLine, 5*time.Minute)
+	showVersion := version.Flag(flag.CommandLine)
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Get().Line("pullpass-credential-provider"))
+		return
+	}
 	if err := provider.Run(flags.Config(), os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "pullpass-credential-provider:", err)
 		os.Exit(1)

@@ -5,6 +5,9 @@
 # plugin cache). Restarts the kubelet of each node whose credential provider config the agent
 # changed (the first install), as a node's operator would. Writes _output/kind/endpoints.env
 # (the harness's contract: metrics URLs reachable from where the suite runs, see e2e/README.md).
+# PULLPASS_FROM_RELEASE=1: make release to the cluster's registry instead, and pullpass installed
+# from the released OCI chart alone (its images by digest), the registry's CA trusted through the
+# images' own CA bundle (RELEASE_CA_BUNDLE), not verify.caBundle.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -24,7 +27,26 @@ export SSL_CERT_FILE=$REGISTRY_CA
 PUSH=${PUSH_REGISTRY:-$REGISTRY}
 "$CRANE" auth login "$PUSH" -u "$REGISTRY_USERNAME" -p "$REGISTRY_PASSWORD" >/dev/null 2>&1
 
-push_pullpass_images "$PUSH" "$REGISTRY"
+chart=("$repo_root/charts/pullpass") image_args=() ca_args=(--set-file verify.caBundle="$REGISTRY_CA")
+if [ "${PULLPASS_FROM_RELEASE:-}" = 1 ]; then
+  release_version=v0.0.0-e2e.$(date +%s)
+  cat /etc/ssl/certs/ca-certificates.crt "$REGISTRY_CA" >"$KIND_DIR/release-cas.pem"
+  export SSL_CERT_FILE=$KIND_DIR/release-cas.pem HELM_REGISTRY_CONFIG=$KIND_DIR/helm-registry.json
+  "$HELM" registry login "$PUSH" -u "$REGISTRY_USERNAME" -p "$REGISTRY_PASSWORD" >/dev/null 2>&1
+  RELEASE_SIGN=false RELEASE_CA_BUNDLE=$KIND_DIR/release-cas.pem RELEASE_DIR=$KIND_DIR/release \
+    make -C "$repo_root" --no-print-directory release VERSION="$release_version" RELEASE_REPO="$PUSH/pullpass" >>"$LOGS/release.log" 2>&1 ||
+    { tail -n 20 "$LOGS/release.log" >&2; die "make release failed; see $LOGS/release.log"; }
+  chart=("oci://$PUSH/pullpass/charts/pullpass" --version "${release_version#v}")
+  ca_args=()
+  # The cluster reaches the registry under another name than this side pushes to: the same
+  # images, digests kept from the chart.
+  [ "$PUSH" = "$REGISTRY" ] || image_args=(--set image.webhookRepository="$REGISTRY/pullpass/pullpass-webhook"
+    --set image.agentRepository="$REGISTRY/pullpass/pullpass-agent")
+  log "installing pullpass $release_version from ${chart[*]}"
+else
+  push_pullpass_images "$PUSH" "$REGISTRY"
+  image_args=(--set image.webhookRepository="$WEBHOOK_REPO" --set image.agentRepository="$AGENT_REPO" --set image.tag="$tag")
+fi
 prepare_pullpass_namespace
 
 # The e2e suite serves a local ECR API where it runs: with the own engine, on the kind network's
@@ -35,10 +57,9 @@ if [ "$(engine)" = own ]; then
   ecr_listen=$gw:28900
   ecr_args=(--set webhook.ecrEndpoint="http://$ecr_listen" --set controller.ecrEndpoint="http://$ecr_listen" --set agent.ecrEndpoint="http://$ecr_listen")
 fi
-"$HELM" upgrade --install pullpass "$repo_root/charts/pullpass" --kubeconfig "$KUBECONFIG_KIND" \
+"$HELM" upgrade --install pullpass "${chart[@]}" --kubeconfig "$KUBECONFIG_KIND" \
   --namespace pullpass --create-namespace -f "$here/values-kind.yaml" "${ecr_args[@]}" \
-  --set image.webhookRepository="$WEBHOOK_REPO" --set image.agentRepository="$AGENT_REPO" --set image.tag="$tag" \
-  --set-file verify.caBundle="$REGISTRY_CA" --set agent.matchImages="{$REGISTRY}" \
+  "${image_args[@]}" "${ca_args[@]}" --set agent.matchImages="{$REGISTRY}" \
   --wait --timeout 5m >"$LOGS/helm.log" 2>&1 ||
   { cat "$LOGS/helm.log" >&2; kubectl_e2e -n pullpass get pods -o wide >&2; die "helm install failed"; }
 

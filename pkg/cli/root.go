@@ -17,6 +17,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/registryclient"
+	"github.com/pullpass/pullpass/pkg/version"
 )
 
 // Exit codes. Scripts rely on them (`explain` documents them).
@@ -151,7 +152,9 @@ func newRootCommand(program string, o *options) *cobra.Command {
 		Short:         "Manage the registry table that lets pods pull from private registries",
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Version:       version.Get().Line("pullpass"),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	if strings.HasPrefix(filepath.Base(program), "kubectl-") {
 		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl pullpass"}
 	}
@@ -159,6 +162,6 @@ func newRootCommand(program string, o *options) *cobra.Command {
 	pf.StringVar(&o.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 	pf.StringVar(&o.context, "context", "", "the kubeconfig context to use")
 	pf.StringVarP(&o.namespace, "pullpass-namespace", "N", "pullpass", "the namespace where pullpass keeps registry source secrets")
-	root.AddCommand(newRegistriesCommand(o), newExplainCommand(o))
+	root.AddCommand(newRegistriesCommand(o), newExplainCommand(o), newVersionCommand(o))
 	return root
 }

@@ -24,6 +24,12 @@ app.kubernetes.io/component: controller
 
 {{- define "pullpass.tag" -}}{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
 
+{{/* pullpass.image (list $ REPOSITORY DIGEST): REPOSITORY:TAG, pinned @DIGEST when one is set. */}}
+{{- define "pullpass.image" -}}
+{{- $root := index . 0 -}}
+{{ index . 1 }}:{{ include "pullpass.tag" $root }}{{ with index . 2 }}@{{ . }}{{ end }}
+{{- end -}}
+
 {{- define "pullpass.restrictedContainer" -}}
 securityContext:
   allowPrivilegeEscalation: false
