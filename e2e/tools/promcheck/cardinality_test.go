@@ -48,7 +48,7 @@ func TestSeriesPerRegistryWorstCase(t *testing.T) {
 		for _, reason := range reasons {
 			cm.Keeper.Credentials(r, true, expiry, reason)
 		}
-		wm.Keeper.Served(r, true)
+		cm.Keeper.Served(r, true)
 		for _, result := range []string{refresher.ResultSuccess, refresher.ResultStale, refresher.ResultError} {
 			am.Refresh(r, result)
 		}
