@@ -48,9 +48,10 @@ generate: ## Write the Registry CRD (package crd and the chart's crds/) and deep
 	hack/chart-docs.sh
 
 .PHONY: verify
-verify: ## Fail if a generated file differs from what make generate writes
+verify: ## Fail if a generated file differs from what make generate writes, or the README's Layout table misses a package
 	e2e/tools/codegen/generate.sh --verify
 	hack/chart-docs.sh --verify
+	hack/check-layout.sh
 
 .PHONY: lint
 lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache), helm lint --strict
