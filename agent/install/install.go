@@ -91,7 +91,10 @@ type Config struct {
 	// Tokens, when set, adds the token plugin's entry (kubelet 1.34+: an older kubelet refuses
 	// to start with tokenAttributes in its config).
 	Tokens *Tokens
-	Logger *slog.Logger
+	// FaultUnvalidated writes configs without Validate: only for the e2e test that proves a
+	// config the kubelet refuses is rolled back (--fault-unvalidated-config).
+	FaultUnvalidated bool
+	Logger           *slog.Logger
 }
 
 // Installer installs the plugin and keeps its config entry current.
@@ -249,6 +252,14 @@ func (i *Installer) configureLocked(hosts []string) (restartNeeded bool, err err
 			"config", i.cfg.ConfigPath)
 	}
 	return need, nil
+}
+
+// Serves reports whether the kubelet runs the entry written: one was written (or found) and no
+// restart is needed for it.
+func (i *Installer) Serves() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.current != nil && !i.restartNeededLocked()
 }
 
 // RestartNeeded reports whether the kubelet runs an older config than the one written.
@@ -428,6 +439,14 @@ func (i *Installer) ValidateOnDisk() error {
 	return nil
 }
 
+func (i *Installer) validate(doc map[string]any, otherNames []string) error {
+	if i.cfg.FaultUnvalidated {
+		i.cfg.Logger.Warn("fault: writing the credential provider config without validating it")
+		return nil
+	}
+	return Validate(doc, i.cfg.BinDir, otherNames, i.isOurName)
+}
+
 func (i *Installer) isOurName(name string) bool {
 	return name == i.cfg.PluginName || name == i.tokenName()
 }
@@ -565,7 +584,7 @@ func (i *Installer) write(entry []byte) error {
 		if err != nil {
 			return err
 		}
-		if err := Validate(doc, i.cfg.BinDir, otherProviderNames(i.cfg.ConfigPath), i.isOurName); err != nil {
+		if err := i.validate(doc, otherProviderNames(i.cfg.ConfigPath)); err != nil {
 			return fmt.Errorf("not writing %s: %w", filepath.Join(i.cfg.ConfigPath, DropInName), err)
 		}
 		out = append([]byte("# Written by the pullpass node agent; changes are overwritten.\n"), out...)
@@ -597,7 +616,7 @@ func (i *Installer) write(entry []byte) error {
 		list = append(list, ours...)
 	}
 	doc["providers"] = list
-	if err := Validate(doc, i.cfg.BinDir, nil, i.isOurName); err != nil {
+	if err := i.validate(doc, nil); err != nil {
 		return fmt.Errorf("not writing %s: %w", i.cfg.ConfigPath, err)
 	}
 	out, err := marshalConfig(doc, isJSON)

@@ -216,6 +216,33 @@ func (r *Restarter) Once(ctx context.Context) (string, error) {
 	return ResultRolledBack, nil
 }
 
+// RestartAfterRemoval restarts the kubelet once pullpass's entry is out of its config (an
+// uninstall), under the same rules: the config as it is now must be one the kubelet accepts
+// (validate; a config left with no provider at all is refused, and the kubelet is left running
+// until its flags change), one node at a time, not while pods start, healthy within the bound.
+// There is nothing to roll back to: a failure is an event, the metric and the error.
+func (r *Restarter) RestartAfterRemoval(ctx context.Context, validate func() error) (string, error) {
+	if err := validate(); err != nil {
+		return "", fmt.Errorf("not restarting the kubelet: %w", err)
+	}
+	release, err := r.cfg.Lock.Acquire(ctx)
+	if err != nil {
+		return "", fmt.Errorf("taking the kubelet restart lease: %w", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		release(rctx)
+	}()
+	r.waitIdle(ctx)
+	if err := r.restartAndWait(ctx); err != nil {
+		return r.failed(ctx, fmt.Sprintf("the kubelet was not healthy after pullpass's entry was removed from its config: %v", err))
+	}
+	r.restarts.WithLabelValues(ResultSuccess).Inc()
+	r.cfg.Recorder.Event(ctx, "Normal", ReasonRestarted, "pullpass restarted the kubelet after removing its credential provider entry (uninstall)")
+	return ResultSuccess, nil
+}
+
 func (r *Restarter) failed(ctx context.Context, msg string) (string, error) {
 	r.restarts.WithLabelValues(ResultFailed).Inc()
 	r.cfg.Recorder.Event(ctx, "Warning", ReasonFailed, msg)

@@ -179,3 +179,19 @@ func TestPodsStartingDelayWithinABound(t *testing.T) {
 		t.Fatalf("Once: %q, %v", res, err)
 	}
 }
+
+// Uninstall: a config the kubelet would refuse once pullpass's entry is out (no provider left)
+// is not restarted into; otherwise one restart under the lease.
+func TestRestartAfterRemoval(t *testing.T) {
+	n := &node{healthyOn: func(int) bool { return true }, starting: []int{0}}
+	r := newRestarter(t, n, prometheus.NewRegistry())
+	if _, err := r.RestartAfterRemoval(t.Context(), func() error { return errors.New("no provider left") }); err == nil || n.restarts != 0 {
+		t.Fatalf("restarted into a refused config: %v, %d restarts", err, n.restarts)
+	}
+	res, err := r.RestartAfterRemoval(t.Context(), func() error { return nil })
+	want := []string{"lock", "pods starting: 0", "restart kubelet.service",
+		"event Normal PullpassKubeletRestarted: pullpass restarted the kubelet after removing its credential provider entry (uninstall)", "unlock"}
+	if err != nil || res != kubeletrestart.ResultSuccess || !slices.Equal(n.log, want) {
+		t.Fatalf("%q, %v\n got %q\nwant %q", res, err, n.log, want)
+	}
+}
