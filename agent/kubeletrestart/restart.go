@@ -149,18 +149,25 @@ func New(cfg Config) (*Restarter, error) {
 }
 
 // Run restarts the kubelet whenever it runs an older config, looking every interval, until
-// ctx ends.
+// ctx ends. After a failure (the kubelet not healthy even with the previous config, or the
+// Lease out of reach) it waits longer each time, from a minute up to half an hour: a node whose
+// kubelet is sick for another reason must not be restarted in a loop.
 func (r *Restarter) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	wait := interval
 	for {
-		if _, err := r.Once(ctx); err != nil && ctx.Err() == nil {
+		res, err := r.Once(ctx)
+		if err != nil && ctx.Err() == nil {
 			r.cfg.Logger.Error("restarting the kubelet", "err", err)
+		}
+		if res == ResultFailed || (err != nil && res == "") {
+			wait = min(max(2*wait, time.Minute), 30*time.Minute)
+		} else {
+			wait = interval
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }

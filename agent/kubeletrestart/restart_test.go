@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -194,4 +195,30 @@ func TestRestartAfterRemoval(t *testing.T) {
 	if err != nil || res != kubeletrestart.ResultSuccess || !slices.Equal(n.log, want) {
 		t.Fatalf("%q, %v\n got %q\nwant %q", res, err, n.log, want)
 	}
+}
+
+// brokenNode's kubelet never comes back, whatever its config: the rollback does not help.
+type brokenNode struct{ node }
+
+func (b *brokenNode) Rollback(g string) error { b.add("rollback " + g); return nil }
+
+// A kubelet sick for another reason is not restarted in a loop: after each failure the agent
+// waits longer (a minute, then doubling). In a synctest bubble, so the minutes are fake.
+func TestFailuresBackOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &brokenNode{node{need: true, gen: "g", healthyOn: func(int) bool { return false }, starting: []int{0}}}
+		r, err := kubeletrestart.New(kubeletrestart.Config{Provider: b, Systemd: b, Health: b, Lock: b, Busy: b, Recorder: b,
+			HealthTimeout: time.Second, Poll: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+		defer cancel()
+		r.Run(ctx, 10*time.Second)
+		// Attempts at about 0, 1, 3 and 7 minutes, two restarts each (the config, then the
+		// previous one); every 10 s it would have been about 60.
+		if b.restarts < 2 || b.restarts > 8 {
+			t.Fatalf("%d restarts of a broken kubelet in 10 minutes, want at most 8", b.restarts)
+		}
+	})
 }
