@@ -256,7 +256,9 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	}
 	if o.RemoveStartupTaint {
 		taint, err := nodetaint.New(nodetaint.Config{Kube: kube, Node: o.NodeName, Logger: log.With("component", "startup-taint"),
-			Serving: func() bool { return ref.Synced() && (installer == nil || installer.Serves()) }})
+			Serving: func() bool {
+				return ref.Synced() && (installer == nil || installer.Serves()) && (restarter == nil || restarter.Settled())
+			}})
 		if err != nil {
 			return err
 		}

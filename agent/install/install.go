@@ -283,14 +283,52 @@ func (i *Installer) restartNeededLocked() bool {
 	return !bytes.Equal(i.atStart, i.current)
 }
 
-// Hold starts a kubelet restart for the config written: it returns the generation the kubelet
-// will start with and whether it differs from what the kubelet runs (no restart needed: nothing
-// held). Until Confirm, Rollback or Release, Configure writes nothing, so that the restart is
-// judged on the config it was made for.
-func (i *Installer) Hold() (generation string, restartNeeded bool) {
+// RestartNeededSince reports whether a kubelet started at started runs an older entry than the
+// one written, knowing when it started (the agent that restarts kubelets asks systemd): it
+// reads its config only at start, so it does when pullpass's entry (the drop-in, or the merged
+// file) was written after that, unless the plugin, called since, recorded the entry's
+// generation. This holds where the generation record alone misleads: a kubelet started on a
+// config without pullpass's entry (a node's bootstrap rewrote the file; a new node whose disk
+// kept an old record), or an agent that died between its write and the restart.
+func (i *Installer) RestartNeededSince(started time.Time) bool {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if i.held || !i.restartNeededLocked() {
+	return i.restartNeededSinceLocked(started)
+}
+
+func (i *Installer) restartNeededSinceLocked(started time.Time) bool {
+	if i.current == nil {
+		return false
+	}
+	gen := Generation(i.current)
+	if i.rejected[gen] {
+		return false
+	}
+	path := i.cfg.ConfigPath
+	if i.isDir() {
+		path = filepath.Join(path, DropInName)
+	}
+	st, err := os.Stat(path)
+	if err != nil || !st.ModTime().After(started) {
+		return false
+	}
+	genPath := nodecache.GenerationPath(i.cfg.CachePath)
+	if gst, err := os.Stat(genPath); err == nil && gst.ModTime().After(started) {
+		if seen, err := os.ReadFile(genPath); err == nil && strings.TrimSpace(string(seen)) == gen {
+			return false
+		}
+	}
+	return true
+}
+
+// Hold starts a kubelet restart for the config written, for a kubelet started at started: it
+// returns the generation the kubelet will start with and whether a restart is needed
+// (RestartNeededSince; when not, nothing is held). Until Confirm, Rollback or Release,
+// Configure writes nothing, so that the restart is judged on the config it was made for.
+func (i *Installer) Hold(started time.Time) (generation string, restartNeeded bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.held || !i.restartNeededSinceLocked(started) {
 		return "", false
 	}
 	i.held = true

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pullpass/pullpass/agent/install"
+	"github.com/pullpass/pullpass/pkg/nodecache"
 )
 
 // A config the kubelet would refuse keeps it from starting, and every pod of the node with it:
@@ -130,7 +131,7 @@ func TestRollbackNeverWritesTheConfigAgain(t *testing.T) {
 	if need, err := in.Configure([]string{"a.example.com:5000"}); err != nil || !need {
 		t.Fatalf("first install: need %v, err %v", need, err)
 	}
-	gen, need := in.Hold()
+	gen, need := in.Hold(time.Time{})
 	if !need || gen == "" {
 		t.Fatal("Hold: no restart needed after a first install")
 	}
@@ -172,7 +173,7 @@ func TestRollbackOfAFirstInstallAndConfirm(t *testing.T) {
 	if _, err := in.Configure(nil); err != nil {
 		t.Fatal(err)
 	}
-	gen, _ := in.Hold()
+	gen, _ := in.Hold(time.Time{})
 	if err := in.Rollback(gen); err != nil {
 		t.Fatal(err)
 	}
@@ -187,11 +188,11 @@ func TestRollbackOfAFirstInstallAndConfirm(t *testing.T) {
 	if _, err := in2.Configure([]string{"c.example.com:5000"}); err != nil {
 		t.Fatal(err)
 	}
-	gen2, need := in2.Hold()
+	gen2, need := in2.Hold(time.Time{})
 	if !need {
 		t.Fatal("no restart needed after a first install")
 	}
-	if g, need := in2.Hold(); need || g != "" {
+	if g, need := in2.Hold(time.Time{}); need || g != "" {
 		t.Fatal("a second Hold while one is held")
 	}
 	if err := in2.Confirm(gen2); err != nil {
@@ -199,5 +200,53 @@ func TestRollbackOfAFirstInstallAndConfirm(t *testing.T) {
 	}
 	if in2.RestartNeeded() {
 		t.Fatal("restart still needed after a confirmed restart")
+	}
+}
+
+// A kubelet started on a config without pullpass's entry (a node's bootstrap rewrote the file
+// on reboot; a node whose disk kept the plugin's old record) runs an older entry than the one
+// the agent writes again, though the plugin's record names the same generation: its start
+// time, from systemd, tells. The record counts only once made after the kubelet started.
+func TestRestartNeededSinceTheKubeletStarted(t *testing.T) {
+	n := newNode(t)
+	cfgDir := filepath.Join(n.dir, "config")
+	in := n.installer(t, cfgDir)
+	if _, err := in.Configure([]string{"a.example.com:5000"}); err != nil {
+		t.Fatal(err)
+	}
+	gen, _ := in.Hold(time.Time{})
+	if err := in.Release(); err != nil {
+		t.Fatal(err)
+	}
+	nodecache.RecordGeneration(n.cache, gen) // the plugin ran it, long ago
+	t0 := time.Now().Add(-time.Hour)
+	kubeletStarted := t0.Add(time.Minute)
+	touch := func(path string, at time.Time) {
+		t.Helper()
+		if err := os.Chtimes(path, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	touch(nodecache.GenerationPath(n.cache), t0)
+	dropIn := filepath.Join(cfgDir, install.DropInName)
+	// The entry written before the kubelet started: it runs it.
+	touch(dropIn, t0)
+	if in.RestartNeededSince(kubeletStarted) {
+		t.Fatal("restart needed for an entry written before the kubelet started")
+	}
+	// Written again after the kubelet started on a config without it: the record is older.
+	touch(dropIn, kubeletStarted.Add(time.Minute))
+	if !in.RestartNeededSince(kubeletStarted) {
+		t.Fatal("no restart needed for an entry written after the kubelet started, with an older record of the plugin")
+	}
+	// The plugin ran since with that generation: the kubelet runs it.
+	touch(nodecache.GenerationPath(n.cache), kubeletStarted.Add(2*time.Minute))
+	if in.RestartNeededSince(kubeletStarted) {
+		t.Fatal("restart needed though the plugin recorded the entry's generation after the kubelet started")
+	}
+	// Or the kubelet restarted after the write.
+	touch(nodecache.GenerationPath(n.cache), t0)
+	if in.RestartNeededSince(kubeletStarted.Add(5 * time.Minute)) {
+		t.Fatal("restart needed for a kubelet started after the write")
 	}
 }

@@ -54,6 +54,27 @@ func (SystemdBus) RestartUnit(ctx context.Context, unit string) error {
 	}
 }
 
+// ActiveSince is when unit last entered the active state (zero if it never did).
+func (SystemdBus) ActiveSince(ctx context.Context, unit string) (time.Time, error) {
+	conn, err := sddbus.NewSystemdConnectionContext(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("connecting to the host's systemd (/run/systemd/private): %w", err)
+	}
+	defer conn.Close()
+	p, err := conn.GetUnitPropertyContext(ctx, unit, "ActiveEnterTimestamp")
+	if err != nil {
+		return time.Time{}, err
+	}
+	us, ok := p.Value.Value().(uint64)
+	if !ok {
+		return time.Time{}, fmt.Errorf("%s ActiveEnterTimestamp is %s, not microseconds", unit, p.Value.String())
+	}
+	if us == 0 {
+		return time.Time{}, nil
+	}
+	return time.UnixMicro(int64(us)), nil
+}
+
 // KubeletHealth is Health from the kubelet's healthz (127.0.0.1:10248 on the host's network:
 // the agent runs on the host network when it restarts kubelets) and the Node's Ready condition.
 type KubeletHealth struct {

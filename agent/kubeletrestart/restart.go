@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,17 +38,20 @@ import (
 
 // ProviderConfig is the credential provider config the agent writes (agent/install.Installer).
 type ProviderConfig interface {
-	RestartNeeded() bool
+	// RestartNeededSince: a kubelet started then runs an older entry than the one written.
+	RestartNeededSince(kubeletStarted time.Time) bool
 	// Hold freezes writes and returns the generation the kubelet will start with.
-	Hold() (generation string, restartNeeded bool)
+	Hold(kubeletStarted time.Time) (generation string, restartNeeded bool)
 	Confirm(generation string) error
 	Rollback(generation string) error
 	Release() error
 }
 
-// Systemd restarts a unit of the host's systemd and waits for the job to finish.
+// Systemd restarts a unit of the host's systemd and waits for the job to finish, and says
+// when the unit last started.
 type Systemd interface {
 	RestartUnit(ctx context.Context, unit string) error
+	ActiveSince(ctx context.Context, unit string) (time.Time, error)
 }
 
 // Health tells whether the restarted kubelet is healthy: its healthz, and the Node Ready.
@@ -110,7 +114,12 @@ type Config struct {
 type Restarter struct {
 	cfg      Config
 	restarts *prometheus.CounterVec
+	settled  atomic.Bool // the last look found the kubelet running the entry written
 }
+
+// Settled reports whether the last look found the kubelet running the entry written (no
+// restart needed, or one made and confirmed): what the startup taint waits for.
+func (r *Restarter) Settled() bool { return r.settled.Load() }
 
 // New returns a Restarter.
 func New(cfg Config) (*Restarter, error) {
@@ -175,9 +184,15 @@ func (r *Restarter) Run(ctx context.Context, interval time.Duration) {
 // Once restarts the kubelet if it runs an older config, and returns the result ("" when no
 // restart was needed).
 func (r *Restarter) Once(ctx context.Context) (string, error) {
-	if !r.cfg.Provider.RestartNeeded() {
+	started, err := r.cfg.Systemd.ActiveSince(ctx, r.cfg.Unit)
+	if err != nil {
+		return "", fmt.Errorf("asking systemd when %s started: %w", r.cfg.Unit, err)
+	}
+	if !r.cfg.Provider.RestartNeededSince(started) {
+		r.settled.Store(true)
 		return "", nil
 	}
+	r.settled.Store(false)
 	release, err := r.cfg.Lock.Acquire(ctx)
 	if err != nil {
 		return "", fmt.Errorf("taking the kubelet restart lease: %w", err)
@@ -190,7 +205,11 @@ func (r *Restarter) Once(ctx context.Context) (string, error) {
 		release(rctx)
 	}()
 	r.waitIdle(ctx)
-	gen, need := r.cfg.Provider.Hold()
+	// Asked again: another restart (a person's) may have come meanwhile.
+	if started, err = r.cfg.Systemd.ActiveSince(ctx, r.cfg.Unit); err != nil {
+		return "", fmt.Errorf("asking systemd when %s started: %w", r.cfg.Unit, err)
+	}
+	gen, need := r.cfg.Provider.Hold(started)
 	if !need {
 		return "", nil
 	}
@@ -200,6 +219,7 @@ func (r *Restarter) Once(ctx context.Context) (string, error) {
 	if err == nil {
 		r.restarts.WithLabelValues(ResultSuccess).Inc()
 		cerr := r.cfg.Provider.Confirm(gen)
+		r.settled.Store(cerr == nil)
 		r.cfg.Recorder.Event(ctx, "Normal", ReasonRestarted, fmt.Sprintf("pullpass restarted the kubelet for credential provider config %s", gen))
 		log.Info("the kubelet restarted and is healthy with the new credential provider config")
 		return ResultSuccess, cerr

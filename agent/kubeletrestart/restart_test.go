@@ -29,8 +29,8 @@ type node struct {
 
 func (n *node) add(s string) { n.mu.Lock(); n.log = append(n.log, s); n.mu.Unlock() }
 
-func (n *node) RestartNeeded() bool { return n.need }
-func (n *node) Hold() (string, bool) {
+func (n *node) RestartNeededSince(time.Time) bool { return n.need }
+func (n *node) Hold(time.Time) (string, bool) {
 	n.add("hold")
 	return n.gen, n.need
 }
@@ -43,6 +43,10 @@ func (n *node) RestartUnit(_ context.Context, unit string) error {
 	n.add("restart " + unit)
 	return n.restartErr
 }
+func (n *node) ActiveSince(context.Context, string) (time.Time, error) {
+	return time.Unix(int64(n.restarts), 0), nil
+}
+
 func (n *node) KubeletHealthy(context.Context) error {
 	if !n.healthyOn(n.restarts) {
 		return errors.New("connection refused")
