@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,9 @@ import (
 
 	"github.com/pullpass/pullpass/agent/install"
 	"github.com/pullpass/pullpass/agent/issuer"
+	"github.com/pullpass/pullpass/agent/kubeletrestart"
 	"github.com/pullpass/pullpass/agent/legacy"
+	"github.com/pullpass/pullpass/agent/nodetaint"
 	"github.com/pullpass/pullpass/agent/provider/token"
 	"github.com/pullpass/pullpass/agent/refresher"
 	"github.com/pullpass/pullpass/agent/rolecreds"
@@ -105,7 +108,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		installer, err = install.New(install.Config{
 			PluginSource: o.PluginSource, TokenPluginSource: o.TokenPluginSource, BinDir: o.ProviderBinDir, ConfigPath: o.ProviderConfig,
 			CachePath: o.CachePath, CacheDuration: o.PluginCacheTime, MatchImages: o.MatchImages,
-			Tokens: tokens, Logger: log.With("component", "install"),
+			Tokens: tokens, FaultUnvalidated: o.FaultUnvalidatedConfig, Logger: log.With("component", "install"),
 		})
 		if err != nil {
 			return err
@@ -132,6 +135,13 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	metrics, err := RegisterMetrics(reg, o.CachePath, restartNeeded)
 	if err != nil {
 		return err
+	}
+	var restarter *kubeletrestart.Restarter
+	if o.RestartKubelet && installer != nil {
+		restarter, err = newRestarter(o, kube, installer, reg, log.With("component", "kubelet-restart"))
+		if err != nil {
+			return err
+		}
 	}
 	var roles *rolecreds.Server
 	if o.ServiceAccountTokens {
@@ -240,6 +250,20 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	syncDone()
 	refreshed := make(chan struct{})
 	go func() { ref.Run(runCtx); close(refreshed) }() // its first sync makes the agent ready
+	var nodeWork sync.WaitGroup
+	if restarter != nil {
+		nodeWork.Go(func() { restarter.Run(runCtx, 10*time.Second) })
+	}
+	if o.RemoveStartupTaint {
+		taint, err := nodetaint.New(nodetaint.Config{Kube: kube, Node: o.NodeName, Logger: log.With("component", "startup-taint"),
+			Serving: func() bool {
+				return ref.Synced() && (installer == nil || installer.Serves()) && (restarter == nil || restarter.Settled())
+			}})
+		if err != nil {
+			return err
+		}
+		nodeWork.Go(func() { taint.Run(runCtx, 5*time.Second) })
+	}
 
 	var runErr error
 	select {
@@ -250,6 +274,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	// an uninstall removed it.
 	stopRunning()
 	<-refreshed
+	nodeWork.Wait() // a restart under way ends (its hold released) before any uninstall
 	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 	defer scancel()
 	_ = opsSrv.Shutdown(sctx)
@@ -257,7 +282,11 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		gone, why := daemonSet.uninstalling(sctx, kube)
 		if gone {
 			log.Info("pullpass is being uninstalled: removing its credentials and config from the node", "why", why)
-			return errors.Join(runErr, Uninstall(o, log, true))
+			err := Uninstall(o, log, true)
+			if restarter != nil && err == nil {
+				err = restartAfterUninstall(o, restarter, installer, log)
+			}
+			return errors.Join(runErr, err)
 		}
 		if why != "" {
 			log.Warn("could not tell whether pullpass is being uninstalled", "why", why)
@@ -265,6 +294,40 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	}
 	log.Info("shutting down; the node keeps serving the cache as written")
 	return runErr
+}
+
+// newRestarter builds the kubelet restarter of the node: the host's systemd over D-Bus, the
+// kubelet's healthz on the host network, the Lease in pullpass's namespace.
+func newRestarter(o *Options, kube kubernetes.Interface, installer *install.Installer, reg prometheus.Registerer, log *slog.Logger) (*kubeletrestart.Restarter, error) {
+	return kubeletrestart.New(kubeletrestart.Config{
+		Provider: installer,
+		Systemd:  kubeletrestart.SystemdBus{},
+		Health:   kubeletrestart.KubeletHealth{URL: o.KubeletHealthzURL, Kube: kube, Node: o.NodeName},
+		Lock: &kubeletrestart.LeaseLock{Kube: kube, Namespace: o.Namespace, Name: o.RestartLease, Identity: o.NodeName,
+			Duration: o.RestartLeaseDuration},
+		Busy:          kubeletrestart.StartingPods{Kube: kube, Node: o.NodeName},
+		Recorder:      kubeletrestart.NodeEvents{Kube: kube, Node: o.NodeName, Logger: log},
+		Unit:          o.KubeletUnit,
+		HealthTimeout: o.KubeletHealthTimeout,
+		BusyTimeout:   o.RestartWait,
+		Registerer:    reg,
+		Logger:        log,
+	})
+}
+
+// restartAfterUninstall restarts the kubelet once pullpass's entry is out of its config, so it
+// stops running the plugin, then takes the plugin binaries out too. The chart gives the agent
+// the termination grace this needs; past it, the kubelet keeps running the (answerless) plugin
+// until its next restart.
+func restartAfterUninstall(o *Options, restarter *kubeletrestart.Restarter, installer *install.Installer, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), o.RestartLeaseDuration+o.RestartWait+o.KubeletHealthTimeout)
+	defer cancel()
+	if _, err := restarter.RestartAfterRemoval(ctx, installer.ValidateOnDisk); err != nil {
+		log.Warn("the kubelet was not restarted after the uninstall: it runs pullpass's plugin, which answers no credentials, until its next restart", "err", err)
+		return nil
+	}
+	log.Info("the kubelet restarted without pullpass's entry: removing the plugin binaries")
+	return installer.Remove()
 }
 
 // Uninstall removes what the agent put on the node: the plugin's config entry (and, unless
@@ -294,7 +357,7 @@ func Uninstall(o *Options, log *slog.Logger, keepPlugin bool) error {
 		}
 		errs = append(errs, err)
 	}
-	for _, f := range []string{o.CachePath, nodegrant.Path(o.CachePath), satoken.KeysPath(o.CachePath), token.SocketPath(o.CachePath), nodecache.GenerationPath(o.CachePath),
+	for _, f := range []string{o.CachePath, nodegrant.Path(o.CachePath), satoken.KeysPath(o.CachePath), token.SocketPath(o.CachePath), nodecache.GenerationPath(o.CachePath), install.RejectedPath(o.CachePath),
 		nodecache.RequestsPath(o.CachePath, nodecache.RequestHit), nodecache.RequestsPath(o.CachePath, nodecache.RequestMiss),
 		nodecache.RequestsPath(o.CachePath, nodecache.RequestError)} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pullpass/pullpass/agent/nodetaint"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
 	"github.com/pullpass/pullpass/pkg/logging"
 )
@@ -53,6 +54,21 @@ type Options struct {
 	TokenAudience        string
 	TokenCacheTime       time.Duration
 
+	// Kubelet restarts (issue #27): the agent restarts its node's kubelet for a new provider
+	// config, one node at a time, and removes the startup taint once the node serves.
+	RestartKubelet       bool
+	KubeletUnit          string
+	KubeletHealthzURL    string
+	KubeletHealthTimeout time.Duration
+	RestartLease         string
+	RestartLeaseDuration time.Duration
+	// RestartWait bounds the wait for the lease and for pods starting, each.
+	RestartWait        time.Duration
+	RemoveStartupTaint bool
+	// FaultUnvalidatedConfig writes provider configs without validating them: for the e2e
+	// test of the rollback only.
+	FaultUnvalidatedConfig bool
+
 	// Credential sources.
 	ECREndpoint string
 
@@ -73,24 +89,31 @@ func DefaultOptions() *Options {
 		ns = "pullpass"
 	}
 	return &Options{
-		Namespace:           ns,
-		NodeName:            os.Getenv("NODE_NAME"),
-		KubeAPIQPS:          50,
-		KubeAPIBurst:        100,
-		Mode:                ModeProvider,
-		CachePath:           "/var/lib/pullpass/credentials.json",
-		PluginSource:        "/pullpass-credential-provider",
-		TokenPluginSource:   "/pullpass-credential-provider-sa",
-		ProviderBinDir:      "/etc/kubernetes/image-credential-provider/bin",
-		ProviderConfig:      "/etc/kubernetes/image-credential-provider/config",
-		PluginCacheTime:     time.Minute,
-		TokenAudience:       "pullpass.io",
-		TokenCacheTime:      10 * time.Second,
-		KubeletDockerConfig: "/var/lib/kubelet/config.json",
-		MetricsAddress:      ":8081",
-		ShutdownTimeout:     10 * time.Second,
-		SourceSyncTimeout:   10 * time.Second,
-		Log:                 logging.Defaults(),
+		Namespace:              ns,
+		NodeName:               os.Getenv("NODE_NAME"),
+		KubeAPIQPS:             50,
+		KubeAPIBurst:           100,
+		Mode:                   ModeProvider,
+		CachePath:              "/var/lib/pullpass/credentials.json",
+		PluginSource:           "/pullpass-credential-provider",
+		TokenPluginSource:      "/pullpass-credential-provider-sa",
+		ProviderBinDir:         "/etc/kubernetes/image-credential-provider/bin",
+		ProviderConfig:         "/etc/kubernetes/image-credential-provider/config",
+		PluginCacheTime:        time.Minute,
+		TokenAudience:          "pullpass.io",
+		TokenCacheTime:         10 * time.Second,
+		KubeletDockerConfig:    "/var/lib/kubelet/config.json",
+		KubeletUnit:            "kubelet.service",
+		KubeletHealthzURL:      "http://127.0.0.1:10248/healthz",
+		KubeletHealthTimeout:   2 * time.Minute,
+		RestartLease:           "pullpass-kubelet-restart",
+		RestartLeaseDuration:   time.Minute,
+		RestartWait:            2 * time.Minute,
+		FaultUnvalidatedConfig: os.Getenv("PULLPASS_FAULT_UNVALIDATED_CONFIG") == "true",
+		MetricsAddress:         ":8081",
+		ShutdownTimeout:        10 * time.Second,
+		SourceSyncTimeout:      10 * time.Second,
+		Log:                    logging.Defaults(),
 	}
 }
 
@@ -122,6 +145,15 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.ServiceAccountTokens, "service-account-tokens", o.ServiceAccountTokens, "provider mode: serve Namespaced registries delivered by the node, to the namespaces and service accounts they allow, through a second plugin entry the kubelet runs with the pod's service account token (kubelet 1.34+; an older kubelet refuses to start with it)")
 	fs.StringVar(&o.TokenAudience, "token-audience", o.TokenAudience, "the audience of the service account tokens the kubelet asks for (nodes need RBAC verb request-serviceaccounts-token-audience on it)")
 	fs.DurationVar(&o.TokenCacheTime, "token-cache-duration", o.TokenCacheTime, "the longest the kubelet keeps an answer for a service account: how long a namespace that lost its label may still be served")
+	fs.BoolVar(&o.RestartKubelet, "restart-kubelet", o.RestartKubelet, "provider mode: restart this node's kubelet through the host's systemd (its private D-Bus socket, /run/systemd/private) when it runs an older credential provider config than the one written, one node at a time (a Lease), rolling back a config it does not come back healthy with; and after an uninstall")
+	fs.StringVar(&o.KubeletUnit, "kubelet-unit", o.KubeletUnit, "the kubelet's systemd unit")
+	fs.StringVar(&o.KubeletHealthzURL, "kubelet-healthz-url", o.KubeletHealthzURL, "the kubelet's healthz, as the agent reaches it (on the host network)")
+	fs.DurationVar(&o.KubeletHealthTimeout, "kubelet-health-timeout", o.KubeletHealthTimeout, "how long a restarted kubelet has to be healthy (healthz, Node Ready) before its config is rolled back")
+	fs.StringVar(&o.RestartLease, "restart-lease", o.RestartLease, "the Lease in pullpass's namespace that lets one node restart its kubelet at a time")
+	fs.DurationVar(&o.RestartLeaseDuration, "restart-lease-duration", o.RestartLeaseDuration, "how long the Lease of an agent that died blocks the other nodes")
+	fs.DurationVar(&o.RestartWait, "restart-wait", o.RestartWait, "the longest a restart waits for pods the kubelet is starting on the node")
+	fs.BoolVar(&o.RemoveStartupTaint, "remove-startup-taint", o.RemoveStartupTaint, "remove the taint "+nodetaint.Key+" from this node once it serves the node path (the kubelet runs the config written)")
+	fs.BoolVar(&o.FaultUnvalidatedConfig, "fault-unvalidated-config", o.FaultUnvalidatedConfig, "TESTS ONLY: write provider configs without validating them, to prove the rollback ($PULLPASS_FAULT_UNVALIDATED_CONFIG=true)")
 	fs.StringVar(&o.ECREndpoint, "ecr-endpoint", o.ECREndpoint, "ECR API endpoint override (a VPC endpoint)")
 
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
@@ -154,6 +186,15 @@ func (o *Options) Validate() error {
 	}
 	if o.ServiceAccountTokens && (o.TokenAudience == "" || o.TokenCacheTime < time.Second) {
 		errs = append(errs, errors.New("--service-account-tokens needs --token-audience and a --token-cache-duration of at least 1s"))
+	}
+	if o.RestartKubelet && (o.Mode != ModeProvider || o.NodeName == "" || o.KubeletUnit == "" || o.RestartLease == "") {
+		errs = append(errs, errors.New("--restart-kubelet needs provider mode, --node-name, --kubelet-unit and --restart-lease"))
+	}
+	if o.RestartKubelet && (o.KubeletHealthTimeout < time.Second || o.RestartLeaseDuration < 3*time.Second || o.RestartWait < 0) {
+		errs = append(errs, errors.New("--restart-kubelet needs a --kubelet-health-timeout of at least 1s and a --restart-lease-duration of at least 3s"))
+	}
+	if o.RemoveStartupTaint && o.NodeName == "" {
+		errs = append(errs, errors.New("--remove-startup-taint needs --node-name"))
 	}
 	if o.PluginCacheTime < time.Second {
 		errs = append(errs, fmt.Errorf("--plugin-cache-duration %s: at least 1s", o.PluginCacheTime))

@@ -91,7 +91,10 @@ type Config struct {
 	// Tokens, when set, adds the token plugin's entry (kubelet 1.34+: an older kubelet refuses
 	// to start with tokenAttributes in its config).
 	Tokens *Tokens
-	Logger *slog.Logger
+	// FaultUnvalidated writes configs without Validate: only for the e2e test that proves a
+	// config the kubelet refuses is rolled back (--fault-unvalidated-config).
+	FaultUnvalidated bool
+	Logger           *slog.Logger
 }
 
 // Installer installs the plugin and keeps its config entry current.
@@ -102,6 +105,14 @@ type Installer struct {
 	atStart []byte // our entry as found before the first write (nil: none)
 	started bool
 	current []byte // our entry as last written
+	// running is our entry as the kubelet is known or assumed to run it: as found at start,
+	// then as confirmed by a restart. A rollback puts it back.
+	running []byte
+	// held: a kubelet restart is under way; entries asked for meanwhile wait in want.
+	held     bool
+	want     []string
+	wantSet  bool
+	rejected map[string]bool // generations the kubelet did not come back with
 }
 
 // New returns an Installer.
@@ -134,7 +145,7 @@ func New(cfg Config) (*Installer, error) {
 			return nil, fmt.Errorf("invalid configuration: match image %q", p)
 		}
 	}
-	return &Installer{cfg: cfg}, nil
+	return &Installer{cfg: cfg, rejected: readRejected(cfg.CachePath)}, nil
 }
 
 // InstallPlugin copies the plugin binaries into the bin dir, atomically, when they differ: the
@@ -196,6 +207,16 @@ func (i *Installer) Write(_ context.Context, entries []nodecache.Entry) error {
 func (i *Installer) Configure(hosts []string) (restartNeeded bool, err error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	if i.held {
+		// Not while the kubelet restarts with the config written: the sequence would judge,
+		// and maybe roll back, a config it did not restart with. Written on release.
+		i.want, i.wantSet = slices.Clone(hosts), true
+		return true, nil
+	}
+	return i.configureLocked(hosts)
+}
+
+func (i *Installer) configureLocked(hosts []string) (restartNeeded bool, err error) {
 	entry, err := i.entry(hosts)
 	if err != nil {
 		return false, err
@@ -205,7 +226,16 @@ func (i *Installer) Configure(hosts []string) (restartNeeded bool, err error) {
 		return false, err
 	}
 	if !i.started {
-		i.started, i.atStart = true, found
+		i.started, i.atStart, i.running = true, found, found
+	}
+	if gen := Generation(entry); i.rejected[gen] {
+		// The kubelet did not come back with this config: never written again. The entry
+		// on disk (the one put back) stays until the hosts served change.
+		if !bytes.Equal(i.current, found) || i.current == nil {
+			i.cfg.Logger.Warn("not writing a credential provider config the kubelet did not come back with before", "generation", gen)
+		}
+		i.current = found
+		return i.restartNeededLocked(), nil
 	}
 	changed := !bytes.Equal(found, entry)
 	if changed {
@@ -224,6 +254,14 @@ func (i *Installer) Configure(hosts []string) (restartNeeded bool, err error) {
 	return need, nil
 }
 
+// Serves reports whether the kubelet runs the entry written: one was written (or found) and no
+// restart is needed for it.
+func (i *Installer) Serves() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.current != nil && !i.restartNeededLocked()
+}
+
 // RestartNeeded reports whether the kubelet runs an older config than the one written.
 func (i *Installer) RestartNeeded() bool {
 	i.mu.Lock()
@@ -235,11 +273,220 @@ func (i *Installer) restartNeededLocked() bool {
 	if i.current == nil {
 		return false
 	}
+	if i.rejected[Generation(i.current)] {
+		return false
+	}
 	gen := Generation(i.current)
 	if seen, err := os.ReadFile(nodecache.GenerationPath(i.cfg.CachePath)); err == nil {
 		return strings.TrimSpace(string(seen)) != gen
 	}
 	return !bytes.Equal(i.atStart, i.current)
+}
+
+// RestartNeededSince reports whether a kubelet started at started runs an older entry than the
+// one written, knowing when it started (the agent that restarts kubelets asks systemd): it
+// reads its config only at start, so it does when pullpass's entry (the drop-in, or the merged
+// file) was written after that, unless the plugin, called since, recorded the entry's
+// generation. This holds where the generation record alone misleads: a kubelet started on a
+// config without pullpass's entry (a node's bootstrap rewrote the file; a new node whose disk
+// kept an old record), or an agent that died between its write and the restart.
+func (i *Installer) RestartNeededSince(started time.Time) bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.restartNeededSinceLocked(started)
+}
+
+func (i *Installer) restartNeededSinceLocked(started time.Time) bool {
+	if i.current == nil {
+		return false
+	}
+	gen := Generation(i.current)
+	if i.rejected[gen] {
+		return false
+	}
+	path := i.cfg.ConfigPath
+	if i.isDir() {
+		path = filepath.Join(path, DropInName)
+	}
+	st, err := os.Stat(path)
+	if err != nil || !st.ModTime().After(started) {
+		return false
+	}
+	genPath := nodecache.GenerationPath(i.cfg.CachePath)
+	if gst, err := os.Stat(genPath); err == nil && gst.ModTime().After(started) {
+		if seen, err := os.ReadFile(genPath); err == nil && strings.TrimSpace(string(seen)) == gen {
+			return false
+		}
+	}
+	return true
+}
+
+// Hold starts a kubelet restart for the config written, for a kubelet started at started: it
+// returns the generation the kubelet will start with and whether a restart is needed
+// (RestartNeededSince; when not, nothing is held). Until Confirm, Rollback or Release,
+// Configure writes nothing, so that the restart is judged on the config it was made for.
+func (i *Installer) Hold(started time.Time) (generation string, restartNeeded bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.held || !i.restartNeededSinceLocked(started) {
+		return "", false
+	}
+	i.held = true
+	return Generation(i.current), true
+}
+
+// Release ends a hold without a restart (none could be made), writing what was asked for
+// meanwhile.
+func (i *Installer) Release() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.releaseLocked()
+}
+
+func (i *Installer) releaseLocked() error {
+	if !i.held {
+		return nil
+	}
+	i.held = false
+	if !i.wantSet {
+		return nil
+	}
+	hosts := i.want
+	i.want, i.wantSet = nil, false
+	_, err := i.configureLocked(hosts)
+	return err
+}
+
+// Confirm records that the kubelet restarted with generation and came back healthy: it runs
+// that config (it reads it only at start), recorded where the plugin records it, so the restart
+// is not asked again before the plugin's first call. Then the hold ends.
+func (i *Installer) Confirm(generation string) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.current != nil && Generation(i.current) == generation {
+		i.running = i.current
+	}
+	nodecache.RecordGeneration(i.cfg.CachePath, generation)
+	return i.releaseLocked()
+}
+
+// Rollback records that the kubelet did not come back with generation: it is never written
+// again (also across agent restarts: the list is kept beside the cache), and pullpass's entry
+// as the kubelet ran it before is put back (none, if it had none). The hold ends; the caller
+// restarts the kubelet again.
+func (i *Installer) Rollback(generation string) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.rejected[generation] = true
+	var errs []error
+	if err := writeRejected(i.cfg.CachePath, i.rejected); err != nil {
+		errs = append(errs, err)
+	}
+	var err error
+	if i.running == nil {
+		err = i.RemoveEntry()
+	} else {
+		err = i.write(i.running)
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("putting the previous credential provider config back: %w", err))
+	} else {
+		i.current = i.running
+	}
+	i.cfg.Logger.Warn("credential provider config rolled back: the kubelet did not come back with it", "generation", generation, "config", i.cfg.ConfigPath)
+	return errors.Join(append(errs, i.releaseLocked())...)
+}
+
+// Rejected reports whether generation was rolled back before.
+func (i *Installer) Rejected(generation string) bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.rejected[generation]
+}
+
+// RejectedPath is where the generations rolled back are kept, one a line.
+func RejectedPath(cachePath string) string {
+	return filepath.Join(filepath.Dir(cachePath), "provider-generations-rejected")
+}
+
+func readRejected(cachePath string) map[string]bool {
+	out := map[string]bool{}
+	data, err := os.ReadFile(RejectedPath(cachePath))
+	if err != nil {
+		return out
+	}
+	for _, l := range strings.Fields(string(data)) {
+		out[l] = true
+	}
+	return out
+}
+
+func writeRejected(cachePath string, rejected map[string]bool) error {
+	var lines []string
+	for g := range rejected {
+		lines = append(lines, g+"\n")
+	}
+	slices.Sort(lines)
+	return atomicfile.Write(RejectedPath(cachePath), []byte(strings.Join(lines, "")), 0o600)
+}
+
+// ValidateOnDisk checks the config as it is on disk now (with every file of a config
+// directory) as the kubelet will read it at its next start: what an uninstall checks before it
+// restarts the kubelet.
+func (i *Installer) ValidateOnDisk() error {
+	if !i.isDir() {
+		doc, _, err := readConfig(i.cfg.ConfigPath)
+		if err != nil {
+			return err
+		}
+		if doc == nil {
+			return fmt.Errorf("%w: %s is empty or missing", ErrRefused, i.cfg.ConfigPath)
+		}
+		return Validate(doc, i.cfg.BinDir, nil, i.isOurName)
+	}
+	entries, err := os.ReadDir(i.cfg.ConfigPath)
+	if err != nil {
+		return fmt.Errorf("credential provider config: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".json" && ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		doc, _, err := readConfig(filepath.Join(i.cfg.ConfigPath, e.Name()))
+		if err != nil {
+			return err
+		}
+		if doc == nil {
+			return fmt.Errorf("%w: %s is empty", ErrRefused, e.Name())
+		}
+		if err := Validate(doc, i.cfg.BinDir, names, i.isOurName); err != nil {
+			return fmt.Errorf("%s: %w", e.Name(), err)
+		}
+		for _, p := range providers(doc) {
+			if m, ok := p.(map[string]any); ok {
+				n, _ := m["name"].(string)
+				names = append(names, n)
+			}
+		}
+	}
+	if names == nil {
+		return fmt.Errorf("%w: no provider in %s", ErrRefused, i.cfg.ConfigPath)
+	}
+	return nil
+}
+
+func (i *Installer) validate(doc map[string]any, otherNames []string) error {
+	if i.cfg.FaultUnvalidated {
+		i.cfg.Logger.Warn("fault: writing the credential provider config without validating it")
+		return nil
+	}
+	return Validate(doc, i.cfg.BinDir, otherNames, i.isOurName)
+}
+
+func (i *Installer) isOurName(name string) bool {
+	return name == i.cfg.PluginName || name == i.tokenName()
 }
 
 // Generation names the content of pullpass's provider entries (a JSON list).
@@ -375,6 +622,9 @@ func (i *Installer) write(entry []byte) error {
 		if err != nil {
 			return err
 		}
+		if err := i.validate(doc, otherProviderNames(i.cfg.ConfigPath)); err != nil {
+			return fmt.Errorf("not writing %s: %w", filepath.Join(i.cfg.ConfigPath, DropInName), err)
+		}
 		out = append([]byte("# Written by the pullpass node agent; changes are overwritten.\n"), out...)
 		return writeConfig(filepath.Join(i.cfg.ConfigPath, DropInName), out, 0o644)
 	}
@@ -404,6 +654,9 @@ func (i *Installer) write(entry []byte) error {
 		list = append(list, ours...)
 	}
 	doc["providers"] = list
+	if err := i.validate(doc, nil); err != nil {
+		return fmt.Errorf("not writing %s: %w", i.cfg.ConfigPath, err)
+	}
 	out, err := marshalConfig(doc, isJSON)
 	if err != nil {
 		return err

@@ -52,6 +52,13 @@ func newNode(t *testing.T) node {
 	if err := os.WriteFile(n.tokenPlugin, []byte("#!/bin/sh\necho token plugin v1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The other provider of eksConfig: the kubelet refuses a config naming a missing binary.
+	if err := os.MkdirAll(n.bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.bin, "ecr-credential-provider"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
@@ -60,6 +67,9 @@ func (n node) installer(t *testing.T, configPath string, extra ...string) *insta
 	in, err := install.New(install.Config{PluginSource: n.plugin, BinDir: n.bin, ConfigPath: configPath, CachePath: n.cache,
 		CacheDuration: 30 * time.Second, MatchImages: extra})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.InstallPlugin(); err != nil {
 		t.Fatal(err)
 	}
 	return in
@@ -352,7 +362,7 @@ func TestTokenModeAddsASecondEntry(t *testing.T) {
 	if ps := providersOf(t, cfg); len(ps) != 1 || ps["ecr-credential-provider"] == nil {
 		t.Fatalf("providers after removal %v", ps)
 	}
-	if entries, _ := os.ReadDir(n.bin); len(entries) != 0 {
-		t.Fatalf("bin dir after removal %v", entries)
+	if entries, _ := os.ReadDir(n.bin); len(entries) != 1 || entries[0].Name() != "ecr-credential-provider" {
+		t.Fatalf("bin dir after removal %v, want only the other provider's binary", entries)
 	}
 }

@@ -187,7 +187,6 @@ require (
 	sigs.k8s.io/kustomize/kyaml v0.21.1 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
-	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
 replace (
@@ -229,6 +228,7 @@ replace (
 require (
 	github.com/pullpass/pullpass v0.0.0
 	k8s.io/api v0.37.2
+	sigs.k8s.io/yaml v1.6.0
 )
 
 replace github.com/pullpass/pullpass => ../../..

@@ -1,14 +1,18 @@
 package kube
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/kubernetes/pkg/credentialprovider/plugin"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/pullpass/pullpass/agent/install"
 )
@@ -49,5 +53,66 @@ func TestKubeletAcceptsTheProviderConfig(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the kubelet refuses the config (directory %v): %v", dir, err)
 		}
+	}
+}
+
+// install.Validate, which keeps the agent from writing a config the kubelet would refuse (and
+// so from restarting a kubelet into a crash loop), agrees with the kubelet's own loader and
+// validation on configs it accepts and on each rule it refuses by.
+func TestValidateAgreesWithTheKubelet(t *testing.T) {
+	d := t.TempDir()
+	const head = "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
+	const a = "- name: NAME\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  matchImages: ['*', '*.*', 'registry.internal:5000/team']\n  defaultCacheDuration: 1m\n"
+	const tok = a + "  tokenAttributes:\n    serviceAccountTokenAudience: pullpass.io\n    cacheType: ServiceAccount\n    requireServiceAccount: true\n"
+	cases := map[string]struct {
+		doc    string
+		accept bool
+	}{
+		"valid":                  {head + a, true},
+		"valid with tokens":      {head + tok + "    optionalServiceAccountAnnotationKeys: [pullpass.io/registries, eks.amazonaws.com/ecr-role-arn]\n", true},
+		"duplicate name":         {head + a + a, false},
+		"binary missing":         {head + strings.Replace(a, "name: NAME", "name: NAME-missing", 1), false},
+		"provider apiVersion":    {head + strings.Replace(a, "kubelet.k8s.io/v1", "kubelet.k8s.io/v2", 1), false},
+		"no matchImages":         {head + strings.Replace(a, "['*', '*.*', 'registry.internal:5000/team']", "[]", 1), false},
+		"no cache duration":      {head + strings.Replace(a, "  defaultCacheDuration: 1m\n", "", 1), false},
+		"negative duration":      {head + strings.Replace(a, "1m", "-1m", 1), false},
+		"tokens, no audience":    {head + strings.Replace(tok, "pullpass.io", "''", 1), false},
+		"tokens, bad cache type": {head + strings.Replace(tok, "ServiceAccount", "Pod", 1), false},
+		"tokens, no requireSA":   {head + strings.Replace(tok, "    requireServiceAccount: true\n", "", 1), false},
+		"tokens, bad annotation": {head + tok + "    optionalServiceAccountAnnotationKeys: ['a b']\n", false},
+		"tokens, key twice":      {head + tok + "    requiredServiceAccountAnnotationKeys: [x.io/y]\n    optionalServiceAccountAnnotationKeys: [x.io/y]\n", false},
+	}
+	i := 0
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			// The kubelet's registry of providers is global: a name of its own per case.
+			i++
+			pname := fmt.Sprintf("validate-%d", i)
+			doc := strings.ReplaceAll(c.doc, "NAME", pname)
+			bin := filepath.Join(d, pname+"-bin")
+			if err := os.MkdirAll(bin, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(bin, pname), []byte("#!/bin/sh\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(d, pname+".yaml")
+			if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]any
+			if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+				t.Fatal(err)
+			}
+			ours := install.Validate(m, bin, nil, nil)
+			kubelet := plugin.RegisterCredentialProviderPlugins(path, bin,
+				func(string, string, *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error) {
+					return nil, nil
+				},
+				func(string, string) (*corev1.ServiceAccount, error) { return nil, nil })
+			if (kubelet == nil) != c.accept || (ours == nil) != c.accept {
+				t.Fatalf("want accepted %v; the kubelet: %v; install.Validate: %v", c.accept, kubelet, ours)
+			}
+		})
 	}
 }
