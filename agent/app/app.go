@@ -58,122 +58,156 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	if err := os.Chmod(filepath.Dir(o.CachePath), 0o700); err != nil {
 		return fmt.Errorf("cache directory: %w", err)
 	}
-	clients, err := kubeconfig.NewClients(o.Kubeconfig, "pullpass-agent", o.KubeAPIQPS, o.KubeAPIBurst)
+	a := &nodeAgent{o: o, log: log, reg: prometheus.NewRegistry()}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, build := range []func() error{a.watch, a.tokenMode, a.sinks, a.nodeWork, a.refresher} {
+		if err := build(); err != nil {
+			return err
+		}
+	}
+	return a.run(ctx)
+}
+
+// nodeAgent is one agent's parts, built in Run's order; those the options turn off are nil.
+type nodeAgent struct {
+	o   *Options
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	kube       kubernetes.Interface
+	registries *registrywatch.Watcher
+	srcs       *sources.Watcher
+	daemonSet  *selfWatch // the agent's own DaemonSet: is pullpass being uninstalled?
+
+	// Token mode: namespace labels (which namespaces a registry's selector selects) and the
+	// issuer's keys (which tokens are the cluster's) reach the node.
+	nsInformer cache.SharedIndexInformer
+	namespaces refresher.Namespaces
+	keys       *issuer.Keeper
+	tokens     *install.Tokens
+	roles      *rolecreds.Server
+
+	installer *install.Installer
+	sinkList  []refresher.Sink
+	metrics   *refresher.PrometheusMetrics
+	restarter *kubeletrestart.Restarter
+	ref       *refresher.Refresher
+}
+
+// watch makes the informers: Registry objects, each source Secret the node serves from (by
+// name: that is all the agent may read), and the agent's own DaemonSet.
+func (a *nodeAgent) watch() error {
+	clients, err := kubeconfig.NewClients(a.o.Kubeconfig, "pullpass-agent", a.o.KubeAPIQPS, a.o.KubeAPIBurst)
 	if err != nil {
 		return err
 	}
-	kube, regClient := clients.Kube, clients.Registries
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	// Informers: Registry objects, each source Secret the node serves from (by name: that is
-	// all the agent may read), and the agent's own DaemonSet (is pullpass being uninstalled?).
-	registries := registrywatch.New(regClient, log.With("component", "registries"))
-	var ref *refresher.Refresher
-	srcs, err := sources.New(sources.Config{
-		Client: kube, Namespace: o.Namespace, Logger: log.With("component", "sources"),
-		OnChange: func() { ref.Kick() },
+	a.kube = clients.Kube
+	a.registries = registrywatch.New(clients.Registries, a.log.With("component", "registries"))
+	a.srcs, err = sources.New(sources.Config{
+		Client: a.kube, Namespace: a.o.Namespace, Logger: a.log.With("component", "sources"),
+		OnChange: func() { a.ref.Kick() },
 	})
 	if err != nil {
 		return err
 	}
-	var daemonSet *selfWatch
-	if o.DaemonSetName != "" {
-		daemonSet = watchDaemonSet(kube, o.Namespace, o.DaemonSetName)
+	if a.o.DaemonSetName != "" {
+		a.daemonSet = watchDaemonSet(a.kube, a.o.Namespace, a.o.DaemonSetName)
 	}
+	return nil
+}
 
-	// Token mode: namespace labels (which namespaces a registry's selector selects) and the
-	// issuer's keys (which tokens are the cluster's) reach the node.
-	var nsInformer cache.SharedIndexInformer
-	var namespaces refresher.Namespaces
-	var keys *issuer.Keeper
-	var tokens *install.Tokens
-	if o.ServiceAccountTokens {
-		// Every namespace, on every node: managedFields dropped, they are most of each object.
-		nsInformer = informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields)).
-			Core().V1().Namespaces().Informer()
-		namespaces = namespaceList{nsInformer}
-		keys, err = issuer.New(issuer.Config{API: restGetter{kube}, Path: satoken.KeysPath(o.CachePath), Node: o.NodeName, Logger: log.With("component", "issuer")})
-		if err != nil {
-			return err
-		}
-		tokens = &install.Tokens{Audience: o.TokenAudience, CacheDuration: o.TokenCacheTime}
+// tokenMode makes what serving Namespaced registries per service account needs.
+func (a *nodeAgent) tokenMode() error {
+	if !a.o.ServiceAccountTokens {
+		return nil
 	}
-
-	var sinks []refresher.Sink
-	var installer *install.Installer
-	switch o.Mode {
-	case ModeProvider:
-		installer, err = install.New(install.Config{
-			PluginSource: o.PluginSource, TokenPluginSource: o.TokenPluginSource, BinDir: o.ProviderBinDir, ConfigPath: o.ProviderConfig,
-			CachePath: o.CachePath, CacheDuration: o.PluginCacheTime, MatchImages: o.MatchImages,
-			Tokens: tokens, FaultUnvalidated: o.FaultUnvalidatedConfig, Logger: log.With("component", "install"),
-		})
-		if err != nil {
-			return err
-		}
-		if err := installer.InstallPlugin(); err != nil {
-			return err
-		}
-		sinks = append(sinks, installer)
-	case ModeLegacy:
-		w, err := legacy.New(legacy.Config{
-			Path: o.KubeletDockerConfig, OwnedPath: filepath.Join(filepath.Dir(o.CachePath), "legacy-owned.json"),
-			Logger: log.With("component", "legacy"),
-		})
-		if err != nil {
-			return err
-		}
-		sinks = append(sinks, w)
-	}
-
-	var restartNeeded func() bool
-	if installer != nil {
-		restartNeeded = installer.RestartNeeded
-	}
-	metrics, err := RegisterMetrics(reg, o.CachePath, restartNeeded)
+	o := a.o
+	// Every namespace, on every node: managedFields dropped, they are most of each object.
+	a.nsInformer = informers.NewSharedInformerFactoryWithOptions(a.kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields)).
+		Core().V1().Namespaces().Informer()
+	a.namespaces = namespaceList{a.nsInformer}
+	var err error
+	a.keys, err = issuer.New(issuer.Config{API: restGetter{a.kube}, Path: satoken.KeysPath(o.CachePath), Node: o.NodeName, Logger: a.log.With("component", "issuer")})
 	if err != nil {
 		return err
 	}
-	var restarter *kubeletrestart.Restarter
-	if o.RestartKubelet && installer != nil {
-		restarter, err = newRestarter(o, kube, installer, reg, log.With("component", "kubelet-restart"))
+	a.tokens = &install.Tokens{Audience: o.TokenAudience, CacheDuration: o.TokenCacheTime}
+	// Service accounts' own ECR roles: the plugin brings the pod's token over the socket.
+	a.roles, err = rolecreds.New(rolecreds.Config{CachePath: o.CachePath, Audience: o.TokenAudience,
+		NewSTS: rolecreds.NewSTSClient(o.ECREndpoint), NewECR: ecr.NewAPI, Endpoint: o.ECREndpoint,
+		Registerer: a.reg, Logger: a.log.With("component", "roles")})
+	return err
+}
+
+// sinks makes where the node cache goes: the plugin and its provider config, or the kubelet's
+// own docker config (legacy).
+func (a *nodeAgent) sinks() error {
+	o := a.o
+	switch o.Mode {
+	case ModeProvider:
+		var err error
+		a.installer, err = install.New(install.Config{
+			PluginSource: o.PluginSource, TokenPluginSource: o.TokenPluginSource, BinDir: o.ProviderBinDir, ConfigPath: o.ProviderConfig,
+			CachePath: o.CachePath, CacheDuration: o.PluginCacheTime, MatchImages: o.MatchImages,
+			Tokens: a.tokens, FaultUnvalidated: o.FaultUnvalidatedConfig, Logger: a.log.With("component", "install"),
+		})
 		if err != nil {
 			return err
 		}
-	}
-	var roles *rolecreds.Server
-	if o.ServiceAccountTokens {
-		// Service accounts' own ECR roles: the plugin brings the pod's token over the socket.
-		roles, err = rolecreds.New(rolecreds.Config{CachePath: o.CachePath, Audience: o.TokenAudience,
-			NewSTS: rolecreds.NewSTSClient(o.ECREndpoint), NewECR: ecr.NewAPI, Endpoint: o.ECREndpoint,
-			Registerer: reg, Logger: log.With("component", "roles")})
+		if err := a.installer.InstallPlugin(); err != nil {
+			return err
+		}
+		a.sinkList = append(a.sinkList, a.installer)
+	case ModeLegacy:
+		w, err := legacy.New(legacy.Config{
+			Path: o.KubeletDockerConfig, OwnedPath: filepath.Join(filepath.Dir(o.CachePath), "legacy-owned.json"),
+			Logger: a.log.With("component", "legacy"),
+		})
 		if err != nil {
 			return err
 		}
+		a.sinkList = append(a.sinkList, w)
 	}
-	ref, err = refresher.New(refresher.Config{
-		Registries: registries,
-		Resolver: &credentials.Resolver{
-			Secrets: srcs,
-			NewECR:  ecr.NewAPI, ECREndpoint: o.ECREndpoint,
-		},
-		CachePath:  o.CachePath,
-		Namespaces: namespaces,
-		Sinks:      sinks,
-		Metrics:    metrics,
-		Logger:     log.With("component", "refresher"),
+	return nil
+}
+
+// nodeWork makes the metrics and, when asked, the kubelet restarter.
+func (a *nodeAgent) nodeWork() error {
+	var restartNeeded func() bool
+	if a.installer != nil {
+		restartNeeded = a.installer.RestartNeeded
+	}
+	var err error
+	if a.metrics, err = RegisterMetrics(a.reg, a.o.CachePath, restartNeeded); err != nil {
+		return err
+	}
+	if a.o.RestartKubelet && a.installer != nil {
+		a.restarter, err = newRestarter(a.o, a.kube, a.installer, a.reg, a.log.With("component", "kubelet-restart"))
+	}
+	return err
+}
+
+// refresher makes the refresher and what wakes it.
+func (a *nodeAgent) refresher() error {
+	var err error
+	a.ref, err = refresher.New(refresher.Config{
+		Registries: a.registries,
+		Resolver:   &credentials.Resolver{Secrets: a.srcs, NewECR: ecr.NewAPI, ECREndpoint: a.o.ECREndpoint},
+		CachePath:  a.o.CachePath,
+		Namespaces: a.namespaces,
+		Sinks:      a.sinkList,
+		Metrics:    a.metrics,
+		Logger:     a.log.With("component", "refresher"),
 	})
 	if err != nil {
 		return err
 	}
 	// A registry changed: watch the sources the node now serves from, then sync.
 	changed := func(any) {
-		srcs.Set(nodeaccess.SourceSecrets(registries.List(), o.Namespace))
-		ref.Kick()
+		a.srcs.Set(nodeaccess.SourceSecrets(a.registries.List(), a.o.Namespace))
+		a.ref.Kick()
 	}
-	registries.AddHandler(cache.ResourceEventHandlerFuncs{
+	a.registries.AddHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: changed,
 		// Not on a status update: the keeper writes the status of every registry it resyncs.
 		UpdateFunc: func(old, cur any) {
@@ -183,88 +217,39 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 		},
 		DeleteFunc: changed,
 	})
-	if nsInformer != nil {
+	if a.nsInformer != nil {
 		// A namespace's labels decide which grants it is in: a change reaches the node at once.
-		kick := func(any) { ref.Kick() }
-		_, _ = nsInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(o, n any) {
+		kick := func(any) { a.ref.Kick() }
+		_, _ = a.nsInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(o, n any) {
 			on, nn := o.(*corev1.Namespace), n.(*corev1.Namespace)
 			// Its labels changed, or it started terminating (not each update while it does).
 			if !labels.Equals(on.Labels, nn.Labels) || (on.DeletionTimestamp == nil && nn.DeletionTimestamp != nil) {
-				ref.Kick()
+				a.ref.Kick()
 			}
 		}, DeleteFunc: kick})
 	}
+	return nil
+}
 
+// run starts everything, serves until ctx ends or a server fails, then stops in order.
+func (a *nodeAgent) run(ctx context.Context) error {
 	runCtx, stopRunning := context.WithCancel(ctx)
 	defer stopRunning()
-	srcs.Start(runCtx)
-	go registries.Run(runCtx)
-	if nsInformer != nil {
-		go nsInformer.RunWithContext(runCtx)
-		go keys.Run(runCtx)
+	a.srcs.Start(runCtx)
+	go a.registries.Run(runCtx)
+	if a.nsInformer != nil {
+		go a.nsInformer.RunWithContext(runCtx)
+		go a.keys.Run(runCtx)
 	}
-	if daemonSet != nil {
-		go daemonSet.run(runCtx)
+	if a.daemonSet != nil {
+		go a.daemonSet.run(runCtx)
 	}
-
-	opsMux := http.NewServeMux()
-	opsMux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	opsMux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	opsMux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ref.Synced() {
-			http.Error(w, "the first sync has not finished", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	opsSrv := &http.Server{Addr: o.MetricsAddress, Handler: opsMux, ReadHeaderTimeout: 5 * time.Second}
-	errs := make(chan error, 2)
-	if roles != nil {
-		go func() {
-			if err := roles.Serve(runCtx); err != nil {
-				errs <- err
-			}
-		}()
+	opsSrv, errs := a.serve(runCtx)
+	a.log.Info("pullpass agent started", "mode", a.o.Mode, "cache", a.o.CachePath, "metrics", a.o.MetricsAddress, "namespace", a.o.Namespace)
+	refreshed, nodeWork, err := a.startWork(ctx, runCtx)
+	if err != nil {
+		return err
 	}
-	go func() {
-		if err := opsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs <- fmt.Errorf("metrics server: %w", err)
-		}
-	}()
-	log.Info("pullpass agent started", "mode", o.Mode, "cache", o.CachePath, "metrics", o.MetricsAddress, "namespace", o.Namespace)
-
-	synced := []cache.InformerSynced{registries.HasSynced}
-	if nsInformer != nil {
-		synced = append(synced, nsInformer.HasSynced)
-	}
-	if !cache.WaitForCacheSync(runCtx.Done(), synced...) {
-		return ctx.Err()
-	}
-	srcs.Set(nodeaccess.SourceSecrets(registries.List(), o.Namespace))
-	// Sources not readable within a few seconds keep their last good credentials in the cache
-	// (the refresher never takes "not readable" for "gone"); the watches go on trying.
-	syncCtx, syncDone := context.WithTimeout(runCtx, o.SourceSyncTimeout)
-	if pending := srcs.WaitForSync(syncCtx); len(pending) > 0 {
-		log.Warn("some source secrets are not readable yet; serving what the cache holds for them", "secrets", pending)
-	}
-	syncDone()
-	refreshed := make(chan struct{})
-	go func() { ref.Run(runCtx); close(refreshed) }() // its first sync makes the agent ready
-	var nodeWork sync.WaitGroup
-	if restarter != nil {
-		nodeWork.Go(func() { restarter.Run(runCtx, 10*time.Second) })
-	}
-	if o.RemoveStartupTaint {
-		taint, err := nodetaint.New(nodetaint.Config{Kube: kube, Node: o.NodeName, Logger: log.With("component", "startup-taint"),
-			Serving: func() bool {
-				return ref.Synced() && (installer == nil || installer.Serves()) && (restarter == nil || restarter.Settled())
-			}})
-		if err != nil {
-			return err
-		}
-		nodeWork.Go(func() { taint.Run(runCtx, 5*time.Second) })
-	}
-
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -275,25 +260,100 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	stopRunning()
 	<-refreshed
 	nodeWork.Wait() // a restart under way ends (its hold released) before any uninstall
-	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+	sctx, scancel := context.WithTimeout(context.Background(), a.o.ShutdownTimeout)
 	defer scancel()
 	_ = opsSrv.Shutdown(sctx)
-	if daemonSet != nil {
-		gone, why := daemonSet.uninstalling(sctx, kube)
-		if gone {
-			log.Info("pullpass is being uninstalled: removing its credentials and config from the node", "why", why)
-			err := Uninstall(o, log, true)
-			if restarter != nil && err == nil {
-				err = restartAfterUninstall(o, restarter, installer, log)
+	return errors.Join(runErr, a.uninstallIfGoing(sctx))
+}
+
+// serve starts the ops server (/metrics, /healthz, /readyz) and, in token mode, the roles socket;
+// their failures arrive on the channel.
+func (a *nodeAgent) serve(ctx context.Context) (*http.Server, <-chan error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ref.Synced() {
+			http.Error(w, "the first sync has not finished", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	srv := &http.Server{Addr: a.o.MetricsAddress, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errs := make(chan error, 2)
+	if a.roles != nil {
+		go func() {
+			if err := a.roles.Serve(ctx); err != nil {
+				errs <- err
 			}
-			return errors.Join(runErr, err)
-		}
-		if why != "" {
-			log.Warn("could not tell whether pullpass is being uninstalled", "why", why)
-		}
+		}()
 	}
-	log.Info("shutting down; the node keeps serving the cache as written")
-	return runErr
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("metrics server: %w", err)
+		}
+	}()
+	return srv, errs
+}
+
+// startWork waits for the informers, gives the sources a few seconds, then runs the refresher
+// (its first sync makes the agent ready) and the node's own work: kubelet restarts, the startup
+// taint. refreshed closes when the refresher has stopped.
+func (a *nodeAgent) startWork(ctx, runCtx context.Context) (refreshed chan struct{}, work *sync.WaitGroup, _ error) {
+	synced := []cache.InformerSynced{a.registries.HasSynced}
+	if a.nsInformer != nil {
+		synced = append(synced, a.nsInformer.HasSynced)
+	}
+	if !cache.WaitForCacheSync(runCtx.Done(), synced...) {
+		return nil, nil, ctx.Err()
+	}
+	a.srcs.Set(nodeaccess.SourceSecrets(a.registries.List(), a.o.Namespace))
+	// Sources not readable within a few seconds keep their last good credentials in the cache
+	// (the refresher never takes "not readable" for "gone"); the watches go on trying.
+	syncCtx, syncDone := context.WithTimeout(runCtx, a.o.SourceSyncTimeout)
+	if pending := a.srcs.WaitForSync(syncCtx); len(pending) > 0 {
+		a.log.Warn("some source secrets are not readable yet; serving what the cache holds for them", "secrets", pending)
+	}
+	syncDone()
+	refreshed = make(chan struct{})
+	go func() { a.ref.Run(runCtx); close(refreshed) }()
+	work = &sync.WaitGroup{}
+	if a.restarter != nil {
+		work.Go(func() { a.restarter.Run(runCtx, 10*time.Second) })
+	}
+	if a.o.RemoveStartupTaint {
+		taint, err := nodetaint.New(nodetaint.Config{Kube: a.kube, Node: a.o.NodeName, Logger: a.log.With("component", "startup-taint"),
+			Serving: func() bool {
+				return a.ref.Synced() && (a.installer == nil || a.installer.Serves()) && (a.restarter == nil || a.restarter.Settled())
+			}})
+		if err != nil {
+			return nil, nil, err
+		}
+		work.Go(func() { taint.Run(runCtx, 5*time.Second) })
+	}
+	return refreshed, work, nil
+}
+
+// uninstallIfGoing takes pullpass off the node when its DaemonSet is being deleted.
+func (a *nodeAgent) uninstallIfGoing(ctx context.Context) error {
+	if a.daemonSet == nil {
+		a.log.Info("shutting down; the node keeps serving the cache as written")
+		return nil
+	}
+	gone, why := a.daemonSet.uninstalling(ctx, a.kube)
+	if !gone {
+		if why != "" {
+			a.log.Warn("could not tell whether pullpass is being uninstalled", "why", why)
+		}
+		a.log.Info("shutting down; the node keeps serving the cache as written")
+		return nil
+	}
+	a.log.Info("pullpass is being uninstalled: removing its credentials and config from the node", "why", why)
+	err := Uninstall(a.o, a.log, true)
+	if a.restarter != nil && err == nil {
+		err = restartAfterUninstall(a.o, a.restarter, a.installer, a.log)
+	}
+	return err
 }
 
 // newRestarter builds the kubelet restarter of the node: the host's systemd over D-Bus, the
