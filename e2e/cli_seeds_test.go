@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -46,7 +47,7 @@ func pullpassCLI(t *testing.T) string {
 		cmd := exec.Command("go", "build", "-o", cliPath, "./cmd/pullpass")
 		cmd.Dir = framework.RepoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
-			cliErr = fmt.Errorf("go build ./cmd/pullpass: %v\n%s", err, out)
+			cliErr = fmt.Errorf("go build ./cmd/pullpass: %w\n%s", err, out)
 		}
 	})
 	if cliErr != nil {
@@ -66,7 +67,8 @@ func seed(t *testing.T, e *framework.Env, secret []string, stdin string, args ..
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("pullpass %v: %v", args, err)

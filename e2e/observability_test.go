@@ -30,13 +30,13 @@ func TestPullAuthFailureCountedOncePerEpisode(t *testing.T) {
 	labels := map[string]string{"registry": "obs-wrong", "namespace": ns, "reason": "auth"}
 	// The kubelet's first failed pull: within seconds, or up to a minute on a busy node (seen on
 	// kind: a new namespace's service account token mount waiting for the node's configmap cache).
-	failedPulls := func(min int32) bool {
+	failedPulls := func(atLeast int32) bool {
 		evs, err := e.Kube.CoreV1().Events(ns).List(framework.Context(t, time.Minute), metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name + ",reason=Failed"})
 		if err != nil {
 			return false
 		}
 		for _, ev := range evs.Items {
-			if strings.HasPrefix(ev.Message, "Failed to pull image") && ev.Count >= min {
+			if strings.HasPrefix(ev.Message, "Failed to pull image") && ev.Count >= atLeast {
 				return true
 			}
 		}

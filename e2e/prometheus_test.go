@@ -377,8 +377,8 @@ func dashboardAnswers(t *testing.T, e *framework.Env, prom *framework.Prometheus
 		t.Fatalf("%d dashboard queries", queries)
 	}
 	// A namespace's first failures show: the counter appears at 3, which increase() alone misses.
-	if max := maxOf(answers["Pull auth failures by registry/A"], "registry", "prom-auth"); max < 1 {
-		t.Errorf("Pull auth failures by registry shows %v for prom-auth, want the failures", max)
+	if most := maxOf(answers["Pull auth failures by registry/A"], "registry", "prom-auth"); most < 1 {
+		t.Errorf("Pull auth failures by registry shows %v for prom-auth, want the failures", most)
 	}
 
 	// The variables' values, as Grafana's label_values asks for them.

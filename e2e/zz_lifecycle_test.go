@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,7 +97,7 @@ func TestZZHelmUpgradeThenUninstall(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.Var("CREDENTIAL_PROVIDER_CONFIG"), "pullpass.yaml")); !os.IsNotExist(err) {
 		t.Fatalf("the kubelet config entry is still on the node: %v", err)
 	}
-	if _, err := nodecache.Read(cache); err != nodecache.ErrNoCache {
+	if _, err := nodecache.Read(cache); !errors.Is(err, nodecache.ErrNoCache) {
 		t.Fatalf("node cache: %v", err)
 	}
 	// What stays, as the README says: the CRD and the Registry objects, the source secrets, the

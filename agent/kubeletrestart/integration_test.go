@@ -138,7 +138,7 @@ func TestNodeReadyPodsStartingAndEvents(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() error {
 		n, err := busy.StartingPods(t.Context())
 		if err != nil || n != 1 {
-			return fmt.Errorf("starting pods %d (%v), want 1", n, err)
+			return fmt.Errorf("starting pods %d (%w), want 1", n, err)
 		}
 		return nil
 	})

@@ -82,7 +82,7 @@ func TestNotReadableIsNotGone(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
 		if _, err := w.Secret(ctx, ns, "src"); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("after deletion: %v, want NotFound", err)
+			return fmt.Errorf("after deletion: %w, want NotFound", err)
 		}
 		return nil
 	})

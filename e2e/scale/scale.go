@@ -283,7 +283,7 @@ func baseline(ctx context.Context, kube kubernetes.Interface, c Config, n int, c
 		return 0, err
 	}
 	if b1, err := secretWrites(ctx, kube, "PATCH"); err != nil || b1-b0 < n {
-		return 0, fmt.Errorf("the API server counted %d of the baseline's %d updates (%v)", b1-b0, n, err)
+		return 0, fmt.Errorf("the API server counted %d of the baseline's %d updates (%w)", b1-b0, n, err)
 	}
 	return d, nil
 }

@@ -135,11 +135,12 @@ func explain(s Streams, regs []*v1alpha1.Registry, img string, ns *corev1.Namesp
 	fmt.Fprintf(w, "registry: %s\n", m.Registry.Name)
 	fmt.Fprintf(w, "pattern: %s\n", m.Pattern)
 	fmt.Fprintf(w, "scope: %s\n", m.Registry.Spec.EffectiveScope())
-	if m.Registry.Spec.EffectiveScope() == v1alpha1.ScopeCluster {
+	switch {
+	case m.Registry.Spec.EffectiveScope() == v1alpha1.ScopeCluster:
 		fmt.Fprintln(w, "served: by the node agents to every pod's kubelet, with no pull secret")
-	} else if m.Registry.Spec.EffectiveDelivery() == v1alpha1.DeliveryNode {
+	case m.Registry.Spec.EffectiveDelivery() == v1alpha1.DeliveryNode:
 		fmt.Fprintln(w, "served: by the node agents, with no pull secret, only to pods of the namespaces it selects (and the service accounts it allows), as their service account tokens prove; --namespace NS says what a pod of NS gets")
-	} else {
+	default:
 		fmt.Fprintln(w, "served: as a pull secret added to the pods of opted-in namespaces")
 	}
 	fmt.Fprintf(w, "source: %s\n", sourceDescription(m.Registry))

@@ -90,7 +90,7 @@ func apply(ctx context.Context, o *options, c *Clients, req *addRequest) (string
 	if err := writeRegistry(ctx, c, reg, existing != nil, false); err != nil {
 		if secret != nil {
 			if uerr := restoreSecret(context.WithoutCancel(ctx), c, secret, before); uerr != nil {
-				return "", fmt.Errorf("%w; and putting secret %s/%s back failed: %v", err, secret.Namespace, secret.Name, uerr)
+				return "", fmt.Errorf("%w; and putting secret %s/%s back failed: %w", err, secret.Namespace, secret.Name, uerr)
 			}
 		}
 		return "", err

@@ -120,7 +120,7 @@ func parseCanonical(s string) (Pattern, error) {
 	}
 	u, err := url.Parse("https://" + s)
 	if err != nil {
-		return Pattern{}, fmt.Errorf("invalid host pattern %q: %v", s, errors.Unwrap(err))
+		return Pattern{}, fmt.Errorf("invalid host pattern %q: %w", s, errors.Unwrap(err))
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return Pattern{}, fmt.Errorf("invalid host pattern %q: only host[:port][/path] is allowed", s)

@@ -69,7 +69,7 @@ func TestReadersNeverSeeAPartialFile(t *testing.T) {
 				}
 				if f, err := nodecache.Read(path); err != nil || len(f.Entries) != 200 {
 					mu.Lock()
-					bad = fmt.Errorf("read %d entries: %v", len(f.Entries), err)
+					bad = fmt.Errorf("read %d entries: %w", len(f.Entries), err)
 					mu.Unlock()
 				}
 			}

@@ -47,7 +47,7 @@ func (e *Env) InstallCRD(ctx context.Context, manifest []byte) error {
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("CRD %s installed but %s/%s not served: %w (last: %v)", obj.GetName(), gv, plural, ctx.Err(), err)
+				return fmt.Errorf("CRD %s installed but %s/%s not served: %w (last: %w)", obj.GetName(), gv, plural, ctx.Err(), err)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}

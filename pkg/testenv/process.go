@@ -72,7 +72,7 @@ func (s *spawner) start(name, path string, args []string, logPath string) (*proc
 func (p *process) running() error {
 	select {
 	case <-p.exited:
-		return fmt.Errorf("%s exited (%v):\n%s", p.name, p.err, p.tail(30))
+		return fmt.Errorf("%s exited (%w):\n%s", p.name, p.err, p.tail(30))
 	default:
 		return nil
 	}

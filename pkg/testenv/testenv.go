@@ -381,7 +381,7 @@ func waitReady(ctx context.Context, p *process, client *http.Client, url string)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready (%v): %w\n%s", p.name, last, ctx.Err(), p.tail(30))
+			return fmt.Errorf("%s not ready (%w): %w\n%s", p.name, last, ctx.Err(), p.tail(30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -39,8 +39,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := run(ctx, log); err != nil {
+		stop()
 		log.Error("kindnet failed", "err", err)
-		os.Exit(1)
+		os.Exit(1) //nolint:gocritic // stop ran: nothing deferred is left to do
 	}
 }
 
@@ -113,7 +114,7 @@ func sync(ctx context.Context, log *slog.Logger, kube kubernetes.Interface, cfg 
 		}
 		for _, c := range cidrs {
 			if out, err := exec.CommandContext(ctx, "ip", "route", "replace", c, "via", ip).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("route %s via %s (node %s): %v: %s", c, ip, n.Name, err, out))
+				errs = append(errs, fmt.Errorf("route %s via %s (node %s): %w: %s", c, ip, n.Name, err, out))
 			}
 		}
 	}
@@ -196,14 +197,14 @@ func ensureMasquerade(podSubnet []string) error {
 	restore := exec.Command("iptables-restore", "--noflush")
 	restore.Stdin = strings.NewReader(b.String())
 	if out, err := restore.CombinedOutput(); err != nil {
-		return fmt.Errorf("iptables-restore: %v: %s", err, out)
+		return fmt.Errorf("iptables-restore: %w: %s", err, out)
 	}
 	rule := []string{"POSTROUTING", "-m", "addrtype", "!", "--dst-type", "LOCAL", "-m", "comment", "--comment", "kind-masq-agent", "-j", "KIND-MASQ-AGENT"}
 	if exec.Command("iptables", append([]string{"-t", "nat", "-C"}, rule...)...).Run() == nil {
 		return nil
 	}
 	if out, err := exec.Command("iptables", append([]string{"-t", "nat", "-A"}, rule...)...).CombinedOutput(); err != nil {
-		return fmt.Errorf("iptables -A POSTROUTING: %v: %s", err, out)
+		return fmt.Errorf("iptables -A POSTROUTING: %w: %s", err, out)
 	}
 	return nil
 }

@@ -222,7 +222,7 @@ func (p prom) waitFor(ctx context.Context, d time.Duration, q string) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no answer to %s after %s (last error: %v)", q, d, err)
+			return fmt.Errorf("no answer to %s after %s (last error: %w)", q, d, err)
 		}
 		time.Sleep(2 * time.Second)
 	}

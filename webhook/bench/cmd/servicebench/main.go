@@ -108,7 +108,7 @@ func run(ctx context.Context, kubeconfig string, nRegistries, nContainers, n int
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the webhook does not serve the benchmark's registry (%v)", err)
+			return fmt.Errorf("the webhook does not serve the benchmark's registry (%w)", err)
 		}
 		time.Sleep(time.Second)
 	}

@@ -118,10 +118,17 @@ func (status) UpdateStatus(_ context.Context, r *v1alpha1.Registry, _ metav1.Upd
 }
 
 func main() {
-	run := flag.Duration("run", 20*time.Second, "how long the verifier runs")
+	runFor := flag.Duration("run", 20*time.Second, "how long the verifier runs")
 	interval := flag.Duration("interval", time.Second, "the verifier's interval during the run")
 	flag.Parse()
+	if err := measure(*runFor, *interval); err != nil {
+		log.Fatal(err)
+	}
+}
 
+// measure runs the verifier against the fakes and prints the figures; main exits after its
+// deferred closes ran.
+func measure(runFor, interval time.Duration) error {
 	basic, bearer, hub := start(false, false), start(true, false), start(true, true)
 	pool := x509.NewCertPool()
 	for _, f := range []*fake{basic, bearer, hub} {
@@ -137,28 +144,28 @@ func main() {
 	for _, f := range []*fake{basic, bearer} {
 		ref, err := name.ParseReference(f.host() + "/team/app:1")
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
 		img, err := random.Image(1024, 1)
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
 		if err := remote.Write(ref, img, remote.WithAuth(auth), remote.WithTransport(tr)); err != nil {
-			log.Fatal(err)
+			return err
 		}
 		before := f.requests.Load()
 		pulled, err := remote.Image(ref, remote.WithAuth(auth), remote.WithTransport(tr))
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
 		if _, err := pulled.ConfigFile(); err != nil {
-			log.Fatal(err)
+			return err
 		}
 		layers, _ := pulled.Layers()
 		for _, l := range layers {
 			rc, err := l.Compressed()
 			if err != nil {
-				log.Fatal(err)
+				return err
 			}
 			_, _ = io.Copy(io.Discard, rc)
 			_ = rc.Close()
@@ -173,7 +180,7 @@ func main() {
 	promReg := prometheus.NewRegistry()
 	m, err := verify.NewPrometheusMetrics(promReg)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	mk := func(n string, hosts ...string) *v1alpha1.Registry {
 		return &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: n}, Spec: v1alpha1.RegistrySpec{Hosts: hosts}}
@@ -185,12 +192,12 @@ func main() {
 		start[n] = f.requests.Load()
 	}
 	v, err := verify.New(verify.Config{Registries: table, Credentials: creds{}, Status: status{},
-		Login: registrylogin.New(registrylogin.Config{Transport: tr}), Interval: *interval, DockerHubHost: hub.host(),
+		Login: registrylogin.New(registrylogin.Config{Transport: tr}), Interval: interval, DockerHubHost: hub.host(),
 		Metrics: m, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *run)
+	ctx, cancel := context.WithTimeout(context.Background(), runFor)
 	defer cancel()
 	v.Run(ctx)
 
@@ -204,13 +211,14 @@ func main() {
 			verifications[label(s, "registry")] += s.GetCounter().GetValue()
 		}
 	}
-	fmt.Printf("verifier: %s at a %s interval\n", *run, *interval)
+	fmt.Printf("verifier: %s at a %s interval\n", runFor, interval)
 	for _, n := range []string{"basic", "bearer", "hub"} {
 		req := counts[n].requests.Load() - start[n]
 		per := float64(req) / verifications[n]
 		fmt.Printf("  %-6s %3.0f verifications, %4d requests: %.1f per verification -> %.1f requests/hour at the default 1h interval\n",
 			n, verifications[n], req, per, per)
 	}
+	return nil
 }
 
 func label(m *dto.Metric, name string) string {
