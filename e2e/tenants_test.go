@@ -182,6 +182,8 @@ func TestTenantSecretsWithPullpassLabelsCostReplicasLittle(t *testing.T) {
 	ns := e.Namespace(t, "labelled-secrets", optIn)
 	e.WaitServed(t, ns, secret)
 	ctx := framework.Context(t, 5*time.Minute)
+	// The first pod's admission writes the pull secret (a dry run writes nothing).
+	e.WaitRunning(t, ns, e.CreatePod(t, e.Pod(ns, framework.PodOptions{})).Name)
 	// The webhook's replicas and the controller's both cache pullpass's labelled Secrets.
 	restarts := func() map[string]int32 {
 		list, err := e.Kube.CoreV1().Pods(pp).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component in (webhook,controller)"})
@@ -214,7 +216,7 @@ func TestTenantSecretsWithPullpassLabelsCostReplicasLittle(t *testing.T) {
 	if err := e.Kube.CoreV1().Secrets(ns).Delete(ctx, secret, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	e.WaitServed(t, ns, secret)
+	waitFor(t, time.Minute, "the keeper making "+secret+" again", func() bool { return !e.SecretGone(t, ns, secret) })
 	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{}))
 	if !slices.ContainsFunc(pod.Spec.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return r.Name == secret }) {
 		t.Fatalf("a pod admitted after the tenant's Secrets has no %s: %v", secret, pod.Spec.ImagePullSecrets)
