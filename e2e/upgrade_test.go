@@ -17,20 +17,22 @@ import (
 )
 
 // previousChartRevision is the last revision whose chart had no controller (its webhook's leader
-// kept the pull secrets): E2E_UPGRADE_FROM, else the parent of the commit that added the
-// controller's Deployment.
+// kept the pull secrets): E2E_UPGRADE_FROM, else the first parent of the commit of main that added
+// the controller's Deployment. First parents only: the branch that built the controller has
+// commits whose code and chart do not go together (a webhook chart passing flags its binary had
+// lost), and only main's line was ever released.
 func previousChartRevision(t *testing.T) string {
 	t.Helper()
 	if rev := os.Getenv("E2E_UPGRADE_FROM"); rev != "" {
 		return rev
 	}
-	out, err := exec.Command("git", "-C", framework.RepoRoot(), "log", "--diff-filter=A", "--format=%H", "-1", "--",
-		"charts/pullpass/templates/controller-deployment.yaml").Output()
+	out, err := exec.Command("git", "-C", framework.RepoRoot(), "log", "--first-parent", "--diff-merges=first-parent", "--diff-filter=A",
+		"--format=%H", "-1", "--", "charts/pullpass/templates/controller-deployment.yaml").Output()
 	added := strings.TrimSpace(string(out))
 	if err != nil || added == "" {
 		t.Skipf("no git history to find the chart before the controller (%v): set E2E_UPGRADE_FROM", err)
 	}
-	return added + "^"
+	return added + "^1"
 }
 
 // deployRevision deploys pullpass as revision rev built it: its sources (git archive) into a
