@@ -10,6 +10,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/kubernetes/pkg/credentialprovider/plugin"
 
 	"sigs.k8s.io/yaml"
@@ -46,10 +47,15 @@ func TestKubeletAcceptsTheProviderConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = plugin.RegisterCredentialProviderPlugins(cfg, filepath.Join(d, "bin"),
+			// The kubelet's registry of providers is the process's: other tests of this package
+			// look images up through these providers too, so they answer as an API server would.
 			func(string, string, *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error) {
-				return nil, nil
+				return &authenticationv1.TokenRequest{Status: authenticationv1.TokenRequestStatus{Token: "not-a-token",
+					ExpirationTimestamp: metav1.NewTime(time.Now().Add(time.Hour))}}, nil
 			},
-			func(string, string) (*corev1.ServiceAccount, error) { return nil, nil })
+			func(namespace, name string) (*corev1.ServiceAccount, error) {
+				return &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: "uid"}}, nil
+			})
 		if err != nil {
 			t.Fatalf("the kubelet refuses the config (directory %v): %v", dir, err)
 		}
