@@ -27,7 +27,7 @@ func previousChartRevision(t *testing.T) string {
 		return rev
 	}
 	out, err := exec.Command("git", "-C", framework.RepoRoot(), "log", "--first-parent", "--diff-merges=first-parent", "--diff-filter=A",
-		"--format=%H", "-1", "--", "charts/pullpass/templates/controller-deployment.yaml").Output()
+		"--no-patch", "--format=%H", "-1", "--", "charts/pullpass/templates/controller-deployment.yaml").Output()
 	added := strings.TrimSpace(string(out))
 	if err != nil || added == "" {
 		t.Skipf("no git history to find the chart before the controller (%v): set E2E_UPGRADE_FROM", err)
