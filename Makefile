@@ -68,17 +68,22 @@ lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/buil
 	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/... && (cd hack/release && $$lint run ./...)
 
 .PHONY: test
-test: lint unit test-release test-demo test-clusters ## Run everything: lint, unit and integration tests, make demo as a newcomer runs it, the e2e suite on a fresh harness cluster, then on a fresh 3-node kind cluster with the chart's defaults
+test: lint unit test-demo test-clusters ## Run everything: lint, unit and integration tests, make demo as a newcomer runs it, the e2e suite on a fresh harness cluster (with make test-release beside it), then on a fresh 3-node kind cluster with the chart's defaults
 
-# The harness suite mostly waits (pulls, refreshes, alerts): kind's node image parts, which need
-# no engine, build meanwhile, so a fresh machine does not build them after it (about 18 min).
+# The harness suite mostly waits (pulls, refreshes, alerts): make test-release (its own registry on
+# 127.0.0.1:25460) and kind's node image parts, which need no engine, run meanwhile, so a fresh
+# machine does not build them after it (about 10 and 18 min). Each runs in its own process group,
+# killed if anything fails; their logs are _output/test-release.log and _output/kind-parts.log.
 .PHONY: test-clusters
-test-clusters: ## The e2e suite on a fresh harness cluster, then on a fresh kind cluster; the kind node image's parts build while the harness suite runs
-	@set -e; mkdir -p _output; parts=; \
+test-clusters: ## The e2e suite on a fresh harness cluster, then on a fresh kind cluster; make test-release and the kind node image's parts run while the harness suite runs
+	@set -e; mkdir -p _output; parts=; release=; \
+	  trap '[ -z "$$parts" ] || kill -- -$$parts 2>/dev/null || true; [ -z "$$release" ] || kill -- -$$release 2>/dev/null || true' EXIT; \
+	  setsid $(MAKE) --no-print-directory test-release >_output/test-release.log 2>&1 & release=$$!; \
 	  if [ "$${PULLPASS_KIND_ENGINE:-}" != host ] && ! docker info >/dev/null 2>&1; then \
 	    setsid e2e/kind/node-image.sh --parts >_output/kind-parts.log 2>&1 & parts=$$!; fi; \
-	  trap '[ -z "$$parts" ] || kill -- -$$parts 2>/dev/null || true' EXIT; \
 	  $(MAKE) --no-print-directory test-harness; \
+	  wait $$release || { cat _output/test-release.log; echo "make test-release failed"; exit 1; }; release=; \
+	  tail -n 1 _output/test-release.log; \
 	  if [ -n "$$parts" ]; then \
 	    wait $$parts || { cat _output/kind-parts.log; echo "kind node image parts failed"; exit 1; }; parts=; \
 	    tail -n 1 _output/kind-parts.log; fi; \

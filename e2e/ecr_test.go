@@ -35,6 +35,7 @@ var ecrEndpoint = func() string {
 // refreshed at half its life, a failing refresh keeps the last good token until it expires, and
 // the status says each of these.
 func TestECRTokensRefreshAndExpire(t *testing.T) {
+	framework.ProvedOn(t, framework.Harness, "the controller's refresh of a token does not depend on the nodes")
 	e := framework.Load(t)
 	e.Deployed(t)
 	ctx := framework.Context(t, 5*time.Minute)

@@ -28,6 +28,7 @@ import (
 // each failure raises its alert, the alert carries the labels and runbook an on-call person needs
 // and resolves once the cause is gone, and then every query of the dashboard answers with data.
 func TestObservabilityInPrometheus(t *testing.T) {
+	framework.ProvedOn(t, framework.Harness, "Prometheus, its generator and the alerts see the same series from either cluster")
 	e := framework.Load(t)
 	ep := e.Deployed(t)
 	prom := ep.Prometheus(t)

@@ -23,6 +23,7 @@ const keeperLease = "pullpass-keeper"
 // same pod, restarted, on a one-replica cluster) its keeper works. (A leader that stayed up used
 // to find its work queue shut down by the previous term and rotate nothing.)
 func TestLeaseLostAndWonBackKeeperStillRotates(t *testing.T) {
+	framework.ProvedOn(t, framework.Harness, "the Lease and the keeper's work queue are the API server's and the controller's")
 	e := framework.Load(t)
 	e.Deployed(t)
 	ctx := framework.Context(t, 5*time.Minute)

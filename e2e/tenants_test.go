@@ -174,6 +174,7 @@ func TestWebhookRecoversFromAnUnusableTLSSecret(t *testing.T) {
 // and was killed for it (the webhook then fails open); now each keeps a digest of them, no
 // webhook or controller replica restarts, and pods are injected as before.
 func TestTenantSecretsWithPullpassLabelsCostReplicasLittle(t *testing.T) {
+	framework.ProvedOn(t, framework.Kind, "it measures replicas at the chart's default memory limits, which kind runs")
 	e := framework.Load(t)
 	ep := e.Deployed(t)
 	pp := framework.PullpassNamespace

@@ -413,3 +413,28 @@ func (e *Env) Logs(t testing.TB, namespace, name, container string) string {
 	}
 	return string(data)
 }
+
+// The clusters make test runs the suite on.
+const (
+	Harness = "harness" // e2e/cluster: one node, the kubelet and containerd on this machine
+	Kind    = "kind"    // e2e/kind: a control plane and two workers, the chart's defaults
+)
+
+// ClusterName is the cluster the suite runs against: Kind when E2E_SCRIPTS_DIR is e2e/kind,
+// else Harness.
+func ClusterName() string {
+	if filepath.Base(Script("")) == "kind" {
+		return Kind
+	}
+	return Harness
+}
+
+// ProvedOn runs t only on the named cluster: a scenario whose outcome does not depend on the
+// cluster's shape (nodes, pod network, chart values) is proved once per make test, not twice.
+// why says what the other cluster would add nothing to. E2E_EVERY_CLUSTER=true runs it anywhere.
+func ProvedOn(t testing.TB, cluster, why string) {
+	t.Helper()
+	if here := ClusterName(); here != cluster && os.Getenv("E2E_EVERY_CLUSTER") != "true" {
+		t.Skipf("proved on the %s cluster, not here (%s): %s (E2E_EVERY_CLUSTER=true runs it here too)", cluster, here, why)
+	}
+}
