@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
@@ -188,5 +190,43 @@ func TestOnlyTheLeaderKeepsAndTheOtherTakesOver(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, rotatedTo("second"))
 	if !keeping(standby) {
 		t.Fatal("the new leader serves no keeper series")
+	}
+}
+
+// A pod admitted ahead of its pull secret (the webhook's write late or lost with its replica)
+// gets it from the controller as soon as the controller sees the pod, in a namespace the
+// registry serves; a pod in a namespace it does not serve, naming the same Secret, gets nothing.
+func TestPodAdmittedAheadOfItsPullSecretGetsItFromTheController(t *testing.T) {
+	env := controlPlane.Env(t)
+	env.EnsureNamespace(t, ns)
+	const host = "ahead.example.com"
+	env.SourceSecret(t, ns, "ahead-src", host, "pw")
+	reg := env.CreateRegistry(t, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "ahead"},
+		Spec: v1alpha1.RegistrySpec{Hosts: []string{host}, Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: ns, Name: "ahead-src"}}}})
+	shop := env.OptedIn(t, nil)
+	const elsewhere = "ahead-not-served"
+	env.EnsureNamespace(t, elsewhere)
+	startReplica(t, env, func(o *Options) { o.LeaseName, o.WatchPulls = "ahead", true })
+
+	pod := func(namespace string) {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "ahead-", Namespace: namespace}, Spec: corev1.PodSpec{
+			Containers:       []corev1.Container{{Name: "app", Image: host + "/app:1"}},
+			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "someone-elses"}, {Name: pullsecret.Name(reg.Name)}},
+		}}
+		if _, err := env.Kube.CoreV1().Pods(namespace).Create(t.Context(), p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod(elsewhere)
+	pod(shop)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if got := env.PullSecretPassword(t, shop, reg.Name, host); got != "pw" {
+			return fmt.Errorf("pull secret password %q", got)
+		}
+		return nil
+	})
+	_, err := env.Kube.CoreV1().Secrets(elsewhere).Get(t.Context(), pullsecret.Name(reg.Name), metav1.GetOptions{})
+	if !apierrors.IsNotFound(err) {
+		t.Fatalf("the pull secret in a namespace the registry does not serve: %v, want NotFound", err)
 	}
 }

@@ -117,7 +117,7 @@ func (l *leader) addWatcher(p *parts, c *cluster.Caches) error {
 	reaches := registryReaches(l.o.Policy(), namespaces)
 	cfg := pullwatch.Config{
 		Client: l.kube, Registry: pullwatch.TableRegistry(c.Table.Table, namespaceLabels(namespaces)), Metrics: l.metrics.Pulls,
-		Logger: l.log.With("component", "pullwatch"),
+		Logger: l.log.With("component", "pullwatch"), PodAdded: p.keeper.Needed,
 	}
 	if p.verifier != nil {
 		cfg.Observe = observeImage(p.verifier, c.Table, reaches)

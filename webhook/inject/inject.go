@@ -74,6 +74,8 @@ type Config struct {
 	// source that fails) is admitted with its reference all the same, since a pod's
 	// imagePullSecrets can never be added later while the kubelet reads them at every pull
 	// attempt: the write goes on after admission, for up to BackgroundTimeout (default 2m).
+	// The controller's keeper also writes it as soon as it sees the pod (with --watch-pulls),
+	// so a replica that goes away before its write loses nothing.
 	EnsureTimeout     time.Duration
 	BackgroundTimeout time.Duration
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -204,6 +205,27 @@ func (k *Keeper) Deleted(s *corev1.Secret) {
 	k.gone[registry][namespace] = true
 	k.mu.Unlock()
 	k.queue.Add(registry)
+}
+
+// Needed tells the keeper the pull secrets a pod refers to. A registry's pull secret that is not
+// there is written at once where the registry serves the namespace: the pod was admitted ahead
+// of it (a slow source, a webhook replica gone before its write), and the kubelet reads a pod's
+// pull secrets at every pull attempt. Names that are not a registry's pull secret are ignored.
+func (k *Keeper) Needed(namespace string, refs []corev1.LocalObjectReference) {
+	for _, ref := range refs {
+		registry, ok := strings.CutPrefix(ref.Name, pullsecret.Prefix)
+		if !ok || pullsecret.Name(registry) != ref.Name {
+			continue
+		}
+		if _, ok := k.cfg.Registries.Get(registry); !ok {
+			continue
+		}
+		if _, err := k.cfg.Managed.Secrets(namespace).Get(ref.Name); err == nil {
+			continue
+		}
+		k.putGone(registry, map[string]bool{namespace: true})
+		k.queue.Add(registry)
+	}
 }
 
 // takeGone returns and forgets the namespaces whose pull secret of registry went.
@@ -511,7 +533,7 @@ func (k *Keeper) settle(ctx context.Context, reg *v1alpha1.Registry, want *corev
 				k.putGone(reg.Name, map[string]bool{name: true})
 				return fmt.Errorf("creating %s/%s: %w", name, s.Name, err)
 			}
-			k.cfg.Logger.Info("made a deleted pull secret again", "namespace", name, "secret", s.Name)
+			k.cfg.Logger.Info("wrote a missing pull secret (deleted, or a pod was admitted ahead of it)", "namespace", name, "secret", s.Name)
 			return nil
 		}, false)
 	}

@@ -48,6 +48,9 @@ type Config struct {
 	// names, at each change of the pod (the verifier learns which hosts a glob registry serves:
 	// the controller sees no admissions).
 	SeenImage func(namespace, image string)
+	// PodAdded, when set, is told the namespace and pull secrets of every pod as it is first
+	// seen (the keeper writes a pull secret a pod was admitted ahead of).
+	PodAdded func(namespace string, pullSecrets []corev1.LocalObjectReference)
 }
 
 // Watcher counts pull failure episodes.
@@ -129,7 +132,12 @@ func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
 	w.pods = pods.GetStore()
 	w.mu.Unlock()
 	podReg, _ := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { w.pod(o) },
+		AddFunc: func(o any) {
+			if p, ok := o.(*corev1.Pod); ok && w.cfg.PodAdded != nil && len(p.Spec.ImagePullSecrets) > 0 {
+				w.cfg.PodAdded(p.Namespace, p.Spec.ImagePullSecrets)
+			}
+			w.pod(o)
+		},
 		UpdateFunc: func(_, n any) { w.pod(n) },
 		DeleteFunc: func(o any) { w.podGone(o) },
 	})
