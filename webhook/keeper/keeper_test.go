@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -478,65 +479,67 @@ func (f *fixture) term(t *testing.T) (ctx context.Context, until func(what strin
 // A pull secret somebody deletes (kubectl delete secret) comes back while its namespace is
 // served: pods admitted with it must still pull. One the keeper deleted itself does not.
 func TestDeletedPullSecretComesBack(t *testing.T) {
-	f := setup(t)
-	ctx, waitFor := f.term(t)
-	name := pullsecret.Name("r")
-	// Somebody deletes a's pull secret; the informer tells the keeper.
-	if err := f.client.CoreV1().Secrets("a").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: name}})
-	f.src.setPassword("p2") // and the source moved on meanwhile
-	f.k.Deleted(gone("a", "uid-a"))
-	waitFor("a's pull secret made again", func() bool { return slices.Contains(f.creates(), "a") })
-	got, err := f.client.CoreV1().Secrets("a").Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := f.src.Desired(ctx, f.regs["r"])
-	if !pullsecret.UpToDate(got, want) {
-		t.Fatal("made again with old credentials")
-	}
-
-	// b opts out: the keeper deletes its pull secret. b opts in again before the informer tells
-	// of that deletion: the keeper's own deletion stays done (the next admission there makes it).
-	optIn := func(n string, in bool) {
-		o, _, _ := f.ns.GetByKey(n)
-		ns := o.(*corev1.Namespace).DeepCopy()
-		if in {
-			ns.Annotations = map[string]string{inject.Annotation: inject.Enabled}
-		} else {
-			ns.Annotations = nil
-		}
-		_ = f.ns.Update(ns)
-		if _, err := f.client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		f := setup(t)
+		ctx, waitFor := f.term(t)
+		name := pullsecret.Name("r")
+		// Somebody deletes a's pull secret; the informer tells the keeper.
+		if err := f.client.CoreV1().Secrets("a").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	optIn("b", false)
-	f.k.Enqueue("r")
-	waitFor("b's pull secret deleted", func() bool { _, d := f.writes(); return slices.Contains(d, "b") })
-	_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: name}})
-	optIn("b", true)
-	f.k.Deleted(gone("b", "uid-b"))
-	// And one somebody deletes in a namespace that is not served stays gone too.
-	if _, err := f.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "c"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.k.Deleted(gone("c", "uid-c"))
-	readC := func() bool {
-		for _, a := range f.client.Actions() {
-			if g, ok := a.(k8stesting.GetAction); ok && a.GetResource().Resource == "namespaces" && g.GetName() == "c" {
-				return true
+		_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: name}})
+		f.src.setPassword("p2") // and the source moved on meanwhile
+		f.k.Deleted(gone("a", "uid-a"))
+		waitFor("a's pull secret made again", func() bool { return slices.Contains(f.creates(), "a") })
+		got, err := f.client.CoreV1().Secrets("a").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := f.src.Desired(ctx, f.regs["r"])
+		if !pullsecret.UpToDate(got, want) {
+			t.Fatal("made again with old credentials")
+		}
+
+		// b opts out: the keeper deletes its pull secret. b opts in again before the informer tells
+		// of that deletion: the keeper's own deletion stays done (the next admission there makes it).
+		optIn := func(n string, in bool) {
+			o, _, _ := f.ns.GetByKey(n)
+			ns := o.(*corev1.Namespace).DeepCopy()
+			if in {
+				ns.Annotations = map[string]string{inject.Annotation: inject.Enabled}
+			} else {
+				ns.Annotations = nil
+			}
+			_ = f.ns.Update(ns)
+			if _, err := f.client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
 			}
 		}
-		return false
-	}
-	waitFor("c read from the API server", readC)
-	time.Sleep(100 * time.Millisecond) // the pass that read it ends
-	if c := f.creates(); slices.Contains(c, "b") || slices.Contains(c, "c") {
-		t.Fatalf("made again in %v: want only a", c)
-	}
+		optIn("b", false)
+		f.k.Enqueue("r")
+		waitFor("b's pull secret deleted", func() bool { _, d := f.writes(); return slices.Contains(d, "b") })
+		_ = f.managed.Delete(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: name}})
+		optIn("b", true)
+		f.k.Deleted(gone("b", "uid-b"))
+		// And one somebody deletes in a namespace that is not served stays gone too.
+		if _, err := f.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "c"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.k.Deleted(gone("c", "uid-c"))
+		readC := func() bool {
+			for _, a := range f.client.Actions() {
+				if g, ok := a.(k8stesting.GetAction); ok && a.GetResource().Resource == "namespaces" && g.GetName() == "c" {
+					return true
+				}
+			}
+			return false
+		}
+		waitFor("c read from the API server", readC)
+		synctest.Wait() // the pass that read it ended: nothing is left to run
+		if c := f.creates(); slices.Contains(c, "b") || slices.Contains(c, "c") {
+			t.Fatalf("made again in %v: want only a", c)
+		}
+	})
 }
 
 // The keeper's own deletion is known by its secret's UID: when its event is lost (a relist that
@@ -593,65 +596,69 @@ func TestDeletedPullSecretComesBackThroughAPIErrors(t *testing.T) {
 // Work asked for before Run (informer events arrive while the controller's caches sync) is done
 // once Run starts; after Run returned, asking blocks nothing.
 func TestEnqueuedBeforeRunIsWorked(t *testing.T) {
-	f := setup(t)
-	f.client.ClearActions()
-	f.src.setPassword("rotated")
-	f.k.Enqueue("r")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { f.k.Run(ctx); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if u, _ := f.writes(); slices.Contains(u, "a") && slices.Contains(u, "b") {
-			break
+	synctest.Test(t, func(t *testing.T) {
+		f := setup(t)
+		f.client.ClearActions()
+		f.src.setPassword("rotated")
+		f.k.Enqueue("r")
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { f.k.Run(ctx); close(done) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if u, _ := f.writes(); slices.Contains(u, "a") && slices.Contains(u, "b") {
+				break
+			}
+			if time.Now().After(deadline) {
+				u, _ := f.writes()
+				cancel()
+				t.Fatalf("updates %v, want both namespaces rotated", u)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			u, _ := f.writes()
-			cancel()
-			t.Fatalf("updates %v, want both namespaces rotated", u)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	<-done
-	f.k.Enqueue("r")
-	f.k.EnqueueAll()
+		cancel()
+		<-done
+		f.k.Enqueue("r")
+		f.k.EnqueueAll()
+	})
 }
 
 // A source that gives no credentials yet (its Secret not in the informer's cache a moment after
 // the Registry appeared) is tried again with back-off, with no event or resync to ask for it.
 func TestSourceNotReadyIsRetried(t *testing.T) {
-	f := setup(t)
-	// The API server has the source; the cache does not yet.
-	f.regs["r"].Spec.Auth.SecretRef = &v1alpha1.SecretReference{Name: "src", Namespace: "pullpass"}
-	if _, err := f.client.CoreV1().Secrets("pullpass").Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "src", Namespace: "pullpass"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.client.ClearActions()
-	f.src.setMissing(true)
-	f.src.setPassword("p2")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	go func() { f.k.Run(ctx); close(done) }()
-	f.k.Enqueue("r")
-	time.Sleep(200 * time.Millisecond)
-	if u, _ := f.writes(); len(u) != 0 {
-		t.Fatalf("updates %v with no source", u)
-	}
-	f.src.setMissing(false) // no Enqueue: the keeper must come back on its own
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if u, _ := f.writes(); slices.Contains(u, "a") && slices.Contains(u, "b") {
-			break
+	synctest.Test(t, func(t *testing.T) {
+		f := setup(t)
+		// The API server has the source; the cache does not yet.
+		f.regs["r"].Spec.Auth.SecretRef = &v1alpha1.SecretReference{Name: "src", Namespace: "pullpass"}
+		if _, err := f.client.CoreV1().Secrets("pullpass").Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "src", Namespace: "pullpass"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the keeper did not try the source again")
+		f.client.ClearActions()
+		f.src.setMissing(true)
+		f.src.setPassword("p2")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan struct{})
+		go func() { f.k.Run(ctx); close(done) }()
+		f.k.Enqueue("r")
+		synctest.Wait() // the first pass ended, its retry waits for its back-off
+		if u, _ := f.writes(); len(u) != 0 {
+			t.Fatalf("updates %v with no source", u)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	<-done
+		f.src.setMissing(false) // no Enqueue: the keeper must come back on its own
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if u, _ := f.writes(); slices.Contains(u, "a") && slices.Contains(u, "b") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the keeper did not try the source again")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		<-done
+	})
 }
 
 type pullThroughCondition struct{ c *metav1.Condition }
