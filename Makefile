@@ -68,7 +68,7 @@ lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/buil
 	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/... && (cd hack/release && $$lint run ./...)
 
 .PHONY: test
-test: lint unit test-demo test-clusters ## Run everything: lint, unit and integration tests, make demo as a newcomer runs it, the e2e suite on a fresh harness cluster (with make test-release beside it), then on a fresh 3-node kind cluster with the chart's defaults
+test: lint unit test-demo test-clusters ## Run everything: lint, unit and integration tests, make demo as a newcomer runs it, the e2e suite on a fresh harness cluster (with make test-release beside it), then on a fresh 3-node kind cluster with the chart's defaults, installed from a release (make release to its registry, then helm install of the OCI chart alone)
 
 # The harness suite mostly waits (pulls, refreshes, alerts): make test-release (its own registry on
 # 127.0.0.1:25460) and kind's node image parts, which need no engine, run meanwhile, so a fresh
@@ -87,7 +87,7 @@ test-clusters: ## The e2e suite on a fresh harness cluster, then on a fresh kind
 	  if [ -n "$$parts" ]; then \
 	    wait $$parts || { cat _output/kind-parts.log; echo "kind node image parts failed"; exit 1; }; parts=; \
 	    tail -n 1 _output/kind-parts.log; fi; \
-	  $(MAKE) --no-print-directory test-kind
+	  PULLPASS_FROM_RELEASE=1 $(MAKE) --no-print-directory test-kind
 
 # A newcomer's Go caches are empty: make demo with a module cache and a build cache of its own
 # (the version-keyed Kubernetes and tool binaries in PULLPASS_CACHE stay), then down, checked clean.

@@ -14,18 +14,7 @@ import (
 )
 
 // helm finds the pinned helm the harness built (make deploy), or one on PATH.
-func helm(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command(filepath.Join(framework.RepoRoot(), "e2e/cluster/build-tools.sh"), "helm").Output()
-	if err == nil {
-		return filepath.Join(strings.TrimSpace(lastLine(string(out))), "helm")
-	}
-	if p, err := exec.LookPath("helm"); err == nil {
-		return p
-	}
-	t.Fatalf("no helm: %v", err)
-	return ""
-}
+func helm(t *testing.T) string { return framework.Helm(t) }
 
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")

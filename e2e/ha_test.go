@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -387,8 +386,7 @@ func TestHAHelmUpgradeRollsWithoutFailedAdmission(t *testing.T) {
 	e.WaitServed(t, ns, secret)
 	before := webhookPods(t, e)
 	opens := failOpens(t, e)
-	upgrade := exec.Command(helm(t), "upgrade", "pullpass", framework.RepoRoot()+"/charts/pullpass", "--kubeconfig", e.Kubeconfig,
-		"--namespace", framework.PullpassNamespace, "--reuse-values", "--set", "webhook.podAnnotations.e2e-roll="+rand.String(6), "--wait", "--timeout", "3m")
+	upgrade := e.HelmUpgrade(t, e.Deployed(t), "--set", "webhook.podAnnotations.e2e-roll="+rand.String(6), "--wait", "--timeout", "3m")
 	var out []byte
 	var upErr error
 	without := admitMany(t, e, ns, secret, 40, func() { out, upErr = upgrade.CombinedOutput() })

@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -56,8 +55,7 @@ func chartCacheDefaults(t *testing.T) (plugin, token string) {
 // which read that config at start only.
 func setAgentCaches(t *testing.T, e *framework.Env, plugin, token string) {
 	t.Helper()
-	out, err := exec.Command(helm(t), "upgrade", "pullpass", framework.RepoRoot()+"/charts/pullpass", "--kubeconfig", e.Kubeconfig,
-		"--namespace", framework.PullpassNamespace, "--reuse-values",
+	out, err := e.HelmUpgrade(t, e.Deployed(t),
 		"--set", "agent.pluginCacheDuration="+plugin, "--set", "agent.serviceAccountTokens.cacheDuration="+token,
 		"--wait", "--timeout", "3m").CombinedOutput()
 	if err != nil {

@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -109,8 +108,7 @@ func TestRegistryNothingServesSaysSoAlertsAndTheCLIRefuses(t *testing.T) {
 	ep := e.Deployed(t)
 	pp := framework.PullpassNamespace
 	setTokens := func(t *testing.T, on bool) {
-		out, err := exec.Command(helm(t), "upgrade", "pullpass", framework.RepoRoot()+"/charts/pullpass", "--kubeconfig", e.Kubeconfig,
-			"--namespace", pp, "--reuse-values", "--set", fmt.Sprintf("agent.serviceAccountTokens.enabled=%t", on),
+		out, err := e.HelmUpgrade(t, ep, "--set", fmt.Sprintf("agent.serviceAccountTokens.enabled=%t", on),
 			"--wait", "--timeout", "3m").CombinedOutput()
 		if err != nil {
 			t.Fatalf("helm upgrade (tokens %t): %v\n%s", on, err, out)

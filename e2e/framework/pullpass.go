@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -39,6 +40,12 @@ type Endpoints struct {
 	// PrometheusURL is a Prometheus that scrapes them as the chart's ServiceMonitor says and
 	// evaluates the chart's alerts.
 	PrometheusURL string
+	// Chart is the chart pullpass was installed from, as helm takes it: the checkout's
+	// charts/pullpass, or a released OCI chart (CHART, CHART_VERSION), which helm reaches with
+	// CHART_REGISTRY_CONFIG and trusts through CHART_CA.
+	Chart []string
+	// HelmEnv is what helm needs beside the environment to reach Chart.
+	HelmEnv []string
 }
 
 // Deployed returns the endpoints of the deployed pullpass, failing the test when pullpass was
@@ -58,7 +65,7 @@ func (e *Env) Deployed(t testing.TB) Endpoints {
 			e.logPullpass(t)
 		}
 	})
-	var ep Endpoints
+	ep := Endpoints{Chart: []string{filepath.Join(RepoRoot(), "charts", "pullpass")}}
 	for _, l := range strings.Split(string(data), "\n") {
 		k, v, _ := strings.Cut(strings.TrimSpace(l), "=")
 		switch k {
@@ -70,6 +77,14 @@ func (e *Env) Deployed(t testing.TB) Endpoints {
 			ep.AgentMetricsURL = v
 		case "PROMETHEUS_URL":
 			ep.PrometheusURL = v
+		case "CHART":
+			ep.Chart[0] = v
+		case "CHART_VERSION":
+			ep.Chart = append(ep.Chart, "--version", v)
+		case "CHART_REGISTRY_CONFIG":
+			ep.HelmEnv = append(ep.HelmEnv, "HELM_REGISTRY_CONFIG="+v)
+		case "CHART_CA":
+			ep.HelmEnv = append(ep.HelmEnv, "SSL_CERT_FILE="+v)
 		}
 	}
 	return ep
@@ -477,4 +492,31 @@ func (e *Env) logPullpass(t testing.TB) {
 		}
 		t.Logf("pod %s, last lines:\n%s", p.Name, strings.Join(keep, "\n"))
 	}
+}
+
+// HelmUpgrade is `helm upgrade pullpass` of the chart pullpass was installed from, with the
+// values it was installed with (--reuse-values) and args after them: a test changes a value the
+// way an operator does, on whichever chart the cluster runs (the checkout's, or a release's).
+func (e *Env) HelmUpgrade(t testing.TB, ep Endpoints, args ...string) *exec.Cmd {
+	t.Helper()
+	all := append([]string{"upgrade", "pullpass"}, ep.Chart...)
+	all = append(all, "--kubeconfig", e.Kubeconfig, "--namespace", PullpassNamespace, "--reuse-values")
+	cmd := exec.Command(Helm(t), append(all, args...)...)
+	cmd.Env = append(os.Environ(), ep.HelmEnv...)
+	return cmd
+}
+
+// Helm finds the pinned helm (e2e/cluster/build-tools.sh builds it once), or one on PATH.
+func Helm(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(RepoRoot(), "e2e/cluster/build-tools.sh"), "helm").Output()
+	if err == nil {
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		return filepath.Join(strings.TrimSpace(lines[len(lines)-1]), "helm")
+	}
+	if p, err := exec.LookPath("helm"); err == nil {
+		return p
+	}
+	t.Fatalf("no helm: %v", err)
+	return ""
 }

@@ -28,15 +28,27 @@ PUSH=${PUSH_REGISTRY:-$REGISTRY}
 "$CRANE" auth login "$PUSH" -u "$REGISTRY_USERNAME" -p "$REGISTRY_PASSWORD" >/dev/null 2>&1
 
 chart=("$repo_root/charts/pullpass") image_args=() ca_args=(--set-file verify.caBundle="$REGISTRY_CA")
+chart_env=""
 if [ "${PULLPASS_FROM_RELEASE:-}" = 1 ]; then
-  release_version=v0.0.0-e2e.$(date +%s)
   cat /etc/ssl/certs/ca-certificates.crt "$REGISTRY_CA" >"$KIND_DIR/release-cas.pem"
   export SSL_CERT_FILE=$KIND_DIR/release-cas.pem HELM_REGISTRY_CONFIG=$KIND_DIR/helm-registry.json
   "$HELM" registry login "$PUSH" -u "$REGISTRY_USERNAME" -p "$REGISTRY_PASSWORD" >/dev/null 2>&1
-  RELEASE_SIGN=false RELEASE_CA_BUNDLE=$KIND_DIR/release-cas.pem RELEASE_DIR=$KIND_DIR/release \
-    make -C "$repo_root" --no-print-directory release VERSION="$release_version" RELEASE_REPO="$PUSH/pullpass" >>"$LOGS/release.log" 2>&1 ||
-    { tail -n 20 "$LOGS/release.log" >&2; die "make release failed; see $LOGS/release.log"; }
+  # One release per cluster: a deploy again (the suite's upgrade test) installs the same one.
+  release_version=$(cat "$KIND_DIR/release.version" 2>/dev/null || true)
+  if [ -z "$release_version" ]; then
+    release_version=v0.0.0-e2e.$(date +%s)
+    log "make release $release_version to $PUSH/pullpass (unsigned)"
+    RELEASE_SIGN=false RELEASE_CA_BUNDLE=$KIND_DIR/release-cas.pem RELEASE_DIR=$KIND_DIR/release \
+      make -C "$repo_root" --no-print-directory release VERSION="$release_version" RELEASE_REPO="$PUSH/pullpass" >>"$LOGS/release.log" 2>&1 ||
+      { tail -n 20 "$LOGS/release.log" >&2; die "make release failed; see $LOGS/release.log"; }
+    echo "$release_version" >"$KIND_DIR/release.version"
+  fi
   chart=("oci://$PUSH/pullpass/charts/pullpass" --version "${release_version#v}")
+  tag=$release_version
+  chart_env="CHART=${chart[0]}
+CHART_VERSION=${release_version#v}
+CHART_REGISTRY_CONFIG=$HELM_REGISTRY_CONFIG
+CHART_CA=$SSL_CERT_FILE"
   ca_args=()
   # The cluster reaches the registry under another name than this side pushes to: the same
   # images, digests kept from the chart.
@@ -147,5 +159,6 @@ AGENT_METRICS_URL=http://$agent/metrics
 AGENT_CACHE=$KIND_DIR/nodes/${NODE_NAME#"$CLUSTER"-}/pullpass/credentials.json
 ECR_LISTEN=$ecr_listen
 PROMETHEUS_URL=$prometheus_url
+$chart_env
 ENV
 log "pullpass deployed on kind ($tag); endpoints in $KIND_DIR/endpoints.env"

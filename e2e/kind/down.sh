@@ -32,7 +32,7 @@ fi
 if [ "$(engine)" = own ]; then
   "$here/dockerd.sh" stop
 fi
-rm -f "$KIND_DIR/ready" "$KIND_DIR/endpoints.env"
+rm -f "$KIND_DIR/ready" "$KIND_DIR/endpoints.env" "$KIND_DIR/release.version"
 rm -rf "$KIND_DIR/nodes"
 if $purge; then
   rm -rf "$KIND_DIR"
