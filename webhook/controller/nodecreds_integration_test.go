@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -63,10 +64,11 @@ func TestLeaderWritesTheNodeSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
-		if _, ok, err := entry(); err != nil || ok {
-			return fmt.Errorf("entry still there (%v)", err)
+		_, ok, err := entry()
+		if err == nil && ok {
+			err = errors.New("entry still there")
 		}
-		return nil
+		return err
 	})
 	metrics, err := r.scrape()
 	if err != nil {
