@@ -189,7 +189,8 @@ func (r *Reader) current() (index, error) {
 }
 
 // Entry returns a registry's entry. An entry written for another source than the registry names
-// now is not readable yet: the controller has not caught up with the change.
+// now, or for another generation of it (other hosts), is not readable yet: the controller has not
+// caught up with the change.
 func (r *Reader) Entry(reg *v1alpha1.Registry) (nodesecret.Entry, error) {
 	idx, err := r.current()
 	if err != nil {
@@ -204,6 +205,10 @@ func (r *Reader) Entry(reg *v1alpha1.Registry) (nodesecret.Entry, error) {
 	}
 	if refs := reg.Spec.Auth.SecretRefs(); len(refs) != 1 || refs[0].Namespace != e.Source.Namespace || refs[0].Name != e.Source.Name {
 		return nodesecret.Entry{}, &NotReadableError{Namespace: r.cfg.Namespace, Name: nodesecret.Name, Err: errors.New("its entry is of another source: the controller has not written the new one yet")}
+	}
+	if e.Generation != 0 && reg.Generation != 0 && e.Generation != reg.Generation {
+		return nodesecret.Entry{}, &NotReadableError{Namespace: r.cfg.Namespace, Name: nodesecret.Name,
+			Err: fmt.Errorf("its entry is of generation %d of the Registry, not %d: the controller has not caught up yet", e.Generation, reg.Generation)}
 	}
 	return e, nil
 }

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { os.Exit(controlPlane.Run(m)) }
 const ns = "pullpass"
 
 func staticRegistry(name, src string) *v1alpha1.Registry {
-	return &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.RegistrySpec{
+	return &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: 1}, Spec: v1alpha1.RegistrySpec{
 		Hosts: []string{name + ".example.com"}, Scope: v1alpha1.ScopeCluster,
 		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: ns, Name: src}}}}
 }
@@ -101,7 +101,7 @@ func TestNodeSecretNotThereIsNotReadable(t *testing.T) {
 // there has none (its source is gone or refused), which withdraws them.
 func TestStaticCredentialsFromTheEntry(t *testing.T) {
 	r, _ := started(t, nodeSecret(nodesecret.Name, map[string]nodesecret.Entry{
-		"app": {Username: "u", Password: "p", Source: nodesecret.SourceRef{Namespace: ns, Name: "app-src"}, Version: "secret/3"}}),
+		"app": {Username: "u", Password: "p", Source: nodesecret.SourceRef{Namespace: ns, Name: "app-src"}, Version: "secret/3", Generation: 1}}),
 		nodeSecret(nodesecret.ShardName(2), map[string]nodesecret.Entry{
 			"far": {Username: "f", Password: "q", Source: nodesecret.SourceRef{Namespace: ns, Name: "far-src"}}}))
 	x := resolver(r)
@@ -120,6 +120,13 @@ func TestStaticCredentialsFromTheEntry(t *testing.T) {
 	_, err = x.Resolve(t.Context(), staticRegistry("app", "new-src"))
 	if !credentials.Unavailable(err) {
 		t.Fatalf("Resolve(app from new-src) = %v, want unavailable", err)
+	}
+	// The Registry's spec changed (its hosts, say) since the entry was written: the same.
+	changed := staticRegistry("app", "app-src")
+	changed.Generation = 2
+	_, err = x.Resolve(t.Context(), changed)
+	if !credentials.Unavailable(err) {
+		t.Fatalf("Resolve(app of generation 2, entry of 1) = %v, want unavailable", err)
 	}
 }
 

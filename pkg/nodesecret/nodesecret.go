@@ -60,6 +60,10 @@ type Entry struct {
 	// whenever the credentials do.
 	Source  SourceRef `json:"source"`
 	Version string    `json:"version,omitempty"`
+	// Generation is the Registry's metadata.generation the entry was resolved for (its hosts
+	// choose the credentials of a docker config): an agent that sees another one waits for the
+	// controller to catch up.
+	Generation int64 `json:"generation,omitempty"`
 }
 
 // SourceRef names a source Secret.

@@ -252,6 +252,7 @@ func (w *Writer) entry(ctx context.Context, reg *v1alpha1.Registry, prev []byte)
 	switch {
 	case err == nil:
 		w.failingSince.Record(reg.Name, time.Time{})
+		e.Generation = reg.Generation
 		return nodesecret.Encode(e), true
 	case credentials.Unavailable(err):
 		since := w.failingSince.Record(reg.Name, w.cfg.Now())

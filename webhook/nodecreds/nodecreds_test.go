@@ -124,7 +124,7 @@ type registries []*v1alpha1.Registry
 func (r *registries) List() []*v1alpha1.Registry { return *r }
 
 func clusterRegistry(name, srcNamespace, src string) *v1alpha1.Registry {
-	return &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.RegistrySpec{
+	return &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: 3}, Spec: v1alpha1.RegistrySpec{
 		Hosts: []string{name + ".example.com"}, Scope: v1alpha1.ScopeCluster,
 		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: srcNamespace, Name: src}}}}
 }
@@ -193,7 +193,7 @@ func TestStaticCredentialsFollowTheSource(t *testing.T) {
 	f.srcs.set("app-src", "u", "p1", 1)
 	*f.regs = append(*f.regs, clusterRegistry("app", ns, "app-src"))
 	got := f.sync(t)
-	if e := got["app"]; e.Username != "u" || e.Password != "p1" || e.Source.Name != "app-src" || e.Version != "secret/1" {
+	if e := got["app"]; e.Username != "u" || e.Password != "p1" || e.Source.Name != "app-src" || e.Version != "secret/1" || e.Generation != 3 {
 		t.Fatalf("entry = %v (password %q), want u/p1 from app-src", e, e.Password)
 	}
 	f.srcs.set("app-src", "u", "p2", 2)
