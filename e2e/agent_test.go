@@ -26,6 +26,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
 	"github.com/pullpass/pullpass/pkg/nodecache"
+	"github.com/pullpass/pullpass/pkg/nodesecret"
 )
 
 // The node agent's tests run against the agent the chart deployed (provider mode: the kubelet
@@ -242,8 +243,9 @@ func TestAgentHostWithPortNeedsKubeletRestart(t *testing.T) {
 // Legacy mode, for kubelets whose flags cannot change: an agent writes pullpass's entries into
 // the kubelet's config.json, keeping the entries it does not own, and the kubelet pulls with them.
 // The agent runs on the host here, beside the deployed one, serving a registry whose source the
-// deployed agent does not read (another allowed source namespace, not the release's), so only the
-// legacy path can serve it.
+// deployed agents are not served (another allowed source namespace, not the release's: the
+// controller writes nothing of it into their node Secret), from a node Secret of that namespace
+// the test writes, so only the legacy path can serve it.
 func TestAgentLegacyModeServesThroughKubeletDockerConfig(t *testing.T) {
 	e := framework.Load(t)
 	e.Deployed(t)
@@ -279,6 +281,18 @@ func TestAgentLegacyModeServesThroughKubeletDockerConfig(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		_ = e.Kube.CoreV1().Secrets(srcNS).Delete(context.Background(), "legacy-src", metav1.DeleteOptions{})
+	})
+	// The agent reads what it serves from the node Secret of its namespace only. The deployed
+	// controller writes the release namespace's; here the test writes it, as the controller would.
+	if _, err := e.Kube.CoreV1().Secrets(srcNS).Create(framework.Context(t, time.Minute), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: nodesecret.Name, Labels: nodesecret.Labels()}, Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{"node-legacy": nodesecret.Encode(nodesecret.Entry{Username: e.RegistryUsername, Password: e.RegistryPassword,
+			Source: nodesecret.SourceRef{Namespace: srcNS, Name: "legacy-src"}, Version: "e2e"})},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = e.Kube.CoreV1().Secrets(srcNS).Delete(context.Background(), nodesecret.Name, metav1.DeleteOptions{})
 	})
 	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "node-legacy"}, Spec: v1alpha1.RegistrySpec{
 		Hosts: []string{alias}, Scope: v1alpha1.ScopeCluster,

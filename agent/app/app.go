@@ -24,15 +24,13 @@ import (
 	"github.com/pullpass/pullpass/agent/issuer"
 	"github.com/pullpass/pullpass/agent/kubeletrestart"
 	"github.com/pullpass/pullpass/agent/legacy"
+	"github.com/pullpass/pullpass/agent/nodecreds"
 	"github.com/pullpass/pullpass/agent/nodetaint"
 	"github.com/pullpass/pullpass/agent/provider/token"
 	"github.com/pullpass/pullpass/agent/refresher"
 	"github.com/pullpass/pullpass/agent/rolecreds"
-	"github.com/pullpass/pullpass/agent/sources"
-	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
-	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/nodegrant"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
@@ -76,7 +74,7 @@ type nodeAgent struct {
 
 	kube       kubernetes.Interface
 	registries *registrywatch.Watcher
-	srcs       *sources.Watcher
+	nodeCreds  *nodecreds.Reader
 	daemonSet  *selfWatch // the agent's own DaemonSet: is pullpass being uninstalled?
 
 	// Token mode: namespace labels (which namespaces a registry's selector selects) and the
@@ -94,8 +92,8 @@ type nodeAgent struct {
 	ref       *refresher.Refresher
 }
 
-// watch makes the informers: Registry objects, each source Secret the node serves from (by
-// name: that is all the agent may read), and the agent's own DaemonSet.
+// watch makes the informers: Registry objects, the node Secret the controller writes what nodes
+// serve into (by name: the only Secret the agent may read), and the agent's own DaemonSet.
 func (a *nodeAgent) watch() error {
 	clients, err := kubeconfig.NewClients(a.o.Kubeconfig, "pullpass-agent", a.o.KubeAPIQPS, a.o.KubeAPIBurst)
 	if err != nil {
@@ -103,8 +101,8 @@ func (a *nodeAgent) watch() error {
 	}
 	a.kube = clients.Kube
 	a.registries = registrywatch.New(clients.Registries, a.log.With("component", "registries"))
-	a.srcs, err = sources.New(sources.Config{
-		Client: a.kube, Namespace: a.o.Namespace, Logger: a.log.With("component", "sources"),
+	a.nodeCreds, err = nodecreds.New(nodecreds.Config{
+		Client: a.kube, Namespace: a.o.Namespace, Logger: a.log.With("component", "nodecreds"),
 		OnChange: func() { a.ref.Kick() },
 	})
 	if err != nil {
@@ -192,7 +190,7 @@ func (a *nodeAgent) refresher() error {
 	var err error
 	a.ref, err = refresher.New(refresher.Config{
 		Registries: a.registries,
-		Resolver:   &credentials.Resolver{Secrets: a.srcs, NewECR: ecr.NewAPI, ECREndpoint: a.o.ECREndpoint},
+		Resolver:   nodecreds.NewResolver(a.nodeCreds, ecr.NewAPI, a.o.ECREndpoint),
 		CachePath:  a.o.CachePath,
 		Namespaces: a.namespaces,
 		Sinks:      a.sinkList,
@@ -202,11 +200,7 @@ func (a *nodeAgent) refresher() error {
 	if err != nil {
 		return err
 	}
-	// A registry changed: watch the sources the node now serves from, then sync.
-	changed := func(any) {
-		a.srcs.Set(nodeaccess.SourceSecrets(a.registries.List(), a.o.Namespace))
-		a.ref.Kick()
-	}
+	changed := func(any) { a.ref.Kick() }
 	a.registries.AddHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: changed,
 		// Not on a status update: the keeper writes the status of every registry it resyncs.
@@ -235,7 +229,7 @@ func (a *nodeAgent) refresher() error {
 func (a *nodeAgent) run(ctx context.Context) error {
 	runCtx, stopRunning := context.WithCancel(ctx)
 	defer stopRunning()
-	a.srcs.Start(runCtx)
+	a.nodeCreds.Run(runCtx)
 	go a.registries.Run(runCtx)
 	if a.nsInformer != nil {
 		go a.nsInformer.RunWithContext(runCtx)
@@ -296,7 +290,7 @@ func (a *nodeAgent) serve(ctx context.Context) (*http.Server, <-chan error) {
 	return srv, errs
 }
 
-// startWork waits for the informers, gives the sources a few seconds, then runs the refresher
+// startWork waits for the informers, gives the node Secret a few seconds, then runs the refresher
 // (its first sync makes the agent ready) and the node's own work: kubelet restarts, the startup
 // taint. refreshed closes when the refresher has stopped.
 func (a *nodeAgent) startWork(ctx, runCtx context.Context) (refreshed chan struct{}, work *sync.WaitGroup, _ error) {
@@ -307,12 +301,11 @@ func (a *nodeAgent) startWork(ctx, runCtx context.Context) (refreshed chan struc
 	if !cache.WaitForCacheSync(runCtx.Done(), synced...) {
 		return nil, nil, ctx.Err()
 	}
-	a.srcs.Set(nodeaccess.SourceSecrets(a.registries.List(), a.o.Namespace))
-	// Sources not readable within a few seconds keep their last good credentials in the cache
-	// (the refresher never takes "not readable" for "gone"); the watches go on trying.
+	// A node Secret not readable within a few seconds keeps the last good credentials in the
+	// cache (the refresher never takes "not readable" for "gone"); its watch goes on trying.
 	syncCtx, syncDone := context.WithTimeout(runCtx, a.o.SourceSyncTimeout)
-	if pending := a.srcs.WaitForSync(syncCtx); len(pending) > 0 {
-		a.log.Warn("some source secrets are not readable yet; serving what the cache holds for them", "secrets", pending)
+	if !cache.WaitForCacheSync(syncCtx.Done(), a.nodeCreds.HasSynced) && runCtx.Err() == nil {
+		a.log.Warn("the node secret is not readable yet; serving what the cache holds")
 	}
 	syncDone()
 	refreshed = make(chan struct{})

@@ -23,7 +23,6 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
-	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/testenv"
 )
@@ -47,9 +46,9 @@ func create[T any](t *testing.T, f func(context.Context, T, metav1.CreateOptions
 	}
 }
 
-// agentRBAC grants what the chart grants, and the sources Role as the leader writes it; it
+// agentRBAC grants what the chart grants, the node Secrets' Role as the chart renders it; it
 // returns a func that revokes it all.
-func agentRBAC(t *testing.T, env *testenv.Env, sources []string) (revoke func()) {
+func agentRBAC(t *testing.T, env *testenv.Env) (revoke func()) {
 	t.Helper()
 	rb, subj := env.Kube.RbacV1(), []rbacv1.Subject{{Kind: "User", Name: agentUser}}
 	suffix := "-" + t.Name()[len(t.Name())-8:]
@@ -61,14 +60,14 @@ func agentRBAC(t *testing.T, env *testenv.Env, sources []string) (revoke func())
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"daemonsets"}, ResourceNames: []string{agentName}, Verbs: []string{"get", "list", "watch"}}}})
 	create(t, rb.RoleBindings(ns).Create, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "agent" + suffix},
 		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "agent" + suffix}, Subjects: subj})
-	create(t, rb.Roles(ns).Create, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "sources" + suffix}, Rules: nodeaccess.Rules(sources)})
-	create(t, rb.RoleBindings(ns).Create, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "sources" + suffix},
-		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "sources" + suffix}, Subjects: subj})
+	create(t, rb.Roles(ns).Create, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "nodecreds" + suffix}, Rules: chartNodeCredentialsRules(t)})
+	create(t, rb.RoleBindings(ns).Create, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "nodecreds" + suffix},
+		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "nodecreds" + suffix}, Subjects: subj})
 	revoke = func() {
 		bg := context.Background()
 		_ = rb.ClusterRoleBindings().Delete(bg, "agent"+suffix, metav1.DeleteOptions{})
 		_ = rb.ClusterRoles().Delete(bg, "agent"+suffix, metav1.DeleteOptions{})
-		for _, n := range []string{"agent" + suffix, "sources" + suffix} {
+		for _, n := range []string{"agent" + suffix, "nodecreds" + suffix} {
 			_ = rb.RoleBindings(ns).Delete(bg, n, metav1.DeleteOptions{})
 			_ = rb.Roles(ns).Delete(bg, n, metav1.DeleteOptions{})
 		}
@@ -155,7 +154,7 @@ func (a *agent) shutdown(t *testing.T) {
 	a.done <- nil // for the cleanup
 }
 
-func setup(t *testing.T, registry string, ecrEndpoint string, moreSources ...string) (*testenv.Env, *agent, func()) {
+func setup(t *testing.T, registry string, ecrEndpoint string) (_ *testenv.Env, _ *agent, revoke, stopWriter func()) {
 	t.Helper()
 	env := controlPlane.Env(t)
 	if _, err := env.Kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -173,7 +172,8 @@ func setup(t *testing.T, registry string, ecrEndpoint string, moreSources ...str
 	create(t, env.Kube.CoreV1().Secrets(ns).Create, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: src},
 		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: data}})
 	t.Cleanup(func() { _ = env.Kube.CoreV1().Secrets(ns).Delete(context.Background(), src, metav1.DeleteOptions{}) })
-	revoke := agentRBAC(t, env, append([]string{src}, moreSources...))
+	revoke = agentRBAC(t, env)
+	stopWriter = startWriter(t, env)
 	env.CreateRegistry(t, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: registry}, Spec: v1alpha1.RegistrySpec{
 		Hosts: []string{registry + ".example.com"}, Scope: v1alpha1.ScopeCluster,
 		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: ns, Name: src}}}})
@@ -181,7 +181,7 @@ func setup(t *testing.T, registry string, ecrEndpoint string, moreSources ...str
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true") // no instance role here: the SDK must not look
 	a := startAgent(t, env)
 	testenv.Eventually(t, 30*time.Second, func() error { return a.serves(registry) })
-	return env, a, revoke
+	return env, a, revoke, stopWriter
 }
 
 // pullpass is uninstalled while a sync is under way (an ECR call hanging): the agent stops the
@@ -197,7 +197,7 @@ func TestUninstallDuringSyncLeavesNothing(t *testing.T) {
 		http.Error(w, "slow", http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(slow.Close)
-	env, a, _ := setup(t, "uninstall", slow.URL, "uninstall-keys")
+	env, a, _, _ := setup(t, "uninstall", slow.URL)
 	create(t, env.Kube.CoreV1().Secrets(ns).Create, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "uninstall-keys"},
 		StringData: map[string]string{"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "secret"}})
 	t.Cleanup(func() {
@@ -232,7 +232,7 @@ func TestUninstallDuringSyncLeavesNothing(t *testing.T) {
 // The API server refuses the agent (its RBAC gone, a token problem) when it stops: that proves
 // nothing about an uninstall, and the node keeps its credentials.
 func TestRefusedAgentKeepsTheNodesCredentials(t *testing.T) {
-	_, a, revoke := setup(t, "refused", "")
+	_, a, revoke, _ := setup(t, "refused", "")
 	revoke()
 	a.shutdown(t)
 	if err := a.serves("refused"); err != nil {

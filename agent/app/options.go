@@ -75,7 +75,7 @@ type Options struct {
 	// Serving.
 	MetricsAddress  string
 	ShutdownTimeout time.Duration
-	// SourceSyncTimeout bounds the wait at start for the source Secrets' first reads.
+	// SourceSyncTimeout bounds the wait at start for the node Secret's first read.
 	SourceSyncTimeout time.Duration
 
 	// Logs.
@@ -158,7 +158,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 
 	fs.StringVar(&o.MetricsAddress, "metrics-address", o.MetricsAddress, "HTTP address for /metrics, /healthz and /readyz")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout, "how long to let requests finish on shutdown")
-	fs.DurationVar(&o.SourceSyncTimeout, "source-sync-timeout", o.SourceSyncTimeout, "how long to wait at start for the source secrets' first reads before serving what the cache holds")
+	fs.DurationVar(&o.SourceSyncTimeout, "source-sync-timeout", o.SourceSyncTimeout, "how long to wait at start for the first read of the node secret (the credentials the controller writes for the nodes) before serving what the cache holds")
 
 	o.Log.AddFlags(fs)
 }

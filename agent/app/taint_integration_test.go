@@ -29,7 +29,7 @@ func TestAgentRemovesStartupTaintOnceTheKubeletRunsItsConfig(t *testing.T) {
 	if _, err := env.Kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	agentRBAC(t, env, nil)
+	agentRBAC(t, env)
 	rb := env.Kube.RbacV1()
 	// What the chart adds with agent.startupTaint.
 	create(t, rb.ClusterRoles().Create, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "agent-taint"},

@@ -44,7 +44,8 @@ func TestTokenModeKeysAndGrantsFollowTheCluster(t *testing.T) {
 	create(t, env.Kube.CoreV1().Secrets(ns).Create, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: src},
 		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: data}})
 	t.Cleanup(func() { _ = env.Kube.CoreV1().Secrets(ns).Delete(context.Background(), src, metav1.DeleteOptions{}) })
-	agentRBAC(t, env, []string{src})
+	agentRBAC(t, env)
+	startWriter(t, env)
 
 	a := startAgent(t, env, func(o *Options) { o.ServiceAccountTokens, o.NodeName = true, "node-1" })
 	allowed := env.Namespace(t, map[string]string{"pullpass.io/team": "yes"})

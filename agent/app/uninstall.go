@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/pullpass/pullpass/agent/sources"
+	"github.com/pullpass/pullpass/agent/nodecreds"
 )
 
 // selfWatch watches the agent's own DaemonSet, so that at shutdown the agent knows whether
@@ -31,7 +31,7 @@ type selfWatch struct {
 
 func watchDaemonSet(kube kubernetes.Interface, namespace, name string) *selfWatch {
 	api := kube.AppsV1().DaemonSets(namespace)
-	lw := sources.OneByName(name, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) }, api.Watch)
+	lw := nodecreds.OneByName(name, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) }, api.Watch)
 	w := &selfWatch{namespace: namespace, name: name,
 		informer: cache.NewSharedIndexInformer(lw, &appsv1.DaemonSet{}, 0, cache.Indexers{})}
 	_, _ = w.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{

@@ -1,8 +1,9 @@
 // Package bench measures the node agent on a real cluster: its memory (RSS and Go heap) and CPU
 // idle, and at steady state with N Cluster-scope registries in its cache, and how long it takes
-// to serve all N; the idle agent of the same run is the baseline. The agent runs as a process on this machine, in provider
-// mode, into temp dirs, reading sources from a namespace of its own, so the node's real
-// configuration is not touched.
+// to serve all N; the idle agent of the same run is the baseline. The agent runs as a process on
+// this machine, in provider mode, into temp dirs, reading the node Secret of a namespace of its own
+// (written by this process as the controller's leader writes it: webhook/nodecreds), so neither
+// the node's real configuration nor the deployed pullpass is touched.
 package bench
 
 import (
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -95,6 +97,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
+	stopWriter, err := writeNodeCredentials(ctx, kube, regs, ns, slog.New(slog.NewTextHandler(cfg.Out, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return Result{}, err
+	}
+	defer stopWriter()
 	agent := exec.CommandContext(ctx, cfg.AgentBin, "--kubeconfig="+cfg.Kubeconfig, "--namespace="+ns,
 		"--cache="+filepath.Join(dir, "cache", "credentials.json"), "--plugin-source="+cfg.PluginBin,
 		"--provider-bin-dir="+filepath.Join(dir, "bin"), "--provider-config="+filepath.Join(dir, "config"),

@@ -99,8 +99,7 @@ type Refresher struct {
 	synced atomic.Bool     // a sync has finished
 	sunk   bool            // whether the sinks have the current entries
 	// failingSince is when each registry's source first could not be read, while it cannot.
-	failingMu    sync.Mutex
-	failingSince map[string]time.Time
+	failingSince credentials.FailingSince
 }
 
 // New returns a Refresher.
@@ -129,7 +128,7 @@ func New(cfg Config) (*Refresher, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Refresher{cfg: cfg, kick: make(chan struct{}, 1), failingSince: map[string]time.Time{}}, nil
+	return &Refresher{cfg: cfg, kick: make(chan struct{}, 1)}, nil
 }
 
 // Synced reports whether a sync has finished (the agent's readiness).
@@ -435,7 +434,7 @@ func (r *Refresher) resolve(ctx context.Context, reg *v1alpha1.Registry, prev no
 		r.cfg.Metrics.Refresh(reg.Name, ResultError)
 		if !credentials.Unavailable(err) {
 			// The source says something else now: what it said before is withdrawn.
-			r.failing(reg.Name, time.Time{})
+			r.failingSince.Record(reg.Name, time.Time{})
 			if prev.Registry != "" {
 				r.cfg.Logger.Warn("source no longer gives credentials; withdrawing the last ones", "registry", reg.Name, "err", err)
 			} else {
@@ -443,7 +442,7 @@ func (r *Refresher) resolve(ctx context.Context, reg *v1alpha1.Registry, prev no
 			}
 			return nodecache.Entry{}, false
 		}
-		since := r.failing(reg.Name, now)
+		since := r.failingSince.Record(reg.Name, now)
 		keep := prev.Registry != "" && (prev.ExpiresAt.IsZero() || prev.ExpiresAt.After(now)) && now.Sub(since) < r.cfg.KeepLastGood
 		if keep {
 			prev.Hosts = cacheHosts(reg)
@@ -454,25 +453,8 @@ func (r *Refresher) resolve(ctx context.Context, reg *v1alpha1.Registry, prev no
 		r.cfg.Logger.Error("no credentials for registry", "registry", reg.Name, "failingSince", since, "err", err)
 		return nodecache.Entry{}, false
 	}
-	r.failing(reg.Name, time.Time{})
+	r.failingSince.Record(reg.Name, time.Time{})
 	return nodecache.Entry{Registry: reg.Name, Hosts: cacheHosts(reg), Username: c.Username, Password: c.Password, ExpiresAt: c.ExpiresAt}, true
-}
-
-// failing records that registry's source could not be read at now (zero: it could, or said
-// something else) and returns since when it has been failing.
-func (r *Refresher) failing(registry string, now time.Time) time.Time {
-	r.failingMu.Lock()
-	defer r.failingMu.Unlock()
-	if now.IsZero() {
-		delete(r.failingSince, registry)
-		return time.Time{}
-	}
-	since, ok := r.failingSince[registry]
-	if !ok {
-		since = now
-		r.failingSince[registry] = now
-	}
-	return since
 }
 
 // cacheHosts are a registry's host patterns in their canonical form ("https://index.docker.io/v1/"

@@ -10,11 +10,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/nodedelivery"
 	"github.com/pullpass/pullpass/pkg/registryclient"
 	"github.com/pullpass/pullpass/webhook/cluster"
 	"github.com/pullpass/pullpass/webhook/keeper"
+	"github.com/pullpass/pullpass/webhook/nodecreds"
 	"github.com/pullpass/pullpass/webhook/pullwatch"
 	"github.com/pullpass/pullpass/webhook/verify"
 )
@@ -30,11 +30,11 @@ type leader struct {
 
 // parts are the leader's controllers; those the options turn off are nil.
 type parts struct {
-	keeper   *keeper.Keeper
-	verifier *verify.Verifier
-	watcher  *pullwatch.Watcher
-	roles    *nodeaccess.RoleKeeper
-	stop     func() // the events recorder's
+	keeper    *keeper.Keeper
+	verifier  *verify.Verifier
+	watcher   *pullwatch.Watcher
+	nodeCreds *nodecreds.Writer
+	stop      func() // the events recorder's
 	// agents is the agent DaemonSet's cache (nil without agents): the keeper judges by it once
 	// it has synced, and nothing waits for it.
 	agents informers.SharedInformerFactory
@@ -75,21 +75,34 @@ func (l *leader) build(c *cluster.Caches) (*parts, error) {
 			return nil, err
 		}
 	}
-	if l.o.AgentSourcesRole != "" {
-		p.roles, err = nodeaccess.NewRoleKeeper(nodeaccess.RoleKeeperConfig{
-			Client: l.kube, Namespace: l.o.Namespace, RoleName: l.o.AgentSourcesRole, Registries: c.Table,
-			Reserved: []string{webhookTLSSecret}, Logger: l.log.With("component", "agentaccess"),
-		})
-		if err != nil {
+	if l.o.NodeCredentials {
+		if p.nodeCreds, err = l.newNodeCreds(c); err != nil {
 			return nil, err
 		}
-		kick := func(any) { p.roles.Kick() }
-		c.Table.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(_, n any) { kick(n) }, DeleteFunc: kick})
 	}
 	return p, nil
 }
 
-// webhookTLSSecret is the webhook's own Secret in the release namespace, never granted to the
+// newNodeCreds makes the writer of the node Secret, synced when a Registry or a source changes.
+func (l *leader) newNodeCreds(c *cluster.Caches) (*nodecreds.Writer, error) {
+	w, err := nodecreds.New(nodecreds.Config{
+		Store: nodecreds.Secrets{API: l.kube.CoreV1().Secrets(l.o.Namespace)}, Registries: c.Table, Sources: c.PullSecrets,
+		Namespace: l.o.Namespace, Reserved: []string{webhookTLSSecret}, Metrics: l.metrics.NodeCreds,
+		Logger: l.log.With("component", "nodecreds"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	kick := func(any) { w.Kick() }
+	c.Table.AddHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(_, n any) { kick(n) }, DeleteFunc: kick})
+	bySource := func(obj any) { forSourceOf(c.Table, obj, func(string) { w.Kick() }) }
+	for _, inf := range c.Sources {
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: bySource, UpdateFunc: func(_, n any) { bySource(n) }, DeleteFunc: bySource})
+	}
+	return w, nil
+}
+
+// webhookTLSSecret is the webhook's own Secret in the release namespace, never given to the
 // agents whatever a Registry names (the chart's name for it).
 const webhookTLSSecret = "pullpass-webhook-tls"
 
@@ -147,8 +160,8 @@ func (p *parts) runs(previousLeaderSeen time.Time) []func(context.Context) {
 	if p.watcher != nil {
 		out = append(out, func(ctx context.Context) { p.watcher.Run(ctx, previousLeaderSeen) })
 	}
-	if p.roles != nil {
-		out = append(out, func(ctx context.Context) { p.roles.Run(ctx, time.Minute) })
+	if p.nodeCreds != nil {
+		out = append(out, p.nodeCreds.Run)
 	}
 	if p.verifier != nil {
 		out = append(out, p.verifier.Run)
@@ -163,6 +176,7 @@ type Metrics struct {
 	Verify *verify.PrometheusMetrics
 	// Recreated counts stuck pods deleted for their controller to recreate.
 	Recreated *prometheus.CounterVec
+	NodeCreds *nodecreds.PrometheusMetrics
 }
 
 // NewMetrics registers the controller's metrics on reg. Their names are those the webhook served
@@ -180,6 +194,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	if m.Recreated, err = verify.NewDeletedCounter(reg); err != nil {
+		return nil, err
+	}
+	if m.NodeCreds, err = nodecreds.NewPrometheusMetrics(reg); err != nil {
 		return nil, err
 	}
 	return &m, nil

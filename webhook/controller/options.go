@@ -1,7 +1,7 @@
 // Package controller wires the pullpass-controller binary: the leader-elected controllers that
 // keep pull secrets fresh (keeper), verify registries (verifier), count image pull failures (pull
 // watcher), recreate pods stuck on a registry that works again, and grant the node agents their
-// sources (role keeper). One replica leads at a time, and a replica that loses the Lease exits:
+// credentials (the node Secret). One replica leads at a time, and a replica that loses the Lease exits:
 // the process restarts and stands for election again, with nothing left of its last term.
 package controller
 
@@ -12,6 +12,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/logging"
 	"github.com/pullpass/pullpass/pkg/nodedelivery"
+	"github.com/pullpass/pullpass/pkg/nodesecret"
 	"github.com/pullpass/pullpass/webhook/cluster"
 )
 
@@ -29,9 +30,9 @@ type Options struct {
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration
 
-	// AgentSourcesRole is the node agents' Role that the leader keeps to exactly the sources
-	// they serve ('' when there are no agents).
-	AgentSourcesRole string
+	// NodeCredentials makes the leader write what the node agents serve into the node Secret
+	// in Namespace (webhook/nodecreds; off when there are no agents).
+	NodeCredentials bool
 
 	// NodeDelivery is what the node agents serve (none, cluster or tokens; '' judges nothing),
 	// and AgentDaemonSet their DaemonSet in Namespace, whose ready pods count the serving nodes
@@ -87,7 +88,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.LeaseDuration, "lease-duration", o.LeaseDuration, "how long standby replicas wait after the last renewal before taking the Lease")
 	fs.DurationVar(&o.RenewDeadline, "renew-deadline", o.RenewDeadline, "how long the leader retries renewing before it gives up leading (and exits)")
 	fs.DurationVar(&o.RetryPeriod, "retry-period", o.RetryPeriod, "how often replicas try to take or renew the Lease")
-	fs.StringVar(&o.AgentSourcesRole, "agent-sources-role", o.AgentSourcesRole, "Role in --namespace that the leader keeps granting the node agents exactly the Secrets they serve ('' when no agents run)")
+	fs.BoolVar(&o.NodeCredentials, "node-credentials", o.NodeCredentials, "write what the node agents serve (Cluster-scope and node-delivered registries' credentials) into the Secret "+nodesecret.Name+" in --namespace, the only Secret the agents read (off when no agents run)")
 	fs.StringVar(&o.NodeDelivery, "node-delivery", o.NodeDelivery, "what the node agents serve: none (no agents), cluster (Cluster-scope registries), tokens (also Namespaced registries with delivery Node); a registry they cannot serve is Served=False ('' judges nothing)")
 	fs.StringVar(&o.AgentDaemonSet, "agent-daemonset", o.AgentDaemonSet, "the node agents' DaemonSet in --namespace, whose ready pods count the nodes serving registries delivered by the node ('' when no agents run)")
 	fs.BoolVar(&o.WatchPulls, "watch-pulls", o.WatchPulls, "count image pull failures of every pod (pullpass_image_pull_failures_total); needs list/watch on pods and events")

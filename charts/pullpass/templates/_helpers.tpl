@@ -60,7 +60,11 @@ in provider or legacy mode) or tokens (also Namespaced registries with delivery 
 {{- end -}}
 {{- end -}}
 
-{{- define "pullpass.agent.sourcesRole" -}}pullpass-agent-sources{{- end -}}
+{{- define "pullpass.agent.nodeCredentialsRole" -}}pullpass-agent-node-credentials{{- end -}}
+
+{{- /* The node Secrets the controller writes what the agents serve into, and the only Secrets the
+agents may read: pkg/nodesecret's Name and its shards (nodesecret.MaxShards of them). */ -}}
+{{- define "pullpass.nodeCredentialsSecrets" -}}[pullpass-node-credentials, pullpass-node-credentials-1, pullpass-node-credentials-2, pullpass-node-credentials-3]{{- end -}}
 
 {{- /* The directory the agent needs of the kubelet's provider config: the path itself, or the
 directory of a file (a file is replaced by rename, which needs its directory). */ -}}

@@ -1,0 +1,281 @@
+// Package nodecreds reads what the node agent serves from the node Secret the controller writes
+// (pkg/nodesecret, webhook/nodecreds): one informer per shard name, each narrowed to its name by
+// a field selector, which is all the agents' Role allows. The node Secret not listed yet, or not
+// written yet, is "not readable" (the refresher keeps the last good credentials), never "gone":
+// only a registry missing from a node Secret that is there takes its credentials off the node.
+package nodecreds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	watchapi "k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/nodesecret"
+	"github.com/pullpass/pullpass/pkg/slim"
+)
+
+// Config configures a Reader.
+type Config struct {
+	Client    kubernetes.Interface
+	Namespace string // pullpass's namespace, where the node Secrets are
+	// OnChange is called when a node Secret changes, appears or goes.
+	OnChange func()
+	Logger   *slog.Logger
+}
+
+// Reader holds the node Secrets' informers.
+type Reader struct {
+	cfg    Config
+	shards []*shard
+
+	mu       sync.Mutex
+	versions []string // the shards' resourceVersions index was built from
+	index    index
+}
+
+type shard struct {
+	name     string
+	informer cache.SharedIndexInformer
+	mu       sync.Mutex
+	lastErr  error // why the last list or watch failed
+}
+
+// index is the node Secrets' entries, decoded.
+type index struct {
+	byRegistry map[string]nodesecret.Entry
+	bad        map[string]error // entries that do not decode
+	awsKeys    map[nodesecret.SourceRef]nodesecret.Entry
+}
+
+// New returns a Reader; Run runs it.
+func New(cfg Config) (*Reader, error) {
+	if cfg.Client == nil || cfg.Namespace == "" {
+		return nil, errors.New("invalid configuration: client and namespace are required")
+	}
+	if cfg.OnChange == nil {
+		cfg.OnChange = func() {}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Reader{cfg: cfg}
+	api := cfg.Client.CoreV1().Secrets(cfg.Namespace)
+	list := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) }
+	for _, name := range nodesecret.ShardNames() {
+		s := &shard{name: name, informer: cache.NewSharedIndexInformer(OneByName(name, list, api.Watch), &corev1.Secret{}, 10*time.Minute, cache.Indexers{})}
+		_ = s.informer.SetTransform(slim.DropManagedFields)
+		changed := func(any) { cfg.OnChange() }
+		_, _ = s.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: changed, UpdateFunc: func(_, n any) { changed(n) }, DeleteFunc: changed})
+		_ = s.informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+			s.setErr(err)
+			cfg.Logger.Warn("cannot watch the node secret", "secret", cfg.Namespace+"/"+name, "err", err)
+		})
+		r.shards = append(r.shards, s)
+	}
+	return r, nil
+}
+
+func (s *shard) setErr(err error) {
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
+}
+
+// Run runs the informers until ctx ends; it returns at once.
+func (r *Reader) Run(ctx context.Context) {
+	for _, s := range r.shards {
+		go s.informer.RunWithContext(ctx)
+	}
+}
+
+// HasSynced reports whether every shard has been listed once.
+func (r *Reader) HasSynced() bool {
+	for _, s := range r.shards {
+		if !s.informer.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
+// NotReadableError says the node Secret cannot be read yet: not listed yet (the API server
+// unreachable, the Role missing), or not written yet by the controller. The last good
+// credentials stay meanwhile.
+type NotReadableError struct {
+	Namespace, Name string
+	Err             error
+}
+
+func (e *NotReadableError) Error() string {
+	msg := fmt.Sprintf("node secret %s/%s is not readable yet", e.Namespace, e.Name)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+func (e *NotReadableError) Unwrap() error { return e.Err }
+
+// Unavailable: no word from the controller yet is no word from the source (credentials.Unavailable).
+func (e *NotReadableError) Unavailable() bool { return true }
+
+// ErrNoEntry says the node Secret holds nothing for a registry: its source is gone, emptied or
+// not one nodes are served from (the controller's log and the Registry's status say which).
+var ErrNoEntry = errors.New("the node secret holds no credentials for it: its source is gone, empty, or not one the nodes are served from")
+
+// current returns the decoded entries of the node Secrets as they are now.
+func (r *Reader) current() (index, error) {
+	versions := make([]string, len(r.shards))
+	objs := make([]*corev1.Secret, len(r.shards))
+	for i, s := range r.shards {
+		if !s.informer.HasSynced() {
+			s.mu.Lock()
+			err := s.lastErr
+			s.mu.Unlock()
+			return index{}, &NotReadableError{Namespace: r.cfg.Namespace, Name: s.name, Err: err}
+		}
+		obj, exists, err := s.informer.GetStore().GetByKey(r.cfg.Namespace + "/" + s.name)
+		if err != nil {
+			return index{}, &NotReadableError{Namespace: r.cfg.Namespace, Name: s.name, Err: err}
+		}
+		if !exists {
+			if i == 0 {
+				return index{}, &NotReadableError{Namespace: r.cfg.Namespace, Name: s.name, Err: errors.New("not written by the controller yet")}
+			}
+			continue
+		}
+		objs[i] = obj.(*corev1.Secret)
+		versions[i] = objs[i].ResourceVersion
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.versions != nil && slices.Equal(r.versions, versions) {
+		return r.index, nil
+	}
+	idx := index{byRegistry: map[string]nodesecret.Entry{}, bad: map[string]error{}, awsKeys: map[nodesecret.SourceRef]nodesecret.Entry{}}
+	for _, s := range objs {
+		if s == nil {
+			continue
+		}
+		for name, v := range s.Data {
+			e, err := nodesecret.Decode(name, v)
+			if err != nil {
+				idx.bad[name] = err
+				continue
+			}
+			idx.byRegistry[name] = e
+			if e.AWS != nil {
+				idx.awsKeys[e.Source] = e
+			}
+		}
+	}
+	r.versions, r.index = versions, idx
+	return idx, nil
+}
+
+// Entry returns a registry's entry. An entry written for another source than the registry names
+// now, or for another generation of it (other hosts), is not readable yet: the controller has not
+// caught up with the change.
+func (r *Reader) Entry(reg *v1alpha1.Registry) (nodesecret.Entry, error) {
+	idx, err := r.current()
+	if err != nil {
+		return nodesecret.Entry{}, err
+	}
+	if err := idx.bad[reg.Name]; err != nil {
+		return nodesecret.Entry{}, err
+	}
+	e, ok := idx.byRegistry[reg.Name]
+	if !ok {
+		return nodesecret.Entry{}, ErrNoEntry
+	}
+	if refs := reg.Spec.Auth.SecretRefs(); len(refs) != 1 || refs[0].Namespace != e.Source.Namespace || refs[0].Name != e.Source.Name {
+		return nodesecret.Entry{}, &NotReadableError{Namespace: r.cfg.Namespace, Name: nodesecret.Name, Err: errors.New("its entry is of another source: the controller has not written the new one yet")}
+	}
+	if e.Generation != 0 && reg.Generation != 0 && e.Generation != reg.Generation {
+		return nodesecret.Entry{}, &NotReadableError{Namespace: r.cfg.Namespace, Name: nodesecret.Name,
+			Err: fmt.Errorf("its entry is of generation %d of the Registry, not %d: the controller has not caught up yet", e.Generation, reg.Generation)}
+	}
+	return e, nil
+}
+
+// Secret implements credentials.SecretGetter for the AWS keys of ECR registries: a Secret made of
+// the entry of that source.
+func (r *Reader) Secret(_ context.Context, namespace, name string) (*corev1.Secret, error) {
+	if namespace != r.cfg.Namespace {
+		return nil, &credentials.NamespaceNotAllowedError{Namespace: namespace, Allowed: []string{r.cfg.Namespace}}
+	}
+	idx, err := r.current()
+	if err != nil {
+		return nil, err
+	}
+	e, ok := idx.awsKeys[nodesecret.SourceRef{Namespace: namespace, Name: name}]
+	if !ok {
+		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, namespace+"/"+name)
+	}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, ResourceVersion: e.Version},
+		Data: map[string][]byte{"aws_access_key_id": []byte(e.AWS.AccessKeyID), "aws_secret_access_key": []byte(e.AWS.SecretAccessKey),
+			"aws_session_token": []byte(e.AWS.SessionToken)}}, nil
+}
+
+// Resolver resolves node-served registries from the node Secret: static credentials as the
+// controller resolved them; ECR tokens fetched here, with the entry's keys or the node's own
+// identity (they never leave the node).
+type Resolver struct {
+	entries *Reader
+	ecr     *credentials.Resolver
+}
+
+// NewResolver returns a Resolver over r.
+func NewResolver(r *Reader, newECR credentials.ECRFactory, ecrEndpoint string) *Resolver {
+	return &Resolver{entries: r, ecr: &credentials.Resolver{Secrets: r, NewECR: newECR, ECREndpoint: ecrEndpoint}}
+}
+
+// Resolve returns a registry's credentials.
+func (x *Resolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error) {
+	if reg.Spec.Auth.ECR != nil {
+		return x.ecr.Resolve(ctx, reg)
+	}
+	e, err := x.entries.Entry(reg)
+	if err != nil {
+		return credentials.Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, err)
+	}
+	return credentials.Credentials{Username: e.Username, Password: e.Password, Version: e.Version}, nil
+}
+
+// NextRefresh returns when an ECR registry's token is due (zero: only on a change).
+func (x *Resolver) NextRefresh(name string) time.Time { return x.ecr.NextRefresh(name) }
+
+// Forget drops what is cached for a registry no longer served.
+func (x *Resolver) Forget(name string) { x.ecr.Forget(name) }
+
+// OneByName lists and watches the one object of this name: a list or watch narrowed to one name
+// is what a Role with resourceNames allows.
+func OneByName(name string, list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+	watch func(context.Context, metav1.ListOptions) (watchapi.Interface, error)) *cache.ListWatch {
+	byName := fields.OneTermEqualSelector("metadata.name", name).String()
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = byName
+			return list(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
+			o.FieldSelector = byName
+			return watch(ctx, o)
+		},
+	}
+}

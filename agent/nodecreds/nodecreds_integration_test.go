@@ -1,0 +1,177 @@
+package nodecreds_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/pullpass/pullpass/agent/nodecreds"
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/ecr"
+	"github.com/pullpass/pullpass/pkg/nodesecret"
+	"github.com/pullpass/pullpass/pkg/testenv"
+)
+
+// The reader against a real API server: informers narrowed to a name by a field selector, as the
+// agents' Role allows.
+var controlPlane = testenv.New(testenv.Config{})
+
+func TestMain(m *testing.M) { os.Exit(controlPlane.Run(m)) }
+
+const ns = "pullpass"
+
+func staticRegistry(name, src string) *v1alpha1.Registry {
+	return &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: 1}, Spec: v1alpha1.RegistrySpec{
+		Hosts: []string{name + ".example.com"}, Scope: v1alpha1.ScopeCluster,
+		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: ns, Name: src}}}}
+}
+
+func nodeSecret(name string, entries map[string]nodesecret.Entry) *corev1.Secret {
+	data := map[string][]byte{}
+	for k, e := range entries {
+		data[k] = nodesecret.Encode(e)
+	}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: nodesecret.Labels()}, Data: data}
+}
+
+// started runs a Reader over a fresh namespace holding objs (as pullpass's) until the test
+// ends, synced.
+func started(t *testing.T, objs ...*corev1.Secret) (*nodecreds.Reader, kubernetes.Interface) {
+	t.Helper()
+	env := controlPlane.Env(t)
+	env.EnsureNamespace(t, ns)
+	client := env.Kube
+	for _, name := range nodesecret.ShardNames() {
+		_ = client.CoreV1().Secrets(ns).Delete(t.Context(), name, metav1.DeleteOptions{})
+	}
+	for _, o := range objs {
+		if _, err := client.CoreV1().Secrets(ns).Create(t.Context(), o, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := nodecreds.New(nodecreds.Config{Client: client, Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r.Run(ctx)
+	wait, done := context.WithTimeout(t.Context(), 10*time.Second)
+	defer done()
+	if !cache.WaitForCacheSync(wait.Done(), r.HasSynced) {
+		t.Fatal("the reader did not sync")
+	}
+	return r, client
+}
+
+func resolver(r *nodecreds.Reader) *nodecreds.Resolver {
+	return nodecreds.NewResolver(r, func(context.Context, ecr.ClientConfig) (ecr.API, error) {
+		return nil, errors.New("no ECR in this test")
+	}, "")
+}
+
+// Not listed yet, or not written yet by the controller: not readable (the last good stays),
+// never gone.
+func TestNodeSecretNotThereIsNotReadable(t *testing.T) {
+	r, err := nodecreds.New(nodecreds.Config{Client: controlPlane.Env(t).Kube, Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = resolver(r).Resolve(t.Context(), staticRegistry("app", "app-src"))
+	if !credentials.Unavailable(err) {
+		t.Fatalf("before any list: %v, want an unavailable error", err)
+	}
+	r, _ = started(t)
+	_, err = resolver(r).Resolve(t.Context(), staticRegistry("app", "app-src"))
+	if !credentials.Unavailable(err) {
+		t.Fatalf("node secret not written: %v, want an unavailable error", err)
+	}
+}
+
+// Static credentials come from the entry; a registry with no entry in a node Secret that is
+// there has none (its source is gone or refused), which withdraws them.
+func TestStaticCredentialsFromTheEntry(t *testing.T) {
+	r, _ := started(t, nodeSecret(nodesecret.Name, map[string]nodesecret.Entry{
+		"app": {Username: "u", Password: "p", Source: nodesecret.SourceRef{Namespace: ns, Name: "app-src"}, Version: "secret/3", Generation: 1}}),
+		nodeSecret(nodesecret.ShardName(2), map[string]nodesecret.Entry{
+			"far": {Username: "f", Password: "q", Source: nodesecret.SourceRef{Namespace: ns, Name: "far-src"}}}))
+	x := resolver(r)
+	c, err := x.Resolve(t.Context(), staticRegistry("app", "app-src"))
+	if err != nil || c.Username != "u" || c.Password != "p" || c.Version != "secret/3" {
+		t.Fatalf("Resolve(app) = %v, %v; want u/p of secret/3", c, err)
+	}
+	if c, err := x.Resolve(t.Context(), staticRegistry("far", "far-src")); err != nil || c.Password != "q" {
+		t.Fatalf("Resolve(far), in shard 2 = %v, %v", c, err)
+	}
+	_, err = x.Resolve(t.Context(), staticRegistry("gone", "gone-src"))
+	if !errors.Is(err, nodecreds.ErrNoEntry) || credentials.Unavailable(err) {
+		t.Fatalf("Resolve(gone) = %v, want ErrNoEntry, not unavailable", err)
+	}
+	// The Registry now names another source: the controller has not caught up yet.
+	_, err = x.Resolve(t.Context(), staticRegistry("app", "new-src"))
+	if !credentials.Unavailable(err) {
+		t.Fatalf("Resolve(app from new-src) = %v, want unavailable", err)
+	}
+	// The Registry's spec changed (its hosts, say) since the entry was written: the same.
+	changed := staticRegistry("app", "app-src")
+	changed.Generation = 2
+	_, err = x.Resolve(t.Context(), changed)
+	if !credentials.Unavailable(err) {
+		t.Fatalf("Resolve(app of generation 2, entry of 1) = %v, want unavailable", err)
+	}
+}
+
+// An entry changes: the next read has it.
+func TestEntryFollowsTheNodeSecret(t *testing.T) {
+	r, client := started(t, nodeSecret(nodesecret.Name, map[string]nodesecret.Entry{
+		"app": {Username: "u", Password: "p1", Source: nodesecret.SourceRef{Namespace: ns, Name: "app-src"}}}))
+	x := resolver(r)
+	if _, err := x.Resolve(t.Context(), staticRegistry("app", "app-src")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := client.CoreV1().Secrets(ns).Get(t.Context(), nodesecret.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Data["app"] = nodesecret.Encode(nodesecret.Entry{Username: "u", Password: "p2", Source: nodesecret.SourceRef{Namespace: ns, Name: "app-src"}})
+	if _, err := client.CoreV1().Secrets(ns).Update(t.Context(), s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := x.Resolve(t.Context(), staticRegistry("app", "app-src"))
+		if err == nil && c.Password == "p2" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Resolve = %v, %v; want p2", c, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// An ECR registry's keys come from its entry, as a Secret of its source.
+func TestAWSKeysAsTheirSource(t *testing.T) {
+	r, _ := started(t, nodeSecret(nodesecret.Name, map[string]nodesecret.Entry{
+		"ecr": {AWS: &nodesecret.AWSKeys{AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "s"}, Source: nodesecret.SourceRef{Namespace: ns, Name: "keys"}, Version: "9"}}))
+	s, err := r.Secret(t.Context(), ns, "keys")
+	if err != nil || string(s.Data["aws_access_key_id"]) != "AKIAEXAMPLE" || string(s.Data["aws_secret_access_key"]) != "s" || s.ResourceVersion != "9" {
+		t.Fatalf("Secret(keys) = %v, %v", s, err)
+	}
+	if _, err := r.Secret(t.Context(), ns, "other"); !apierrors.IsNotFound(err) {
+		t.Fatalf("Secret(other) = %v, want not found", err)
+	}
+	var nsErr *credentials.NamespaceNotAllowedError
+	if _, err := r.Secret(t.Context(), "elsewhere", "keys"); !errors.As(err, &nsErr) {
+		t.Fatalf("Secret(elsewhere/keys) = %v, want a namespace refusal", err)
+	}
+}

@@ -1,0 +1,100 @@
+// Package nodesecret is the format of the Secret through which the controller hands the node
+// agents what they serve (webhook/nodecreds writes it, agent/nodecreds reads it): one key per
+// node-served registry, its name, holding the registry's resolved static credentials or the AWS
+// keys its agent fetches ECR tokens with. It lives in pullpass's namespace under fixed names
+// (Name, then Name-1 ... when one Secret would pass the API server's size limit), so the agents'
+// Role names exactly those and nothing else: no Registry can give the nodes another Secret.
+package nodesecret
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/pullpass/pullpass/pkg/secrets"
+)
+
+// Name is the first shard's name; the chart's Role names it and its MaxShards-1 followers.
+const Name = "pullpass-node-credentials"
+
+// MaxShards is how many Secrets the entries may be spread over. At the default shard budget
+// (webhook/nodecreds, 768 KiB) that is 3 MiB: about 15,000 registries with a username and a
+// token, or 1,300 with a GCR JSON key each.
+const MaxShards = 4
+
+// RoleNodeCredentials is the pullpass.io/role label value of the node Secrets.
+const RoleNodeCredentials = "node-credentials"
+
+// ShardName is the name of shard i (0: Name).
+func ShardName(i int) string {
+	if i == 0 {
+		return Name
+	}
+	return Name + "-" + strconv.Itoa(i)
+}
+
+// ShardNames are every shard's name, in order.
+func ShardNames() []string {
+	out := make([]string, MaxShards)
+	for i := range out {
+		out[i] = ShardName(i)
+	}
+	return out
+}
+
+// Labels are the node Secrets' labels: pullpass's own, which no Registry may name as a source.
+func Labels() map[string]string {
+	return map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRole: RoleNodeCredentials}
+}
+
+// Entry is one registry's part of the node Secret.
+type Entry struct {
+	// Username and Password are the static credentials (secretRef, dockerHub), resolved for the
+	// registry's hosts.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// AWS are the keys of an ECR registry's accessKeySecretRef, from Source: the agent fetches
+	// its tokens with them.
+	AWS *AWSKeys `json:"aws,omitempty"`
+	// Source is the Secret these came from, and Version its resourceVersion: it changes
+	// whenever the credentials do.
+	Source  SourceRef `json:"source"`
+	Version string    `json:"version,omitempty"`
+	// Generation is the Registry's metadata.generation the entry was resolved for (its hosts
+	// choose the credentials of a docker config): an agent that sees another one waits for the
+	// controller to catch up.
+	Generation int64 `json:"generation,omitempty"`
+}
+
+// SourceRef names a source Secret.
+type SourceRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+// AWSKeys are static AWS keys.
+type AWSKeys struct {
+	AccessKeyID     string `json:"accessKeyID"`
+	SecretAccessKey string `json:"secretAccessKey"`
+	SessionToken    string `json:"sessionToken,omitempty"`
+}
+
+// String never prints a secret.
+func (e Entry) String() string {
+	return fmt.Sprintf("{username:%q password:<redacted> aws:%t source:%s/%s version:%q}", e.Username, e.AWS != nil, e.Source.Namespace, e.Source.Name, e.Version)
+}
+
+// Encode is an entry's value in the Secret.
+func Encode(e Entry) []byte {
+	b, _ := json.Marshal(e) // strings only: it cannot fail
+	return b
+}
+
+// Decode reads an entry's value. Its error never quotes the value.
+func Decode(registry string, b []byte) (Entry, error) {
+	var e Entry
+	if err := json.Unmarshal(b, &e); err != nil {
+		return Entry{}, fmt.Errorf("node secret entry of registry %s is not valid JSON", registry)
+	}
+	return e, nil
+}
