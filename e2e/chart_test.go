@@ -16,11 +16,6 @@ import (
 // helm finds the pinned helm the harness built (make deploy), or one on PATH.
 func helm(t *testing.T) string { return framework.Helm(t) }
 
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
-}
-
 // The chart renders for each important toggle, and the API server accepts what it renders
 // (server-side dry run); the schema refuses unknown values.
 func TestChartRendersAndTheAPIServerAcceptsIt(t *testing.T) {
