@@ -76,6 +76,7 @@ const (
 // +kubebuilder:printcolumn:name="Namespaces",type=integer,priority=1,JSONPath=`.status.namespaces`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name: at most 63 characters: the name is the value of the pullpass.io/registry label on the registry's pull secrets, and a label value is at most 63 characters"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name != 'webhook-tls' && !self.metadata.name.matches('^node-credentials(-[0-9]+)?$')",message="metadata.name: a registry's pull secrets are named pullpass-NAME, and pullpass-webhook-tls and pullpass-node-credentials[-N] are pullpass's own Secrets: choose another name"
 type Registry struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

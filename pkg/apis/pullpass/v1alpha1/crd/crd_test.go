@@ -329,6 +329,24 @@ func TestNameAtMost63(t *testing.T) {
 	env.CreateRegistry(t, registry(strings.Repeat("b", 63)))
 }
 
+// A registry's pull secrets are named pullpass-NAME: a name that would make them one of
+// pullpass's own Secrets (the webhook's TLS, the node credentials and their shards) is refused,
+// saying why; names that only look alike are taken.
+func TestNameOfPullpassOwnSecretRefused(t *testing.T) {
+	env := controlPlane.Env(t)
+	for _, name := range []string{"webhook-tls", "node-credentials", "node-credentials-1", "node-credentials-3"} {
+		if _, err := env.Registries.Create(t.Context(), registry(name), metav1.CreateOptions{}); err == nil {
+			_ = env.Registries.Delete(t.Context(), name, metav1.DeleteOptions{})
+			t.Errorf("%s was accepted", name)
+		} else if want := "pullpass-webhook-tls and pullpass-node-credentials[-N] are pullpass's own Secrets"; !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: the API server said\n  %v\nwant it to say\n  %s", name, err, want)
+		}
+	}
+	for _, name := range []string{"webhook-tls-2", "node-credentials-x", "my-node-credentials"} {
+		env.CreateRegistry(t, registry(name))
+	}
+}
+
 // The scope defaults to Namespaced.
 func TestScopeDefault(t *testing.T) {
 	env := controlPlane.Env(t)
