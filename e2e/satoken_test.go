@@ -13,10 +13,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 
+	"github.com/pullpass/pullpass/agent/nodegrant"
 	"github.com/pullpass/pullpass/e2e/framework"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr/ecrtest"
-	"github.com/pullpass/pullpass/pkg/nodegrant"
 )
 
 // Namespaced registries delivered by the node (agent.serviceAccountTokens, on in the harness):

@@ -15,9 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/e2e/framework"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
-	"github.com/pullpass/pullpass/pkg/nodecache"
 )
 
 // The last test of the suite (by its file name): `helm upgrade` to the same chart loses no Registry

@@ -21,9 +21,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
-	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/testenv"
 )
 

@@ -20,8 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
-	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/nodesecret"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/testenv"

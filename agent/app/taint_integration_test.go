@@ -16,8 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/agent/install"
+	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/agent/nodetaint"
-	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/testenv"
 )
 

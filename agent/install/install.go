@@ -27,8 +27,8 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/pullpass/pullpass/pkg/atomicfile"
-	"github.com/pullpass/pullpass/pkg/nodecache"
+	"github.com/pullpass/pullpass/agent/atomicfile"
+	"github.com/pullpass/pullpass/agent/nodecache"
 )
 
 // DefaultPluginName is the provider's name in the config and the binary's in the bin dir.

@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pullpass/pullpass/agent/install"
+	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/pkg/match"
-	"github.com/pullpass/pullpass/pkg/nodecache"
 )
 
 // An EKS node's provider config, as its bootstrap writes it.

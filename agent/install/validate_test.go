@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pullpass/pullpass/agent/install"
-	"github.com/pullpass/pullpass/pkg/nodecache"
+	"github.com/pullpass/pullpass/agent/nodecache"
 )
 
 // A config the kubelet would refuse keeps it from starting, and every pod of the node with it:

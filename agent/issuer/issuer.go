@@ -17,7 +17,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/pullpass/pullpass/pkg/satoken"
+	"github.com/pullpass/pullpass/agent/satoken"
 )
 
 // Discovery paths of the API server.

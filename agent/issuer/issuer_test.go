@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/pullpass/pullpass/agent/issuer"
-	"github.com/pullpass/pullpass/pkg/satoken"
-	"github.com/pullpass/pullpass/pkg/satoken/satokentest"
+	"github.com/pullpass/pullpass/agent/satoken"
+	"github.com/pullpass/pullpass/agent/satoken/satokentest"
 )
 
 // api answers discovery paths from a map.

@@ -13,9 +13,9 @@ import (
 	"os"
 	"slices"
 
-	"github.com/pullpass/pullpass/pkg/atomicfile"
+	"github.com/pullpass/pullpass/agent/atomicfile"
+	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
-	"github.com/pullpass/pullpass/pkg/nodecache"
 )
 
 // Config configures a Writer.

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/pullpass/pullpass/agent/legacy"
+	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
-	"github.com/pullpass/pullpass/pkg/nodecache"
 )
 
 func writer(t *testing.T) (*legacy.Writer, string) {

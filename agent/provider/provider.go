@@ -10,8 +10,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/pkg/match"
-	"github.com/pullpass/pullpass/pkg/nodecache"
 )
 
 // The kubelet execs the plugin for every pull of a matching image, so it is kept small: its own

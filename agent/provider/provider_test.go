@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/agent/provider"
 	"github.com/pullpass/pullpass/agent/provider/bench"
 	"github.com/pullpass/pullpass/pkg/allocbudget"
-	"github.com/pullpass/pullpass/pkg/nodecache"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden responses")

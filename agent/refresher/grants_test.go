@@ -11,11 +11,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/pullpass/pullpass/agent/nodecache"
+	"github.com/pullpass/pullpass/agent/nodegrant"
 	"github.com/pullpass/pullpass/agent/refresher"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
-	"github.com/pullpass/pullpass/pkg/nodecache"
-	"github.com/pullpass/pullpass/pkg/nodegrant"
 )
 
 type namespaces map[string]map[string]string // name -> labels

@@ -1,5 +1,5 @@
 // Package refresher keeps the node cache filled with the credentials of every Cluster-scope
-// registry, and the grants file (pkg/nodegrant) with those of Namespaced registries delivered by
+// registry, and the grants file (agent/nodegrant) with those of Namespaced registries delivered by
 // the node and the namespaces their selectors select now: it resolves them, refreshes them before
 // they expire and rewrites each file (atomically) only when something in it changed. A source that
 // fails keeps its last good credentials until they expire; a source that is gone (or a registry
@@ -24,13 +24,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/pullpass/pullpass/agent/nodecache"
+	"github.com/pullpass/pullpass/agent/nodegrant"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/nodeaccess"
-	"github.com/pullpass/pullpass/pkg/nodecache"
-	"github.com/pullpass/pullpass/pkg/nodegrant"
 	"github.com/pullpass/pullpass/pkg/registrytable"
 )
 

@@ -14,11 +14,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/agent/refresher"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
-	"github.com/pullpass/pullpass/pkg/nodecache"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
 

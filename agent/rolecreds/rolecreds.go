@@ -26,10 +26,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pullpass/pullpass/agent/nodegrant"
 	"github.com/pullpass/pullpass/agent/provider/token"
+	"github.com/pullpass/pullpass/agent/satoken"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
-	"github.com/pullpass/pullpass/pkg/nodegrant"
-	"github.com/pullpass/pullpass/pkg/satoken"
 )
 
 // STS is the one STS call made here.

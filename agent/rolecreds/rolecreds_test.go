@@ -11,13 +11,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pullpass/pullpass/agent/nodegrant"
 	"github.com/pullpass/pullpass/agent/provider/token"
 	"github.com/pullpass/pullpass/agent/rolecreds"
+	"github.com/pullpass/pullpass/agent/satoken"
+	"github.com/pullpass/pullpass/agent/satoken/satokentest"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr/ecrtest"
-	"github.com/pullpass/pullpass/pkg/nodegrant"
-	"github.com/pullpass/pullpass/pkg/satoken"
-	"github.com/pullpass/pullpass/pkg/satoken/satokentest"
 )
 
 const (

@@ -15,7 +15,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/pullpass/pullpass/pkg/nodecache"
+	"github.com/pullpass/pullpass/agent/nodecache"
 )
 
 // Config sets what is measured.

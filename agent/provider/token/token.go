@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pullpass/pullpass/agent/nodegrant"
 	"github.com/pullpass/pullpass/agent/provider"
+	"github.com/pullpass/pullpass/agent/satoken"
 	"github.com/pullpass/pullpass/pkg/match"
-	"github.com/pullpass/pullpass/pkg/nodegrant"
-	"github.com/pullpass/pullpass/pkg/satoken"
 )
 
 // Annotations the kubelet passes the token entry (install.ServiceAccountAnnotations).

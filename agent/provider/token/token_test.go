@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullpass/pullpass/agent/nodecache"
+	"github.com/pullpass/pullpass/agent/nodegrant"
 	"github.com/pullpass/pullpass/agent/provider"
 	"github.com/pullpass/pullpass/agent/provider/token"
-	"github.com/pullpass/pullpass/pkg/nodecache"
-	"github.com/pullpass/pullpass/pkg/nodegrant"
-	"github.com/pullpass/pullpass/pkg/satoken"
-	"github.com/pullpass/pullpass/pkg/satoken/satokentest"
+	"github.com/pullpass/pullpass/agent/satoken"
+	"github.com/pullpass/pullpass/agent/satoken/satokentest"
 )
 
 const (

@@ -14,8 +14,8 @@ import (
 	"k8s.io/kubernetes/pkg/credentialprovider"
 	"k8s.io/kubernetes/pkg/credentialprovider/plugin"
 
+	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/pkg/match"
-	"github.com/pullpass/pullpass/pkg/nodecache"
 )
 
 // The kubelet's own credential provider code (pkg/credentialprovider/plugin: its exec of the

@@ -17,9 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/kubernetes/pkg/credentialprovider/plugin"
 
-	"github.com/pullpass/pullpass/pkg/nodegrant"
-	"github.com/pullpass/pullpass/pkg/satoken"
-	"github.com/pullpass/pullpass/pkg/satoken/satokentest"
+	"github.com/pullpass/pullpass/agent/nodegrant"
+	"github.com/pullpass/pullpass/agent/satoken"
+	"github.com/pullpass/pullpass/agent/satoken/satokentest"
 )
 
 // The token entry (KEP-4412) under the kubelet's own code, as the Cluster entry is above: the

@@ -19,10 +19,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/pullpass/pullpass/pkg/nodecache"
-	"github.com/pullpass/pullpass/pkg/nodegrant"
-	"github.com/pullpass/pullpass/pkg/satoken"
-	"github.com/pullpass/pullpass/pkg/satoken/satokentest"
+	"github.com/pullpass/pullpass/agent/nodecache"
+	"github.com/pullpass/pullpass/agent/nodegrant"
+	"github.com/pullpass/pullpass/agent/satoken"
+	"github.com/pullpass/pullpass/agent/satoken/satokentest"
 )
 
 func main() {

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/pullpass/pullpass/pkg/atomicfile"
+	"github.com/pullpass/pullpass/agent/atomicfile"
 )
 
 // Version is the format version; a reader refuses others.

@@ -14,7 +14,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/pullpass/pullpass/pkg/satoken"
+	"github.com/pullpass/pullpass/agent/satoken"
 )
 
 var (

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pullpass/pullpass/pkg/nodegrant"
+	"github.com/pullpass/pullpass/agent/nodegrant"
 )
 
 func TestAllows(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pullpass/pullpass/pkg/nodecache"
+	"github.com/pullpass/pullpass/agent/nodecache"
 )
 
 func file(n int) nodecache.File {

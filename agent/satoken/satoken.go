@@ -17,7 +17,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/pullpass/pullpass/pkg/atomicfile"
+	"github.com/pullpass/pullpass/agent/atomicfile"
 )
 
 // KeysVersion is the format version of the keys file; a reader refuses others.

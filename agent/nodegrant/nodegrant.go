@@ -2,7 +2,7 @@
 // registry's credentials and who may have them (namespaces, service accounts), as the node agent
 // computed from Registry objects and namespace labels. The plugin, run by the kubelet with the
 // pod's service account token, answers from it only for the namespace and service account the
-// token proves. It is apart from the Cluster cache (pkg/nodecache), which every pod is served
+// token proves. It is apart from the Cluster cache (agent/nodecache), which every pod is served
 // from with no token, so neither path ever reads the other's credentials.
 package nodegrant
 
@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pullpass/pullpass/pkg/atomicfile"
+	"github.com/pullpass/pullpass/agent/atomicfile"
 )
 
 // Version is the format version; a reader refuses others.

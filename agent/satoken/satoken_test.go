@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pullpass/pullpass/pkg/satoken"
-	"github.com/pullpass/pullpass/pkg/satoken/satokentest"
+	"github.com/pullpass/pullpass/agent/satoken"
+	"github.com/pullpass/pullpass/agent/satoken/satokentest"
 )
 
 const (
