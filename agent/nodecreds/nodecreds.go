@@ -26,6 +26,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/nodesecret"
 	"github.com/pullpass/pullpass/pkg/slim"
 )
@@ -246,15 +247,15 @@ func NewResolver(r *Reader, newECR credentials.ECRFactory, ecrEndpoint string) *
 }
 
 // Resolve returns a registry's credentials.
-func (x *Resolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error) {
+func (x *Resolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error) {
 	if reg.Spec.Auth.ECR != nil {
 		return x.ecr.Resolve(ctx, reg)
 	}
 	e, err := x.entries.Entry(reg)
 	if err != nil {
-		return credentials.Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, err)
+		return userpass.Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, err)
 	}
-	return credentials.Credentials{Username: e.Username, Password: e.Password, Version: e.Version}, nil
+	return userpass.Credentials{Username: e.Username, Password: e.Password, Version: e.Version}, nil
 }
 
 // NextRefresh returns when an ECR registry's token is due (zero: only on a change).

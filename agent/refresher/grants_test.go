@@ -15,7 +15,7 @@ import (
 	"github.com/pullpass/pullpass/agent/nodegrant"
 	"github.com/pullpass/pullpass/agent/refresher"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
-	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 )
 
 type namespaces map[string]map[string]string // name -> labels
@@ -66,7 +66,7 @@ func TestGrantsFollowNamespaceLabels(t *testing.T) {
 		}}, nil),
 	}
 	ns := namespaces{"a": {"pullpass.io/team": "yes"}, "b": {"pullpass.io/team": "no"}, "c": nil}
-	res := &resolver{creds: map[string]credentials.Credentials{
+	res := &resolver{creds: map[string]userpass.Credentials{
 		"everyone": {Username: "u0", Password: "p0"}, "team": {Username: "u1", Password: "p1"}, "all-ns": {Username: "u2", Password: "p2"},
 		"webhook-only": {Username: "u3", Password: "p3"},
 	}, errs: map[string]error{"ecr-roles": errors.New("no credentials of the node's own")}}
@@ -125,7 +125,7 @@ func TestGrantsFollowNamespaceLabels(t *testing.T) {
 func TestNoGrantsWithoutNamespaces(t *testing.T) {
 	cache := filepath.Join(t.TempDir(), "credentials.json")
 	regs := registries{nodeDelivered(registry("team", v1alpha1.ScopeNamespaced, "ghcr.io/team"), nil)}
-	res := &resolver{creds: map[string]credentials.Credentials{"team": {Username: "u", Password: "p"}}}
+	res := &resolver{creds: map[string]userpass.Credentials{"team": {Username: "u", Password: "p"}}}
 	s := &sink{}
 	r, err := refresher.New(refresher.Config{Registries: &regs, Resolver: res, CachePath: cache, Sinks: []refresher.Sink{s}})
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/nodeaccess"
 	"github.com/pullpass/pullpass/pkg/registrytable"
@@ -46,7 +47,7 @@ type Registries interface {
 
 // Resolver gets a registry's credentials (credentials.Resolver).
 type Resolver interface {
-	Resolve(ctx context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error)
+	Resolve(ctx context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error)
 	NextRefresh(name string) time.Time
 	Forget(name string)
 }

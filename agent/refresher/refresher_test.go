@@ -19,6 +19,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
@@ -28,14 +29,14 @@ func (r *registries) List() []*v1alpha1.Registry { return *r }
 
 // resolver answers from a map: credentials, or an error.
 type resolver struct {
-	creds     map[string]credentials.Credentials
+	creds     map[string]userpass.Credentials
 	errs      map[string]error
 	forgotten []string
 }
 
-func (f *resolver) Resolve(_ context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error) {
+func (f *resolver) Resolve(_ context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error) {
 	if err := f.errs[reg.Name]; err != nil {
-		return credentials.Credentials{}, err
+		return userpass.Credentials{}, err
 	}
 	return f.creds[reg.Name], nil
 }
@@ -87,7 +88,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, cache string) *fixture {
 	t.Helper()
-	f := &fixture{res: &resolver{creds: map[string]credentials.Credentials{}, errs: map[string]error{}}, m: &metrics{}, sink: &sink{},
+	f := &fixture{res: &resolver{creds: map[string]userpass.Credentials{}, errs: map[string]error{}}, m: &metrics{}, sink: &sink{},
 		now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC), cache: cache}
 	if f.cache == "" {
 		f.cache = filepath.Join(t.TempDir(), "credentials.json")
@@ -119,7 +120,7 @@ func TestOnlyClusterScopeIsCachedAndUnchangedIsNotRewritten(t *testing.T) {
 	f.regs = registries{registry("node", v1alpha1.ScopeCluster, "node.example.com"), registry("ns", v1alpha1.ScopeNamespaced, "ns.example.com"),
 		registry("default-scope", "", "d.example.com")}
 	for _, n := range []string{"node", "ns", "default-scope"} {
-		f.res.creds[n] = credentials.Credentials{Username: "u-" + n, Password: "p-" + n}
+		f.res.creds[n] = userpass.Credentials{Username: "u-" + n, Password: "p-" + n}
 	}
 	if f.r.Synced() {
 		t.Fatal("synced before any sync")
@@ -140,7 +141,7 @@ func TestOnlyClusterScopeIsCachedAndUnchangedIsNotRewritten(t *testing.T) {
 	if len(f.sink.calls) != 1 {
 		t.Fatalf("sinks called %d times, want once", len(f.sink.calls))
 	}
-	f.res.creds["node"] = credentials.Credentials{Username: "u-node", Password: "rotated"}
+	f.res.creds["node"] = userpass.Credentials{Username: "u-node", Password: "rotated"}
 	f.r.Sync(context.Background())
 	if got := f.cached(t)["node"].Password; got != "rotated" || f.m.writes != 2 {
 		t.Fatalf("after rotation: password %q, %d writes; want the new one, 2 writes", got, f.m.writes)
@@ -151,7 +152,7 @@ func TestFailingSourceKeepsLastGoodUntilExpiry(t *testing.T) {
 	f := newFixture(t, "")
 	f.regs = registries{registry("ecr", v1alpha1.ScopeCluster, "123.dkr.ecr.eu-west-1.amazonaws.com")}
 	expires := f.now.Add(time.Hour)
-	f.res.creds["ecr"] = credentials.Credentials{Username: "AWS", Password: "token-1", ExpiresAt: expires}
+	f.res.creds["ecr"] = userpass.Credentials{Username: "AWS", Password: "token-1", ExpiresAt: expires}
 	f.r.Sync(context.Background())
 
 	f.res.errs["ecr"] = &ecr.Error{Reason: ecr.ReasonThrottled, Err: errors.New("rate exceeded")}
@@ -184,7 +185,7 @@ func TestFailingSourceKeepsLastGoodUntilExpiry(t *testing.T) {
 func TestStaleTokenIsServedAndCounted(t *testing.T) {
 	f := newFixture(t, "")
 	f.regs = registries{registry("ecr", v1alpha1.ScopeCluster, "123.dkr.ecr.eu-west-1.amazonaws.com")}
-	f.res.creds["ecr"] = credentials.Credentials{Username: "AWS", Password: "token-1", ExpiresAt: f.now.Add(time.Hour)}
+	f.res.creds["ecr"] = userpass.Credentials{Username: "AWS", Password: "token-1", ExpiresAt: f.now.Add(time.Hour)}
 	f.r.Sync(context.Background())
 	// The resolver itself returns the last good token with a StaleError.
 	f.res.errs["ecr"] = nil
@@ -201,7 +202,7 @@ func TestStaleTokenIsServedAndCounted(t *testing.T) {
 
 type staleResolver struct{ *resolver }
 
-func (s *staleResolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error) {
+func (s *staleResolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error) {
 	c, _ := s.resolver.Resolve(ctx, reg)
 	return c, &credentials.StaleError{Err: errors.New("throttled")}
 }
@@ -209,8 +210,8 @@ func (s *staleResolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (cr
 func TestGoneSourceAndGoneRegistryAreDroppedAtOnce(t *testing.T) {
 	f := newFixture(t, "")
 	f.regs = registries{registry("a", v1alpha1.ScopeCluster, "a.example.com"), registry("b", v1alpha1.ScopeCluster, "b.example.com")}
-	f.res.creds["a"] = credentials.Credentials{Username: "u", Password: "a"}
-	f.res.creds["b"] = credentials.Credentials{Username: "u", Password: "b"}
+	f.res.creds["a"] = userpass.Credentials{Username: "u", Password: "a"}
+	f.res.creds["b"] = userpass.Credentials{Username: "u", Password: "b"}
 	f.r.Sync(context.Background())
 	if len(f.cached(t)) != 2 {
 		t.Fatalf("cache %v, want both", f.cached(t))
@@ -247,7 +248,7 @@ func TestSourceThatSaysSomethingElseWithdrawsCredentials(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, "")
 			f.regs = registries{registry("a", v1alpha1.ScopeCluster, "a.example.com")}
-			f.res.creds["a"] = credentials.Credentials{Username: "u", Password: "leaked"}
+			f.res.creds["a"] = userpass.Credentials{Username: "u", Password: "leaked"}
 			f.r.Sync(context.Background())
 			f.res.errs["a"] = err
 			f.r.Sync(context.Background())
@@ -269,7 +270,7 @@ func TestSourceThatSaysSomethingElseWithdrawsCredentials(t *testing.T) {
 func TestUnreadableSourceKeepsStaticCredentialsForABoundedTime(t *testing.T) {
 	f := newFixture(t, "")
 	f.regs = registries{registry("a", v1alpha1.ScopeCluster, "a.example.com")}
-	f.res.creds["a"] = credentials.Credentials{Username: "u", Password: "p"}
+	f.res.creds["a"] = userpass.Credentials{Username: "u", Password: "p"}
 	f.r.Sync(context.Background())
 	f.res.errs["a"] = context.DeadlineExceeded
 	f.r.Sync(context.Background())
@@ -289,7 +290,7 @@ func TestScopeChangeTakesCredentialsOff(t *testing.T) {
 	f := newFixture(t, "")
 	r := registry("a", v1alpha1.ScopeCluster, "a.example.com")
 	f.regs = registries{r}
-	f.res.creds["a"] = credentials.Credentials{Username: "u", Password: "a"}
+	f.res.creds["a"] = userpass.Credentials{Username: "u", Password: "a"}
 	f.r.Sync(context.Background())
 	r2 := r.DeepCopy()
 	r2.Spec.Scope = v1alpha1.ScopeNamespaced
@@ -334,7 +335,7 @@ func TestSpecChanged(t *testing.T) {
 func TestCacheHoldsCanonicalHosts(t *testing.T) {
 	f := newFixture(t, "")
 	f.regs = registries{registry("hub", v1alpha1.ScopeCluster, "https://index.docker.io/v1/", "registry-1.docker.io", "https://localhost:5443/")}
-	f.res.creds["hub"] = credentials.Credentials{Username: "u", Password: "p"}
+	f.res.creds["hub"] = userpass.Credentials{Username: "u", Password: "p"}
 	f.r.Sync(context.Background())
 	if got := f.cached(t)["hub"].Hosts; !slices.Equal(got, []string{"docker.io", "localhost:5443"}) {
 		t.Fatalf("cached hosts %v, want [docker.io localhost:5443]", got)

@@ -20,23 +20,10 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
-
-// Credentials are what a pull secret holds, with when they stop working (zero: never).
-type Credentials struct {
-	Username  string
-	Password  string
-	ExpiresAt time.Time
-	// Version changes whenever the credentials do: a Secret's resourceVersion, a token's expiry.
-	Version string
-}
-
-// String never prints the password.
-func (c Credentials) String() string {
-	return fmt.Sprintf("{username:%q password:<redacted>}", c.Username)
-}
 
 // NamespaceNotAllowedError is returned for a source Secret outside the namespaces pullpass reads
 // sources from: a Registry must never make pullpass copy a Secret it has no business with (it
@@ -79,12 +66,12 @@ type Resolver struct {
 type fromSecret struct {
 	namespace, name, resourceVersion string
 	hosts                            []string
-	creds                            Credentials
+	creds                            userpass.Credentials
 }
 
 type cachedToken struct {
 	key       string // what the token was fetched for: region, role, keys' version
-	creds     Credentials
+	creds     userpass.Credentials
 	refreshAt time.Time
 	// lastErr and failures describe the last fetch when it failed; until refreshAt, callers get
 	// lastErr without another call to AWS.
@@ -101,27 +88,27 @@ func (r *Resolver) now() time.Time {
 
 // Resolve returns a registry's credentials. For ECR, a failed refresh returns the last good
 // token while it is valid, together with the error (Stale reports it).
-func (r *Resolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (Credentials, error) {
+func (r *Resolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error) {
 	a := reg.Spec.Auth
 	switch {
 	case a.SecretRef != nil:
 		s, err := r.source(ctx, reg, "source secret", *a.SecretRef)
 		if err != nil {
-			return Credentials{}, err
+			return userpass.Credentials{}, err
 		}
 		if c, ok := r.parsed(reg, s); ok {
 			return c, nil
 		}
 		c, err := secrets.FromSecret(s, reg.Spec.Hosts)
 		if err != nil {
-			return Credentials{}, err
+			return userpass.Credentials{}, err
 		}
-		return r.keep(reg, s, Credentials{Username: c.Username, Password: c.Password}), nil
+		return r.keep(reg, s, c), nil
 	case a.DockerHub != nil:
 		ref := a.DockerHub.SecretRef
 		s, err := r.source(ctx, reg, "Docker Hub secret", ref)
 		if err != nil {
-			return Credentials{}, err
+			return userpass.Credentials{}, err
 		}
 		if c, ok := r.parsed(reg, s); ok {
 			return c, nil
@@ -131,13 +118,13 @@ func (r *Resolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (Credent
 			token = string(s.Data["password"])
 		}
 		if user == "" || token == "" {
-			return Credentials{}, fmt.Errorf("registry %s: Docker Hub secret %s/%s needs \"username\" and \"token\" (a personal access token)", reg.Name, ref.Namespace, ref.Name)
+			return userpass.Credentials{}, fmt.Errorf("registry %s: Docker Hub secret %s/%s needs \"username\" and \"token\" (a personal access token)", reg.Name, ref.Namespace, ref.Name)
 		}
-		return r.keep(reg, s, Credentials{Username: user, Password: token}), nil
+		return r.keep(reg, s, userpass.Credentials{Username: user, Password: token}), nil
 	case a.ECR != nil:
 		return r.ecr(ctx, reg)
 	}
-	return Credentials{}, fmt.Errorf("registry %s: no credential source", reg.Name)
+	return userpass.Credentials{}, fmt.Errorf("registry %s: no credential source", reg.Name)
 }
 
 // source reads a Secret a registry's source names. One of pullpass's own Secrets is refused
@@ -159,19 +146,19 @@ func (r *Resolver) source(ctx context.Context, reg *v1alpha1.Registry, what stri
 
 // parsed returns what s resolved to for reg the last time, when neither the Secret's
 // resourceVersion nor the registry's hosts changed since.
-func (r *Resolver) parsed(reg *v1alpha1.Registry, s *corev1.Secret) (Credentials, bool) {
+func (r *Resolver) parsed(reg *v1alpha1.Registry, s *corev1.Secret) (userpass.Credentials, bool) {
 	r.mu.Lock()
 	c, ok := r.fromSecrets[reg.Name]
 	r.mu.Unlock()
 	if !ok || s.ResourceVersion == "" || c.resourceVersion != s.ResourceVersion || c.namespace != s.Namespace || c.name != s.Name || !slices.Equal(c.hosts, reg.Spec.Hosts) {
-		return Credentials{}, false
+		return userpass.Credentials{}, false
 	}
 	return c.creds, true
 }
 
 // keep versions creds by s and remembers them for parsed. Failures are not kept: they are
 // rare, and their errors name the registry.
-func (r *Resolver) keep(reg *v1alpha1.Registry, s *corev1.Secret, creds Credentials) Credentials {
+func (r *Resolver) keep(reg *v1alpha1.Registry, s *corev1.Secret, creds userpass.Credentials) userpass.Credentials {
 	creds.Version = "secret/" + s.ResourceVersion
 	if s.ResourceVersion == "" {
 		return creds // no version to know a change by
@@ -234,7 +221,7 @@ type StaleError struct{ Err error }
 func (e *StaleError) Error() string { return "using the last good token: " + e.Err.Error() }
 func (e *StaleError) Unwrap() error { return e.Err }
 
-func (r *Resolver) ecr(ctx context.Context, reg *v1alpha1.Registry) (Credentials, error) {
+func (r *Resolver) ecr(ctx context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error) {
 	src := reg.Spec.Auth.ECR
 	cc := ecr.ClientConfig{Region: src.Region, RoleARN: src.RoleARN, Endpoint: r.ECREndpoint}
 	if h, err := ecrHost(reg); err == nil {
@@ -243,17 +230,17 @@ func (r *Resolver) ecr(ctx context.Context, reg *v1alpha1.Registry) (Credentials
 		}
 		cc.FIPS = h.FIPS
 	} else if cc.Region == "" {
-		return Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, err)
+		return userpass.Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, err)
 	}
 	key := cc.Region + "|" + cc.RoleARN + "|" + strconv.FormatBool(cc.FIPS)
 	if ref := src.AccessKeySecretRef; ref != nil {
 		s, err := r.source(ctx, reg, "AWS keys secret", *ref)
 		if err != nil {
-			return Credentials{}, err
+			return userpass.Credentials{}, err
 		}
 		id, secret := string(s.Data["aws_access_key_id"]), string(s.Data["aws_secret_access_key"])
 		if id == "" || secret == "" {
-			return Credentials{}, fmt.Errorf("registry %s: AWS keys secret %s/%s needs aws_access_key_id and aws_secret_access_key", reg.Name, ref.Namespace, ref.Name)
+			return userpass.Credentials{}, fmt.Errorf("registry %s: AWS keys secret %s/%s needs aws_access_key_id and aws_secret_access_key", reg.Name, ref.Namespace, ref.Name)
 		}
 		cc.Keys = &ecr.Keys{AccessKeyID: id, SecretAccessKey: secret, SessionToken: string(s.Data["aws_session_token"])}
 		key += "|" + s.ResourceVersion
@@ -269,14 +256,14 @@ func (r *Resolver) ecr(ctx context.Context, reg *v1alpha1.Registry) (Credentials
 		case now.Before(cached.creds.ExpiresAt):
 			return cached.creds, &StaleError{cached.lastErr}
 		default:
-			return Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, cached.lastErr)
+			return userpass.Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, cached.lastErr)
 		}
 	}
 	api, err := r.client(ctx, key, cc)
 	if err == nil {
 		var tok ecr.Token
 		if tok, err = ecr.Fetch(ctx, api, now); err == nil {
-			c := Credentials{Username: tok.Username, Password: tok.Password, ExpiresAt: tok.ExpiresAt, Version: "ecr/" + strconv.FormatInt(tok.ExpiresAt.UnixNano(), 10)}
+			c := userpass.Credentials{Username: tok.Username, Password: tok.Password, ExpiresAt: tok.ExpiresAt, Version: "ecr/" + strconv.FormatInt(tok.ExpiresAt.UnixNano(), 10)}
 			life := tok.ExpiresAt.Sub(now)
 			// About half the lifetime, with ±10% jitter so many registries do not refresh together.
 			refresh := time.Duration(float64(life) * (0.45 + 0.1*rand.Float64()))
@@ -286,7 +273,7 @@ func (r *Resolver) ecr(ctx context.Context, reg *v1alpha1.Registry) (Credentials
 	}
 	// Failed: back off (5s doubling to 5 min), and keep the last good token while it is valid.
 	failures := 1
-	var last Credentials
+	var last userpass.Credentials
 	if cached != nil && cached.key == key {
 		failures = cached.failures + 1
 		last = cached.creds
@@ -299,7 +286,7 @@ func (r *Resolver) ecr(ctx context.Context, reg *v1alpha1.Registry) (Credentials
 	if now.Before(last.ExpiresAt) {
 		return last, &StaleError{err}
 	}
-	return Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, err)
+	return userpass.Credentials{}, fmt.Errorf("registry %s: %w", reg.Name, err)
 }
 
 func backoff(failures int) time.Duration {

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
 	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/secrets"
@@ -30,7 +31,7 @@ func Name(registry string) string {
 
 // Data is the .dockerconfigjson for a registry: the keys of each host pattern, each with the same
 // credentials.
-func Data(reg *v1alpha1.Registry, c secrets.Credentials) ([]byte, error) {
+func Data(reg *v1alpha1.Registry, c userpass.Credentials) ([]byte, error) {
 	cfg := &dockerconfig.Config{Auths: map[string]dockerconfig.AuthEntry{}}
 	for _, h := range reg.Spec.Hosts {
 		for _, k := range Keys(h) {
@@ -60,7 +61,7 @@ func Keys(host string) []string {
 }
 
 // Build returns the pull secret for a registry in a namespace.
-func Build(namespace string, reg *v1alpha1.Registry, c secrets.Credentials) (*corev1.Secret, error) {
+func Build(namespace string, reg *v1alpha1.Registry, c userpass.Credentials) (*corev1.Secret, error) {
 	data, err := Data(reg, c)
 	if err != nil {
 		return nil, fmt.Errorf("registry %s: %w", reg.Name, err)
@@ -84,7 +85,7 @@ func Build(namespace string, reg *v1alpha1.Registry, c secrets.Credentials) (*co
 // says something else now): no credentials at all, so pods pull as if it had none, and the
 // references pods hold stay valid for when the source gives credentials again.
 func Withdrawn(namespace string, reg *v1alpha1.Registry) *corev1.Secret {
-	s, err := Build(namespace, reg, secrets.Credentials{})
+	s, err := Build(namespace, reg, userpass.Credentials{})
 	if err != nil {
 		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: Name(reg.Name), Namespace: namespace}, Type: corev1.SecretTypeDockerConfigJson}
 	}

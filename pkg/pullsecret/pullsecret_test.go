@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/secrets"
@@ -15,7 +16,7 @@ import (
 
 func TestBuild(t *testing.T) {
 	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "hub"}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"https://index.docker.io/v1/", "*.example.com:5000/team"}}}
-	s, err := pullsecret.Build("shop", reg, secrets.Credentials{Username: "u", Password: "p"})
+	s, err := pullsecret.Build("shop", reg, userpass.Credentials{Username: "u", Password: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func TestBuild(t *testing.T) {
 	if !pullsecret.UpToDate(s, s) {
 		t.Fatal("a secret is not up to date with itself")
 	}
-	changed, _ := pullsecret.Build("shop", reg, secrets.Credentials{Username: "u", Password: "rotated"})
+	changed, _ := pullsecret.Build("shop", reg, userpass.Credentials{Username: "u", Password: "rotated"})
 	if pullsecret.UpToDate(s, changed) {
 		t.Fatal("a rotated password counts as up to date")
 	}

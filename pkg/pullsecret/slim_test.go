@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
@@ -29,7 +30,7 @@ func tenantSecret(i int, size int) *corev1.Secret {
 // pull secret keeps a digest that UpToDate compares as it compared the data.
 func TestSlimKeepsOnlyWhatPullpassReads(t *testing.T) {
 	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "ghcr"}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"ghcr.io"}}}
-	want, err := pullsecret.Build("shop", reg, secrets.Credentials{Username: "u", Password: "p"})
+	want, err := pullsecret.Build("shop", reg, userpass.Credentials{Username: "u", Password: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func TestSlimKeepsOnlyWhatPullpassReads(t *testing.T) {
 	if !pullsecret.UpToDate(c, want) {
 		t.Fatal("a cached pull secret is not up to date with what it was built from")
 	}
-	other, _ := pullsecret.Build("shop", reg, secrets.Credentials{Username: "u", Password: "rotated"})
+	other, _ := pullsecret.Build("shop", reg, userpass.Credentials{Username: "u", Password: "rotated"})
 	if pullsecret.UpToDate(c, other) {
 		t.Fatal("a cached pull secret is up to date with another password")
 	}
@@ -116,7 +117,7 @@ func BenchmarkCacheOfPullSecrets(b *testing.B) {
 		regs = append(regs, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("registry-%d", r)},
 			Spec: v1alpha1.RegistrySpec{Hosts: []string{fmt.Sprintf("r%d.example.com", r), fmt.Sprintf("mirror-%d.example.com/team", r)}}})
 	}
-	creds := secrets.Credentials{Username: "AWS", Password: strings.Repeat("t", 1800)}
+	creds := userpass.Credentials{Username: "AWS", Password: strings.Repeat("t", 1800)}
 	cacheHeap(b, func(add func(*corev1.Secret)) {
 		for ns := range 10000 {
 			for _, reg := range regs {

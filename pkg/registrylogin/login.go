@@ -23,6 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 )
 
 // Reasons a login ends with: the Verified condition's reasons and a bounded metric label.
@@ -38,16 +40,6 @@ const (
 
 // Reasons lists every reason Login can give.
 var Reasons = []string{Verified, Unauthorized, Forbidden, RateLimited, TLSError, Unreachable, RegistryError}
-
-// Credentials log in; empty ones log in anonymously.
-type Credentials struct {
-	Username, Password string
-}
-
-// String never prints the password.
-func (c Credentials) String() string {
-	return fmt.Sprintf("{username:%q password:<redacted>}", c.Username)
-}
 
 // PullLimit is a registry's pull rate limit, from its ratelimit-limit and ratelimit-remaining
 // headers ("100;w=21600").
@@ -105,8 +97,9 @@ func New(cfg Config) *Client {
 }
 
 // Login logs in to host ("ghcr.io", "registry.example.com:5000", "docker.io") as a client does
-// before pulling repository (a pull scope is asked for when repository is not empty).
-func (c *Client) Login(ctx context.Context, host, repository string, creds Credentials) Result {
+// before pulling repository (a pull scope is asked for when repository is not empty); empty
+// creds log in anonymously.
+func (c *Client) Login(ctx context.Context, host, repository string, creds userpass.Credentials) Result {
 	rec := &recorder{inner: c.base}
 	res := c.login(ctx, rec, host, repository, creds, func(ctx context.Context, rt http.RoundTripper, reg name.Registry) (*http.Response, error) {
 		return do(ctx, rt, http.MethodGet, "https://"+reg.RegistryStr()+"/v2/")
@@ -118,7 +111,7 @@ func (c *Client) Login(ctx context.Context, host, repository string, creds Crede
 // repository's manifest reference: Docker Hub answers it with ratelimit headers and does not count
 // it as a pull (ratelimitpreview/test:latest is the repository Docker documents for it). A
 // Verified result without PullLimit means the registry states no limit for these credentials.
-func (c *Client) PullLimits(ctx context.Context, host, repository, reference string, creds Credentials) Result {
+func (c *Client) PullLimits(ctx context.Context, host, repository, reference string, creds userpass.Credentials) Result {
 	rec := &recorder{inner: c.base}
 	res := c.login(ctx, rec, host, repository, creds, func(ctx context.Context, rt http.RoundTripper, reg name.Registry) (*http.Response, error) {
 		return do(ctx, rt, http.MethodHead, "https://"+reg.RegistryStr()+"/v2/"+repository+"/manifests/"+reference)
@@ -126,7 +119,7 @@ func (c *Client) PullLimits(ctx context.Context, host, repository, reference str
 	return rec.finish(res)
 }
 
-func (c *Client) login(ctx context.Context, rec *recorder, host, repository string, creds Credentials,
+func (c *Client) login(ctx context.Context, rec *recorder, host, repository string, creds userpass.Credentials,
 	request func(context.Context, http.RoundTripper, name.Registry) (*http.Response, error)) Result {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -240,7 +233,7 @@ func describe(e *transport.Error) string {
 }
 
 // scrub takes the password out of a message, plain or as basic auth, whatever a registry echoed.
-func scrub(msg string, c Credentials) string {
+func scrub(msg string, c userpass.Credentials) string {
 	if len(c.Password) >= 4 {
 		msg = strings.ReplaceAll(msg, c.Password, "<redacted>")
 		msg = strings.ReplaceAll(msg, base64.StdEncoding.EncodeToString([]byte(c.Username+":"+c.Password)), "<redacted>")

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/registrylogin"
 )
 
@@ -96,19 +97,19 @@ func TestLoginReasons(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		reg      fakeConfig
-		creds    registrylogin.Credentials
+		creds    userpass.Credentials
 		reason   string
 		inMsg    string
 		requests int32
 	}{
-		{"basic ok", fakeConfig{}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.Verified, "Login Succeeded", 2},
-		{"basic wrong password", fakeConfig{}, registrylogin.Credentials{Username: user, Password: "wrong-password"}, registrylogin.Unauthorized, "401 Unauthorized: UNAUTHORIZED: authentication required", 2},
-		{"bearer ok", fakeConfig{bearer: true}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.Verified, "Login Succeeded", 3},
-		{"bearer wrong password", fakeConfig{bearer: true}, registrylogin.Credentials{Username: user, Password: "wrong-password"}, registrylogin.Unauthorized, "incorrect username or password", 2},
-		{"bearer anonymous", fakeConfig{bearer: true}, registrylogin.Credentials{}, registrylogin.Verified, "Login Succeeded", 3},
-		{"forbidden", fakeConfig{status: http.StatusForbidden}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.Forbidden, "403 Forbidden: DENIED", 1},
-		{"rate limited", fakeConfig{status: http.StatusTooManyRequests, headers: limited}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.RateLimited, "429 Too Many Requests", 1},
-		{"server error", fakeConfig{status: http.StatusBadGateway}, registrylogin.Credentials{Username: user, Password: pass}, registrylogin.RegistryError, "502 Bad Gateway", 1},
+		{"basic ok", fakeConfig{}, userpass.Credentials{Username: user, Password: pass}, registrylogin.Verified, "Login Succeeded", 2},
+		{"basic wrong password", fakeConfig{}, userpass.Credentials{Username: user, Password: "wrong-password"}, registrylogin.Unauthorized, "401 Unauthorized: UNAUTHORIZED: authentication required", 2},
+		{"bearer ok", fakeConfig{bearer: true}, userpass.Credentials{Username: user, Password: pass}, registrylogin.Verified, "Login Succeeded", 3},
+		{"bearer wrong password", fakeConfig{bearer: true}, userpass.Credentials{Username: user, Password: "wrong-password"}, registrylogin.Unauthorized, "incorrect username or password", 2},
+		{"bearer anonymous", fakeConfig{bearer: true}, userpass.Credentials{}, registrylogin.Verified, "Login Succeeded", 3},
+		{"forbidden", fakeConfig{status: http.StatusForbidden}, userpass.Credentials{Username: user, Password: pass}, registrylogin.Forbidden, "403 Forbidden: DENIED", 1},
+		{"rate limited", fakeConfig{status: http.StatusTooManyRequests, headers: limited}, userpass.Credentials{Username: user, Password: pass}, registrylogin.RateLimited, "429 Too Many Requests", 1},
+		{"server error", fakeConfig{status: http.StatusBadGateway}, userpass.Credentials{Username: user, Password: pass}, registrylogin.RegistryError, "502 Bad Gateway", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := &fakeRegistry{bearer: tc.reg.bearer, user: user, pass: pass, status: tc.reg.status, headers: tc.reg.headers}
@@ -143,7 +144,7 @@ func TestLoginTLSErrorAndUnreachable(t *testing.T) {
 	f.srv = httptest.NewTLSServer(f)
 	defer f.srv.Close()
 	untrusting := registrylogin.New(registrylogin.Config{RootCAs: x509.NewCertPool(), Timeout: 5 * time.Second})
-	res := untrusting.Login(context.Background(), strings.TrimPrefix(f.srv.URL, "https://"), "", registrylogin.Credentials{Username: "u", Password: "p"})
+	res := untrusting.Login(context.Background(), strings.TrimPrefix(f.srv.URL, "https://"), "", userpass.Credentials{Username: "u", Password: "p"})
 	if res.Reason != registrylogin.TLSError || !strings.Contains(res.Message, "certificate") {
 		t.Fatalf("untrusted certificate: %s %q, want TLSError", res.Reason, res.Message)
 	}
@@ -154,11 +155,11 @@ func TestLoginTLSErrorAndUnreachable(t *testing.T) {
 	}
 	closed := l.Addr().String()
 	_ = l.Close()
-	res = untrusting.Login(context.Background(), closed, "", registrylogin.Credentials{Username: "u", Password: "p"})
+	res = untrusting.Login(context.Background(), closed, "", userpass.Credentials{Username: "u", Password: "p"})
 	if res.Reason != registrylogin.Unreachable {
 		t.Fatalf("closed port: %s %q, want Unreachable", res.Reason, res.Message)
 	}
-	res = untrusting.Login(context.Background(), "registry.invalid", "", registrylogin.Credentials{})
+	res = untrusting.Login(context.Background(), "registry.invalid", "", userpass.Credentials{})
 	if res.Reason != registrylogin.Unreachable {
 		t.Fatalf("unknown host: %s %q, want Unreachable", res.Reason, res.Message)
 	}
@@ -173,7 +174,7 @@ func TestLoginTimeout(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AddCert(srv.Certificate())
 	c := registrylogin.New(registrylogin.Config{RootCAs: pool, Timeout: 300 * time.Millisecond})
-	res := c.Login(context.Background(), strings.TrimPrefix(srv.URL, "https://"), "", registrylogin.Credentials{})
+	res := c.Login(context.Background(), strings.TrimPrefix(srv.URL, "https://"), "", userpass.Credentials{})
 	if res.Reason != registrylogin.Unreachable {
 		t.Fatalf("%s %q, want Unreachable", res.Reason, res.Message)
 	}
@@ -183,7 +184,7 @@ func TestLoginTimeout(t *testing.T) {
 func TestPullLimits(t *testing.T) {
 	f := &fakeRegistry{bearer: true, user: "bob", pass: "pat", headers: map[string]string{"ratelimit-limit": "200;w=21600", "ratelimit-remaining": "187;w=21600"}}
 	c, host := start(t, f)
-	res := c.PullLimits(context.Background(), host, "ratelimitpreview/test", "latest", registrylogin.Credentials{Username: "bob", Password: "pat"})
+	res := c.PullLimits(context.Background(), host, "ratelimitpreview/test", "latest", userpass.Credentials{Username: "bob", Password: "pat"})
 	if res.Reason != registrylogin.Verified || res.PullLimit == nil || *res.PullLimit != (registrylogin.PullLimit{Limit: 200, Remaining: 187, Window: 6 * time.Hour}) {
 		t.Fatalf("PullLimits = %s %q %+v", res.Reason, res.Message, res.PullLimit)
 	}
@@ -191,16 +192,9 @@ func TestPullLimits(t *testing.T) {
 		t.Fatal("PullLimits fetched a manifest with GET")
 	}
 	f.headers["ratelimit-remaining"] = "0;w=21600"
-	res = c.PullLimits(context.Background(), host, "ratelimitpreview/test", "latest", registrylogin.Credentials{})
+	res = c.PullLimits(context.Background(), host, "ratelimitpreview/test", "latest", userpass.Credentials{})
 	if res.Reason != registrylogin.RateLimited || !strings.Contains(res.Message, "no pulls left") {
 		t.Fatalf("no pulls left: %s %q, want RateLimited", res.Reason, res.Message)
-	}
-}
-
-func TestCredentialsNeverPrinted(t *testing.T) {
-	c := registrylogin.Credentials{Username: "bob", Password: "hunter22"}
-	if s := c.String(); strings.Contains(s, "hunter22") {
-		t.Fatalf("String() = %q", s)
 	}
 }
 
@@ -221,7 +215,7 @@ func TestRefusalMessageNeverCarriesThePassword(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AddCert(srv.Certificate())
 	c := registrylogin.New(registrylogin.Config{RootCAs: pool})
-	res := c.Login(context.Background(), strings.TrimPrefix(srv.URL, "https://"), "", registrylogin.Credentials{Username: "bob", Password: "hunter22-secret"})
+	res := c.Login(context.Background(), strings.TrimPrefix(srv.URL, "https://"), "", userpass.Credentials{Username: "bob", Password: "hunter22-secret"})
 	if res.Reason != registrylogin.Forbidden || !strings.Contains(res.Message, "you sent bob:<redacted> as Basic <redacted>") {
 		t.Fatalf("%s %q", res.Reason, res.Message)
 	}
@@ -240,7 +234,7 @@ func TestNeverOverPlainHTTP(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := registrylogin.New(registrylogin.Config{Timeout: 5 * time.Second})
-	res := c.Login(context.Background(), strings.TrimPrefix(srv.URL, "http://"), "", registrylogin.Credentials{Username: "bob", Password: "hunter22-secret"})
+	res := c.Login(context.Background(), strings.TrimPrefix(srv.URL, "http://"), "", userpass.Credentials{Username: "bob", Password: "hunter22-secret"})
 	if res.OK() || sawAuth.Load() {
 		t.Fatalf("login over plain http: %s %q (credentials sent: %v)", res.Reason, res.Message, sawAuth.Load())
 	}

@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
 	"github.com/pullpass/pullpass/pkg/match"
 )
@@ -64,17 +65,6 @@ func MadeFor(s *corev1.Secret, registry string) bool {
 	return Owned(s) && s.Labels[LabelRole] == RoleSource && s.Labels[LabelRegistry] == registry
 }
 
-// Credentials are a username and password (or token).
-type Credentials struct {
-	Username string
-	Password string
-}
-
-// String never prints the password.
-func (c Credentials) String() string {
-	return fmt.Sprintf("{username:%q password:<redacted>}", c.Username)
-}
-
 // FromSecret reads the credentials for a registry from its source Secret:
 //   - kubernetes.io/dockerconfigjson (or .dockercfg): an entry whose key names the registry's
 //     hosts (entryFor); an entry for another host is never used, even the only one, since the
@@ -82,9 +72,9 @@ func (c Credentials) String() string {
 //   - kubernetes.io/basic-auth or Opaque: the "username" and "password" keys.
 //
 // One of pullpass's own Secrets is refused (CheckSource).
-func FromSecret(s *corev1.Secret, hosts []string) (Credentials, error) {
+func FromSecret(s *corev1.Secret, hosts []string) (userpass.Credentials, error) {
 	if err := CheckSource(s); err != nil {
-		return Credentials{}, err
+		return userpass.Credentials{}, err
 	}
 	where := fmt.Sprintf("secret %s/%s", s.Namespace, s.Name)
 	cfgData, isDockerConfig := s.Data[corev1.DockerConfigJsonKey]
@@ -94,22 +84,22 @@ func FromSecret(s *corev1.Secret, hosts []string) (Credentials, error) {
 	if isDockerConfig {
 		cfg, err := dockerconfig.Parse(cfgData)
 		if err != nil {
-			return Credentials{}, fmt.Errorf("%s: %w", where, err)
+			return userpass.Credentials{}, fmt.Errorf("%s: %w", where, err)
 		}
 		e, ok := entryFor(cfg, hosts)
 		if !ok {
-			return Credentials{}, fmt.Errorf("%s: no entry names the registry's hosts %v (it has entries for %v): an entry is used only for the hosts its key names", where, hosts, cfg.Hosts())
+			return userpass.Credentials{}, fmt.Errorf("%s: no entry names the registry's hosts %v (it has entries for %v): an entry is used only for the hosts its key names", where, hosts, cfg.Hosts())
 		}
 		if e.Username == "" && e.Password == "" {
-			return Credentials{}, fmt.Errorf("%s: the entry for %v has no username or password", where, hosts)
+			return userpass.Credentials{}, fmt.Errorf("%s: the entry for %v has no username or password", where, hosts)
 		}
-		return Credentials{Username: e.Username, Password: e.Password}, nil
+		return userpass.Credentials{Username: e.Username, Password: e.Password}, nil
 	}
 	u, p := s.Data[corev1.BasicAuthUsernameKey], s.Data[corev1.BasicAuthPasswordKey]
 	if len(u) == 0 || len(p) == 0 {
-		return Credentials{}, fmt.Errorf("%s: has neither %q nor %q and %q keys", where, corev1.DockerConfigJsonKey, corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey)
+		return userpass.Credentials{}, fmt.Errorf("%s: has neither %q nor %q and %q keys", where, corev1.DockerConfigJsonKey, corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey)
 	}
-	return Credentials{Username: string(u), Password: string(p)}, nil
+	return userpass.Credentials{Username: string(u), Password: string(p)}, nil
 }
 
 // Username returns just the username, for listings.

@@ -69,9 +69,6 @@ func TestFromSecretErrorsNeverLeak(t *testing.T) {
 			t.Errorf("%s: error leaks the password: %v", name, err)
 		}
 	}
-	if s := fmt.Sprint(secrets.Credentials{Username: "u", Password: pw}); strings.Contains(s, pw) {
-		t.Fatalf("Credentials print their password: %s", s)
-	}
 }
 
 // Pullpass's own Secrets are told apart from credential sources, and the CLI's source for one

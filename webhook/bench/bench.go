@@ -36,10 +36,10 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/dockerconfig"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/registrytable"
-	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/app"
 	"github.com/pullpass/pullpass/webhook/inject"
 	"github.com/pullpass/pullpass/webhook/state"
@@ -255,7 +255,7 @@ func pullpassMutator(n int, pullThrough bool) (*inject.Mutator, error) {
 	var regs []*v1alpha1.Registry
 	srcIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	managedIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	creds := secrets.Credentials{Username: "bench", Password: "bench-password"}
+	creds := userpass.Credentials{Username: "bench", Password: "bench-password"}
 	for i := 0; i < n; i++ {
 		r := &v1alpha1.Registry{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("reg-%04d", i), ResourceVersion: "1"},

@@ -18,8 +18,8 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
-	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/pkg/testenv"
 )
 
@@ -96,7 +96,7 @@ func holder(t *testing.T, env *testenv.Env, name string) string {
 // pullSecretIn makes registry's pull secret in namespace, as admission would.
 func pullSecretIn(t *testing.T, env *testenv.Env, namespace string, reg *v1alpha1.Registry, password string) {
 	t.Helper()
-	s, err := pullsecret.Build(namespace, reg, secrets.Credentials{Username: "user", Password: password})
+	s, err := pullsecret.Build(namespace, reg, userpass.Credentials{Username: "user", Password: password})
 	if err != nil {
 		t.Fatal(err)
 	}

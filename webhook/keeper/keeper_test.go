@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/inject"
@@ -63,7 +64,7 @@ func (d *desired) Desired(_ context.Context, reg *v1alpha1.Registry) (*corev1.Se
 	if missing {
 		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, "src")
 	}
-	return pullsecret.Build("", reg, secrets.Credentials{Username: "u", Password: d.getPassword()})
+	return pullsecret.Build("", reg, userpass.Credentials{Username: "u", Password: d.getPassword()})
 }
 func (d *desired) ExpiresAt(context.Context, *v1alpha1.Registry) time.Time { return time.Time{} }
 func (d *desired) NextRefresh(string) time.Time                            { return time.Time{} }
@@ -129,7 +130,7 @@ func setup(t *testing.T) *fixture {
 		if _, err := f.client.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		s, _ := pullsecret.Build(n, f.regs["r"], secrets.Credentials{Username: "u", Password: "p1"})
+		s, _ := pullsecret.Build(n, f.regs["r"], userpass.Credentials{Username: "u", Password: "p1"})
 		s.UID = types.UID("uid-" + n)
 		_ = f.managed.Add(s)
 		if _, err := f.client.CoreV1().Secrets(n).Create(context.Background(), s, metav1.CreateOptions{}); err != nil {
@@ -713,7 +714,7 @@ func TestPullThroughCondition(t *testing.T) {
 // them when the registry stops serving the namespace or goes. Its pull secret has one name.
 func TestSecretsWithPullSecretLabelsUnderOtherNamesAreLeftAlone(t *testing.T) {
 	f := setup(t)
-	s, _ := pullsecret.Build("a", f.regs["r"], secrets.Credentials{Username: "u", Password: "p1"})
+	s, _ := pullsecret.Build("a", f.regs["r"], userpass.Credentials{Username: "u", Password: "p1"})
 	lookalike := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tenant-own", Namespace: "a", UID: "uid-tenant", Labels: s.Labels},
 		Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"blob": []byte("the tenant's")}}
 	_ = f.managed.Add(lookalike)

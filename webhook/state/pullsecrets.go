@@ -18,6 +18,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
@@ -139,7 +140,7 @@ func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*cor
 			return b.secret, err
 		}
 	}
-	s, berr := pullsecret.Build("", reg, secrets.Credentials{Username: creds.Username, Password: creds.Password})
+	s, berr := pullsecret.Build("", reg, creds)
 	if berr != nil {
 		return nil, berr
 	}
@@ -157,7 +158,7 @@ func isStale(err error) bool {
 
 // Credentials returns a registry's current credentials, from the same cache as Desired: the
 // verifier logs in with exactly what the pull secrets hold.
-func (p *PullSecrets) Credentials(ctx context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error) {
+func (p *PullSecrets) Credentials(ctx context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error) {
 	return p.resolver().Resolve(ctx, reg)
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/image"
 	"github.com/pullpass/pullpass/pkg/match"
 	"github.com/pullpass/pullpass/pkg/registrylogin"
@@ -60,7 +61,7 @@ type Registries interface {
 // CredentialSource gives a registry's current credentials (state.PullSecrets does, from the same
 // cache the keeper uses).
 type CredentialSource interface {
-	Credentials(ctx context.Context, reg *v1alpha1.Registry) (credentials.Credentials, error)
+	Credentials(ctx context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error)
 }
 
 // StatusAPI reads and writes Registry status (registryclient.Client does).
@@ -71,8 +72,8 @@ type StatusAPI interface {
 
 // Login logs in to a registry (registrylogin.Client does).
 type Login interface {
-	Login(ctx context.Context, host, repository string, creds registrylogin.Credentials) registrylogin.Result
-	PullLimits(ctx context.Context, host, repository, reference string, creds registrylogin.Credentials) registrylogin.Result
+	Login(ctx context.Context, host, repository string, creds userpass.Credentials) registrylogin.Result
+	PullLimits(ctx context.Context, host, repository, reference string, creds userpass.Credentials) registrylogin.Result
 }
 
 // Config configures the Verifier.
@@ -219,7 +220,7 @@ func (v *Verifier) Run(ctx context.Context) {
 // process verifies one registry and returns when to verify it again (0: only on a change).
 func (v *Verifier) process(ctx context.Context, name string) time.Duration {
 	if name == anonymousKey {
-		res := v.cfg.Login.PullLimits(ctx, v.cfg.DockerHubHost, dockerHubLimitsRepo, dockerHubLimitsRef, registrylogin.Credentials{})
+		res := v.cfg.Login.PullLimits(ctx, v.cfg.DockerHubHost, dockerHubLimitsRepo, dockerHubLimitsRef, userpass.Credentials{})
 		v.cfg.Metrics.Requests(AnonymousDockerHub, res.Requests)
 		if res.PullLimit != nil || res.OK() {
 			v.cfg.Metrics.PullLimit(AnonymousDockerHub, res.PullLimit)
@@ -297,16 +298,15 @@ func (v *Verifier) Verify(ctx context.Context, reg *v1alpha1.Registry) Outcome {
 		v.cfg.Metrics.Verified(reg.Name, NotVerifiable)
 		return out
 	}
-	lc := registrylogin.Credentials{Username: creds.Username, Password: creds.Password}
 	requests := 0
 	out.Reason, out.Message = registrylogin.Verified, "Login Succeeded"
 	for _, t := range targets {
 		out.Hosts = append(out.Hosts, t.host)
-		res := v.cfg.Login.Login(ctx, t.login, t.repository, lc)
+		res := v.cfg.Login.Login(ctx, t.login, t.repository, creds)
 		requests += res.Requests
 		if res.OK() && t.dockerHub {
 			// Docker Hub: the pull limit of these credentials, from a HEAD that is not a pull.
-			lim := v.cfg.Login.PullLimits(ctx, t.login, dockerHubLimitsRepo, dockerHubLimitsRef, lc)
+			lim := v.cfg.Login.PullLimits(ctx, t.login, dockerHubLimitsRepo, dockerHubLimitsRef, creds)
 			requests += lim.Requests
 			if lim.OK() || lim.Reason == registrylogin.RateLimited {
 				res = lim

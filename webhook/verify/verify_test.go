@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
-	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/registrylogin"
 	"github.com/pullpass/pullpass/webhook/pullwatch"
 )
@@ -88,11 +88,11 @@ type fakeCreds struct {
 	err error
 }
 
-func (f fakeCreds) Credentials(context.Context, *v1alpha1.Registry) (credentials.Credentials, error) {
+func (f fakeCreds) Credentials(context.Context, *v1alpha1.Registry) (userpass.Credentials, error) {
 	if f.err != nil {
-		return credentials.Credentials{}, f.err
+		return userpass.Credentials{}, f.err
 	}
-	return credentials.Credentials{Username: "bob", Password: password, Version: "secret/42"}, nil
+	return userpass.Credentials{Username: "bob", Password: password, Version: "secret/42"}, nil
 }
 
 // fakeLogin answers each host with a reason, and counts logins in flight.
@@ -106,7 +106,7 @@ type fakeLogin struct {
 	delay    time.Duration
 }
 
-func (f *fakeLogin) Login(_ context.Context, host, repository string, c registrylogin.Credentials) registrylogin.Result {
+func (f *fakeLogin) Login(_ context.Context, host, repository string, c userpass.Credentials) registrylogin.Result {
 	n := f.inFlight.Add(1)
 	defer f.inFlight.Add(-1)
 	for {
@@ -127,7 +127,7 @@ func (f *fakeLogin) Login(_ context.Context, host, repository string, c registry
 	return res
 }
 
-func (f *fakeLogin) PullLimits(_ context.Context, host, repository, ref string, c registrylogin.Credentials) registrylogin.Result {
+func (f *fakeLogin) PullLimits(_ context.Context, host, repository, ref string, c userpass.Credentials) registrylogin.Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.limits = append(f.limits, host+"|"+c.Username)

@@ -33,7 +33,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
-	"github.com/pullpass/pullpass/pkg/credentials"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/registrylogin"
 	"github.com/pullpass/pullpass/webhook/verify"
 )
@@ -103,8 +103,8 @@ func (r regs) List() []*v1alpha1.Registry {
 
 type creds struct{}
 
-func (creds) Credentials(context.Context, *v1alpha1.Registry) (credentials.Credentials, error) {
-	return credentials.Credentials{Username: user, Password: pass, Version: "secret/1"}, nil
+func (creds) Credentials(context.Context, *v1alpha1.Registry) (userpass.Credentials, error) {
+	return userpass.Credentials{Username: user, Password: pass, Version: "secret/1"}, nil
 }
 
 // status accepts every write (the API server's side is not what is measured).
