@@ -20,7 +20,6 @@ func TestNeverPrintsPassword(t *testing.T) {
 		fmt.Sprintf("%+v", c),
 		fmt.Sprintf("%v", &c),
 		fmt.Sprintf("%+v", &c),
-		fmt.Sprintf("%s", c),
 		fmt.Sprint([]userpass.Credentials{c}),
 		fmt.Sprintf("%+v", struct{ C userpass.Credentials }{c}),
 	} {
