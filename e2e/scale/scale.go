@@ -55,8 +55,8 @@ type Config struct {
 	// from here (default 127.0.0.1: the harness). Other replicas are read through the API
 	// server's pod proxy.
 	HostNetworkAddress string
-	// BaselineOnce takes the plain updates once, before the rotation, not again after (a
-	// shorter run; the baseline is then that one run).
+	// BaselineOnce takes the plain updates once, after the rotation, not before (a shorter
+	// run, and one stopped during the baseline has the rotation's time).
 	BaselineOnce bool
 	// NoCleanup leaves the namespaces, registries and FlowSchemas, for a cluster taken down
 	// right after (deleting 10,000 namespaces takes minutes).
@@ -85,7 +85,7 @@ type Result struct {
 	// creation to the end, sampled every 10 s (PeakScrapeErrors scrapes failed).
 	PeakWebhook, PeakController Peak
 	PeakScrapeErrors            int
-	// Baseline is the mean of BaselineBefore and BaselineAfter (BaselineBefore alone with
+	// Baseline is the mean of BaselineBefore and BaselineAfter (BaselineAfter alone with
 	// BaselineOnce): the same number of plain Secret updates from one client, before the
 	// rotation and after.
 	Baseline, BaselineBefore, BaselineAfter time.Duration
@@ -248,8 +248,11 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (res Result, err error)
 	// Baseline, before: the same number of updates of plain Secrets, from one client, same limits.
 	want := res.PullSecrets
 	logf("baseline: %d plain secret updates", want)
-	if res.BaselineBefore, err = baseline(ctx, kube, c, want, true); err != nil {
-		return res, err
+	if !c.BaselineOnce {
+		if res.BaselineBefore, err = baseline(ctx, kube, c, want, true); err != nil {
+			return res, err
+		}
+		res.Baseline = res.BaselineBefore // until the one after
 	}
 
 	// Rotate every source at once, and follow the pull secrets with one watch.
@@ -285,11 +288,11 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (res Result, err error)
 
 	// The baseline again, after: the mean of the two runs, before and after, is the baseline, so
 	// that load from elsewhere while the keeper ran weighs on both alike.
-	res.Baseline = res.BaselineBefore
+	if res.BaselineAfter, err = baseline(ctx, kube, c, want, c.BaselineOnce); err != nil {
+		return res, err
+	}
+	res.Baseline = res.BaselineAfter
 	if !c.BaselineOnce {
-		if res.BaselineAfter, err = baseline(ctx, kube, c, want, false); err != nil {
-			return res, err
-		}
 		res.Baseline = (res.BaselineBefore + res.BaselineAfter) / 2
 	}
 	logf("baseline before %s, after %s", res.BaselineBefore, res.BaselineAfter)

@@ -34,9 +34,14 @@ func (r Result) WriteTable(w io.Writer, registries int) {
 		row("opted-in pods admitted without their secrets (the webhook failed open)", fmt.Sprint(r.FailedOpen), "", 0)
 	}
 	if r.Converge > 0 {
-		base := fmt.Sprintf("%s (%s once, before)", s(r.Baseline), s(r.BaselineBefore))
-		if r.BaselineAfter > 0 {
+		base := "not taken (the run stopped)"
+		switch {
+		case r.BaselineBefore == 0 && r.BaselineAfter > 0:
+			base = fmt.Sprintf("%s (once, after)", s(r.Baseline))
+		case r.BaselineAfter > 0:
 			base = fmt.Sprintf("%s (%s before / %s after)", s(r.Baseline), s(r.BaselineBefore), s(r.BaselineAfter))
+		case r.BaselineBefore > 0:
+			base = fmt.Sprintf("%s (before only: the run stopped)", s(r.Baseline))
 		}
 		row("every source rotated into every namespace (the controller's keeper); baseline: as many plain Secret updates, one client, same limits",
 			fmt.Sprintf("%s (%d writes)", s(r.Converge), r.ConvergeWrites), base, div(r.Converge.Seconds(), r.Baseline.Seconds()))

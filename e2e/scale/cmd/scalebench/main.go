@@ -26,7 +26,7 @@ func main() {
 	flag.IntVar(&c.Concurrency, "concurrency", 16, "client workers")
 	flag.DurationVar(&c.QuietPeriod, "quiet", 2*time.Minute, "how long the steady state is watched, idle and loaded")
 	flag.StringVar(&c.HostNetworkAddress, "host-network-address", "127.0.0.1", "where replicas on the host network serve their metrics port (the harness's loopback); others are read through the API server")
-	flag.BoolVar(&c.BaselineOnce, "baseline-once", false, "take the plain updates once, before the rotation (a shorter run)")
+	flag.BoolVar(&c.BaselineOnce, "baseline-once", false, "take the plain updates once, after the rotation, not before too (a shorter run)")
 	flag.BoolVar(&c.NoCleanup, "no-cleanup", false, "leave the namespaces, for a cluster taken down right after")
 	flag.Parse()
 	c.Log = os.Stderr
