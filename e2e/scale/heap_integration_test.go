@@ -100,7 +100,12 @@ func TestHeapOfEachBinary(t *testing.T) {
 	rctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- controller.Run(rctx, co, log) }()
-	defer func() { stop(); <-done }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("the controller: %v", err)
+		}
+	}()
 	testenv.Eventually(t, 5*time.Minute, func() error {
 		resp, err := http.Get("http://" + co.MetricsAddress + "/readyz")
 		if err != nil {

@@ -30,6 +30,9 @@ type Replica struct {
 	// CPU is in cores, averaged over the period; -1 when the process restarted within it.
 	CPU      float64
 	Restarts int32 // of its container, at the end
+	// Unread says why its /metrics could not be read at the end (a process restarting), and
+	// its figures are zero; "" when they were read.
+	Unread string
 }
 
 // Binary is one of pullpass's Deployments over a period: every replica, and the API requests of
@@ -202,9 +205,11 @@ type sample struct {
 	leader                                      bool
 	rss, heap, heapAlloc, nextGC, memLimit, cpu float64
 	restarts                                    int32
+	err                                         error // its /metrics unread
 }
 
-// snapshot reads every running replica of a Deployment; leader tells the controller's apart.
+// snapshot reads every running replica of a Deployment; leader tells the controller's apart. A
+// replica whose /metrics cannot be read (restarting) is in it with the error.
 func (b *binaries) snapshot(ctx context.Context, deployment string, leader bool) ([]sample, error) {
 	pods, err := b.pods(ctx, deployment)
 	if err != nil {
@@ -219,11 +224,8 @@ func (b *binaries) snapshot(ctx context.Context, deployment string, leader bool)
 	out := make([]sample, 0, len(pods))
 	for i := range pods {
 		m, err := b.scrape(ctx, &pods[i])
-		if err != nil {
-			return nil, err
-		}
 		s := sample{pod: pods[i], leader: pods[i].Name == holder, rss: m[rssMetric], heap: m[heapMetric], cpu: m[cpuMetric],
-			heapAlloc: m[heapAllocMetric], nextGC: m[nextGCMetric], memLimit: m[memLimitMetric]}
+			heapAlloc: m[heapAllocMetric], nextGC: m[nextGCMetric], memLimit: m[memLimitMetric], err: err}
 		for _, cs := range pods[i].Status.ContainerStatuses {
 			s.restarts += cs.RestartCount
 		}
@@ -238,8 +240,13 @@ func replicas(before, after []sample, el time.Duration) []Replica {
 	for _, a := range after {
 		r := Replica{Pod: a.pod.Name, Leader: a.leader, RSS: a.rss, Heap: a.heap, Restarts: a.restarts, CPU: -1,
 			HeapAlloc: a.heapAlloc, NextGC: a.nextGC, MemLimit: a.memLimit}
+		if a.err != nil {
+			r.Unread = a.err.Error()
+			out = append(out, r)
+			continue
+		}
 		for _, b := range before {
-			if b.pod.UID == a.pod.UID && b.restarts == a.restarts && a.cpu >= b.cpu {
+			if b.pod.UID == a.pod.UID && b.restarts == a.restarts && b.err == nil && a.cpu >= b.cpu {
 				r.CPU = (a.cpu - b.cpu) / el.Seconds()
 			}
 		}
@@ -280,6 +287,9 @@ func (b *binaries) watchPeaks(ctx context.Context, every time.Duration, logf fun
 					p.errors++
 				}
 				for _, r := range s {
+					if r.err != nil && ctx.Err() == nil {
+						p.errors++
+					}
 					bin.peak.RSS, bin.peak.Heap = max(bin.peak.RSS, r.rss), max(bin.peak.Heap, r.heap)
 				}
 				p.mu.Unlock()

@@ -3,6 +3,7 @@ package scale
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,9 @@ func TestReplicasCPU(t *testing.T) {
 	got := replicas(before, after, time.Minute)
 	if got[0].CPU != 0.1 || got[1].CPU != -1 || got[2].CPU != -1 {
 		t.Errorf("CPU = %v, %v, %v; want 0.1, -1, -1", got[0].CPU, got[1].CPU, got[2].CPU)
+	}
+	if unread := replicas(before, []sample{{pod: pod("a", "1"), err: errors.New("connection refused")}}, time.Minute); unread[0].Unread != "connection refused" || unread[0].CPU != -1 {
+		t.Errorf("a replica unread: %+v", unread[0])
 	}
 	b := Binary{Replicas: got}
 	if w := b.Worst(); w.Pod != "c" {

@@ -312,6 +312,10 @@ func logSteady(logf func(string, ...any), what string, s Steady) {
 		bin  Binary
 	}{{"webhook", s.Webhook}, {"controller", s.Controller}} {
 		for _, r := range b.bin.Replicas {
+			if r.Unread != "" {
+				logf("%s: %s %s (leader %v): metrics unread: %s; restarts %d", what, b.name, r.Pod, r.Leader, r.Unread, r.Restarts)
+				continue
+			}
 			logf("%s: %s %s (leader %v): RSS %s, heap in use %s, allocated %s, next GC %s, GOMEMLIMIT %s, CPU %.4f, restarts %d", what, b.name, r.Pod, r.Leader,
 				MiB(r.RSS), MiB(r.Heap), MiB(r.HeapAlloc), MiB(r.NextGC), MiB(r.MemLimit), r.CPU, r.Restarts)
 		}

@@ -59,7 +59,12 @@ func TestRunMeasuresEachBinary(t *testing.T) {
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- controller.Run(runCtx, o, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	t.Cleanup(func() { stop(); <-done })
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("the controller: %v", err)
+		}
+	})
 
 	// The webhook's metrics: a stand-in.
 	l, err := net.Listen("tcp", "127.0.0.1:0")

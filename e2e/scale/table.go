@@ -3,6 +3,7 @@ package scale
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 )
@@ -50,8 +51,14 @@ func (r Result) WriteTable(w io.Writer, registries int) {
 		return
 	}
 	idle, ld := r.Idle, r.Loaded
-	// The webhook: every replica, the worst, the sum.
 	iw, lw := idle.Webhook, ld.Webhook
+	ic, lc := idle.Controller, ld.Controller
+	// The webhook: every replica, the worst, the sum.
+	for _, rep := range slices.Concat(lw.Replicas, lc.Replicas) {
+		if rep.Unread != "" {
+			row("replica "+rep.Pod+": metrics unread at the end of the steady state", rep.Unread, "", 0)
+		}
+	}
 	for _, rep := range lw.Replicas {
 		base := find(iw, rep.Pod)
 		row("webhook replica "+rep.Pod+": RSS / Go heap at steady state; baseline: idle, before the namespaces",
@@ -72,7 +79,6 @@ func (r Result) WriteTable(w io.Writer, registries int) {
 	row("webhook, all replicas: CPU (cores)", fmt.Sprintf("%.4f", lcpu), fmt.Sprintf("%.4f", icpu), div(lcpu, icpu))
 	row("webhook ServiceAccount: API requests per minute", fmt.Sprintf("%.1f", lw.RequestsPerMin), fmt.Sprintf("%.1f", iw.RequestsPerMin), div(lw.RequestsPerMin, iw.RequestsPerMin))
 	// The controller: the leader, then the standbys.
-	ic, lc := idle.Controller, ld.Controller
 	if l, ok := lc.Leader(); ok {
 		il, _ := ic.Leader()
 		row("controller leader ("+l.Pod+"): RSS", MiB(l.RSS), MiB(il.RSS), div(l.RSS, il.RSS))
