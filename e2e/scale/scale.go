@@ -23,6 +23,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -180,7 +181,12 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (res Result, err error)
 	time.Sleep(2 * time.Second) // the webhook's informer catches up
 
 	// Namespaces, each with one pod that uses every registry; every PlainEvery-th is not opted
-	// in. The pods never run (their node does not exist): admission is what makes the pull secrets.
+	// in. The pods never run: their node is a Node object with no kubelet (without it the
+	// controller-manager's pod GC deletes them, and the controller's cache of pods would be
+	// empty), and they tolerate its taints. Admission is what makes the pull secrets.
+	if err := benchNode(ctx, kube); err != nil {
+		return res, err
+	}
 	logf("creating %d opted-in and %d plain namespaces, one pod each", c.Namespaces, total-c.Namespaces)
 	var admission, plain []time.Duration
 	var mu sync.Mutex
@@ -194,16 +200,33 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (res Result, err error)
 		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: meta}, metav1.CreateOptions{}); err != nil {
 			return err
 		}
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns}, Spec: corev1.PodSpec{NodeName: "pullpass-bench-nowhere"}}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns}, Spec: corev1.PodSpec{NodeName: benchNodeName,
+			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}}}}
 		for j := range names {
 			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", j), Image: fmt.Sprintf("scale-%d.pullpass-bench.invalid/app:1", j)})
 		}
-		t0 := time.Now()
-		p, err := kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
-		if err != nil {
-			return err
+		// The ServiceAccount admission plugin refuses a pod, before any webhook is called, until
+		// the controller-manager made the namespace's default ServiceAccount, which it may be
+		// slow to under this load: then the pod is created again once it is there, and timed so.
+		var (
+			p   *corev1.Pod
+			d   time.Duration
+			err error
+		)
+		for try := 0; ; try++ {
+			t0 := time.Now()
+			p, err = kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+			d = time.Since(t0)
+			if err == nil {
+				break
+			}
+			if try == 3 || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "service account") {
+				return err
+			}
+			if err := defaultServiceAccount(ctx, kube, ns); err != nil {
+				return err
+			}
 		}
-		d := time.Since(t0)
 		got := len(p.Spec.ImagePullSecrets)
 		mu.Lock()
 		defer mu.Unlock()
@@ -477,7 +500,12 @@ func parallel(ctx context.Context, workers, n int, f func(int) error) error {
 			}
 		}()
 	}
-	for i := 0; i < n && ctx.Err() == nil; i++ {
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return first != nil
+	}
+	for i := 0; i < n && ctx.Err() == nil && !failed(); i++ { // the first error ends the run
 		jobs <- i
 	}
 	close(jobs)
@@ -485,9 +513,40 @@ func parallel(ctx context.Context, workers, n int, f func(int) error) error {
 	return first
 }
 
+// benchNodeName is the Node the bench's pods are bound to: an object, no kubelet.
+const benchNodeName = "pullpass-bench-nowhere"
+
+func benchNode(ctx context.Context, kube kubernetes.Interface) error {
+	_, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: benchNodeName, Labels: map[string]string{"pullpass.io/bench": "scale"}}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// defaultServiceAccount waits for the default ServiceAccount of a new namespace.
+func defaultServiceAccount(ctx context.Context, kube kubernetes.Interface, ns string) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, err := kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		switch {
+		case err == nil:
+			return nil
+		case !apierrors.IsNotFound(err) || time.Now().After(deadline):
+			return fmt.Errorf("the default ServiceAccount of %s: %w", ns, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 func cleanup(kube kubernetes.Interface, regs registryclient.Interface, c Config, namespaces int, names []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	_ = kube.CoreV1().Nodes().Delete(ctx, benchNodeName, metav1.DeleteOptions{})
 	for _, d := range []string{c.WebhookDeployment, c.ControllerDeployment} {
 		_ = kube.FlowcontrolV1().FlowSchemas().Delete(ctx, flowSchemaPrefix+d, metav1.DeleteOptions{})
 	}
@@ -498,6 +557,7 @@ func cleanup(kube kubernetes.Interface, regs registryclient.Interface, c Config,
 		}
 	}
 	_ = parallel(ctx, c.Concurrency, namespaces, func(i int) error {
-		return kube.CoreV1().Namespaces().Delete(ctx, namespaceName(i), metav1.DeleteOptions{})
+		_ = kube.CoreV1().Namespaces().Delete(ctx, namespaceName(i), metav1.DeleteOptions{})
+		return nil // one gone already stops no other
 	})
 }
