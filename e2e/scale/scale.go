@@ -181,12 +181,10 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (res Result, err error)
 	time.Sleep(2 * time.Second) // the webhook's informer catches up
 
 	// Namespaces, each with one pod that uses every registry; every PlainEvery-th is not opted
-	// in. The pods never run: their node is a Node object with no kubelet (without it the
-	// controller-manager's pod GC deletes them, and the controller's cache of pods would be
-	// empty), and they tolerate its taints. Admission is what makes the pull secrets.
-	if err := benchNode(ctx, kube); err != nil {
-		return res, err
-	}
+	// in. The pods never run: a scheduling gate keeps them Pending, unscheduled, with no event
+	// and no status (bound to a node that does not exist, the controller-manager's pod GC
+	// deleted them, and the controller's cache of pods was empty). Admission is what makes the
+	// pull secrets.
 	logf("creating %d opted-in and %d plain namespaces, one pod each", c.Namespaces, total-c.Namespaces)
 	var admission, plain []time.Duration
 	var mu sync.Mutex
@@ -200,8 +198,8 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (res Result, err error)
 		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: meta}, metav1.CreateOptions{}); err != nil {
 			return err
 		}
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns}, Spec: corev1.PodSpec{NodeName: benchNodeName,
-			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}}}}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns}, Spec: corev1.PodSpec{
+			SchedulingGates: []corev1.PodSchedulingGate{{Name: "pullpass.io/bench"}}}}
 		for j := range names {
 			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", j), Image: fmt.Sprintf("scale-%d.pullpass-bench.invalid/app:1", j)})
 		}
@@ -513,17 +511,6 @@ func parallel(ctx context.Context, workers, n int, f func(int) error) error {
 	return first
 }
 
-// benchNodeName is the Node the bench's pods are bound to: an object, no kubelet.
-const benchNodeName = "pullpass-bench-nowhere"
-
-func benchNode(ctx context.Context, kube kubernetes.Interface) error {
-	_, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: benchNodeName, Labels: map[string]string{"pullpass.io/bench": "scale"}}}, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return nil
-	}
-	return err
-}
-
 // defaultServiceAccount waits for the default ServiceAccount of a new namespace.
 func defaultServiceAccount(ctx context.Context, kube kubernetes.Interface, ns string) error {
 	deadline := time.Now().Add(2 * time.Minute)
@@ -546,7 +533,6 @@ func defaultServiceAccount(ctx context.Context, kube kubernetes.Interface, ns st
 func cleanup(kube kubernetes.Interface, regs registryclient.Interface, c Config, namespaces int, names []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	_ = kube.CoreV1().Nodes().Delete(ctx, benchNodeName, metav1.DeleteOptions{})
 	for _, d := range []string{c.WebhookDeployment, c.ControllerDeployment} {
 		_ = kube.FlowcontrolV1().FlowSchemas().Delete(ctx, flowSchemaPrefix+d, metav1.DeleteOptions{})
 	}
