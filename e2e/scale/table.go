@@ -123,7 +123,11 @@ func (r Result) WriteTable(w io.Writer, registries int) {
 	objs := func(s Steady) string {
 		var out []string
 		for _, r := range []string{"namespaces", "secrets", "pods", "events"} {
-			out = append(out, fmt.Sprintf("%d (%s)", s.Objects[r], MiB(float64(s.ObjectBytes[r]))))
+			if s.Objects[r] < 0 { // -1: the API server could not count them (seen on the harness)
+				out = append(out, "n/a")
+				continue
+			}
+			out = append(out, fmt.Sprintf("%d (%s)", s.Objects[r], MiB(float64(max(s.ObjectBytes[r], 0)))))
 		}
 		return strings.Join(out, " / ")
 	}
