@@ -1,10 +1,12 @@
-// Package scale measures the webhook and the keeper on a real API server: N opted-in namespaces
-// each using R registries (N×R pull secrets made at admission), then every source rotated at
-// once. Each figure has a baseline from the same run: the first admission in an opted-in
-// namespace against a pod in a plain namespace created alongside; the rotation against the same
-// number of plain Secret updates from one client with the same rate limits (the floor for any
-// controller); the webhook's memory, CPU and API requests at steady state against its own,
-// idle, before the namespaces existed.
+// Package scale measures pullpass's two binaries on a real API server: N opted-in namespaces
+// each using R registries (N×R pull secrets made at admission by the webhook), then every source
+// rotated at once (rewritten by the controller's keeper). Each figure has a baseline from the same
+// run: the first admission in an opted-in namespace against a pod in a plain namespace created
+// alongside; the rotation against the same number of plain Secret updates from one client with
+// the same rate limits (the floor for any controller); each binary's memory, CPU and API
+// requests at steady state against its own, idle, before the namespaces existed. The webhook is
+// measured replica by replica (the worst and the sum), the controller's leader apart from its
+// standbys, and each binary's API requests by its ServiceAccount.
 package scale
 
 import (
@@ -21,6 +23,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -45,20 +48,21 @@ type Config struct {
 	// QuietPeriod is how long the steady state is watched, idle and loaded (default 2 min, four
 	// of the keeper's 30 s resyncs).
 	QuietPeriod time.Duration
-	// WebhookMetrics is the webhook's /metrics URL, for its memory and CPU.
-	WebhookMetrics string
-	// WebhookNamespace and WebhookDeployment name the webhook (default pullpass/pullpass-webhook):
-	// its API requests are counted by a FlowSchema for its service account.
-	WebhookNamespace, WebhookDeployment string
-	Log                                 io.Writer
-}
-
-// Process is the webhook's footprint over a steady period.
-type Process struct {
-	RSS, Heap      float64 // bytes, at the end
-	CPU            float64 // cores, averaged
-	RequestsPerMin float64 // API requests of its service account
-	SecretWrites   int     // secret creates, updates, patches and deletes, from anyone
+	// Namespace is pullpass's (default pullpass), WebhookDeployment and ControllerDeployment its
+	// two binaries there (default pullpass-webhook, pullpass-controller), ControllerLease the
+	// Lease the controller's leader holds (default pullpass-keeper).
+	Namespace, WebhookDeployment, ControllerDeployment, ControllerLease string
+	// HostNetworkAddress is where a replica on the host network serves its metrics port, seen
+	// from here (default 127.0.0.1: the harness). Other replicas are read through the API
+	// server's pod proxy.
+	HostNetworkAddress string
+	// BaselineOnce takes the plain updates once, after the rotation, not before (a shorter
+	// run, and one stopped during the baseline has the rotation's time).
+	BaselineOnce bool
+	// NoCleanup leaves the namespaces, registries and FlowSchemas, for a cluster taken down
+	// right after (deleting 10,000 namespaces takes minutes).
+	NoCleanup bool
+	Log       io.Writer
 }
 
 // Result are the figures.
@@ -72,16 +76,27 @@ type Result struct {
 	Converge          time.Duration // rotation to every pull secret updated
 	ConvergeWrites    int           // secret PUTs the API server counted meanwhile
 	QuietPeriod       time.Duration
-	Idle, Loaded      Process // the webhook before the namespaces, and at the end
-	// Baseline is the mean of BaselineBefore and BaselineAfter: the same number of plain Secret
-	// updates from one client, before the rotation and after.
+	// Idle is both binaries before the namespaces; Loaded with every pull secret in place and
+	// nothing changing, before the rotation.
+	Idle, Loaded Steady
+	// EndWebhook and EndController are their memory at the end, after the rotation and the
+	// baseline's updates.
+	EndWebhook, EndController Binary
+	// PeakWebhook and PeakController are the most any replica of each had from the namespaces'
+	// creation to the end, sampled every 10 s (PeakScrapeErrors scrapes failed).
+	PeakWebhook, PeakController Peak
+	PeakScrapeErrors            int
+	// Baseline is the mean of BaselineBefore and BaselineAfter (BaselineAfter alone with
+	// BaselineOnce): the same number of plain Secret updates from one client, before the
+	// rotation and after.
 	Baseline, BaselineBefore, BaselineAfter time.Duration
 }
 
 const pullpassNS = "pullpass"
 
-// Run runs the benchmark against the cluster of cfg, then cleans up.
-func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
+// Run runs the benchmark against the cluster of cfg, then cleans up (unless NoCleanup). A run
+// stopped early (ctx ended) returns the figures it has with the error.
+func Run(ctx context.Context, rc *rest.Config, c Config) (res Result, err error) {
 	if c.Namespaces == 0 {
 		c.Namespaces = 1000
 	}
@@ -100,8 +115,20 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 	if c.QuietPeriod == 0 {
 		c.QuietPeriod = 2 * time.Minute
 	}
-	if c.WebhookNamespace == "" {
-		c.WebhookNamespace, c.WebhookDeployment = pullpassNS, "pullpass-webhook"
+	if c.Namespace == "" {
+		c.Namespace = pullpassNS
+	}
+	if c.WebhookDeployment == "" {
+		c.WebhookDeployment = "pullpass-webhook"
+	}
+	if c.ControllerDeployment == "" {
+		c.ControllerDeployment = "pullpass-controller"
+	}
+	if c.ControllerLease == "" {
+		c.ControllerLease = "pullpass-keeper"
+	}
+	if c.HostNetworkAddress == "" {
+		c.HostNetworkAddress = "127.0.0.1"
 	}
 	logf := func(f string, a ...any) {
 		if c.Log != nil {
@@ -118,20 +145,25 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{QuietPeriod: c.QuietPeriod}
+	res.QuietPeriod = c.QuietPeriod
 	names := make([]string, c.Registries)
 	total := c.Namespaces + c.Namespaces/(c.PlainEvery-1) // opted-in and plain, interleaved
-	defer cleanup(kube, regs, c.Concurrency, total, names)
-	w, err := watchWebhook(ctx, kube, c)
+	if !c.NoCleanup {
+		defer cleanup(kube, regs, c, total, names)
+	}
+	w, err := watchBinaries(ctx, kube, c)
 	if err != nil {
 		return res, err
 	}
 
-	// The webhook idle: the baseline of its footprint.
-	logf("webhook idle for %s", c.QuietPeriod)
+	// Both binaries idle: the baseline of their footprints.
+	logf("webhook and controller idle for %s", c.QuietPeriod)
 	if res.Idle, err = w.steady(ctx, c.QuietPeriod); err != nil {
 		return res, err
 	}
+	logSteady(logf, "idle", res.Idle)
+	pk := w.bin.watchPeaks(ctx, 10*time.Second, logf)
+	defer func() { res.PeakWebhook, res.PeakController, res.PeakScrapeErrors = pk.end() }()
 
 	// Registries and their sources.
 	for i := range names {
@@ -149,10 +181,14 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 	time.Sleep(2 * time.Second) // the webhook's informer catches up
 
 	// Namespaces, each with one pod that uses every registry; every PlainEvery-th is not opted
-	// in. The pods never run (their node does not exist): admission is what makes the pull secrets.
+	// in. The pods never run: a scheduling gate keeps them Pending, unscheduled, with no event
+	// and no status (bound to a node that does not exist, the controller-manager's pod GC
+	// deleted them, and the controller's cache of pods was empty). Admission is what makes the
+	// pull secrets.
 	logf("creating %d opted-in and %d plain namespaces, one pod each", c.Namespaces, total-c.Namespaces)
 	var admission, plain []time.Duration
 	var mu sync.Mutex
+	created, started := 0, time.Now()
 	err = parallel(ctx, c.Concurrency, total, func(i int) error {
 		ns, optedIn := namespaceName(i), !isPlain(i, c.PlainEvery)
 		meta := metav1.ObjectMeta{Name: ns, Labels: map[string]string{"pullpass.io/bench": "scale"}}
@@ -162,19 +198,39 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: meta}, metav1.CreateOptions{}); err != nil {
 			return err
 		}
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns}, Spec: corev1.PodSpec{NodeName: "pullpass-bench-nowhere"}}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns}, Spec: corev1.PodSpec{
+			SchedulingGates: []corev1.PodSchedulingGate{{Name: "pullpass.io/bench"}}}}
 		for j := range names {
 			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", j), Image: fmt.Sprintf("scale-%d.pullpass-bench.invalid/app:1", j)})
 		}
-		t0 := time.Now()
-		created, err := kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
-		if err != nil {
-			return err
+		// The ServiceAccount admission plugin refuses a pod, before any webhook is called, until
+		// the controller-manager made the namespace's default ServiceAccount, which it may be
+		// slow to under this load: then the pod is created again once it is there, and timed so.
+		var (
+			p   *corev1.Pod
+			d   time.Duration
+			err error
+		)
+		for try := 0; ; try++ {
+			t0 := time.Now()
+			p, err = kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+			d = time.Since(t0)
+			if err == nil {
+				break
+			}
+			if try == 3 || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "service account") {
+				return err
+			}
+			if err := defaultServiceAccount(ctx, kube, ns); err != nil {
+				return err
+			}
 		}
-		d := time.Since(t0)
-		got := len(created.Spec.ImagePullSecrets)
+		got := len(p.Spec.ImagePullSecrets)
 		mu.Lock()
 		defer mu.Unlock()
+		if created++; created%1000 == 0 {
+			logf("%d of %d namespaces and pods in %s", created, total, time.Since(started).Round(time.Second))
+		}
 		switch {
 		case !optedIn && got != 0:
 			return fmt.Errorf("pod in plain namespace %s got %d pull secrets", ns, got)
@@ -191,21 +247,33 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 		}
 		return nil
 	})
+	res.AdmissionP50, res.AdmissionP99 = percentiles(admission)
+	res.PlainAdmissionP50, res.PlainAdmissionP99 = percentiles(plain)
 	if err != nil {
 		return res, err
 	}
-	res.AdmissionP50, res.AdmissionP99 = percentiles(admission)
-	res.PlainAdmissionP50, res.PlainAdmissionP99 = percentiles(plain)
 	if res.PullSecrets, err = countWith(ctx, kube, names, "password-1"); err != nil {
 		return res, err
 	}
-	logf("%d pull secrets in place", res.PullSecrets)
+	logf("%d pull secrets in place; first pod p50 %s p99 %s, plain %s %s, %d failed open", res.PullSecrets,
+		res.AdmissionP50, res.AdmissionP99, res.PlainAdmissionP50, res.PlainAdmissionP99, res.FailedOpen)
+
+	// The steady state: every pull secret in place, nothing changes; the keeper resyncs. First,
+	// so that a run stopped early has the memory at this size.
+	logf("webhook and controller at steady state for %s", c.QuietPeriod)
+	if res.Loaded, err = w.steady(ctx, c.QuietPeriod); err != nil {
+		return res, err
+	}
+	logSteady(logf, "steady", res.Loaded)
 
 	// Baseline, before: the same number of updates of plain Secrets, from one client, same limits.
 	want := res.PullSecrets
 	logf("baseline: %d plain secret updates", want)
-	if res.BaselineBefore, err = baseline(ctx, kube, c, want, true); err != nil {
-		return res, err
+	if !c.BaselineOnce {
+		if res.BaselineBefore, err = baseline(ctx, kube, c, want, true); err != nil {
+			return res, err
+		}
+		res.Baseline = res.BaselineBefore // until the one after
 	}
 
 	// Rotate every source at once, and follow the pull secrets with one watch.
@@ -239,20 +307,44 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 	res.ConvergeWrites = after - before - c.Registries // less the rotations themselves
 	logf("converged in %s with %d writes", res.Converge, res.ConvergeWrites)
 
-	// The steady state: nothing changes; the keeper resyncs.
-	logf("webhook at steady state for %s", c.QuietPeriod)
-	if res.Loaded, err = w.steady(ctx, c.QuietPeriod); err != nil {
-		return res, err
-	}
-
 	// The baseline again, after: the mean of the two runs, before and after, is the baseline, so
 	// that load from elsewhere while the keeper ran weighs on both alike.
-	if res.BaselineAfter, err = baseline(ctx, kube, c, want, false); err != nil {
+	if res.BaselineAfter, err = baseline(ctx, kube, c, want, c.BaselineOnce); err != nil {
 		return res, err
 	}
-	res.Baseline = (res.BaselineBefore + res.BaselineAfter) / 2
+	res.Baseline = res.BaselineAfter
+	if !c.BaselineOnce {
+		res.Baseline = (res.BaselineBefore + res.BaselineAfter) / 2
+	}
 	logf("baseline before %s, after %s", res.BaselineBefore, res.BaselineAfter)
+
+	// Memory at the end, the rotation's garbage collected or not.
+	if res.EndWebhook, res.EndController, err = w.memory(ctx); err != nil {
+		return res, err
+	}
+	logf("at the end: webhook worst RSS %s, controller worst RSS %s", MiB(res.EndWebhook.Worst().RSS), MiB(res.EndController.Worst().RSS))
 	return res, nil
+}
+
+// logSteady logs a steady period's figures as soon as they are taken.
+func logSteady(logf func(string, ...any), what string, s Steady) {
+	for _, b := range []struct {
+		name string
+		bin  Binary
+	}{{"webhook", s.Webhook}, {"controller", s.Controller}} {
+		for _, r := range b.bin.Replicas {
+			if r.Unread != "" {
+				logf("%s: %s %s (leader %v): metrics unread: %s; restarts %d", what, b.name, r.Pod, r.Leader, r.Unread, r.Restarts)
+				continue
+			}
+			logf("%s: %s %s (leader %v): RSS %s, heap in use %s, allocated %s, next GC %s, GOMEMLIMIT %s, CPU %.4f, restarts %d", what, b.name, r.Pod, r.Leader,
+				MiB(r.RSS), MiB(r.Heap), MiB(r.HeapAlloc), MiB(r.NextGC), MiB(r.MemLimit), r.CPU, r.Restarts)
+		}
+		logf("%s: %s requests/min %.1f", what, b.name, b.bin.RequestsPerMin)
+	}
+	logf("%s: %d secret writes; objects (serialized MiB): namespaces %d (%.1f), secrets %d (%.1f), pods %d (%.1f), events %d (%.1f)", what, s.SecretWrites,
+		s.Objects["namespaces"], float64(s.ObjectBytes["namespaces"])/(1<<20), s.Objects["secrets"], float64(s.ObjectBytes["secrets"])/(1<<20),
+		s.Objects["pods"], float64(s.ObjectBytes["pods"])/(1<<20), s.Objects["events"], float64(s.ObjectBytes["events"])/(1<<20))
 }
 
 // baseline times n updates of plain Secrets in the opted-in namespaces, from one client with
@@ -406,7 +498,12 @@ func parallel(ctx context.Context, workers, n int, f func(int) error) error {
 			}
 		}()
 	}
-	for i := 0; i < n && ctx.Err() == nil; i++ {
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return first != nil
+	}
+	for i := 0; i < n && ctx.Err() == nil && !failed(); i++ { // the first error ends the run
 		jobs <- i
 	}
 	close(jobs)
@@ -414,17 +511,39 @@ func parallel(ctx context.Context, workers, n int, f func(int) error) error {
 	return first
 }
 
-func cleanup(kube kubernetes.Interface, regs registryclient.Interface, concurrency, namespaces int, names []string) {
+// defaultServiceAccount waits for the default ServiceAccount of a new namespace.
+func defaultServiceAccount(ctx context.Context, kube kubernetes.Interface, ns string) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, err := kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		switch {
+		case err == nil:
+			return nil
+		case !apierrors.IsNotFound(err) || time.Now().After(deadline):
+			return fmt.Errorf("the default ServiceAccount of %s: %w", ns, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func cleanup(kube kubernetes.Interface, regs registryclient.Interface, c Config, namespaces int, names []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	_ = kube.FlowcontrolV1().FlowSchemas().Delete(ctx, flowSchema, metav1.DeleteOptions{})
+	for _, d := range []string{c.WebhookDeployment, c.ControllerDeployment} {
+		_ = kube.FlowcontrolV1().FlowSchemas().Delete(ctx, flowSchemaPrefix+d, metav1.DeleteOptions{})
+	}
 	for _, n := range names {
 		if n != "" {
 			_ = regs.Delete(ctx, n, metav1.DeleteOptions{})
 			_ = kube.CoreV1().Secrets(pullpassNS).Delete(ctx, "src-"+n, metav1.DeleteOptions{})
 		}
 	}
-	_ = parallel(ctx, concurrency, namespaces, func(i int) error {
-		return kube.CoreV1().Namespaces().Delete(ctx, namespaceName(i), metav1.DeleteOptions{})
+	_ = parallel(ctx, c.Concurrency, namespaces, func(i int) error {
+		_ = kube.CoreV1().Namespaces().Delete(ctx, namespaceName(i), metav1.DeleteOptions{})
+		return nil // one gone already stops no other
 	})
 }

@@ -14,99 +14,168 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// flowSchema classifies the webhook's requests apart, so the API server counts them for us
-// (apiserver_flowcontrol_dispatched_requests_total): nothing in the webhook needs to.
-const flowSchema = "pullpass-scalebench"
+// flowSchemaPrefix names the FlowSchemas that classify each binary's requests apart, one per
+// ServiceAccount, so the API server counts them for us (apiserver_flowcontrol_dispatched_requests_total):
+// nothing in pullpass needs to.
+const flowSchemaPrefix = "pullpass-scalebench-"
 
-type webhook struct {
-	kube    kubernetes.Interface
-	metrics string
+// watcher follows both binaries: their replicas' metrics, and their ServiceAccounts' requests.
+type watcher struct {
+	kube kubernetes.Interface
+	bin  *binaries
+	// schemas are the FlowSchemas counting the webhook's and the controller's requests.
+	webhookSchema, controllerSchema string
 }
 
-// watchWebhook makes the API server count the webhook's requests: a FlowSchema for its service
-// account, ahead of the default one for service accounts.
-func watchWebhook(ctx context.Context, kube kubernetes.Interface, c Config) (*webhook, error) {
-	d, err := kube.AppsV1().Deployments(c.WebhookNamespace).Get(ctx, c.WebhookDeployment, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("the webhook's deployment: %w", err)
+// watchBinaries makes the API server count each binary's requests: a FlowSchema for its
+// ServiceAccount, ahead of the default one for service accounts.
+func watchBinaries(ctx context.Context, kube kubernetes.Interface, c Config) (*watcher, error) {
+	w := &watcher{kube: kube, bin: &binaries{kube: kube, namespace: c.Namespace, webhook: c.WebhookDeployment,
+		controller: c.ControllerDeployment, lease: c.ControllerLease, hostAddr: c.HostNetworkAddress,
+		http: &http.Client{Timeout: 20 * time.Second}}}
+	accounts := map[string]string{} // ServiceAccount to FlowSchema
+	for _, b := range []struct {
+		deployment string
+		schema     *string
+	}{{c.WebhookDeployment, &w.webhookSchema}, {c.ControllerDeployment, &w.controllerSchema}} {
+		d, err := kube.AppsV1().Deployments(c.Namespace).Get(ctx, b.deployment, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("deployment %s: %w", b.deployment, err)
+		}
+		sa := d.Spec.Template.Spec.ServiceAccountName
+		if fs, ok := accounts[sa]; ok { // one ServiceAccount for both: counted together
+			*b.schema = fs
+			continue
+		}
+		*b.schema = flowSchemaPrefix + b.deployment
+		accounts[sa] = *b.schema
+		if err := createFlowSchema(ctx, kube, *b.schema, c.Namespace, sa); err != nil {
+			return nil, err
+		}
 	}
-	sa := d.Spec.Template.Spec.ServiceAccountName
+	time.Sleep(3 * time.Second) // the API server's flow control picks them up
+	return w, nil
+}
+
+func createFlowSchema(ctx context.Context, kube kubernetes.Interface, name, namespace, sa string) error {
 	all := []string{"*"}
-	fs := &flowcontrolv1.FlowSchema{ObjectMeta: metav1.ObjectMeta{Name: flowSchema}, Spec: flowcontrolv1.FlowSchemaSpec{
+	fs := &flowcontrolv1.FlowSchema{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: flowcontrolv1.FlowSchemaSpec{
 		PriorityLevelConfiguration: flowcontrolv1.PriorityLevelConfigurationReference{Name: "workload-low"},
 		MatchingPrecedence:         1000, // the default "service-accounts" is 9000
 		DistinguisherMethod:        &flowcontrolv1.FlowDistinguisherMethod{Type: flowcontrolv1.FlowDistinguisherMethodByUserType},
 		Rules: []flowcontrolv1.PolicyRulesWithSubjects{{
 			Subjects: []flowcontrolv1.Subject{{Kind: flowcontrolv1.SubjectKindServiceAccount,
-				ServiceAccount: &flowcontrolv1.ServiceAccountSubject{Namespace: c.WebhookNamespace, Name: sa}}},
+				ServiceAccount: &flowcontrolv1.ServiceAccountSubject{Namespace: namespace, Name: sa}}},
 			ResourceRules:    []flowcontrolv1.ResourcePolicyRule{{Verbs: all, APIGroups: all, Resources: all, ClusterScope: true, Namespaces: all}},
 			NonResourceRules: []flowcontrolv1.NonResourcePolicyRule{{Verbs: all, NonResourceURLs: all}},
 		}},
 	}}
 	if _, err := kube.FlowcontrolV1().FlowSchemas().Create(ctx, fs, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("the FlowSchema counting the webhook's requests: %w", err)
+		return fmt.Errorf("the FlowSchema counting the requests of %s/%s: %w", namespace, sa, err)
 	}
-	time.Sleep(3 * time.Second) // the API server's flow control picks it up
-	return &webhook{kube: kube, metrics: c.WebhookMetrics}, nil
+	return nil
 }
 
-// steady watches the webhook for d.
-func (w *webhook) steady(ctx context.Context, d time.Duration) (Process, error) {
-	type point struct {
-		requests, cpu float64
-		writes        int
-	}
-	read := func() (point, error) {
-		var p point
-		var err error
-		if p.writes, err = secretWrites(ctx, w.kube, "POST", "PUT", "PATCH", "DELETE"); err != nil {
-			return p, err
-		}
-		err = apiserverMetrics(ctx, w.kube, func(l string) {
-			if strings.HasPrefix(l, "apiserver_flowcontrol_dispatched_requests_total{") && strings.Contains(l, `flow_schema="`+flowSchema+`"`) {
-				p.requests += sampleValue(l)
-			}
-		})
-		p.cpu = w.metric("process_cpu_seconds_total")
+// Steady is both binaries over a period with nothing changing.
+type Steady struct {
+	Webhook, Controller Binary
+	SecretWrites        int // secret creates, updates, patches and deletes, from anyone
+	// Objects and ObjectBytes are the API server's stored objects by resource ("secrets",
+	// "leases.coordination.k8s.io") at the end, and its estimate of their serialized size
+	// (apiserver_resource_objects, apiserver_resource_size_estimate_bytes; it updates them every
+	// minute or so): what the informers could hold, before their transforms.
+	Objects, ObjectBytes map[string]int
+}
+
+// point is what is counted at the start and at the end of a period.
+type point struct {
+	requests             map[string]float64 // by FlowSchema
+	writes               int
+	objects, objectBytes map[string]int
+	webhook, controller  []sample
+}
+
+func (w *watcher) read(ctx context.Context) (point, error) {
+	p := point{requests: map[string]float64{}, objects: map[string]int{}, objectBytes: map[string]int{}}
+	var err error
+	if p.writes, err = secretWrites(ctx, w.kube, "POST", "PUT", "PATCH", "DELETE"); err != nil {
 		return p, err
 	}
-	a, err := read()
+	err = apiserverMetrics(ctx, w.kube, func(l string) {
+		switch {
+		case strings.HasPrefix(l, "apiserver_flowcontrol_dispatched_requests_total{"):
+			if fs := label(l, "flow_schema"); strings.HasPrefix(fs, flowSchemaPrefix) {
+				p.requests[fs] += sampleValue(l)
+			}
+		case strings.HasPrefix(l, "apiserver_resource_objects{"):
+			p.objects[groupResource(l)] = int(sampleValue(l))
+		case strings.HasPrefix(l, "apiserver_resource_size_estimate_bytes{"):
+			p.objectBytes[groupResource(l)] = int(sampleValue(l))
+		}
+	})
 	if err != nil {
-		return Process{}, err
+		return p, err
+	}
+	if p.webhook, err = w.bin.snapshot(ctx, w.bin.webhook, false); err != nil {
+		return p, err
+	}
+	p.controller, err = w.bin.snapshot(ctx, w.bin.controller, true)
+	return p, err
+}
+
+// steady watches both binaries for d.
+func (w *watcher) steady(ctx context.Context, d time.Duration) (Steady, error) {
+	a, err := w.read(ctx)
+	if err != nil {
+		return Steady{}, err
 	}
 	t0 := time.Now()
 	select {
 	case <-ctx.Done():
-		return Process{}, ctx.Err()
+		return Steady{}, ctx.Err()
 	case <-time.After(d):
 	}
-	b, err := read()
+	b, err := w.read(ctx)
 	if err != nil {
-		return Process{}, err
+		return Steady{}, err
 	}
 	el := time.Since(t0)
-	return Process{
-		RSS: w.metric("process_resident_memory_bytes"), Heap: w.metric("go_memstats_heap_inuse_bytes"),
-		CPU: (b.cpu - a.cpu) / el.Seconds(), RequestsPerMin: (b.requests - a.requests) / el.Minutes(), SecretWrites: b.writes - a.writes,
+	perMin := func(fs string) float64 { return (b.requests[fs] - a.requests[fs]) / el.Minutes() }
+	return Steady{
+		Webhook:      Binary{Replicas: replicas(a.webhook, b.webhook, el), RequestsPerMin: perMin(w.webhookSchema)},
+		Controller:   Binary{Replicas: replicas(a.controller, b.controller, el), RequestsPerMin: perMin(w.controllerSchema)},
+		SecretWrites: b.writes - a.writes, Objects: b.objects, ObjectBytes: b.objectBytes,
 	}, nil
 }
 
-// metric reads one unlabelled sample from the webhook's /metrics; 0 without a URL.
-func (w *webhook) metric(name string) float64 {
-	if w.metrics == "" {
-		return 0
-	}
-	resp, err := http.Get(w.metrics)
+// memory reads both binaries' memory now (CPU and requests need a period: not given).
+func (w *watcher) memory(ctx context.Context) (webhook, controller Binary, err error) {
+	p, err := w.read(ctx)
 	if err != nil {
-		return 0
+		return webhook, controller, err
 	}
-	defer func() { _ = resp.Body.Close() }()
-	v := 0.0
-	_ = eachLine(resp.Body, func(l string) {
-		if strings.HasPrefix(l, name+" ") {
-			v = sampleValue(l)
-		}
-	})
+	return Binary{Replicas: replicas(nil, p.webhook, 0)}, Binary{Replicas: replicas(nil, p.controller, 0)}, nil
+}
+
+// groupResource is the resource of a sample line, its group after a dot unless it is core.
+func groupResource(line string) string {
+	r := label(line, "resource")
+	if g := label(line, "group"); g != "" {
+		r += "." + g
+	}
+	return r
+}
+
+// label is the value of a label of a sample line ("" when it has none).
+func label(line, name string) string {
+	i := strings.Index(line, "{"+name+`="`)
+	if i < 0 {
+		i = strings.Index(line, ","+name+`="`)
+	}
+	if i < 0 {
+		return ""
+	}
+	v, _, _ := strings.Cut(line[i+len(name)+3:], `"`)
 	return v
 }
 
