@@ -19,8 +19,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
-	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/pkg/testenv"
 	"github.com/pullpass/pullpass/webhook/cluster"
 	"github.com/pullpass/pullpass/webhook/controller"
@@ -60,7 +60,7 @@ func TestHeapOfEachBinary(t *testing.T) {
 		}
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns}, Spec: corev1.PodSpec{NodeName: "pullpass-bench-nowhere"}}
 		for j, r := range regs {
-			s, err := pullsecret.Build(ns, r, secrets.Credentials{Username: "user", Password: "password-1"})
+			s, err := pullsecret.Build(ns, r, userpass.Credentials{Username: "user", Password: "password-1"})
 			if err != nil {
 				return err
 			}
