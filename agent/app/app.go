@@ -120,8 +120,8 @@ func (a *nodeAgent) tokenMode() error {
 		return nil
 	}
 	o := a.o
-	// Every namespace, on every node: managedFields dropped, they are most of each object.
-	a.nsInformer = informers.NewSharedInformerFactoryWithOptions(a.kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields)).
+	// Every namespace, on every node: only what pullpass reads of each (slim.Namespace).
+	a.nsInformer = informers.NewSharedInformerFactoryWithOptions(a.kube, 10*time.Minute, informers.WithTransform(slim.Namespace)).
 		Core().V1().Namespaces().Informer()
 	a.namespaces = namespaceList{a.nsInformer}
 	var err error

@@ -127,6 +127,7 @@ func Usable(s *corev1.Secret, now time.Time) bool {
 // labels and annotations on have are kept.
 func CopyInto(have, want *corev1.Secret) {
 	have.Type, have.Data = want.Type, want.Data
+	delete(have.Labels, digestKey) // the cache's, never written
 	if have.Labels == nil {
 		have.Labels = map[string]string{}
 	}

@@ -2,10 +2,13 @@ package pullsecret_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,8 +39,8 @@ func TestSlimKeepsOnlyWhatPullpassReads(t *testing.T) {
 	}
 	cached, _ := pullsecret.Slim(want.DeepCopy())
 	c := cached.(*corev1.Secret)
-	if bytes.Contains(fmt.Append(nil, c.Data), []byte(`"p"`)) || len(c.Data) != 1 {
-		t.Fatalf("the cached pull secret holds %v: want only a digest", c.Data)
+	if c.Data != nil || strings.Contains(fmt.Sprint(c.Labels, c.Annotations), `"p"`) {
+		t.Fatalf("the cached pull secret holds data %v, labels %v: want only a digest", c.Data, c.Labels)
 	}
 	if !pullsecret.UpToDate(c, want) {
 		t.Fatal("a cached pull secret is not up to date with what it was built from")
@@ -48,6 +51,13 @@ func TestSlimKeepsOnlyWhatPullpassReads(t *testing.T) {
 	}
 	if pullsecret.Trimmed(c) {
 		t.Fatal("a pull secret's labels were trimmed")
+	}
+
+	// What a write sends: want's data and labels, never the cache's digest.
+	w := c.DeepCopy()
+	pullsecret.CopyInto(w, other)
+	if len(w.Labels) != len(other.Labels) || !bytes.Equal(w.Data[corev1.DockerConfigJsonKey], other.Data[corev1.DockerConfigJsonKey]) {
+		t.Fatalf("a write of the cached secret would send labels %q", w.Labels)
 	}
 
 	big := tenantSecret(0, 1<<20)
@@ -68,6 +78,70 @@ func TestSlimKeepsOnlyWhatPullpassReads(t *testing.T) {
 	}
 }
 
+// A digest label that came from the API server is a tenant's: it must not make a Secret whose data
+// differs look up to date.
+func TestSlimIgnoresADigestFromTheAPIServer(t *testing.T) {
+	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "ghcr"}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"ghcr.io"}}}
+	want, _ := pullsecret.Build("shop", reg, userpass.Credentials{Username: "u", Password: "p"})
+	cached, _ := pullsecret.Slim(want.DeepCopy())
+	forged := want.DeepCopy()
+	forged.Data[corev1.DockerConfigJsonKey] = []byte(`{"auths":{}}`)
+	for k, v := range cached.(*corev1.Secret).Labels {
+		forged.Labels[k] = v // every label of the genuine cached secret, its digest too
+	}
+	out, _ := pullsecret.Slim(forged)
+	if pullsecret.UpToDate(out.(*corev1.Secret), want) {
+		t.Fatal("a Secret with other data is up to date through a digest label it came with")
+	}
+	noData := want.DeepCopy()
+	noData.Data = nil
+	for k, v := range cached.(*corev1.Secret).Labels {
+		noData.Labels[k] = v
+	}
+	out, _ = pullsecret.Slim(noData)
+	if got := out.(*corev1.Secret); len(got.Labels) != len(want.Labels) || pullsecret.UpToDate(got, want) {
+		t.Fatalf("a Secret with no data kept labels %q", out.(*corev1.Secret).Labels)
+	}
+}
+
+// Each pull secret's copy of the strings all of them repeat is replaced by one shared copy.
+func TestSlimSharesRepeatedStrings(t *testing.T) {
+	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "ghcr"}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"ghcr.io"}}}
+	var cached []*corev1.Secret
+	for _, ns := range []string{"a", "b"} {
+		s, _ := pullsecret.Build(ns, reg, userpass.Credentials{Username: "u", Password: "p"})
+		decoded := decode(t, s) // as the informer gets it: every string a copy of its own
+		out, _ := pullsecret.Slim(decoded)
+		cached = append(cached, out.(*corev1.Secret))
+	}
+	a, b := cached[0], cached[1]
+	same := func(x, y string) bool { return unsafe.StringData(x) == unsafe.StringData(y) }
+	if !same(a.Name, b.Name) || !same(a.Labels[secrets.LabelRegistry], b.Labels[secrets.LabelRegistry]) ||
+		!same(a.Labels[secrets.LabelManagedBy], secrets.ManagedByValue) || !same(string(a.Type), string(corev1.SecretTypeDockerConfigJson)) {
+		t.Fatal("the pull secrets of two namespaces hold copies of their name, registry, label or type")
+	}
+	if reflect.ValueOf(a.Labels).UnsafePointer() != reflect.ValueOf(b.Labels).UnsafePointer() {
+		t.Fatal("the pull secrets of one registry in two namespaces hold a labels map each")
+	}
+	for k := range a.Labels {
+		if k == secrets.LabelRole && !same(k, secrets.LabelRole) {
+			t.Fatal("the role label's key is a copy")
+		}
+	}
+}
+
+func decode(t testing.TB, s *corev1.Secret) *corev1.Secret {
+	raw, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out corev1.Secret
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatal(err)
+	}
+	return &out
+}
+
 // cacheHeap reports, for the cache's old transform (managedFields dropped) and Slim in the same
 // run, the heap a store takes once fill has added objects to it through the transform, as the
 // informer does with each object it decodes from the watch.
@@ -86,7 +160,7 @@ func cacheHeap(b *testing.B, fill func(add func(*corev1.Secret))) {
 				runtime.ReadMemStats(&before)
 				store := cache.NewStore(cache.MetaNamespaceKeyFunc)
 				fill(func(s *corev1.Secret) {
-					obj, _ := tc.transform(s)
+					obj, _ := tc.transform(decode(b, s)) // decoded, as from the watch
 					_ = store.Add(obj)
 				})
 				runtime.GC()

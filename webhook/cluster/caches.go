@@ -38,7 +38,7 @@ type Caches struct {
 
 // NewCaches builds the caches; Start starts them.
 func NewCaches(kube kubernetes.Interface, registries registryclient.Interface, o *Options, log *slog.Logger) *Caches {
-	nsFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.DropManagedFields))
+	nsFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(slim.Namespace))
 	// Any tenant can label a Secret managed-by pullpass: of those, the cache keeps only what
 	// pullpass reads (pullsecret.Slim).
 	managedFactory := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithTransform(pullsecret.Slim),

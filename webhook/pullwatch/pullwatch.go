@@ -120,7 +120,7 @@ func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
 	w.mu.Unlock()
 
 	podFactory := informers.NewSharedInformerFactoryWithOptions(w.cfg.Client, 10*time.Minute,
-		informers.WithTransform(slimPod))
+		informers.WithTransform(recordPod))
 	eventFactory := informers.NewSharedInformerFactoryWithOptions(w.cfg.Client, 10*time.Minute,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.AndSelectors(fields.OneTermEqualSelector("reason", "Failed"),
@@ -133,8 +133,8 @@ func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
 	w.mu.Unlock()
 	podReg, _ := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(o any) {
-			if p, ok := o.(*corev1.Pod); ok && w.cfg.PodAdded != nil && len(p.Spec.ImagePullSecrets) > 0 {
-				w.cfg.PodAdded(p.Namespace, p.Spec.ImagePullSecrets)
+			if p, ok := o.(*podRecord); ok && w.cfg.PodAdded != nil && len(p.PullSecrets) > 0 {
+				w.cfg.PodAdded(p.Namespace, p.PullSecrets)
 			}
 			w.pod(o)
 		},
@@ -209,21 +209,19 @@ func pulling(s corev1.ContainerStatus) (string, bool) {
 }
 
 func (w *Watcher) pod(o any) {
-	p, ok := o.(*corev1.Pod)
+	p, ok := o.(*podRecord)
 	if !ok {
 		return
 	}
-	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
-		for _, s := range list {
-			k := key{p.UID, s.Name}
-			if w.cfg.SeenImage != nil && s.Image != "" {
-				w.cfg.SeenImage(p.Namespace, s.Image)
-			}
-			if msg, failing := pulling(s); failing {
-				w.observe(k, p.Namespace, p.Name, s.Name, s.Image, msg, w.cfg.Now(), p.CreationTimestamp.Time, false)
-			} else {
-				w.end(k)
-			}
+	for _, c := range p.Containers {
+		k := key{p.UID, c.Name}
+		if w.cfg.SeenImage != nil && c.Image != "" {
+			w.cfg.SeenImage(p.Namespace, c.Image)
+		}
+		if c.Failing {
+			w.observe(k, p.Namespace, p.Name, c.Name, c.Image, c.Message, w.cfg.Now(), p.CreationTimestamp.Time, false)
+		} else {
+			w.end(k)
 		}
 	}
 }
@@ -232,7 +230,7 @@ func (w *Watcher) podGone(o any) {
 	if d, ok := o.(cache.DeletedFinalStateUnknown); ok {
 		o = d.Obj
 	}
-	p, ok := o.(*corev1.Pod)
+	p, ok := o.(*podRecord)
 	if !ok {
 		return
 	}
@@ -393,7 +391,7 @@ func (w *Watcher) gc() {
 	defer w.mu.Unlock()
 	alive := map[types.UID]bool{}
 	for _, o := range w.pods.List() {
-		alive[o.(*corev1.Pod).UID] = true
+		alive[o.(*podRecord).UID] = true
 	}
 	for k := range w.episodes {
 		if !alive[k.pod] {
@@ -434,21 +432,17 @@ func (w *Watcher) Images() []PodImage {
 	seen := map[PodImage]bool{}
 	var out []PodImage
 	for _, o := range store.List() {
-		p := o.(*corev1.Pod)
-		for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
-			for _, s := range list {
-				if pi := (PodImage{Namespace: p.Namespace, Image: s.Image}); s.Image != "" && !seen[pi] {
-					seen[pi] = true
-					out = append(out, pi)
-				}
+		p := o.(*podRecord)
+		for _, c := range p.Containers {
+			if pi := (PodImage{Namespace: p.Namespace, Image: c.Image}); c.Image != "" && !seen[pi] {
+				seen[pi] = true
+				out = append(out, pi)
 			}
 		}
 	}
 	return out
 }
 
-// slimPod keeps only what the watcher reads: a cluster's pods, cached whole, would cost the
-// webhook more memory than everything else it does.
 // pullSecrets returns the pull secrets of a cached pod (none when it is not cached yet).
 func (w *Watcher) pullSecrets(namespace, name string) []corev1.LocalObjectReference {
 	if w.pods == nil {
@@ -458,40 +452,10 @@ func (w *Watcher) pullSecrets(namespace, name string) []corev1.LocalObjectRefere
 	if err != nil || !ok {
 		return nil
 	}
-	if p, ok := o.(*corev1.Pod); ok {
-		return p.Spec.ImagePullSecrets
+	if p, ok := o.(*podRecord); ok {
+		return p.PullSecrets
 	}
 	return nil
-}
-
-func slimPod(o any) (any, error) {
-	p, ok := o.(*corev1.Pod)
-	if !ok {
-		return o, nil
-	}
-	slim := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID,
-		ResourceVersion: p.ResourceVersion, CreationTimestamp: p.CreationTimestamp}}
-	slim.Spec.ImagePullSecrets = p.Spec.ImagePullSecrets // which registry served the pod
-	slim.Status.InitContainerStatuses = slimStatuses(p.Status.InitContainerStatuses)
-	slim.Status.ContainerStatuses = slimStatuses(p.Status.ContainerStatuses)
-	slim.Status.EphemeralContainerStatuses = slimStatuses(p.Status.EphemeralContainerStatuses)
-	return slim, nil
-}
-
-func slimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make([]corev1.ContainerStatus, len(in))
-	for i, s := range in {
-		out[i] = corev1.ContainerStatus{Name: s.Name, Image: s.Image}
-		if _, failing := pulling(s); failing {
-			out[i].State.Waiting = s.State.Waiting
-		} else {
-			out[i].State.Running = &corev1.ContainerStateRunning{} // "not failing to pull" is all that matters
-		}
-	}
-	return out
 }
 
 func firstLine(s string) string {
