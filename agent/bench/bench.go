@@ -42,7 +42,9 @@ type Config struct {
 	MetricsAddress string
 	// Steady is how long CPU is measured, idle and loaded (default 1 min).
 	Steady time.Duration
-	Out    io.Writer
+	// GOGC of the agent: the chart's agent.gcPercent ("50") unless set; "100" is Go's default.
+	GOGC string
+	Out  io.Writer
 }
 
 // Sample is the agent's memory at the end of a steady period, and its CPU over it.
@@ -64,6 +66,9 @@ type Result struct {
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Steady == 0 {
 		cfg.Steady = time.Minute
+	}
+	if cfg.GOGC == "" {
+		cfg.GOGC = "50"
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
 	if err != nil {
@@ -102,13 +107,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	defer stopWriter()
-	agent := exec.CommandContext(ctx, cfg.AgentBin, "--kubeconfig="+cfg.Kubeconfig, "--namespace="+ns,
-		"--cache="+filepath.Join(dir, "cache", "credentials.json"), "--plugin-source="+cfg.PluginBin,
-		"--provider-bin-dir="+filepath.Join(dir, "bin"), "--provider-config="+filepath.Join(dir, "config"),
-		"--metrics-address="+cfg.MetricsAddress, "--log-level=warn")
-	agent.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
-	agent.Stderr = cfg.Out
-	if err := agent.Start(); err != nil {
+	agent, err := startAgent(ctx, cfg, ns, dir)
+	if err != nil {
 		return Result{}, err
 	}
 	defer func() { _ = agent.Process.Kill(); _ = agent.Wait() }()
@@ -123,24 +123,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	start := time.Now()
-	err = forEach(cfg.Registries, func(i int) error {
-		name := fmt.Sprintf("%s-%d", prefix, i)
-		host := fmt.Sprintf("registry-%d.bench.example.com", i)
-		data, err := dockerconfig.ForHost(host, "user", "password-"+strconv.Itoa(i)).Marshal()
-		if err != nil {
-			return err
-		}
-		if _, err := kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name},
-			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: data}}, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-		_, err = regs.Create(ctx, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.RegistrySpec{
-			Hosts: []string{host}, Scope: v1alpha1.ScopeCluster,
-			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: ns, Name: name}},
-		}}, metav1.CreateOptions{})
-		return err
-	})
-	if err != nil {
+	if err := createRegistries(ctx, kube, regs, ns, prefix, cfg.Registries); err != nil {
 		return Result{}, fmt.Errorf("creating registries: %w", err)
 	}
 	if err := waitFor(ctx, 10*time.Minute, func() bool {
@@ -157,6 +140,39 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.SettleTime = time.Since(start) - res.FillTime
 	res.Loaded, err = sample(ctx, agent.Process.Pid, metrics, cfg.Steady)
 	return res, err
+}
+
+// startAgent starts the agent in provider mode into dir, reading the node Secret of ns.
+func startAgent(ctx context.Context, cfg Config, ns, dir string) (*exec.Cmd, error) {
+	agent := exec.CommandContext(ctx, cfg.AgentBin, "--kubeconfig="+cfg.Kubeconfig, "--namespace="+ns,
+		"--cache="+filepath.Join(dir, "cache", "credentials.json"), "--plugin-source="+cfg.PluginBin,
+		"--provider-bin-dir="+filepath.Join(dir, "bin"), "--provider-config="+filepath.Join(dir, "config"),
+		"--metrics-address="+cfg.MetricsAddress, "--log-level=warn")
+	agent.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true", "GOGC="+cfg.GOGC)
+	agent.Stderr = cfg.Out
+	return agent, agent.Start()
+}
+
+// createRegistries creates n Cluster-scope registries named prefix-i, each with its own source
+// Secret in ns.
+func createRegistries(ctx context.Context, kube kubernetes.Interface, regs *registryclient.Client, ns, prefix string, n int) error {
+	return forEach(n, func(i int) error {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		host := fmt.Sprintf("registry-%d.bench.example.com", i)
+		data, err := dockerconfig.ForHost(host, "user", "password-"+strconv.Itoa(i)).Marshal()
+		if err != nil {
+			return err
+		}
+		if _, err := kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: data}}, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		_, err = regs.Create(ctx, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.RegistrySpec{
+			Hosts: []string{host}, Scope: v1alpha1.ScopeCluster,
+			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: ns, Name: name}},
+		}}, metav1.CreateOptions{})
+		return err
+	})
 }
 
 // settle waits until the agent has resolved nothing for quiet, for at most limit.

@@ -119,6 +119,31 @@ func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
 	w.episodes, w.ended = map[key]*Episode{}, map[key]time.Time{}
 	w.mu.Unlock()
 
+	synced, stop := w.watch(ctx)
+	defer stop()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return
+	}
+	w.settleSeeded(countSince)
+
+	t := time.NewTicker(w.cfg.GCPeriod)
+	defer t.Stop()
+	eventWait := time.After(w.cfg.EventWait)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-eventWait:
+			w.decideWaiting()
+		case <-t.C:
+			w.gc()
+		}
+	}
+}
+
+// watch starts the informers of pods (as podRecords) and of the kubelet's Failed events about
+// pods, their handlers feeding the watcher; stop shuts them down.
+func (w *Watcher) watch(ctx context.Context) (synced []cache.InformerSynced, stop func()) {
 	podFactory := informers.NewSharedInformerFactoryWithOptions(w.cfg.Client, 10*time.Minute,
 		informers.WithTransform(recordPod))
 	eventFactory := informers.NewSharedInformerFactoryWithOptions(w.cfg.Client, 10*time.Minute,
@@ -154,11 +179,15 @@ func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
 	})
 	podFactory.Start(ctx.Done())
 	eventFactory.Start(ctx.Done())
-	defer podFactory.Shutdown()
-	defer eventFactory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), podReg.HasSynced, eventReg.HasSynced) {
-		return
+	return []cache.InformerSynced{podReg.HasSynced, eventReg.HasSynced}, func() {
+		podFactory.Shutdown()
+		eventFactory.Shutdown()
 	}
+}
+
+// settleSeeded decides, once both caches hold their first lists, the episodes seen while they
+// filled: the seeding is over.
+func (w *Watcher) settleSeeded(countSince time.Time) {
 	w.mu.Lock()
 	w.seeding = false
 	counted, undecided := 0, 0
@@ -183,20 +212,6 @@ func (w *Watcher) Run(ctx context.Context, countSince time.Time) {
 	n := len(w.episodes)
 	w.mu.Unlock()
 	w.cfg.Logger.Info("watching image pulls", "failingNow", n, "countedAtStart", counted, "undecided", undecided, "countSince", countSince)
-
-	t := time.NewTicker(w.cfg.GCPeriod)
-	defer t.Stop()
-	eventWait := time.After(w.cfg.EventWait)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-eventWait:
-			w.decideWaiting()
-		case <-t.C:
-			w.gc()
-		}
-	}
 }
 
 // pulling reports whether a container waits on a failed pull, and the kubelet's message.

@@ -74,18 +74,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	baselineName := cfg.Baseline
 	if cfg.Baseline == "go" {
-		src := filepath.Join(dir, "empty")
 		cfg.Baseline, baselineName = filepath.Join(dir, "empty-go-program"), "a Go program that prints {}"
-		if err := os.MkdirAll(src, 0o755); err != nil {
-			return Result{}, err
-		}
-		if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module empty\n\ngo 1.26\n"), 0o644); err != nil {
-			return Result{}, err
-		}
-		if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(emptyProgram), 0o644); err != nil {
-			return Result{}, err
-		}
-		if err := build(ctx, src, ".", cfg.Baseline); err != nil {
+		if err := buildEmptyProgram(ctx, filepath.Join(dir, "empty"), cfg.Baseline); err != nil {
 			return Result{}, err
 		}
 	}
@@ -137,6 +127,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		res.Commands = append(res.Commands, Command{Name: c.name, P50: all[j][len(all[j])/2], P99: all[j][len(all[j])*99/100], RoundP50: rounds[j]})
 	}
 	return res, nil
+}
+
+// buildEmptyProgram builds, from a module written in src, a Go program that prints {} to out:
+// the baseline of what any Go binary costs to exec.
+func buildEmptyProgram(ctx context.Context, src, out string) error {
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module empty\n\ngo 1.26\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(emptyProgram), 0o644); err != nil {
+		return err
+	}
+	return build(ctx, src, ".", out)
 }
 
 const emptyProgram = `package main

@@ -27,6 +27,7 @@ func main() {
 	flag.IntVar(&cfg.Registries, "registries", 1000, "Cluster-scope registries to create")
 	flag.StringVar(&cfg.MetricsAddress, "metrics-address", "127.0.0.1:28083", "the agent's metrics address (loopback)")
 	flag.DurationVar(&cfg.Steady, "steady", time.Minute, "how long CPU is measured, idle and loaded")
+	flag.StringVar(&cfg.GOGC, "gogc", "50", "GOGC of the agent (the chart's agent.gcPercent; 100 is Go's default)")
 	flag.Parse()
 	if cfg.AgentBin == "" || cfg.PluginBin == "" {
 		fmt.Fprintln(os.Stderr, "agentbench: -agent and -plugin are required")
