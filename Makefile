@@ -29,9 +29,9 @@ test-release: ## make release to a registry started here (TLS, own CA, password,
 .PHONY: unit
 unit: test-assets ## Run unit and integration tests (a real kube-apiserver + etcd per package, pkg/testenv; fuzz seed corpora; the matcher against the kubelet's own code; alerts and dashboard against Prometheus's parsers, alerts under promtool test rules; the Prometheus config the operator's generator makes of the chart)
 	$(GO) test -count=1 $(PKGS)
-	cd e2e/tools/kube && $(GO) test -count=1 .
-	cd e2e/tools/promcheck && $(GO) test -count=1 .
-	cd e2e/tools/promconfig && $(GO) test -count=1 ./...
+	cd hack/tools/kube && $(GO) test -count=1 .
+	cd hack/tools/promcheck && $(GO) test -count=1 .
+	cd hack/tools/promconfig && $(GO) test -count=1 ./...
 	cd hack/release && $(GO) test -count=1 ./...
 
 .PHONY: test-assets
@@ -40,31 +40,31 @@ test-assets: ## Build kube-apiserver into the cache and install etcd (Debian's e
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >/dev/null; }
 	@command -v promtool >/dev/null 2>&1 || { echo "installing prometheus (for promtool)"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-	@KUBE_BINARIES=kube-apiserver e2e/cluster/build-kube.sh >/dev/null
+	@KUBE_BINARIES=kube-apiserver hack/build-kube.sh >/dev/null
 
 .PHONY: generate
-generate: ## Write the Registry CRD (package crd and the chart's crds/) and deepcopy from the markers in pkg/apis (controller-gen, pinned in e2e/tools/codegen), and the chart's README from its values (helm-docs)
-	e2e/tools/codegen/generate.sh
+generate: ## Write the Registry CRD (package crd and the chart's crds/) and deepcopy from the markers in pkg/apis (controller-gen, pinned in hack/tools/codegen), and the chart's README from its values (helm-docs)
+	hack/tools/codegen/generate.sh
 	hack/chart-docs.sh
 
 .PHONY: verify
 verify: ## Fail if a generated file differs from what make generate writes, or the README's Layout table misses a package
-	e2e/tools/codegen/generate.sh --verify
+	hack/tools/codegen/generate.sh --verify
 	hack/chart-docs.sh --verify
 	hack/check-layout.sh
 
 .PHONY: lint
-lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in e2e/cluster/build-tools.sh, built once into the cache), helm lint --strict
-	$$(e2e/cluster/build-tools.sh helm | tail -n 1)/helm lint --strict charts/pullpass
+lint: verify ## verify, gofmt, go vet, golangci-lint (pinned in hack/build-tools.sh, built once into the cache), helm lint --strict
+	$$(hack/build-tools.sh helm | tail -n 1)/helm lint --strict charts/pullpass
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@for m in $$(git ls-files '*go.mod'); do (cd $$(dirname $$m) && $(GO) mod tidy -diff >/dev/null) || { echo "$$m: go mod tidy would change it"; exit 1; }; done
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags e2e ./e2e/...
-	cd e2e/tools/kube && $(GO) vet .
-	cd e2e/tools/promcheck && $(GO) vet .
-	cd e2e/tools/promconfig && $(GO) vet ./...
+	cd hack/tools/kube && $(GO) vet .
+	cd hack/tools/promcheck && $(GO) vet .
+	cd hack/tools/promconfig && $(GO) vet ./...
 	cd hack/release && $(GO) vet ./...
-	@lint=$$(e2e/cluster/build-tools.sh golangci-lint | tail -n 1)/golangci-lint; \
+	@lint=$$(hack/build-tools.sh golangci-lint | tail -n 1)/golangci-lint; \
 	  $$lint run ./... && $$lint run --build-tags e2e ./e2e/... && (cd hack/release && $$lint run ./...)
 
 .PHONY: test
@@ -138,11 +138,11 @@ bench: ## Run the Go benchmarks (see docs/benchmarks.md)
 clean: ## Remove build output (the harness must be down)
 	rm -rf $(BIN_DIR) _output
 
-# e2e_suite DIR,PREFIX,FLAGS: the e2e suite through gotestsum (pinned in e2e/cluster/build-tools.sh):
+# e2e_suite DIR,PREFIX,FLAGS: the e2e suite through gotestsum (pinned in hack/build-tools.sh):
 # a line per test as it ends, the failures' output at the end, then the slowest tests, from
 # DIR/e2e-tests.json (go test -json), the figures to weigh which cluster needs which test.
 define e2e_suite
-ts=$$(e2e/cluster/build-tools.sh gotestsum | tail -n 1)/gotestsum; mkdir -p $(1); rc=0; \
+ts=$$(hack/build-tools.sh gotestsum | tail -n 1)/gotestsum; mkdir -p $(1); rc=0; \
   $(2) $$ts --format testname --format-hide-empty-pkg --jsonfile $(1)/e2e-tests.json -- \
     -tags e2e -count=1 $(3) $(E2E_ARGS) ./e2e/... || rc=$$?; \
   echo "slowest e2e tests (over 20 s):"; $$ts tool slowest --jsonfile $(1)/e2e-tests.json --threshold 20s; exit $$rc
@@ -184,7 +184,7 @@ demo: ## The main job: cluster, pullpass deployed, a pod pulling a private image
 
 .PHONY: fuzz-kubelet
 fuzz-kubelet: ## Fuzz pullpass's matcher against the kubelet's own code (FUZZTIME, default 2m)
-	cd e2e/tools/kube && $(GO) test -run '^$$' -fuzz '^FuzzMatchesLikeKubelet$$' -fuzztime $(FUZZTIME) .
+	cd hack/tools/kube && $(GO) test -run '^$$' -fuzz '^FuzzMatchesLikeKubelet$$' -fuzztime $(FUZZTIME) .
 
 .PHONY: restart-kubelet
 restart-kubelet: ## Restart the harness kubelet alone (it reads its credential provider config at start only)

@@ -423,7 +423,7 @@ func TestAlertUnitTestsUnderHarnessPromtool(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	cmd := exec.Command(filepath.Join(lines[len(lines)-1], "promtool"), "test", "rules", "alerts_test.yaml")
-	cmd.Dir = filepath.Join(framework.RepoRoot(), "e2e/tools/promcheck")
+	cmd.Dir = filepath.Join(framework.RepoRoot(), "hack/tools/promcheck")
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "SUCCESS") {
 		t.Fatalf("promtool test rules: %v\n%s", err, out)
 	}

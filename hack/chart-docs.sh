@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # chart-docs.sh [--verify] [CHART_DIR]: writes CHART_DIR/README.md (default charts/pullpass) from
 # its Chart.yaml, values.yaml's `# --` comments and README.md.gotmpl with helm-docs (pinned in
-# e2e/cluster/build-tools.sh). With --verify it writes nothing and fails if README.md differs.
+# hack/build-tools.sh). With --verify it writes nothing and fails if README.md differs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mode=generate
 [ "${1:-}" = --verify ] && { mode=verify; shift; }
 chart=${1:-$root/charts/pullpass}
-helm_docs=$("$root/e2e/cluster/build-tools.sh" helm-docs | tail -n 1)/helm-docs
+helm_docs=$("$root/hack/build-tools.sh" helm-docs | tail -n 1)/helm-docs
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r "$chart" "$work/chart"

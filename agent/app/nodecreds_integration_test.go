@@ -30,7 +30,7 @@ import (
 
 var chartRules = sync.OnceValues(func() ([]rbacv1.PolicyRule, error) {
 	const root = "../.."
-	out, err := exec.Command(filepath.Join(root, "e2e/cluster/build-tools.sh"), "helm").Output()
+	out, err := exec.Command(filepath.Join(root, "hack/build-tools.sh"), "helm").Output()
 	if err != nil {
 		return nil, fmt.Errorf("building helm: %w", err)
 	}
@@ -52,7 +52,7 @@ var chartRules = sync.OnceValues(func() ([]rbacv1.PolicyRule, error) {
 })
 
 // chartNodeCredentialsRules are the rules of the chart's Role for the agents' Secrets, rendered
-// by `helm template` (helm pinned in e2e/cluster/build-tools.sh).
+// by `helm template` (helm pinned in hack/build-tools.sh).
 func chartNodeCredentialsRules(t *testing.T) []rbacv1.PolicyRule {
 	t.Helper()
 	rules, err := chartRules()

@@ -26,10 +26,10 @@ import (
 const repoRoot = "../.."
 
 // renderChart runs `helm template` on the chart with the startup taint on (helm pinned in
-// e2e/cluster/build-tools.sh, as e2e/tools/promconfig runs it).
+// hack/build-tools.sh, as hack/tools/promconfig runs it).
 func renderChart(t *testing.T) [][]byte {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(repoRoot, "e2e/cluster/build-tools.sh"), "helm").Output()
+	out, err := exec.Command(filepath.Join(repoRoot, "hack/build-tools.sh"), "helm").Output()
 	if err != nil {
 		t.Fatalf("building helm: %v", err)
 	}

@@ -7,7 +7,7 @@ set -euo pipefail
 [ -f "$E2E_DIR/ready" ] || die "the harness cluster is not up: run make cluster-up"
 set -a; . "$E2E_DIR/registry.env"; set +a
 KUBE_BIN=$BIN
-TOOLS_BIN=$("$(dirname "$0")/build-tools.sh" crane helm | tail -n 1)
+TOOLS_BIN=$("$(dirname "$0")/../../hack/build-tools.sh" crane helm | tail -n 1)
 CRANE=$TOOLS_BIN/crane
 HELM=$TOOLS_BIN/helm
 export SSL_CERT_FILE=$REGISTRY_CA

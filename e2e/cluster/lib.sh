@@ -144,10 +144,10 @@ module_dir() {
 
 # install_operator_crds: the Prometheus Operator's CRDs, as on a cluster where the operator runs,
 # so the chart's ServiceMonitor and PrometheusRule are real objects (prometheus.sh turns them into
-# a Prometheus configuration). From the operator's module, which e2e/tools/promconfig pins.
+# a Prometheus configuration). From the operator's module, which hack/tools/promconfig pins.
 install_operator_crds() {
   local operator_dir kind file crds=()
-  operator_dir=$(module_dir "$repo_root/e2e/tools/promconfig" github.com/prometheus-operator/prometheus-operator)
+  operator_dir=$(module_dir "$repo_root/hack/tools/promconfig" github.com/prometheus-operator/prometheus-operator)
   for kind in servicemonitors podmonitors prometheusrules; do
     file=$operator_dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml
     [ -f "$file" ] || die "$file is missing from the operator's module"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # prometheus: a real Prometheus that scrapes pullpass and evaluates its alerts the way a Prometheus
 # run by the Prometheus Operator would. The server is upstream Prometheus built from the module
-# pinned in e2e/tools/prometheus (Debian's package has no Kubernetes service discovery), once, into
+# pinned in hack/tools/prometheus (Debian's package has no Kubernetes service discovery), once, into
 # the cache. Its configuration comes from
-# the operator's own generator (e2e/tools/promconfig, built once into the cache) fed with the
+# the operator's own generator (hack/tools/promconfig, built once into the cache) fed with the
 # ServiceMonitor, PodMonitor and PrometheusRule objects the chart made in the cluster; its
 # Kubernetes service discovery reads the cluster through a kubeconfig, so it follows pods as they
 # come and go. Not tied to the harness: any cluster whose pod addresses this machine reaches (or
@@ -37,10 +37,10 @@ pid_file=${PROM_PID_FILE:-$dir/prometheus.pid}
 log_file=${PROM_LOG_FILE:-$dir/prometheus.log}
 running() { local p; p=$(cat "$pid_file" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 
-# prometheus_bin: the dir of prometheus and promtool at the version e2e/tools/prometheus pins,
+# prometheus_bin: the dir of prometheus and promtool at the version hack/tools/prometheus pins,
 # built once into the cache (module v0.MMP.x is Prometheus M.P.x).
 prometheus_bin() {
-  local src=$repo_root/e2e/tools/prometheus mod ver bin
+  local src=$repo_root/hack/tools/prometheus mod ver bin
   mod=$(cd "$src" && go list -m -f '{{.Version}}' github.com/prometheus/prometheus)
   IFS=. read -r _ minor patch <<<"${mod#v}"
   ver=$((10#$minor / 100)).$((10#$minor % 100)).$patch
@@ -59,7 +59,7 @@ prometheus_bin() {
 
 # promconfig: the generator, built once per version of its sources into the cache.
 promconfig() {
-  local src=$repo_root/e2e/tools/promconfig sum bin
+  local src=$repo_root/hack/tools/promconfig sum bin
   sum=$(cd "$src" && cat go.mod go.sum $(find . -name '*.go' ! -name '*_test.go' | sort) | sha256sum | cut -c1-12)
   bin=${PULLPASS_CACHE:-/var/cache/pullpass}/tools/promconfig-$sum
   if [ ! -x "$bin/promconfig" ]; then

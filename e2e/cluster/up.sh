@@ -36,8 +36,8 @@ fi
 # sockets and ports, so the packaged ones are left as they are.
 
 # --- binaries -----------------------------------------------------------------------------------
-KUBE_BIN=$("$(dirname "$0")/build-kube.sh" | tail -n 1)
-TOOLS_BIN=$("$(dirname "$0")/build-tools.sh" crane | tail -n 1)
+KUBE_BIN=$("$(dirname "$0")/../../hack/build-kube.sh" | tail -n 1)
+TOOLS_BIN=$("$(dirname "$0")/../../hack/build-tools.sh" crane | tail -n 1)
 mkdir -p "$BIN"
 ln -sf "$KUBE_BIN"/* "$BIN/"
 ln -sf "$TOOLS_BIN/crane" "$BIN/crane"

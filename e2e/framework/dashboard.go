@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 )
 
-// Dashboard is what the suite and e2e/tools/promcheck read of the chart's Grafana dashboard.
+// Dashboard is what the suite and hack/tools/promcheck read of the chart's Grafana dashboard.
 type Dashboard struct {
 	UID    string `json:"uid"`
 	Panels []struct {

@@ -506,10 +506,10 @@ func (e *Env) HelmUpgrade(t testing.TB, ep Endpoints, args ...string) *exec.Cmd 
 	return cmd
 }
 
-// Helm finds the pinned helm (e2e/cluster/build-tools.sh builds it once), or one on PATH.
+// Helm finds the pinned helm (hack/build-tools.sh builds it once), or one on PATH.
 func Helm(t testing.TB) string {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(RepoRoot(), "e2e/cluster/build-tools.sh"), "helm").Output()
+	out, err := exec.Command(filepath.Join(RepoRoot(), "hack/build-tools.sh"), "helm").Output()
 	if err == nil {
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 		return filepath.Join(strings.TrimSpace(lines[len(lines)-1]), "helm")

@@ -55,5 +55,5 @@ use_engine() {
   if [ "$(engine)" = own ]; then export DOCKER_HOST=unix://$OWN_DOCKER_SOCK; fi
 }
 
-tools_bin() { "$repo_root/e2e/cluster/build-tools.sh" "$@" | tail -n 1; }
-kube_bin() { "$repo_root/e2e/cluster/build-kube.sh" | tail -n 1; }
+tools_bin() { "$repo_root/hack/build-tools.sh" "$@" | tail -n 1; }
+kube_bin() { "$repo_root/hack/build-kube.sh" | tail -n 1; }

@@ -5,9 +5,9 @@
 # proxy instead of the internet:
 #   - the base: a Debian bookworm rootfs (mmdebstrap: systemd, containerd, runc, iptables,
 #     conntrack, CNI plugins, ...) with kind's base-image files from the kind module;
-#   - kubeadm, kubelet, kubectl of the pinned Kubernetes (e2e/cluster/build-kube.sh);
+#   - kubeadm, kubelet, kubectl of the pinned Kubernetes (hack/build-kube.sh);
 #   - preloaded images, tagged exactly as kubeadm and kind expect them: kube-apiserver,
-#     kube-controller-manager, kube-scheduler, kube-proxy (Kubernetes), etcd (e2e/tools/etcd),
+#     kube-controller-manager, kube-scheduler, kube-proxy (Kubernetes), etcd (hack/tools/etcd),
 #     CoreDNS and local-path-provisioner (their modules), pause (e2e/images/pause), the pod
 #     network (e2e/kind/kindnet, in place of kindnetd) and the local-path helper (busybox).
 # The image is tagged by a hash of everything it is made of: a warm run finds it and builds nothing.
@@ -23,23 +23,23 @@ parts_only=false
 $parts_only || use_engine
 here=$(cd "$(dirname "$0")" && pwd)
 
-kind_version=$(awk '$1 == "\"kind" { print $3 }' "$repo_root/e2e/cluster/build-tools.sh" | tr -d '"')
-[ -n "$kind_version" ] || die "no kind pin in e2e/cluster/build-tools.sh"
+kind_version=$(awk '$1 == "\"kind" { print $3 }' "$repo_root/hack/build-tools.sh" | tr -d '"')
+[ -n "$kind_version" ] || die "no kind pin in hack/build-tools.sh"
 moddir() { module_dir "$repo_root" "$1"; }
 kind_src=$(moddir "sigs.k8s.io/kind@$kind_version")
 [ -d "$kind_src/images/base/files" ] || die "kind $kind_version sources not found (go mod download sigs.k8s.io/kind@$kind_version)"
 kindconst() { (cd "$repo_root" && go run ./e2e/kind/kindconsts "$kind_src/pkg/build/nodeimage" "$1"); }
 
 # --- versions: what kubeadm and kind will ask for --------------------------------------------
-KUBE=$(KUBE_BINARIES="kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy" "$repo_root/e2e/cluster/build-kube.sh" | tail -n 1)
+KUBE=$(KUBE_BINARIES="kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy" "$repo_root/hack/build-kube.sh" | tail -n 1)
 kube_version=$(basename "$KUBE")
 mapfile -t kubeadm_images < <("$KUBE/kubeadm" config images list --kubernetes-version "$kube_version")
 image_of() { printf '%s\n' "${kubeadm_images[@]}" | grep -E "/$1:" | head -n 1; }
 etcd_image=$(image_of etcd); coredns_image=$(image_of coredns)
 etcd_version=v${etcd_image##*:}; etcd_version=${etcd_version%-*}
 coredns_version=${coredns_image##*:}
-pinned_etcd=$(cd "$repo_root/e2e/tools/etcd" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
-[ "$pinned_etcd" = "$etcd_version" ] || die "kubeadm $kube_version wants etcd $etcd_version; e2e/tools/etcd pins $pinned_etcd"
+pinned_etcd=$(cd "$repo_root/hack/tools/etcd" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
+[ "$pinned_etcd" = "$etcd_version" ] || die "kubeadm $kube_version wants etcd $etcd_version; hack/tools/etcd pins $pinned_etcd"
 pause_image=$(sed -n 's/^[[:space:]]*sandbox_image = "\(.*\)"/\1/p' "$kind_src/images/base/files/etc/containerd/config.toml")
 kindnetd_image=$(kindconst kindnetdImage)
 provisioner_image=$(kindconst storageProvisionerImage)
@@ -88,7 +88,7 @@ etcd_bin=$bincache/etcd-$etcd_version/etcd
 if [ ! -x "$etcd_bin" ]; then
   log "building etcd $etcd_version"
   mkdir -p "$(dirname "$etcd_bin")"
-  (cd "$repo_root/e2e/tools/etcd" && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$etcd_bin.tmp" go.etcd.io/etcd/server/v3) >&2
+  (cd "$repo_root/hack/tools/etcd" && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$etcd_bin.tmp" go.etcd.io/etcd/server/v3) >&2
   mv "$etcd_bin.tmp" "$etcd_bin"
 fi
 coredns_bin=$(build_in_module coredns "github.com/coredns/coredns@$coredns_version" -mod=mod)

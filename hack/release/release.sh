@@ -54,7 +54,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 [ -s "$ca_bundle" ] || die "no CA bundle at $ca_bundle"
 
-tools=$("$repo_root/e2e/cluster/build-tools.sh" helm cosign cyclonedx-gomod | tail -n 1)
+tools=$("$repo_root/hack/build-tools.sh" helm cosign cyclonedx-gomod | tail -n 1)
 HELM=$tools/helm COSIGN=$tools/cosign CYCLONEDX=$tools/cyclonedx-gomod
 IMAGEBUILD=$out/.tools/imagebuild
 

@@ -28,9 +28,9 @@ if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-tools=$("$repo_root/e2e/cluster/build-tools.sh" crane helm cosign krew | tail -n 1)
+tools=$("$repo_root/hack/build-tools.sh" crane helm cosign krew | tail -n 1)
 CRANE=$tools/crane HELM=$tools/helm COSIGN=$tools/cosign KREW=$tools/krew
-KUBECTL=$(KUBE_BINARIES=kubectl "$repo_root/e2e/cluster/build-kube.sh" | tail -n 1)/kubectl
+KUBECTL=$(KUBE_BINARIES=kubectl "$repo_root/hack/build-kube.sh" | tail -n 1)/kubectl
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/pullpass-test-release.XXXXXX")
 registry_pid=""

@@ -270,7 +270,7 @@ func FuzzPattern(f *testing.F) {
 		}
 		got := p.Matches(target)
 		// A table of one entry answers as the pattern does. (That the pattern answers as the
-		// kubelet does is FuzzMatchesLikeKubelet's job, in e2e/tools/kube.)
+		// kubelet does is FuzzMatchesLikeKubelet's job, in hack/tools/kube.)
 		_, ok := match.NewTable([]match.Entry[int]{{Name: "x", Pattern: p}}).Lookup(target)
 		if ok != got {
 			t.Fatalf("table(%q).Lookup(%q) = %t, pattern says %t", glob, target, ok, got)

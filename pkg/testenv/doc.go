@@ -35,7 +35,7 @@
 //
 // Binaries: kube-apiserver from $PULLPASS_KUBE_ASSETS, by default the harness's cache
 // (/var/cache/pullpass/kube/VERSION, built by `KUBE_BINARIES=kube-apiserver
-// e2e/cluster/build-kube.sh`); etcd from the same directory or the PATH (Debian's etcd-server).
+// hack/build-kube.sh`); etcd from the same directory or the PATH (Debian's etcd-server).
 // `make unit` builds and installs both first. When they are missing, the tests that ask for a
 // control plane fail, naming the command that builds them: they never skip.
 package testenv

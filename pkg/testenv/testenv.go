@@ -29,7 +29,7 @@ import (
 const (
 	// AssetsEnv names the directory holding kube-apiserver (and etcd, if it is there rather than
 	// on the PATH). The default is the harness's cache, ${PULLPASS_CACHE:-/var/cache/pullpass}/kube/VERSION,
-	// VERSION being the k8s.io/kubernetes of e2e/tools/kube/go.mod.
+	// VERSION being the k8s.io/kubernetes of hack/tools/kube/go.mod.
 	AssetsEnv = "PULLPASS_KUBE_ASSETS"
 	// KeepEnv, when set, keeps the control plane's directory (certificates, logs, etcd data) and
 	// prints where it is when the control plane stops.
@@ -37,7 +37,7 @@ const (
 )
 
 // BuildCommand builds the kube-apiserver Start needs into the default assets directory.
-const BuildCommand = "KUBE_BINARIES=kube-apiserver e2e/cluster/build-kube.sh (make unit runs it)"
+const BuildCommand = "KUBE_BINARIES=kube-apiserver hack/build-kube.sh (make unit runs it)"
 
 // Config says how to start a control plane. The zero value is ready to use.
 type Config struct {
@@ -83,19 +83,19 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// defaultAssetsDir is the cache e2e/cluster/build-kube.sh builds into, for the Kubernetes version
-// pinned in e2e/tools/kube/go.mod, found from the working directory (a package of this module).
+// defaultAssetsDir is the cache hack/build-kube.sh builds into, for the Kubernetes version
+// pinned in hack/tools/kube/go.mod, found from the working directory (a package of this module).
 func defaultAssetsDir() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		b, err := os.ReadFile(filepath.Join(dir, "e2e/tools/kube/go.mod"))
+		b, err := os.ReadFile(filepath.Join(dir, "hack/tools/kube/go.mod"))
 		if err == nil {
 			m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?k8s\.io/kubernetes\s+(v\S+)`).FindSubmatch(b)
 			if m == nil {
-				return "", fmt.Errorf("no k8s.io/kubernetes version in %s/e2e/tools/kube/go.mod", dir)
+				return "", fmt.Errorf("no k8s.io/kubernetes version in %s/hack/tools/kube/go.mod", dir)
 			}
 			cache := os.Getenv("PULLPASS_CACHE")
 			if cache == "" {
@@ -105,7 +105,7 @@ func defaultAssetsDir() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no e2e/tools/kube/go.mod above the working directory")
+			return "", errors.New("no hack/tools/kube/go.mod above the working directory")
 		}
 		dir = parent
 	}

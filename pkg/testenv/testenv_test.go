@@ -115,7 +115,7 @@ func TestEventually(t *testing.T) {
 // A Start with no kube-apiserver fails and names the command that builds it.
 func TestStartWithoutBinaries(t *testing.T) {
 	_, err := testenv.Start(t.Context(), testenv.Config{AssetsDir: t.TempDir()})
-	if err == nil || !strings.Contains(err.Error(), "e2e/cluster/build-kube.sh") {
+	if err == nil || !strings.Contains(err.Error(), "hack/build-kube.sh") {
 		t.Fatalf("Start = %v, want an error naming build-kube.sh", err)
 	}
 }

@@ -1,6 +1,6 @@
 // Module codegen pins the code generators `make generate` runs.
 // It is kept apart from the product's go.mod on purpose: generators are build tools, not dependencies.
-module github.com/pullpass/pullpass/e2e/tools/codegen
+module github.com/pullpass/pullpass/hack/tools/codegen
 
 go 1.26.0
 

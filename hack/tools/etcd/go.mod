@@ -1,7 +1,7 @@
 // Module etcd builds the pinned etcd server for the kind node image (e2e/kind/node-image.sh).
 // It is kept apart from the product's go.mod: etcd's own module has replace directives, so it
 // cannot be built with `go install MODULE@VERSION`.
-module github.com/pullpass/pullpass/e2e/tools/etcd
+module github.com/pullpass/pullpass/hack/tools/etcd
 
 go 1.26.0
 

@@ -2,7 +2,7 @@
 // PodMonitor, PrometheusRule) into a Prometheus configuration and rule files with the operator's own
 // config generator, so a plain Prometheus scrapes and alerts as one managed by the operator would.
 // Kept apart from the product's go.mod: the operator is a large dependency of the test harness only.
-module github.com/pullpass/pullpass/e2e/tools/promconfig
+module github.com/pullpass/pullpass/hack/tools/promconfig
 
 go 1.26.0
 

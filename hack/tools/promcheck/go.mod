@@ -1,7 +1,7 @@
 // Module promcheck checks the chart's alert rules and Grafana dashboard with Prometheus's own
 // parsers (what `promtool check rules` runs), against the metrics pullpass registers. Kept apart
 // from the product's go.mod: github.com/prometheus/prometheus is a large dependency of tests only.
-module github.com/pullpass/pullpass/e2e/tools/promcheck
+module github.com/pullpass/pullpass/hack/tools/promcheck
 
 go 1.26.0
 

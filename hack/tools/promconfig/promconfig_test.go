@@ -21,10 +21,10 @@ var repoRoot = filepath.Join("..", "..", "..")
 // As the Prometheus server sets it before it loads a configuration.
 func init() { model.NameValidationScheme = model.UTF8Validation }
 
-// render runs `helm template` on the chart (helm pinned in e2e/cluster/build-tools.sh).
+// render runs `helm template` on the chart (helm pinned in hack/build-tools.sh).
 func render(t *testing.T, args ...string) []byte {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(repoRoot, "e2e/cluster/build-tools.sh"), "helm").Output()
+	out, err := exec.Command(filepath.Join(repoRoot, "hack/build-tools.sh"), "helm").Output()
 	if err != nil {
 		t.Fatalf("building helm: %v", err)
 	}

@@ -1,6 +1,6 @@
 // Module kube builds pinned Kubernetes server binaries for the e2e harness.
 // It is kept apart from the product's go.mod on purpose: k8s.io/kubernetes is not meant to be imported.
-module github.com/pullpass/pullpass/e2e/tools/kube
+module github.com/pullpass/pullpass/hack/tools/kube
 
 go 1.26.0
 

@@ -9,7 +9,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/pullpass/pullpass/e2e/tools/promconfig"
+	"github.com/pullpass/pullpass/hack/tools/promconfig"
 )
 
 func main() {

@@ -3,7 +3,7 @@
 # outside git keyed by version. A binary already in the cache is not rebuilt.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mod="$here/../tools/kube"
+mod="$here/tools/kube"
 version=$(cd "$mod" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
 [ -n "$version" ] || { echo "no k8s.io/kubernetes version in $mod/go.mod" >&2; exit 1; }
 cache=${PULLPASS_CACHE:-/var/cache/pullpass}/kube/$version

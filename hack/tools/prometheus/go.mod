@@ -1,9 +1,9 @@
 // Module prometheus pins the Prometheus server the e2e harness runs (e2e/cluster/prometheus.sh
 // builds it once into the cache): Debian's package is built without Kubernetes service discovery,
 // which a ServiceMonitor needs. v0.305.0 is Prometheus 3.5.0, the version the Prometheus Operator
-// pinned in e2e/tools/promconfig (v0.85.0) runs by default. Its own module, so its dependencies are
+// pinned in hack/tools/promconfig (v0.85.0) runs by default. Its own module, so its dependencies are
 // the ones it was released with.
-module github.com/pullpass/pullpass/e2e/tools/prometheus
+module github.com/pullpass/pullpass/hack/tools/prometheus
 
 go 1.26.0
 
