@@ -6,9 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"sigs.k8s.io/yaml"
 
 	"github.com/pullpass/pullpass/agent/kubeletrestart"
 	"github.com/pullpass/pullpass/agent/nodetaint"
@@ -32,12 +37,14 @@ import (
 // The kubelet's provider config dir on a kind node (kind.yaml) and pullpass's drop-in in it.
 const kindDropIn = "/etc/kubernetes/image-credential-provider/config/pullpass.yaml"
 
-// kindNodes skips on clusters whose nodes the suite cannot enter (the harness's kubelet is not
-// a systemd unit), and returns every node and the workers.
+// kindNodes returns every node and the workers. The restarts are proved on kind, whose nodes
+// run the kubelet under systemd (the harness's kubelet is a plain process the agent cannot
+// restart), entered with node-exec.sh.
 func kindNodes(t *testing.T, e *framework.Env) (all, workers []string) {
 	t.Helper()
+	framework.ProvedOn(t, framework.Kind, "the agent restarts kubelets through systemd, which runs kind's kubelets and not the harness's")
 	if _, err := os.Stat(framework.Script("node-exec.sh")); err != nil {
-		t.Skip("needs nodes whose kubelet runs under systemd, entered with node-exec.sh (make e2e-kind)")
+		t.Fatalf("the cluster's scripts have no node-exec.sh: %v", err)
 	}
 	nodes, err := e.Kube.CoreV1().Nodes().List(framework.Context(t, time.Minute), metav1.ListOptions{})
 	if err != nil {
@@ -48,6 +55,9 @@ func kindNodes(t *testing.T, e *framework.Env) (all, workers []string) {
 		if _, cp := n.Labels["node-role.kubernetes.io/control-plane"]; !cp {
 			workers = append(workers, n.Name)
 		}
+	}
+	if len(workers) == 0 {
+		t.Fatal("no worker node")
 	}
 	return all, workers
 }
@@ -103,16 +113,15 @@ func helmValues(t *testing.T, e *framework.Env) map[string]any {
 	return v
 }
 
-// setAgentValues upgrades the release with the suite's values and sets on top, and waits for
-// every agent to run the new spec.
-func setAgentValues(t *testing.T, e *framework.Env, sets ...string) {
+// setAgentValues upgrades the release (the chart it was installed from, its values kept) with
+// sets on top, and waits for every agent to run the new spec.
+func setAgentValues(t *testing.T, e *framework.Env, ep framework.Endpoints, sets ...string) {
 	t.Helper()
-	args := []string{"upgrade", "pullpass", framework.RepoRoot() + "/charts/pullpass", "--kubeconfig", e.Kubeconfig,
-		"--namespace", framework.PullpassNamespace, "--reuse-values", "--wait", "--timeout", "5m"}
+	args := []string{"--wait", "--timeout", "5m"}
 	for _, s := range sets {
 		args = append(args, "--set", s)
 	}
-	if out, err := exec.Command(helm(t), args...).CombinedOutput(); err != nil {
+	if out, err := e.HelmUpgrade(t, ep, args...).CombinedOutput(); err != nil {
 		t.Fatalf("helm upgrade %v: %v\n%s", sets, err, out)
 	}
 	waitFor(t, 3*time.Minute, "the agents rolled out", func() bool {
@@ -126,30 +135,103 @@ func setAgentValues(t *testing.T, e *framework.Env, sets ...string) {
 }
 
 // withRestartKubelet turns the restarts and the startup taint on for the test (a short health
-// bound, so a rollback on three nodes fits the test's time), and off again after it, the
-// kubelets restarted as the suite found them.
-func withRestartKubelet(t *testing.T, e *framework.Env, sets ...string) {
+// bound, so a rollback on three nodes fits the test's time), and the chart's defaults back after
+// it, the kubelets restarted as the suite found them.
+func withRestartKubelet(t *testing.T, e *framework.Env, ep framework.Endpoints, sets ...string) {
 	t.Helper()
-	setAgentValues(t, e, append([]string{"agent.restartKubelet=true", "agent.startupTaint=true", "agent.kubeletHealthTimeout=30s"}, sets...)...)
 	t.Cleanup(func() {
-		setAgentValues(t, e, "agent.restartKubelet=false", "agent.startupTaint=false", "agent.kubeletHealthTimeout=2m", "agent.extraEnv=null")
+		def := chartAgentDefaults(t)
+		setAgentValues(t, e, ep, "agent.restartKubelet="+def["restartKubelet"], "agent.startupTaint="+def["startupTaint"],
+			"agent.kubeletHealthTimeout="+def["kubeletHealthTimeout"], "agent.extraEnv=null")
 		script(t, "restart-kubelet.sh")
 	})
+	setAgentValues(t, e, ep, append([]string{"agent.restartKubelet=true", "agent.startupTaint=true", "agent.kubeletHealthTimeout=30s"}, sets...)...)
 }
 
-func agentRestarts(t *testing.T, e *framework.Env, node, result string) float64 {
+// chartAgentDefaults are the chart's own agent values (values.yaml), as --set takes them: what a
+// test puts back after it (explicit values: a key set to null and reused is dropped, and the
+// chart's default with it).
+func chartAgentDefaults(t *testing.T) map[string]string {
 	t.Helper()
-	return framework.Metric(t, e.AgentMetricsURLOn(t, node), "pullpass_agent_kubelet_restarts_total", map[string]string{"result": result})
+	data, err := os.ReadFile(filepath.Join(framework.RepoRoot(), "charts", "pullpass", "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Agent map[string]any `json:"agent"`
+	}
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, k := range []string{"restartKubelet", "startupTaint", "kubeletHealthTimeout", "maxUnavailable"} {
+		val, ok := v.Agent[k]
+		if !ok {
+			t.Fatalf("the chart's values.yaml has no agent.%s", k)
+		}
+		out[k] = fmt.Sprint(val)
+	}
+	return out
+}
+
+// agentRestarts is the agent's count of kubelet restarts of a result on node; false while the
+// node has no ready agent to ask (its kubelet restarting, its pod replaced).
+func agentRestarts(t *testing.T, e *framework.Env, node, result string) (float64, bool) {
+	t.Helper()
+	pods, err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).List(framework.Context(t, time.Minute), metav1.ListOptions{
+		LabelSelector: "app.kubernetes.io/component=agent", FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		return 0, false
+	}
+	var ready []corev1.Pod
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && p.Status.PodIP != "" && slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool {
+			return c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue
+		}) {
+			ready = append(ready, p)
+		}
+	}
+	if len(ready) != 1 {
+		return 0, false
+	}
+	url := e.AgentMetricsURLOn(t, node)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, false
+	}
+	prefix := fmt.Sprintf("pullpass_agent_kubelet_restarts_total{result=%q} ", result)
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, prefix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	t.Fatalf("%s has no %s", url, strings.TrimSpace(prefix))
+	return 0, false
 }
 
 func agentPod(t *testing.T, e *framework.Env, node string) *corev1.Pod {
 	t.Helper()
 	pods, err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).List(framework.Context(t, time.Minute), metav1.ListOptions{
 		LabelSelector: "app.kubernetes.io/component=agent", FieldSelector: "spec.nodeName=" + node})
-	if err != nil || len(pods.Items) == 0 {
+	if err != nil {
 		t.Fatalf("the agent pod on %s: %v", node, err)
 	}
-	return &pods.Items[0]
+	for i := range pods.Items {
+		if pods.Items[i].DeletionTimestamp == nil {
+			return &pods.Items[i]
+		}
+	}
+	t.Fatalf("no agent pod on %s", node)
+	return nil
 }
 
 // nodeEvents are the Node's events of a reason, oldest first.
@@ -162,6 +244,11 @@ func nodeEvents(t *testing.T, e *framework.Env, node, reason string) []corev1.Ev
 	}
 	slices.SortFunc(evs.Items, func(a, b corev1.Event) int { return a.LastTimestamp.Compare(b.LastTimestamp.Time) })
 	return evs.Items
+}
+
+// eventsSince are the events not older than at (event times are whole seconds).
+func eventsSince(evs []corev1.Event, at time.Time) []corev1.Event {
+	return slices.DeleteFunc(slices.Clone(evs), func(ev corev1.Event) bool { return ev.LastTimestamp.Time.Before(at.Truncate(time.Second)) })
 }
 
 func nodeReady(t *testing.T, e *framework.Env, node string) bool {
@@ -178,6 +265,15 @@ func nodeReady(t *testing.T, e *framework.Env, node string) bool {
 	return false
 }
 
+func hasStartupTaint(t *testing.T, e *framework.Env, node string) bool {
+	t.Helper()
+	n, err := e.Kube.CoreV1().Nodes().Get(framework.Context(t, time.Minute), node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(n.Spec.Taints, func(tt corev1.Taint) bool { return tt.Key == nodetaint.Key })
+}
+
 // A worker made a new node (its kubelet runs without pullpass's entry, restarted by the test,
 // and the startup taint on it as a node provisioner puts it): with no human action the agent
 // installs the entry, restarts the kubelet once and removes the taint; a pod of a Cluster-scope
@@ -185,10 +281,10 @@ func nodeReady(t *testing.T, e *framework.Env, node string) bool {
 // other pods keep running.
 func TestNoHandsNewNodeServesByItself(t *testing.T) {
 	e := framework.Load(t)
-	e.Deployed(t)
+	ep := e.Deployed(t)
 	_, workers := kindNodes(t, e)
 	node := workers[0]
-	withRestartKubelet(t, e)
+	withRestartKubelet(t, e, ep)
 	e.CreateRegistry(t, framework.RegistryOptions{Name: "nohands", Scope: v1alpha1.ScopeCluster})
 	ns := e.Namespace(t, "nohands", nil)
 	pinned := func(p *corev1.Pod, tolerate bool) *corev1.Pod {
@@ -211,6 +307,16 @@ func TestNoHandsNewNodeServesByItself(t *testing.T) {
 	if _, err := e.Kube.CoreV1().Nodes().Patch(framework.Context(t, time.Minute), node, types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		// A failed test leaves no taint that would keep the suite's pods off the node.
+		n, err := e.Kube.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+		if err == nil && slices.ContainsFunc(n.Spec.Taints, func(tt corev1.Taint) bool { return tt.Key == nodetaint.Key }) {
+			n.Spec.Taints = slices.DeleteFunc(n.Spec.Taints, func(tt corev1.Taint) bool { return tt.Key == nodetaint.Key })
+			if _, err := e.Kube.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+				t.Errorf("removing the startup taint from %s: %v", node, err)
+			}
+		}
+	})
 	old := agentPod(t, e, node)
 	// The plugin's record of the generation stays, as on a node whose bootstrap rewrote the
 	// config on reboot: the agent must go by the kubelet's start time, not by the record.
@@ -227,15 +333,19 @@ func TestNoHandsNewNodeServesByItself(t *testing.T) {
 	if failed := e.FailedPullEvents(t, ns, pod.Name); len(failed) > 0 {
 		t.Fatalf("the pod did not pull at its first try: %v", failed)
 	}
+	if hasStartupTaint(t, e, node) {
+		t.Fatalf("the startup taint is still on %s", node)
+	}
 	if after := kubeletStart(t, node); !after.After(before) {
 		t.Fatalf("the kubelet was not restarted by the agent (started %s, before %s)", after, before)
 	}
-	if n := agentRestarts(t, e, node, kubeletrestart.ResultSuccess); n != 1 {
-		t.Fatalf("pullpass_agent_kubelet_restarts_total{result=success} = %v on %s, want 1", n, node)
+	// Once: one restart event since the test's own restart (the agent that restarted it may
+	// be the new one or, had it written the entry again before it stopped, the old one).
+	if evs := eventsSince(nodeEvents(t, e, node, kubeletrestart.ReasonRestarted), before); len(evs) != 1 {
+		t.Fatalf("%d %s events on %s since %s, want 1", len(evs), kubeletrestart.ReasonRestarted, node, before)
 	}
-	n, err := e.Kube.CoreV1().Nodes().Get(framework.Context(t, time.Minute), node, metav1.GetOptions{})
-	if err != nil || slices.ContainsFunc(n.Spec.Taints, func(tt corev1.Taint) bool { return tt.Key == nodetaint.Key }) {
-		t.Fatalf("the startup taint is still on %s: %v", node, err)
+	if failed := eventsSince(nodeEvents(t, e, node, kubeletrestart.ReasonFailed), before); len(failed) > 0 {
+		t.Fatalf("restart failures on %s: %s", node, failed[0].Message)
 	}
 	b, err := e.Kube.CoreV1().Pods(ns).Get(framework.Context(t, time.Minute), bystander.Name, metav1.GetOptions{})
 	if err != nil || b.Status.ContainerStatuses[0].ContainerID != containerID || b.Status.ContainerStatuses[0].RestartCount != 0 {
@@ -248,19 +358,19 @@ func TestNoHandsNewNodeServesByItself(t *testing.T) {
 // is rolled back: the node stays Ready, and the agent says why (event, metric, log).
 func TestNoHandsRefusedConfigNeverWrittenOrRolledBack(t *testing.T) {
 	e := framework.Load(t)
-	e.Deployed(t)
+	ep := e.Deployed(t)
 	_, workers := kindNodes(t, e)
 	node := workers[0]
 	match := suiteMatchImages(t, e)
 	keep := "agent.matchImages={" + strings.Join(match, ",") + "}"
 	bad := "agent.matchImages={" + strings.Join(append(slices.Clone(match), "bad%zz.example:5000"), ",") + "}"
-	withRestartKubelet(t, e)
-	t.Cleanup(func() { setAgentValues(t, e, keep) })
+	withRestartKubelet(t, e, ep)
+	t.Cleanup(func() { setAgentValues(t, e, ep, keep, "agent.extraEnv=null") })
 	before := kubeletStart(t, node)
 	config := onNode(t, node, "cat", kindDropIn)
 
 	// Never written.
-	setAgentValues(t, e, bad)
+	setAgentValues(t, e, ep, bad)
 	waitFor(t, time.Minute, "the agent saying why it does not write the config", func() bool {
 		return strings.Contains(e.Logs(t, framework.PullpassNamespace, agentPod(t, e, node).Name, "agent"), "the kubelet would refuse")
 	})
@@ -272,9 +382,10 @@ func TestNoHandsRefusedConfigNeverWrittenOrRolledBack(t *testing.T) {
 	}
 
 	// Written through the fault hook: rolled back.
-	setAgentValues(t, e, bad, "agent.extraEnv[0].name=PULLPASS_FAULT_UNVALIDATED_CONFIG", "agent.extraEnv[0].value=true")
+	setAgentValues(t, e, ep, bad, "agent.extraEnv[0].name=PULLPASS_FAULT_UNVALIDATED_CONFIG", "agent.extraEnv[0].value=true")
 	waitFor(t, 5*time.Minute, "the config rolled back on "+node, func() bool {
-		return agentRestarts(t, e, node, kubeletrestart.ResultRolledBack) == 1
+		n, ok := agentRestarts(t, e, node, kubeletrestart.ResultRolledBack)
+		return ok && n == 1
 	})
 	evs := nodeEvents(t, e, node, kubeletrestart.ReasonRolledBack)
 	if len(evs) == 0 || evs[len(evs)-1].Type != corev1.EventTypeWarning || !strings.Contains(evs[len(evs)-1].Message, "not healthy") {
@@ -294,23 +405,23 @@ func TestNoHandsRefusedConfigNeverWrittenOrRolledBack(t *testing.T) {
 // healthy again (its agent's event says so, after its health checks).
 func TestNoHandsOneNodeAtATime(t *testing.T) {
 	e := framework.Load(t)
-	e.Deployed(t)
+	ep := e.Deployed(t)
 	all, _ := kindNodes(t, e)
 	match := suiteMatchImages(t, e)
 	// Every agent replaced at once, so every node needs its restart at the same time.
-	withRestartKubelet(t, e, "agent.maxUnavailable=100%")
+	withRestartKubelet(t, e, ep, "agent.maxUnavailable=100%")
 	t.Cleanup(func() {
-		setAgentValues(t, e, "agent.matchImages={"+strings.Join(match, ",")+"}", "agent.maxUnavailable=10%")
+		setAgentValues(t, e, ep, "agent.matchImages={"+strings.Join(match, ",")+"}", "agent.maxUnavailable="+chartAgentDefaults(t)["maxUnavailable"])
 	})
 	before := map[string]time.Time{}
 	for _, n := range all {
 		before[n] = kubeletStart(t, n)
 	}
 	host := "nohands-" + rand.String(5) + ".example:5000"
-	setAgentValues(t, e, "agent.matchImages={"+strings.Join(append(slices.Clone(match), host), ",")+"}")
+	setAgentValues(t, e, ep, "agent.matchImages={"+strings.Join(append(slices.Clone(match), host), ",")+"}")
 	waitFor(t, 5*time.Minute, "every node's kubelet restarted for the new config", func() bool {
 		for _, n := range all {
-			if agentRestarts(t, e, n, kubeletrestart.ResultSuccess) < 1 {
+			if c, ok := agentRestarts(t, e, n, kubeletrestart.ResultSuccess); !ok || c < 1 {
 				return false
 			}
 		}
@@ -323,11 +434,14 @@ func TestNoHandsOneNodeAtATime(t *testing.T) {
 	var rs []restart
 	for _, n := range all {
 		start := kubeletStart(t, n)
-		evs := nodeEvents(t, e, n, kubeletrestart.ReasonRestarted)
-		if !start.After(before[n]) || len(evs) == 0 {
-			t.Fatalf("%s: kubelet started %s (before %s), %d restart events", n, start, before[n], len(evs))
+		evs := eventsSince(nodeEvents(t, e, n, kubeletrestart.ReasonRestarted), before[n])
+		if !start.After(before[n]) || len(evs) != 1 {
+			t.Fatalf("%s: kubelet started %s (before %s), %d restart events since, want 1", n, start, before[n], len(evs))
 		}
-		rs = append(rs, restart{n, start, evs[len(evs)-1].LastTimestamp.Time})
+		if !strings.Contains(onNode(t, n, "cat", kindDropIn), host) {
+			t.Fatalf("%s: the new host is not in the kubelet's config", n)
+		}
+		rs = append(rs, restart{n, start, evs[0].LastTimestamp.Time})
 	}
 	slices.SortFunc(rs, func(a, b restart) int { return a.start.Compare(b.start) })
 	for i := 1; i < len(rs); i++ {
@@ -340,22 +454,20 @@ func TestNoHandsOneNodeAtATime(t *testing.T) {
 }
 
 // helm uninstall with the restarts on leaves no pullpass entry and a running kubelet on every
-// node, each restarted without the entry; then pullpass is deployed again.
-//
-// Not run yet. Known risk: helm deletes the agent's ServiceAccount and RBAC in the same
-// uninstall as its DaemonSet, so the agents may lose the Lease (and with it the restart) before
-// they stop; a pre-delete hook that keeps them may be needed.
+// node, each restarted without the entry (the chart's pre-delete hook lets the agents finish
+// before their RBAC goes); then pullpass is deployed again and the kubelets restarted with it.
 func TestNoHandsUninstallLeavesRunningKubelets(t *testing.T) {
 	e := framework.Load(t)
-	e.Deployed(t)
+	ep := e.Deployed(t)
 	all, _ := kindNodes(t, e)
-	setAgentValues(t, e, "agent.restartKubelet=true")
 	redeployed := false
 	t.Cleanup(func() {
 		if !redeployed {
 			script(t, "deploy.sh")
+			script(t, "restart-kubelet.sh")
 		}
 	})
+	setAgentValues(t, e, ep, "agent.restartKubelet=true")
 	before := map[string]time.Time{}
 	for _, n := range all {
 		before[n] = kubeletStart(t, n)
@@ -379,6 +491,9 @@ func TestNoHandsUninstallLeavesRunningKubelets(t *testing.T) {
 			t.Errorf("%s: the kubelet was not restarted after the uninstall (started %s)", n, start)
 		}
 	}
+	// Back as the suite found it: deployed, and the kubelets started with pullpass's entry
+	// (deploy.sh restarts only those whose config it sees changed since its last restart).
 	script(t, "deploy.sh")
+	script(t, "restart-kubelet.sh")
 	redeployed = true
 }
