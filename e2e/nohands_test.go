@@ -178,6 +178,13 @@ func chartAgentDefaults(t *testing.T) map[string]string {
 // node has no ready agent to ask (its kubelet restarting, its pod replaced).
 func agentRestarts(t *testing.T, e *framework.Env, node, result string) (float64, bool) {
 	t.Helper()
+	return agentSample(t, e, node, fmt.Sprintf("pullpass_agent_kubelet_restarts_total{result=%q}", result))
+}
+
+// agentSample is a sample of the ready agent's metrics on node (name and labels as exposed);
+// false while the node has no ready agent to ask, or it has no such sample.
+func agentSample(t *testing.T, e *framework.Env, node, sample string) (float64, bool) {
+	t.Helper()
 	pods, err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).List(framework.Context(t, time.Minute), metav1.ListOptions{
 		LabelSelector: "app.kubernetes.io/component=agent", FieldSelector: "spec.nodeName=" + node})
 	if err != nil {
@@ -207,15 +214,14 @@ func agentRestarts(t *testing.T, e *framework.Env, node, result string) (float64
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return 0, false
 	}
-	prefix := fmt.Sprintf("pullpass_agent_kubelet_restarts_total{result=%q} ", result)
+	prefix := sample + " "
 	for _, l := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(l, prefix); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			return f, err == nil
 		}
 	}
-	t.Fatalf("%s has no %s", url, strings.TrimSpace(prefix))
-	return 0, false
+	return 0, false // not there (yet)
 }
 
 func agentPod(t *testing.T, e *framework.Env, node string) *corev1.Pod {
@@ -286,6 +292,10 @@ func TestNoHandsNewNodeServesByItself(t *testing.T) {
 	node := workers[0]
 	withRestartKubelet(t, e, ep)
 	e.CreateRegistry(t, framework.RegistryOptions{Name: "nohands", Scope: v1alpha1.ScopeCluster})
+	waitFor(t, time.Minute, "the registry served by "+node, func() bool {
+		v, ok := agentSample(t, e, node, `pullpass_agent_registry_served{registry="nohands"}`)
+		return ok && v == 1
+	})
 	ns := e.Namespace(t, "nohands", nil)
 	pinned := func(p *corev1.Pod, tolerate bool) *corev1.Pod {
 		p.Spec.NodeSelector = map[string]string{corev1.LabelHostname: node}
