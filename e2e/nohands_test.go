@@ -119,7 +119,11 @@ func setAgentValues(t *testing.T, e *framework.Env, ep framework.Endpoints, sets
 	t.Helper()
 	args := []string{"--wait", "--timeout", "5m"}
 	for _, s := range sets {
-		args = append(args, "--set", s)
+		if strings.HasPrefix(s, "--") { // --set-json=...
+			args = append(args, s)
+		} else {
+			args = append(args, "--set", s)
+		}
 	}
 	if out, err := e.HelmUpgrade(t, ep, args...).CombinedOutput(); err != nil {
 		t.Fatalf("helm upgrade %v: %v\n%s", sets, err, out)
@@ -142,11 +146,15 @@ func withRestartKubelet(t *testing.T, e *framework.Env, ep framework.Endpoints, 
 	t.Cleanup(func() {
 		def := chartAgentDefaults(t)
 		setAgentValues(t, e, ep, "agent.restartKubelet="+def["restartKubelet"], "agent.startupTaint="+def["startupTaint"],
-			"agent.kubeletHealthTimeout="+def["kubeletHealthTimeout"], "agent.extraEnv=null")
+			"agent.kubeletHealthTimeout="+def["kubeletHealthTimeout"], extraEnvDefault)
 		script(t, "restart-kubelet.sh")
 	})
 	setAgentValues(t, e, ep, append([]string{"agent.restartKubelet=true", "agent.startupTaint=true", "agent.kubeletHealthTimeout=30s"}, sets...)...)
 }
+
+// extraEnvDefault puts the chart's empty agent.extraEnv back (a null is kept in the release's
+// values, and the schema refuses it at the next upgrade).
+const extraEnvDefault = "--set-json=agent.extraEnv=[]"
 
 // chartAgentDefaults are the chart's own agent values (values.yaml), as --set takes them: what a
 // test puts back after it (explicit values: a key set to null and reused is dropped, and the
@@ -375,7 +383,7 @@ func TestNoHandsRefusedConfigNeverWrittenOrRolledBack(t *testing.T) {
 	keep := "agent.matchImages={" + strings.Join(match, ",") + "}"
 	bad := "agent.matchImages={" + strings.Join(append(slices.Clone(match), "bad%zz.example:5000"), ",") + "}"
 	withRestartKubelet(t, e, ep)
-	t.Cleanup(func() { setAgentValues(t, e, ep, keep, "agent.extraEnv=null") })
+	t.Cleanup(func() { setAgentValues(t, e, ep, keep, extraEnvDefault) })
 	before := kubeletStart(t, node)
 	config := onNode(t, node, "cat", kindDropIn)
 
@@ -392,7 +400,7 @@ func TestNoHandsRefusedConfigNeverWrittenOrRolledBack(t *testing.T) {
 	}
 
 	// Written through the fault hook: rolled back.
-	setAgentValues(t, e, ep, bad, "agent.extraEnv[0].name=PULLPASS_FAULT_UNVALIDATED_CONFIG", "agent.extraEnv[0].value=true")
+	setAgentValues(t, e, ep, bad, "agent.extraEnv[0].name=PULLPASS_FAULT_UNVALIDATED_CONFIG", "--set-string=agent.extraEnv[0].value=true")
 	waitFor(t, 5*time.Minute, "the config rolled back on "+node, func() bool {
 		n, ok := agentRestarts(t, e, node, kubeletrestart.ResultRolledBack)
 		return ok && n == 1
