@@ -180,7 +180,9 @@ func (a *nodeAgent) nodeWork() error {
 		return err
 	}
 	if a.o.RestartKubelet && a.installer != nil {
-		a.restarter, err = newRestarter(a.o, a.kube, a.installer, a.reg, a.log.With("component", "kubelet-restart"))
+		// Judged after the first sync only, which writes the config (the refresher is made next).
+		written := func() bool { return a.ref != nil && a.ref.Synced() }
+		a.restarter, err = newRestarter(a.o, a.kube, a.installer, written, a.reg, a.log.With("component", "kubelet-restart"))
 	}
 	return err
 }
@@ -351,7 +353,7 @@ func (a *nodeAgent) uninstallIfGoing(ctx context.Context) error {
 
 // newRestarter builds the kubelet restarter of the node: the host's systemd over D-Bus, the
 // kubelet's healthz on the host network, the Lease in pullpass's namespace.
-func newRestarter(o *Options, kube kubernetes.Interface, installer *install.Installer, reg prometheus.Registerer, log *slog.Logger) (*kubeletrestart.Restarter, error) {
+func newRestarter(o *Options, kube kubernetes.Interface, installer *install.Installer, written func() bool, reg prometheus.Registerer, log *slog.Logger) (*kubeletrestart.Restarter, error) {
 	return kubeletrestart.New(kubeletrestart.Config{
 		Provider: installer,
 		Systemd:  kubeletrestart.SystemdBus{},
@@ -365,6 +367,7 @@ func newRestarter(o *Options, kube kubernetes.Interface, installer *install.Inst
 		BusyTimeout:   o.RestartWait,
 		Registerer:    reg,
 		Logger:        log,
+		Written:       written,
 	})
 }
 

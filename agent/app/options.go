@@ -65,6 +65,8 @@ type Options struct {
 	// RestartWait bounds the wait for the lease and for pods starting, each.
 	RestartWait        time.Duration
 	RemoveStartupTaint bool
+	// PreDeleteWait bounds the chart's pre-delete hook's wait for the agents to stop.
+	PreDeleteWait time.Duration
 	// FaultUnvalidatedConfig writes provider configs without validating them: for the e2e
 	// test of the rollback only.
 	FaultUnvalidatedConfig bool
@@ -109,6 +111,7 @@ func DefaultOptions() *Options {
 		RestartLease:           "pullpass-kubelet-restart",
 		RestartLeaseDuration:   time.Minute,
 		RestartWait:            2 * time.Minute,
+		PreDeleteWait:          3*time.Minute + 30*time.Second,
 		FaultUnvalidatedConfig: os.Getenv("PULLPASS_FAULT_UNVALIDATED_CONFIG") == "true",
 		MetricsAddress:         ":8081",
 		ShutdownTimeout:        10 * time.Second,
@@ -153,6 +156,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.RestartLeaseDuration, "restart-lease-duration", o.RestartLeaseDuration, "how long the Lease of an agent that died blocks the other nodes")
 	fs.DurationVar(&o.RestartWait, "restart-wait", o.RestartWait, "the longest a restart waits for pods the kubelet is starting on the node")
 	fs.BoolVar(&o.RemoveStartupTaint, "remove-startup-taint", o.RemoveStartupTaint, "remove the taint "+nodetaint.Key+" from this node once it serves the node path (the kubelet runs the config written)")
+	fs.DurationVar(&o.PreDeleteWait, "pre-delete-wait", o.PreDeleteWait, "pre-delete (the chart's hook before an uninstall): how long to wait for the agents to stop after their DaemonSet is deleted")
 	fs.BoolVar(&o.FaultUnvalidatedConfig, "fault-unvalidated-config", o.FaultUnvalidatedConfig, "TESTS ONLY: write provider configs without validating them, to prove the rollback ($PULLPASS_FAULT_UNVALIDATED_CONFIG=true)")
 	fs.StringVar(&o.ECREndpoint, "ecr-endpoint", o.ECREndpoint, "ECR API endpoint override (a VPC endpoint)")
 

@@ -108,6 +108,10 @@ type Config struct {
 	Poll       time.Duration
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Written, when set, reports whether the agent has written its provider config once (its
+	// first sync). Before, there is nothing to judge: "no restart needed" would be taken for
+	// settled, and the startup taint removed before the kubelet runs the entry written.
+	Written func() bool
 }
 
 // Restarter restarts the node's kubelet for a new provider config, safely.
@@ -184,6 +188,9 @@ func (r *Restarter) Run(ctx context.Context, interval time.Duration) {
 // Once restarts the kubelet if it runs an older config, and returns the result ("" when no
 // restart was needed).
 func (r *Restarter) Once(ctx context.Context) (string, error) {
+	if r.cfg.Written != nil && !r.cfg.Written() {
+		return "", nil
+	}
 	started, err := r.cfg.Systemd.ActiveSince(ctx, r.cfg.Unit)
 	if err != nil {
 		return "", fmt.Errorf("asking systemd when %s started: %w", r.cfg.Unit, err)

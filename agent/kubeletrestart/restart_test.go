@@ -127,6 +127,26 @@ func TestRestartWhenTheKubeletRunsAnOlderConfig(t *testing.T) {
 	}
 }
 
+// Before the agent has written its config, a look finds no restart needed but the node is not
+// settled: the startup taint must stay until a look after the write (a node whose disk kept the
+// plugin's record of the same entry, while its kubelet started without it).
+func TestNotSettledBeforeTheConfigIsWritten(t *testing.T) {
+	n := &node{gen: "g", healthyOn: func(int) bool { return true }, starting: []int{0}}
+	written := false
+	r, err := kubeletrestart.New(kubeletrestart.Config{Provider: n, Systemd: n, Health: n, Lock: n, Busy: n, Recorder: n,
+		Poll: time.Millisecond, Written: func() bool { return written }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := r.Once(t.Context()); res != "" || err != nil || r.Settled() || len(n.log) != 0 {
+		t.Fatalf("before the write: %q, %v, settled %v, %q", res, err, r.Settled(), n.log)
+	}
+	written, n.need = true, true
+	if res, err := r.Once(t.Context()); res != kubeletrestart.ResultSuccess || err != nil || !r.Settled() {
+		t.Fatalf("after the write: %q, %v, settled %v", res, err, r.Settled())
+	}
+}
+
 // A kubelet that does not come back healthy: the previous config back, a second restart, a
 // Warning event saying why, the metric; the generation is the installer's to remember.
 func TestRollbackWhenTheKubeletDoesNotComeBack(t *testing.T) {

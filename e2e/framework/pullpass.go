@@ -422,9 +422,16 @@ func (e *Env) AgentMetricsURL(t testing.TB, ep Endpoints) string {
 	if e.HostNetwork || e.NodeName == "" {
 		return ep.AgentMetricsURL
 	}
-	urls := e.podMetricsURLs(t, "app.kubernetes.io/component=agent", e.NodeName)
+	return e.AgentMetricsURLOn(t, e.NodeName)
+}
+
+// AgentMetricsURLOn is the metrics URL of the ready agent on node, by its pod's address (on a
+// cluster whose pod addresses the suite reaches).
+func (e *Env) AgentMetricsURLOn(t testing.TB, node string) string {
+	t.Helper()
+	urls := e.podMetricsURLs(t, "app.kubernetes.io/component=agent", node)
 	if len(urls) != 1 {
-		t.Fatalf("%d agent pods ready on node %s, want 1", len(urls), e.NodeName)
+		t.Fatalf("%d agent pods ready on node %s, want 1", len(urls), node)
 	}
 	return urls[0]
 }
