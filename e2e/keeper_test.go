@@ -14,18 +14,13 @@ import (
 
 	"github.com/pullpass/pullpass/e2e/framework"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/testenv"
 )
 
-// waitFor polls cond every second for up to d.
+// waitFor polls cond every second for up to d (testenv.Poll, the project's one "eventually").
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not %s after %s", what, d)
-		}
-		time.Sleep(time.Second)
-	}
+	testenv.Poll(t, d, time.Second, testenv.Until(what, cond))
 }
 
 // A new password in a registry's source reaches the namespaces' pull secrets within a minute,

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/pullpass/pullpass/pkg/testenv"
 )
 
 func agentDaemonSet() (*appsv1.DaemonSet, []*corev1.Pod) {
@@ -35,17 +38,13 @@ func TestPreDeleteDeletesTheDaemonSetAndWaitsForItsPods(t *testing.T) {
 	go func() {
 		done <- PreDelete(t.Context(), kube, "pullpass", ds.Name, time.Minute, 10*time.Millisecond, slog.New(slog.DiscardHandler))
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Poll(t, 10*time.Second, 10*time.Millisecond, func() error {
 		_, err := kube.AppsV1().DaemonSets("pullpass").Get(t.Context(), ds.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the DaemonSet was not deleted: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return fmt.Errorf("the DaemonSet was not deleted: %w", err)
+	})
 	// One agent still stopping: the hook waits.
 	if err := kube.CoreV1().Pods("pullpass").Delete(t.Context(), pods[0].Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

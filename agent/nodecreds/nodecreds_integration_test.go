@@ -3,6 +3,7 @@ package nodecreds_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -146,17 +147,16 @@ func TestEntryFollowsTheNodeSecret(t *testing.T) {
 	if _, err := client.CoreV1().Secrets(ns).Update(t.Context(), s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Poll(t, 10*time.Second, 20*time.Millisecond, func() error {
 		c, err := x.Resolve(t.Context(), staticRegistry("app", "app-src"))
 		if err == nil && c.Password == "p2" {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Resolve = %v, %v; want p2", c, err)
+		if err != nil {
+			return fmt.Errorf("Resolve: %w", err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("Resolve = %v; want p2", c)
+	})
 }
 
 // An ECR registry's keys come from its entry, as a Secret of its source.

@@ -1,5 +1,7 @@
-// Package pullsecret builds the kubernetes.io/dockerconfigjson Secrets that pullpass keeps in
-// namespaces, one per (registry, namespace), and names them.
+// Package pullsecret is everything about the kubernetes.io/dockerconfigjson Secrets that pullpass
+// keeps in namespaces, one per (registry, namespace): their names and labels (which tell them from
+// a tenant's Secrets), their content (Build), how the caches hold them (Slim), and making sure one
+// is in a namespace at admission (Ensurer). The controller's keeper keeps them fresh with these.
 package pullsecret
 
 import (
@@ -8,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials/userpass"
@@ -28,6 +31,37 @@ func Name(registry string) string {
 	}
 	return n
 }
+
+// Labels are the labels of registry's pull secret: owned by pullpass, its role and registry. Only
+// a Secret with all three is ever updated or deleted as a pull secret (Is).
+func Labels(registry string) map[string]string {
+	return map[string]string{
+		secrets.LabelManagedBy: secrets.ManagedByValue,
+		secrets.LabelRegistry:  registry,
+		secrets.LabelRole:      secrets.RolePullSecret,
+	}
+}
+
+// Selector selects the pull secrets of registry, or of every registry when registry is "". The
+// managed-by label is left out: Is checks it on what the selector returns.
+func Selector(registry string) labels.Selector {
+	set := labels.Set{secrets.LabelRole: secrets.RolePullSecret}
+	if registry != "" {
+		set[secrets.LabelRegistry] = registry
+	}
+	return labels.SelectorFromSet(set)
+}
+
+// Is reports whether s is the pull secret pullpass keeps for registry in a namespace: only such
+// a Secret is ever updated by the webhook or the keeper, whatever its name (a Registry named
+// "webhook-tls" has the name of the webhook's TLS Secret, which carries managed-by too).
+func Is(s *corev1.Secret, registry string) bool {
+	return secrets.Owned(s) && HasRole(s) && s.Labels[secrets.LabelRegistry] == registry
+}
+
+// HasRole reports whether s is labelled a pull secret, of whichever registry: the watches' filter.
+// A tenant can label a Secret so; Is tells whether it is pullpass's.
+func HasRole(s *corev1.Secret) bool { return s.Labels[secrets.LabelRole] == secrets.RolePullSecret }
 
 // Data is the .dockerconfigjson for a registry: the keys of each host pattern, each with the same
 // credentials.
@@ -70,11 +104,7 @@ func Build(namespace string, reg *v1alpha1.Registry, c userpass.Credentials) (*c
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      Name(reg.Name),
 			Namespace: namespace,
-			Labels: map[string]string{
-				secrets.LabelManagedBy: secrets.ManagedByValue,
-				secrets.LabelRegistry:  reg.Name,
-				secrets.LabelRole:      secrets.RolePullSecret,
-			},
+			Labels:    Labels(reg.Name),
 		},
 		Type: corev1.SecretTypeDockerConfigJson,
 		Data: map[string][]byte{corev1.DockerConfigJsonKey: data},
@@ -90,7 +120,7 @@ func Withdrawn(namespace string, reg *v1alpha1.Registry) *corev1.Secret {
 		s = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: Name(reg.Name), Namespace: namespace}, Type: corev1.SecretTypeDockerConfigJson}
 	}
 	s.Data = map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}
-	s.Labels = map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRegistry: reg.Name, secrets.LabelRole: secrets.RolePullSecret}
+	s.Labels = Labels(reg.Name)
 	return s
 }
 

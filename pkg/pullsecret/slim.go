@@ -53,7 +53,7 @@ func Slim(obj any) (any, error) {
 	// A digest is the cache's alone: one that came from the API server is someone's label.
 	delete(s.Labels, digestKey)
 	var sum []byte
-	if s.Labels[secrets.LabelRole] == secrets.RolePullSecret {
+	if HasRole(s) {
 		if d, ok := s.Data[corev1.DockerConfigJsonKey]; ok {
 			h := sha256.Sum256(d)
 			sum = h[:]
@@ -129,10 +129,15 @@ func size(m map[string]string) (n int) {
 	return n
 }
 
+// isOwn reports whether a label or annotation key is pullpass's: its own prefix, or managed-by.
+func isOwn(key string) bool {
+	return strings.HasPrefix(key, "pullpass.io/") || key == secrets.LabelManagedBy
+}
+
 // ownKeys reports whether every key of m is pullpass's.
 func ownKeys(m map[string]string) bool {
 	for k := range m {
-		if !strings.HasPrefix(k, "pullpass.io/") && k != secrets.LabelManagedBy {
+		if !isOwn(k) {
 			return false
 		}
 	}
@@ -143,7 +148,7 @@ func ownKeys(m map[string]string) bool {
 func own(m map[string]string) map[string]string {
 	var out map[string]string
 	for k, v := range m {
-		if strings.HasPrefix(k, "pullpass.io/") || k == secrets.LabelManagedBy {
+		if isOwn(k) {
 			if out == nil {
 				out = map[string]string{}
 			}

@@ -51,13 +51,6 @@ func CheckSource(s *corev1.Secret) error {
 	return nil
 }
 
-// PullSecretOf reports whether s is the pull secret pullpass keeps for registry in a namespace:
-// only such a Secret is ever updated by the webhook or the keeper, whatever its name (a Registry
-// named "webhook-tls" has the name of the webhook's TLS Secret, which carries managed-by too).
-func PullSecretOf(s *corev1.Secret, registry string) bool {
-	return Owned(s) && s.Labels[LabelRole] == RolePullSecret && s.Labels[LabelRegistry] == registry
-}
-
 // MadeFor reports whether s is the source Secret the CLI made for registry: labelled managed by
 // pullpass, role source, and that registry. The managed-by label alone says nothing about whose
 // a Secret is: the webhook's TLS Secret and the pull secrets carry it too.

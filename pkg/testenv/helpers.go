@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -57,6 +58,13 @@ func (e *Env) CreateRegistry(t testing.TB, r *v1alpha1.Registry) *v1alpha1.Regis
 // error if that takes longer than timeout.
 func Eventually(t testing.TB, timeout time.Duration, check func() error) {
 	t.Helper()
+	Poll(t, timeout, 50*time.Millisecond, check)
+}
+
+// Poll is Eventually at a pace of the caller's: the project's one "eventually" (e2e polls a real
+// cluster every second; tests in a synctest bubble poll in the bubble's time, where it is free).
+func Poll(t testing.TB, timeout, every time.Duration, check func() error) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		err := check()
@@ -69,8 +77,19 @@ func Eventually(t testing.TB, timeout time.Duration, check func() error) {
 		select {
 		case <-t.Context().Done():
 			t.Fatalf("test ended while waiting: %v", err)
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(every):
 		}
+	}
+}
+
+// Until adapts a condition to Poll's check: nil once cond holds, else an error saying what is
+// awaited.
+func Until(what string, cond func() bool) func() error {
+	return func() error {
+		if cond() {
+			return nil
+		}
+		return errors.New("not " + what)
 	}
 }
 

@@ -119,3 +119,16 @@ func TestStartWithoutBinaries(t *testing.T) {
 		t.Fatalf("Start = %v, want an error naming build-kube.sh", err)
 	}
 }
+
+// Poll returns as soon as the check holds, having called it until then, and Until says what
+// was awaited while it does not hold.
+func TestPollUntilTheCheckHolds(t *testing.T) {
+	calls := 0
+	testenv.Poll(t, time.Minute, time.Millisecond, testenv.Until("three calls", func() bool { calls++; return calls == 3 }))
+	if calls != 3 {
+		t.Fatalf("%d calls, want 3", calls)
+	}
+	if err := testenv.Until("ready", func() bool { return false })(); err == nil || err.Error() != "not ready" {
+		t.Fatalf("Until's error %v, want \"not ready\"", err)
+	}
+}

@@ -23,7 +23,6 @@ import (
 	"github.com/pullpass/pullpass/webhook/certs"
 	"github.com/pullpass/pullpass/webhook/cluster"
 	"github.com/pullpass/pullpass/webhook/inject"
-	"github.com/pullpass/pullpass/webhook/state"
 )
 
 // NewLogger builds the slog logger the options ask for.
@@ -52,7 +51,7 @@ func Run(ctx context.Context, o *Options, log *slog.Logger) error {
 	}
 	caches := cluster.NewCaches(clients.Kube, clients.Registries, &o.Options, log)
 	mutator, err := inject.New(inject.Config{
-		Namespaces:         &state.Namespaces{Lister: caches.Namespaces.Lister(), Client: clients.Kube},
+		Namespaces:         &cluster.Namespaces{Lister: caches.Namespaces.Lister(), Client: clients.Kube},
 		Registries:         caches.Table,
 		Secrets:            caches.PullSecrets,
 		ClusterWide:        o.ClusterWide,

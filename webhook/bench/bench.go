@@ -41,8 +41,8 @@ import (
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/registrytable"
 	"github.com/pullpass/pullpass/webhook/app"
+	"github.com/pullpass/pullpass/webhook/cluster"
 	"github.com/pullpass/pullpass/webhook/inject"
-	"github.com/pullpass/pullpass/webhook/state"
 )
 
 // Config sets the load.
@@ -286,10 +286,10 @@ func pullpassMutator(n int, pullThrough bool) (*inject.Mutator, error) {
 	_ = nsIdx.Add(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace, Annotations: map[string]string{inject.Annotation: inject.Enabled}}})
 	client := fake.NewClientset() // never reached: nothing is missing or stale
 	return inject.New(inject.Config{
-		Namespaces: &state.Namespaces{Lister: corelisters.NewNamespaceLister(nsIdx), Client: client},
+		Namespaces: &cluster.Namespaces{Lister: corelisters.NewNamespaceLister(nsIdx), Client: client},
 		Registries: staticTable{registrytable.Build(regs)},
-		Secrets: &state.PullSecrets{
-			Managed: corelisters.NewSecretLister(managedIdx), Sources: state.SourceListers{"pullpass": corelisters.NewSecretLister(srcIdx)},
+		Secrets: &pullsecret.Ensurer{
+			Managed: corelisters.NewSecretLister(managedIdx), Sources: pullsecret.SourceListers{"pullpass": corelisters.NewSecretLister(srcIdx)},
 			Client: client, Log: slog.New(slog.DiscardHandler),
 		},
 	})

@@ -18,7 +18,6 @@ import (
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/pkg/slim"
-	"github.com/pullpass/pullpass/webhook/state"
 )
 
 // Caches are the informers both binaries read: every namespace; pullpass's own secrets in every
@@ -31,7 +30,7 @@ type Caches struct {
 	// Sources are the source namespaces' Secret informers, in AllSourceNamespaces' order.
 	Sources     []cache.SharedIndexInformer
 	Table       *registrywatch.Watcher
-	PullSecrets *state.PullSecrets
+	PullSecrets *pullsecret.Ensurer
 
 	factories []informers.SharedInformerFactory
 }
@@ -51,7 +50,7 @@ func NewCaches(kube kubernetes.Interface, registries registryclient.Interface, o
 		Table:      registrywatch.New(registries, log.With("component", "registries")),
 		factories:  []informers.SharedInformerFactory{nsFactory, managedFactory},
 	}
-	sourceListers := state.SourceListers{}
+	sourceListers := pullsecret.SourceListers{}
 	for _, ns := range o.AllSourceNamespaces() {
 		f := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(ns), informers.WithTransform(slim.DropManagedFields))
 		inf := f.Core().V1().Secrets()
@@ -59,7 +58,7 @@ func NewCaches(kube kubernetes.Interface, registries registryclient.Interface, o
 		c.Sources = append(c.Sources, inf.Informer())
 		c.factories = append(c.factories, f)
 	}
-	c.PullSecrets = &state.PullSecrets{
+	c.PullSecrets = &pullsecret.Ensurer{
 		Managed: c.Managed.Lister(), Sources: sourceListers, Client: kube, Log: log.With("component", "pullsecrets"),
 		Resolver: &credentials.Resolver{NewECR: ecr.NewAPI, ECREndpoint: o.ECREndpoint},
 	}

@@ -8,6 +8,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/secrets"
 	"github.com/pullpass/pullpass/webhook/inject"
@@ -46,7 +47,7 @@ func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources []ca
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
 		}
-		if s, ok := obj.(*corev1.Secret); ok && s.Labels[secrets.LabelRole] == secrets.RolePullSecret {
+		if s, ok := obj.(*corev1.Secret); ok && pullsecret.HasRole(s) {
 			k.Enqueue(s.Labels[secrets.LabelRegistry])
 		}
 	}
@@ -54,7 +55,7 @@ func watchForKeeper(k *keeper.Keeper, table *registrywatch.Watcher, sources []ca
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
 		}
-		if s, ok := obj.(*corev1.Secret); ok && s.Labels[secrets.LabelRole] == secrets.RolePullSecret {
+		if s, ok := obj.(*corev1.Secret); ok && pullsecret.HasRole(s) {
 			k.Deleted(s)
 		}
 	}

@@ -20,7 +20,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/util/workqueue"
@@ -255,7 +254,7 @@ func (k *Keeper) EnqueueAll() {
 	for _, r := range k.cfg.Registries.List() {
 		q.Add(r.Name)
 	}
-	all, _ := k.cfg.Managed.List(labels.SelectorFromSet(labels.Set{secrets.LabelRole: secrets.RolePullSecret}))
+	all, _ := k.cfg.Managed.List(pullsecret.Selector(""))
 	for _, s := range all {
 		q.Add(s.Labels[secrets.LabelRegistry])
 	}
@@ -346,7 +345,7 @@ func (k *Keeper) Reconcile(ctx context.Context, name string) error {
 // with its own caches, and a pull secret it made for a Registry or namespace this replica has not
 // seen yet is no leftover. Deleting it would fail the pod it was made for.
 func (k *Keeper) reconcile(ctx context.Context, name string) (retry bool, _ error) {
-	existing, err := k.cfg.Managed.List(labels.SelectorFromSet(labels.Set{secrets.LabelRegistry: name, secrets.LabelRole: secrets.RolePullSecret}))
+	existing, err := k.cfg.Managed.List(pullsecret.Selector(name))
 	if err != nil {
 		return false, err
 	}
@@ -616,7 +615,7 @@ func (k *Keeper) update(ctx context.Context, have, want *corev1.Secret) error {
 			return nil // gone meanwhile: the next admission makes it again
 		case gerr != nil:
 			return fmt.Errorf("reading %s/%s: %w", have.Namespace, have.Name, gerr)
-		case !secrets.PullSecretOf(cur, want.Labels[secrets.LabelRegistry]) || pullsecret.UpToDate(cur, want):
+		case !pullsecret.Is(cur, want.Labels[secrets.LabelRegistry]) || pullsecret.UpToDate(cur, want):
 			return nil
 		}
 		s = cur.DeepCopy()

@@ -30,6 +30,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/secrets"
+	"github.com/pullpass/pullpass/pkg/testenv"
 	"github.com/pullpass/pullpass/webhook/inject"
 	"github.com/pullpass/pullpass/webhook/keeper"
 )
@@ -465,13 +466,12 @@ func (f *fixture) term(t *testing.T) (ctx context.Context, until func(what strin
 	t.Cleanup(func() { cancel(); <-done })
 	until = func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("not %s; actions %v", what, f.client.Actions())
+		testenv.Poll(t, 10*time.Second, 10*time.Millisecond, func() error {
+			if cond() {
+				return nil
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return fmt.Errorf("not %s; actions %v", what, f.client.Actions())
+		})
 	}
 	until("the first pass", func() bool { return f.status.count() > 0 })
 	return ctx, until

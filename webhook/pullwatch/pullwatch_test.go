@@ -16,6 +16,7 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/registrytable"
+	"github.com/pullpass/pullpass/pkg/testenv"
 
 	"github.com/pullpass/pullpass/webhook/pullwatch"
 )
@@ -141,13 +142,7 @@ func (f *fixture) scrape(t *testing.T, name, reason string) float64 {
 // the fake clock's, reached only when nothing else can run.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Poll(t, 5*time.Second, 10*time.Millisecond, testenv.Until(what, cond))
 }
 
 // settle lets the informers deliver what was just written and a few GC rounds pass, in the

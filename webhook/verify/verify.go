@@ -58,7 +58,7 @@ type Registries interface {
 	List() []*v1alpha1.Registry
 }
 
-// CredentialSource gives a registry's current credentials (state.PullSecrets does, from the same
+// CredentialSource gives a registry's current credentials (pullsecret.Ensurer does, from the same
 // cache the keeper uses).
 type CredentialSource interface {
 	Credentials(ctx context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error)

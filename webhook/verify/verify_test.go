@@ -21,6 +21,7 @@ import (
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/registrylogin"
+	"github.com/pullpass/pullpass/pkg/testenv"
 	"github.com/pullpass/pullpass/webhook/pullwatch"
 )
 
@@ -372,13 +373,7 @@ func TestRunBoundedAndEnqueue(t *testing.T) {
 
 func waitUntil(t *testing.T, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Poll(t, 10*time.Second, 5*time.Millisecond, testenv.Until("so", f))
 }
 
 func gaugeOK(reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {

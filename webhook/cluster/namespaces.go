@@ -1,7 +1,4 @@
-// Package state keeps what the webhook reads on every admission in memory, fed by informers:
-// namespaces, pullpass's pull secrets and their sources. No admission makes a live API call for
-// them but on a cache miss.
-package state
+package cluster
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package state
+package pullsecret
 
 import (
 	"context"
@@ -19,13 +19,12 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/credentials/userpass"
-	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
-// PullSecrets makes sure a registry's pull secret is in a namespace, with the credentials its
+// Ensurer makes sure a registry's pull secret is in a namespace, with the credentials its
 // source holds now. Reads come from informers; it writes only when a secret is missing or stale.
-type PullSecrets struct {
+type Ensurer struct {
 	// Managed lists the secrets pullpass owns, in every namespace.
 	Managed corelisters.SecretLister
 	// Sources lists the secrets of each namespace registry sources may be in (pullpass's own,
@@ -53,7 +52,7 @@ type SourceListers map[string]corelisters.SecretLister
 
 // Secret implements credentials.SecretGetter from the informers, and only for the namespaces
 // sources may be in.
-func (p *PullSecrets) Secret(_ context.Context, namespace, name string) (*corev1.Secret, error) {
+func (p *Ensurer) Secret(_ context.Context, namespace, name string) (*corev1.Secret, error) {
 	l, ok := p.Sources[namespace]
 	if !ok {
 		allowed := make([]string, 0, len(p.Sources))
@@ -66,7 +65,7 @@ func (p *PullSecrets) Secret(_ context.Context, namespace, name string) (*corev1
 	return l.Secrets(namespace).Get(name)
 }
 
-func (p *PullSecrets) resolver() *credentials.Resolver {
+func (p *Ensurer) resolver() *credentials.Resolver {
 	p.resolverOnce.Do(func() {
 		if p.Resolver == nil {
 			p.Resolver = &credentials.Resolver{NewECR: ecr.NewAPI}
@@ -82,8 +81,8 @@ func (p *PullSecrets) resolver() *credentials.Resolver {
 // (or whose credentials have expired): keeping existing ones fresh is the keeper's job alone, so
 // replicas holding different ECR tokens never overwrite each other's, and a pod admitted at
 // steady state costs no API write at all.
-func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha1.Registry, dryRun bool) (string, error) {
-	name := pullsecret.Name(reg.Name)
+func (p *Ensurer) Ensure(ctx context.Context, namespace string, reg *v1alpha1.Registry, dryRun bool) (string, error) {
+	name := Name(reg.Name)
 	have, present := p.present(namespace, reg.Name)
 	if present {
 		return name, nil
@@ -97,29 +96,29 @@ func (p *PullSecrets) Ensure(ctx context.Context, namespace string, reg *v1alpha
 	}
 	want := tmpl.DeepCopy()
 	want.Namespace = namespace
-	if have != nil && pullsecret.Trimmed(have) {
+	if have != nil && Trimmed(have) {
 		have = nil // the cache cut its labels or annotations: write over a fresh read
 	}
 	return name, p.write(ctx, have, want)
 }
 
 // Present implements inject's check for pull secrets already in place: from the cache only.
-func (p *PullSecrets) Present(namespace string, reg *v1alpha1.Registry) bool {
+func (p *Ensurer) Present(namespace string, reg *v1alpha1.Registry) bool {
 	_, ok := p.present(namespace, reg.Name)
 	return ok
 }
 
 // present returns the cached pull secret of registry in namespace (nil if none), and whether
 // it is the registry's own and usable.
-func (p *PullSecrets) present(namespace, registry string) (*corev1.Secret, bool) {
-	have, err := p.Managed.Secrets(namespace).Get(pullsecret.Name(registry))
+func (p *Ensurer) present(namespace, registry string) (*corev1.Secret, bool) {
+	have, err := p.Managed.Secrets(namespace).Get(Name(registry))
 	if err != nil {
 		return nil, false
 	}
-	return have, secrets.PullSecretOf(have, registry) && pullsecret.Usable(have, p.now())
+	return have, Is(have, registry) && Usable(have, p.now())
 }
 
-func (p *PullSecrets) now() time.Time {
+func (p *Ensurer) now() time.Time {
 	if p.Now != nil {
 		return p.Now()
 	}
@@ -129,7 +128,7 @@ func (p *PullSecrets) now() time.Time {
 // Desired returns the registry's pull secret, without a namespace, from the cache when neither
 // the registry nor its credentials changed since it was built. With a *credentials.StaleError it
 // also returns the secret of the last good credentials.
-func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
+func (p *Ensurer) Desired(ctx context.Context, reg *v1alpha1.Registry) (*corev1.Secret, error) {
 	creds, err := p.resolver().Resolve(ctx, reg)
 	if err != nil && !isStale(err) {
 		return nil, err
@@ -140,11 +139,11 @@ func (p *PullSecrets) Desired(ctx context.Context, reg *v1alpha1.Registry) (*cor
 			return b.secret, err
 		}
 	}
-	s, berr := pullsecret.Build("", reg, creds)
+	s, berr := Build("", reg, creds)
 	if berr != nil {
 		return nil, berr
 	}
-	pullsecret.SetExpiresAt(s, creds.ExpiresAt)
+	SetExpiresAt(s, creds.ExpiresAt)
 	p.built.Store(reg.Name, builtSecret{registryVersion: reg.ResourceVersion, credsVersion: creds.Version, secret: s})
 	return s, err
 }
@@ -158,29 +157,29 @@ func isStale(err error) bool {
 
 // Credentials returns a registry's current credentials, from the same cache as Desired: the
 // verifier logs in with exactly what the pull secrets hold.
-func (p *PullSecrets) Credentials(ctx context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error) {
+func (p *Ensurer) Credentials(ctx context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error) {
 	return p.resolver().Resolve(ctx, reg)
 }
 
 // ExpiresAt returns when a registry's current credentials expire (zero: they do not).
-func (p *PullSecrets) ExpiresAt(ctx context.Context, reg *v1alpha1.Registry) time.Time {
+func (p *Ensurer) ExpiresAt(ctx context.Context, reg *v1alpha1.Registry) time.Time {
 	creds, _ := p.resolver().Resolve(ctx, reg)
 	return creds.ExpiresAt
 }
 
 // Forget drops what is cached for a removed registry.
-func (p *PullSecrets) Forget(name string) {
+func (p *Ensurer) Forget(name string) {
 	p.built.Delete(name)
 	p.resolver().Forget(name)
 }
 
 // NextRefresh returns when the registry's credentials are due again (zero: on change only).
-func (p *PullSecrets) NextRefresh(name string) time.Time { return p.resolver().NextRefresh(name) }
+func (p *Ensurer) NextRefresh(name string) time.Time { return p.resolver().NextRefresh(name) }
 
 // write creates the secret, or mends an owned one whose credentials expired (have, from the
 // cache, when it holds one). It goes to the API server for the truth: the cache may lag, and
 // other replicas may be writing the same secret.
-func (p *PullSecrets) write(ctx context.Context, have, want *corev1.Secret) error {
+func (p *Ensurer) write(ctx context.Context, have, want *corev1.Secret) error {
 	api := p.Client.CoreV1().Secrets(want.Namespace)
 	cur := have
 	if cur == nil {
@@ -196,14 +195,14 @@ func (p *PullSecrets) write(ctx context.Context, have, want *corev1.Secret) erro
 			return fmt.Errorf("reading secret %s/%s: %w", want.Namespace, want.Name, err)
 		}
 	}
-	if !secrets.PullSecretOf(cur, want.Labels[secrets.LabelRegistry]) {
+	if !Is(cur, want.Labels[secrets.LabelRegistry]) {
 		return fmt.Errorf("secret %s/%s exists and %w", want.Namespace, want.Name, secrets.ErrNotOwned)
 	}
-	if pullsecret.Usable(cur, p.now()) {
+	if Usable(cur, p.now()) {
 		return nil // another replica made it a moment ago; the keeper keeps it fresh
 	}
 	next := cur.DeepCopy()
-	pullsecret.CopyInto(next, want)
+	CopyInto(next, want)
 	if _, err := api.Update(ctx, next, metav1.UpdateOptions{FieldManager: "pullpass-webhook"}); err != nil {
 		if apierrors.IsConflict(err) {
 			return nil // another writer got there first

@@ -1,4 +1,4 @@
-package state_test
+package pullsecret_test
 
 import (
 	"context"
@@ -22,7 +22,6 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/secrets"
-	"github.com/pullpass/pullpass/webhook/state"
 )
 
 // fakeECR hands out a token of its own, as each webhook replica's ECR client does.
@@ -49,15 +48,15 @@ var ecrRegistry = &v1alpha1.Registry{
 // replica is one webhook replica's view: its own ECR token, the shared API server, and an
 // informer cache that holds what the test puts there.
 type replica struct {
-	ps      *state.PullSecrets
+	ps      *pullsecret.Ensurer
 	managed cache.Indexer
 }
 
 func newReplica(client *fake.Clientset, password string, now func() time.Time, expires time.Time) *replica {
 	managed := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	sources := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	return &replica{managed: managed, ps: &state.PullSecrets{
-		Managed: corelisters.NewSecretLister(managed), Sources: state.SourceListers{"pullpass": corelisters.NewSecretLister(sources)},
+	return &replica{managed: managed, ps: &pullsecret.Ensurer{
+		Managed: corelisters.NewSecretLister(managed), Sources: pullsecret.SourceListers{"pullpass": corelisters.NewSecretLister(sources)},
 		Client: client, Log: slog.New(slog.DiscardHandler), Now: now,
 		Resolver: &credentials.Resolver{Now: now, NewECR: func(context.Context, ecr.ClientConfig) (ecr.API, error) {
 			return fakeECR{password: password, expires: expires}, nil
