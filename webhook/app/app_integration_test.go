@@ -79,6 +79,29 @@ func startReplica(t *testing.T, env *testenv.Env, ecrEndpoint string, options ..
 	return r
 }
 
+// admittedAhead is the replica's count of pods admitted ahead of their pull secret (whose writes
+// go on after their review), from its /metrics.
+func (r *replica) admittedAhead(t *testing.T) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + r.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, "pullpass_webhook_pods_admitted_ahead_of_secret_total{") {
+			v, _ := strconv.ParseFloat(l[strings.LastIndex(l, " ")+1:], 64)
+			n += v
+		}
+	}
+	return n
+}
+
 // admit sends a pod's AdmissionReview, as the API server would, and returns the pull secrets the
 // webhook's patch adds.
 func (r *replica) admit(t *testing.T, namespace, image string) []string {
@@ -187,7 +210,13 @@ func TestTwoReplicasAdmitWithoutWritingSecrets(t *testing.T) {
 			t.Fatalf("pull secrets %v", got)
 		}
 	}
-	time.Sleep(2 * time.Second)
+	// Nothing writes after the reviews: a write the webhook makes outlives its review only for a
+	// pod admitted ahead of its pull secret, and none was (no sleep stands in for this).
+	for _, r := range []*replica{a, b} {
+		if n := r.admittedAhead(t); n != 0 {
+			t.Fatalf("%v pods admitted ahead of their pull secret: a write may still be under way", n)
+		}
+	}
 	if w := env.SecretWrites(t) - before; w != 0 {
 		t.Fatalf("%v Secret writes for 20 admissions on two replicas at steady state, want 0", w)
 	}

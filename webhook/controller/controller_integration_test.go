@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
@@ -229,4 +230,84 @@ func TestPodAdmittedAheadOfItsPullSecretGetsItFromTheController(t *testing.T) {
 	if !apierrors.IsNotFound(err) {
 		t.Fatalf("the pull secret in a namespace the registry does not serve: %v, want NotFound", err)
 	}
+}
+
+// queueCounts reads, from a replica's metrics, each work queue's adds, finished items and depth.
+// A queue whose finished items equal its adds and whose depth is 0 has done all it was given.
+func (r *replica) queueCounts() (map[string][3]float64, error) {
+	text, err := r.scrape()
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string][3]float64{}
+	for _, l := range strings.Split(text, "\n") {
+		var metric, name string
+		var v float64
+		i := strings.Index(l, `{name="`)
+		if i < 0 {
+			continue
+		}
+		metric = l[:i]
+		rest := l[i+len(`{name="`):]
+		j := strings.Index(rest, `"} `)
+		if j < 0 {
+			continue
+		}
+		name = rest[:j]
+		if _, err := fmt.Sscan(rest[j+3:], &v); err != nil {
+			continue
+		}
+		c := counts[name]
+		switch metric {
+		case "workqueue_adds_total":
+			c[0] = v
+		case "workqueue_work_duration_seconds_count":
+			c[1] = v
+		case "workqueue_depth":
+			c[2] = v
+		default:
+			continue
+		}
+		counts[name] = c
+	}
+	return counts, nil
+}
+
+// drained returns how many items the replicas' work queues have finished, or an error while one
+// of them has not finished all it was given.
+func drained(replicas ...*replica) (finished float64, err error) {
+	for _, r := range replicas {
+		counts, err := r.queueCounts()
+		if err != nil {
+			return 0, err
+		}
+		for name, c := range counts {
+			if c[0] != c[1] || c[2] != 0 {
+				return 0, fmt.Errorf("queue %s: %v added, %v finished, %v waiting", name, c[0], c[1], c[2])
+			}
+			finished += c[1]
+		}
+	}
+	return finished, nil
+}
+
+// barrier returns once the controller has dealt with everything that happened before it: the
+// queues drained, then a touch of a pull secret (an annotation pullpass does not own) that the
+// keeper's watch delivers after every earlier event of its stream, and the queues drained again
+// past it. It stands in for the sleep a test would take to see that nothing more happens.
+func barrier(t *testing.T, env *testenv.Env, namespace, secret string, replicas ...*replica) {
+	t.Helper()
+	var before float64
+	testenv.Eventually(t, 30*time.Second, func() (err error) { before, err = drained(replicas...); return err })
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{"test.pullpass.io/barrier":%q}}}`, time.Now().Format(time.RFC3339Nano))
+	if _, err := env.Kube.CoreV1().Secrets(namespace).Patch(t.Context(), secret, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		finished, err := drained(replicas...)
+		if err == nil && finished <= before {
+			return errors.New("the touch is not dealt with yet")
+		}
+		return err
+	})
 }

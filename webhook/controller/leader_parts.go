@@ -49,7 +49,7 @@ func (l *leader) build(c *cluster.Caches) (*parts, error) {
 	keeperCfg := keeper.Config{
 		Client: l.kube, RegistryAPI: l.registries, Registries: c.Table, Desired: c.PullSecrets,
 		Managed: c.Managed.Lister(), Namespaces: namespaces,
-		Policy: policy, Logger: l.log.With("component", "keeper"), Metrics: l.metrics.Keeper,
+		Policy: policy, Logger: l.log.With("component", "keeper"), Metrics: l.metrics.Keeper, QueueMetrics: l.metrics.Queues,
 		PullThrough:  pullThroughStatus{table: c.Table, namespaces: namespaces, policy: policy},
 		NodeDelivery: nodedelivery.Mode(l.o.NodeDelivery),
 	}
@@ -114,7 +114,7 @@ func (l *leader) newVerifier(c *cluster.Caches) (*verify.Verifier, error) {
 	v, err := verify.New(verify.Config{
 		Registries: c.Table, Credentials: c.PullSecrets, Status: l.registries, Login: login,
 		Interval: l.o.VerifyInterval, Workers: l.o.VerifyWorkers, DockerHubHost: l.o.DockerHubHost,
-		DockerHubAnonymous: l.o.DockerHubAnonymous, Metrics: l.metrics.Verify, Logger: l.log.With("component", "verifier"),
+		DockerHubAnonymous: l.o.DockerHubAnonymous, Metrics: l.metrics.Verify, QueueMetrics: l.metrics.Queues, Logger: l.log.With("component", "verifier"),
 	})
 	if err != nil {
 		return nil, err
@@ -177,6 +177,7 @@ type Metrics struct {
 	// Recreated counts stuck pods deleted for their controller to recreate.
 	Recreated *prometheus.CounterVec
 	NodeCreds *nodecreds.PrometheusMetrics
+	Queues    *QueueMetrics
 }
 
 // NewMetrics registers the controller's metrics on reg. Their names are those the webhook served
@@ -197,6 +198,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	if m.NodeCreds, err = nodecreds.NewPrometheusMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.Queues, err = NewQueueMetrics(reg); err != nil {
 		return nil, err
 	}
 	return &m, nil

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/pullsecret"
 	"github.com/pullpass/pullpass/pkg/testenv"
 )
 
@@ -45,8 +46,7 @@ func TestVerifierOnTheLeader(t *testing.T) {
 	reg := env.CreateRegistry(t, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "verify-it"}, Spec: v1alpha1.RegistrySpec{
 		Hosts: []string{host}, Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: "verify-src", Namespace: ns}}}})
 	withCA := func(o *Options) { o.RegistryCAFile = ca }
-	startReplica(t, env, withCA)
-	startReplica(t, env, withCA)
+	a, b := startReplica(t, env, withCA), startReplica(t, env, withCA)
 
 	verdict := func(reason string) func() error {
 		return func() error {
@@ -86,8 +86,10 @@ func TestVerifierOnTheLeader(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(2 * time.Second) // anything else would have been written by now
-	if got := env.SecretWrites(t) - writes; got != 2 {
-		t.Fatalf("%v Secret writes after the fix, want 2 (the source, and the keeper's refresh of the pull secret)", got)
+	// Done when the keeper has seen a touch of the pull secret made after all that (its watch
+	// delivers in order) and both replicas' queues are drained: no sleep stands in for it.
+	barrier(t, env, shop, pullsecret.Name("verify-it"), a, b)
+	if got := env.SecretWrites(t) - writes; got != 3 {
+		t.Fatalf("%v Secret writes after the fix, want 3 (the source, the keeper's refresh of the pull secret, the test's touch)", got)
 	}
 }

@@ -71,6 +71,8 @@ type Config struct {
 	Workers      int // registries reconciled at once (default 4)
 	Now          func() time.Time
 	Metrics      Metrics
+	// QueueMetrics, when set, measures the work queue (its name: pullpass-keeper).
+	QueueMetrics workqueue.MetricsProvider
 	Logger       *slog.Logger
 	// PullThrough, when set, gives the PullThrough condition of pull-through caches.
 	PullThrough PullThroughStatus
@@ -149,7 +151,7 @@ func New(cfg Config) (*Keeper, error) {
 	}
 	q := workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullpass-keeper"})
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullpass-keeper", MetricsProvider: cfg.QueueMetrics})
 	return &Keeper{cfg: cfg, queue: q, gone: map[string]map[string]bool{}}, nil
 }
 

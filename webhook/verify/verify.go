@@ -104,8 +104,10 @@ type Config struct {
 	// its credentials to a host of its choosing. Nil: pod images are not used.
 	Serves  func(reg *v1alpha1.Registry, namespace string) bool
 	Metrics Metrics
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// QueueMetrics, when set, measures the work queue (its name: pullpass-verifier).
+	QueueMetrics workqueue.MetricsProvider
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // Verifier verifies registries from a queue. It runs once per process (the controller exits
@@ -150,7 +152,7 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	q := workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullpass-verifier"})
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "pullpass-verifier", MetricsProvider: cfg.QueueMetrics})
 	v := &Verifier{cfg: cfg, queue: q, failures: map[string]int{}}
 	v.seen = newSeen(v.Enqueue)
 	return v, nil
