@@ -101,6 +101,12 @@ func (a *nodeAgent) watch() error {
 	}
 	a.kube = clients.Kube
 	a.registries = registrywatch.New(clients.Registries, a.log.With("component", "registries"))
+	// Every node caches every Registry: only what the agent reads of each.
+	if err := a.registries.SetTransform(slim.NodeRegistry); err != nil {
+		return err
+	}
+	// The refresher lists them: no host table (the webhook's) to build at every event.
+	a.registries.ListOnly()
 	a.nodeCreds, err = nodecreds.New(nodecreds.Config{
 		Client: a.kube, Namespace: a.o.Namespace, Logger: a.log.With("component", "nodecreds"),
 		OnChange: func() { a.ref.Kick() },

@@ -1,9 +1,11 @@
 // Package bench measures the node agent on a real cluster: its memory (RSS and Go heap) and CPU
 // idle, and at steady state with N Cluster-scope registries in its cache, and how long it takes
-// to serve all N; the idle agent of the same run is the baseline. The agent runs as a process on
-// this machine, in provider mode, into temp dirs, reading the node Secret of a namespace of its own
-// (written by this process as the controller's leader writes it: webhook/nodecreds), so neither
-// the node's real configuration nor the deployed pullpass is touched.
+// to serve all N, each from its own creation; the idle agent of the same run is the baseline.
+// The agent runs as a process on this machine, in provider mode, into temp dirs, so the node's
+// real configuration is not touched. It reads the node Secret the deployed controller's leader
+// writes into the release namespace, as a node's agent does; on a cluster without pullpass, the
+// node Secret of a namespace of its own, written by this process as the leader writes it
+// (webhook/nodecreds).
 package bench
 
 import (
@@ -40,17 +42,29 @@ type Config struct {
 	PluginBin      string // the built pullpass-credential-provider
 	Registries     int
 	MetricsAddress string
-	// Steady is how long CPU is measured, idle and loaded (default 1 min).
+	// Steady is how long CPU is measured, idle and loaded, before memory is (default 150 s):
+	// longer than the 2 minutes within which the Go runtime forces a GC, so that the garbage of
+	// the fill is collected and the pages it freed returned (the scavenger), as on a node at rest.
 	Steady time.Duration
 	// GOGC of the agent: the chart's agent.gcPercent ("50") unless set; "100" is Go's default.
 	GOGC string
-	Out  io.Writer
+	// Namespace is pullpass's release namespace on a cluster where the chart is deployed: the
+	// registries' source Secrets go there (the chart's source policy allows no other) and the
+	// agent reads the node Secret the deployed controller's leader writes there, as a node's
+	// agent does. Empty: no pullpass deployed (a bare API server); the benchmark writes the node
+	// Secret itself (webhook/nodecreds), into a namespace of its own that holds the sources too.
+	Namespace string
+	Out       io.Writer
 }
 
 // Sample is the agent's memory at the end of a steady period, and its CPU over it.
 type Sample struct {
-	RSS, Heap float64 // bytes
-	CPU       float64 // cores
+	RSS, Heap float64 // bytes: VmRSS, and the Go heap in use
+	// RSSAnon and RSSFile split RSS: the anonymous memory (heap, stacks) and the mapped binary.
+	RSSAnon, RSSFile float64
+	// HeapIdle is the Go heap not in use; HeapReleased the part of it returned to the OS.
+	HeapIdle, HeapReleased float64
+	CPU                    float64 // cores
 	// Resolves counts the registries resolved during the period: a sync resolves every one.
 	Resolves float64
 }
@@ -59,13 +73,15 @@ type Sample struct {
 type Result struct {
 	Idle, Loaded Sample
 	FillTime     time.Duration // from the first registry created to all N in the cache
-	SettleTime   time.Duration // from then to 10 s without a sync
+	// TimeToServe is, per registry, the time from its own creation to the node cache holding it.
+	TimeToServe Latencies
+	SettleTime  time.Duration // from then to 10 s without a sync
 }
 
 // Run runs the benchmark and removes what it created.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Steady == 0 {
-		cfg.Steady = time.Minute
+		cfg.Steady = 150 * time.Second
 	}
 	if cfg.GOGC == "" {
 		cfg.GOGC = "50"
@@ -84,17 +100,24 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	prefix := "agentbench-" + rand.String(5)
-	ns := prefix
-	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		return Result{}, err
+	ns, ownNS := cfg.Namespace, cfg.Namespace == ""
+	if ownNS {
+		ns = prefix
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			return Result{}, err
+		}
 	}
 	defer func() {
 		c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		_ = forEach(cfg.Registries, func(i int) error {
-			return regs.Delete(c, fmt.Sprintf("%s-%d", prefix, i), metav1.DeleteOptions{})
+			name := fmt.Sprintf("%s-%d", prefix, i)
+			_ = kube.CoreV1().Secrets(ns).Delete(c, name, metav1.DeleteOptions{})
+			return regs.Delete(c, name, metav1.DeleteOptions{})
 		})
-		_ = kube.CoreV1().Namespaces().Delete(c, ns, metav1.DeleteOptions{})
+		if ownNS {
+			_ = kube.CoreV1().Namespaces().Delete(c, ns, metav1.DeleteOptions{})
+		}
 	}()
 
 	dir, err := os.MkdirTemp("", "agentbench")
@@ -102,11 +125,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	stopWriter, err := writeNodeCredentials(ctx, kube, regs, ns, slog.New(slog.NewTextHandler(cfg.Out, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		return Result{}, err
+	if ownNS {
+		stopWriter, err := writeNodeCredentials(ctx, kube, regs, ns, slog.New(slog.NewTextHandler(cfg.Out, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		if err != nil {
+			return Result{}, err
+		}
+		defer stopWriter()
 	}
-	defer stopWriter()
 	agent, err := startAgent(ctx, cfg, ns, dir)
 	if err != nil {
 		return Result{}, err
@@ -122,16 +147,27 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 
+	clock := newServeClock()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { watchCache(watchCtx, cachePath(dir), 20*time.Millisecond, clock); close(watched) }()
 	start := time.Now()
-	if err := createRegistries(ctx, kube, regs, ns, prefix, cfg.Registries); err != nil {
+	if err := createRegistries(ctx, kube, regs, ns, prefix, cfg.Registries, clock); err != nil {
+		stopWatch()
 		return Result{}, fmt.Errorf("creating registries: %w", err)
 	}
 	if err := waitFor(ctx, 10*time.Minute, func() bool {
 		return metric(metrics, "pullpass_agent_cache_entries") >= float64(cfg.Registries)
 	}); err != nil {
+		stopWatch()
 		return Result{}, fmt.Errorf("the agent did not cache all registries: %w", err)
 	}
 	res.FillTime = time.Since(start)
+	// The cache file the metric counted may land a poll later.
+	_ = waitFor(ctx, 5*time.Second, func() bool { return clock.Latencies().N >= cfg.Registries })
+	stopWatch()
+	<-watched
+	res.TimeToServe = clock.Latencies()
 	// Steady means no sync for 10 s: the registries' first status writes (the keeper's) come
 	// in after the cache is full.
 	if err := settle(ctx, metrics, 10*time.Second, 5*time.Minute); err != nil {
@@ -145,7 +181,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 // startAgent starts the agent in provider mode into dir, reading the node Secret of ns.
 func startAgent(ctx context.Context, cfg Config, ns, dir string) (*exec.Cmd, error) {
 	agent := exec.CommandContext(ctx, cfg.AgentBin, "--kubeconfig="+cfg.Kubeconfig, "--namespace="+ns,
-		"--cache="+filepath.Join(dir, "cache", "credentials.json"), "--plugin-source="+cfg.PluginBin,
+		"--cache="+cachePath(dir), "--plugin-source="+cfg.PluginBin,
 		"--provider-bin-dir="+filepath.Join(dir, "bin"), "--provider-config="+filepath.Join(dir, "config"),
 		"--metrics-address="+cfg.MetricsAddress, "--log-level=warn")
 	agent.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true", "GOGC="+cfg.GOGC)
@@ -153,9 +189,13 @@ func startAgent(ctx context.Context, cfg Config, ns, dir string) (*exec.Cmd, err
 	return agent, agent.Start()
 }
 
+// cachePath is the agent's node cache in dir.
+func cachePath(dir string) string { return filepath.Join(dir, "cache", "credentials.json") }
+
 // createRegistries creates n Cluster-scope registries named prefix-i, each with its own source
-// Secret in ns.
-func createRegistries(ctx context.Context, kube kubernetes.Interface, regs *registryclient.Client, ns, prefix string, n int) error {
+// Secret in ns, and records on clock when each Registry
+// was sent.
+func createRegistries(ctx context.Context, kube kubernetes.Interface, regs *registryclient.Client, ns, prefix string, n int, clock *serveClock) error {
 	return forEach(n, func(i int) error {
 		name := fmt.Sprintf("%s-%d", prefix, i)
 		host := fmt.Sprintf("registry-%d.bench.example.com", i)
@@ -167,6 +207,7 @@ func createRegistries(ctx context.Context, kube kubernetes.Interface, regs *regi
 			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: data}}, metav1.CreateOptions{}); err != nil {
 			return err
 		}
+		clock.Created(name, time.Now())
 		_, err = regs.Create(ctx, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.RegistrySpec{
 			Hosts: []string{host}, Scope: v1alpha1.ScopeCluster,
 			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: ns, Name: name}},
@@ -195,7 +236,9 @@ func sample(ctx context.Context, pid int, metrics string, d time.Duration) (Samp
 	case <-time.After(d):
 	}
 	cpu := (cpuSeconds(pid) - c0) / time.Since(t0).Seconds()
-	return Sample{RSS: rss(pid), Heap: metric(metrics, "go_memstats_heap_inuse_bytes"), CPU: cpu,
+	return Sample{RSS: status(pid, "VmRSS:"), RSSAnon: status(pid, "RssAnon:"), RSSFile: status(pid, "RssFile:"),
+		Heap: metric(metrics, "go_memstats_heap_inuse_bytes"), HeapIdle: metric(metrics, "go_memstats_heap_idle_bytes"),
+		HeapReleased: metric(metrics, "go_memstats_heap_released_bytes"), CPU: cpu,
 		Resolves: metricSum(metrics, "pullpass_agent_refreshes_total{") - r0}, nil
 }
 
@@ -218,8 +261,8 @@ func cpuSeconds(pid int) float64 {
 // clockTicks is USER_HZ, 100 on Linux for every architecture Go supports.
 const clockTicks = 100
 
-// rss reads a process's resident set size.
-func rss(pid int) float64 {
+// status reads a size in kB of /proc/PID/status (VmRSS:, RssAnon:, RssFile:), in bytes.
+func status(pid int, field string) float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
@@ -227,7 +270,7 @@ func rss(pid int) float64 {
 	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
 			return kb * 1024
 		}

@@ -1,6 +1,7 @@
 package refresher
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,11 +36,12 @@ func (NopMetrics) CacheWrite(error)               {}
 
 var _ Metrics = NopMetrics{}
 
-// PrometheusMetrics records on a Prometheus registry.
+// PrometheusMetrics records on a Prometheus registry. The per-registry series (refreshes by
+// result, served, expiry) are kept as plain numbers, one small record a registry, and made into
+// samples at each scrape: a client_golang vector holds about 700 bytes a series (its label
+// pairs, a created timestamp), 1.5 MiB of the agent's heap at 1,000 registries.
 type PrometheusMetrics struct {
-	refreshes   *prometheus.CounterVec
-	expiry      *prometheus.GaugeVec
-	served      *prometheus.GaugeVec
+	perRegistry *registrySeries
 	entries     prometheus.Gauge
 	writes      *prometheus.CounterVec
 	lastWritten prometheus.Gauge
@@ -50,18 +52,18 @@ var _ Metrics = (*PrometheusMetrics)(nil)
 // NewPrometheusMetrics registers the refresher's metrics on reg.
 func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error) {
 	m := &PrometheusMetrics{
-		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pullpass_agent_refreshes_total",
-			Help: "Credential refreshes of Cluster-scope registries by the node agent, by result (success, stale: failed while the last good token is served, error).",
-		}, []string{"registry", "result"}),
-		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "pullpass_agent_credentials_expiry_timestamp_seconds",
-			Help: "When the credentials the node serves for a registry expire (Unix time); absent for credentials that do not expire.",
-		}, []string{"registry"}),
-		served: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "pullpass_agent_registry_served",
-			Help: "1 if the node cache holds credentials for the Cluster-scope registry, 0 if it has none to serve.",
-		}, []string{"registry"}),
+		perRegistry: &registrySeries{
+			refreshes: prometheus.NewDesc("pullpass_agent_refreshes_total",
+				"Credential refreshes of Cluster-scope registries by the node agent, by result (success, stale: failed while the last good token is served, error).",
+				[]string{"registry", "result"}, nil),
+			expiry: prometheus.NewDesc("pullpass_agent_credentials_expiry_timestamp_seconds",
+				"When the credentials the node serves for a registry expire (Unix time); absent for credentials that do not expire.",
+				[]string{"registry"}, nil),
+			served: prometheus.NewDesc("pullpass_agent_registry_served",
+				"1 if the node cache holds credentials for the Cluster-scope registry, 0 if it has none to serve.",
+				[]string{"registry"}, nil),
+			regs: map[string]*registryRecord{},
+		},
 		entries: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pullpass_agent_cache_entries",
 			Help: "Registries whose credentials the node cache holds.",
@@ -75,7 +77,7 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 			Help: "When the node credential cache was last written (Unix time).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.refreshes, m.expiry, m.served, m.entries, m.writes, m.lastWritten} {
+	for _, c := range []prometheus.Collector{m.perRegistry, m.entries, m.writes, m.lastWritten} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -85,23 +87,92 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 	return m, nil
 }
 
+// registrySeries holds the per-registry series.
+type registrySeries struct {
+	refreshes, expiry, served *prometheus.Desc
+
+	mu   sync.Mutex
+	regs map[string]*registryRecord
+}
+
+// registryRecord is one registry's series: a refresh count per result seen, whether it is served
+// (once recorded), and when its credentials expire (when they do).
+type registryRecord struct {
+	refreshes []resultCount
+	served    float64
+	hasServed bool
+	expiry    int64
+	hasExpiry bool
+}
+
+type resultCount struct {
+	result string
+	n      float64
+}
+
+// get returns a registry's record, made if it has none. The caller holds mu.
+func (s *registrySeries) get(registry string) *registryRecord {
+	r := s.regs[registry]
+	if r == nil {
+		r = &registryRecord{}
+		s.regs[registry] = r
+	}
+	return r
+}
+
+func (s *registrySeries) Describe(ch chan<- *prometheus.Desc) {
+	ch <- s.refreshes
+	ch <- s.expiry
+	ch <- s.served
+}
+
+func (s *registrySeries) Collect(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, r := range s.regs {
+		for _, c := range r.refreshes {
+			ch <- prometheus.MustNewConstMetric(s.refreshes, prometheus.CounterValue, c.n, name, c.result)
+		}
+		if r.hasServed {
+			ch <- prometheus.MustNewConstMetric(s.served, prometheus.GaugeValue, r.served, name)
+		}
+		if r.hasExpiry {
+			ch <- prometheus.MustNewConstMetric(s.expiry, prometheus.GaugeValue, float64(r.expiry), name)
+		}
+	}
+}
+
 func (m *PrometheusMetrics) Refresh(registry, result string) {
-	m.refreshes.WithLabelValues(registry, result).Inc()
+	s := m.perRegistry
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.get(registry)
+	for i := range r.refreshes {
+		if r.refreshes[i].result == result {
+			r.refreshes[i].n++
+			return
+		}
+	}
+	r.refreshes = append(r.refreshes, resultCount{result: result, n: 1})
 }
 
 func (m *PrometheusMetrics) Served(registry string, ok bool, at time.Time) {
-	m.served.WithLabelValues(registry).Set(b2f(ok))
-	if !ok || at.IsZero() {
-		m.expiry.DeleteLabelValues(registry)
-	} else {
-		m.expiry.WithLabelValues(registry).Set(float64(at.Unix()))
+	s := m.perRegistry
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.get(registry)
+	r.served, r.hasServed = b2f(ok), true
+	r.hasExpiry = ok && !at.IsZero()
+	if r.hasExpiry {
+		r.expiry = at.Unix()
 	}
 }
 
 func (m *PrometheusMetrics) Forget(registry string) {
-	m.expiry.DeleteLabelValues(registry)
-	m.served.DeleteLabelValues(registry)
-	m.refreshes.DeletePartialMatch(prometheus.Labels{"registry": registry})
+	s := m.perRegistry
+	s.mu.Lock()
+	delete(s.regs, registry)
+	s.mu.Unlock()
 }
 
 func (m *PrometheusMetrics) Entries(n int) { m.entries.Set(float64(n)) }

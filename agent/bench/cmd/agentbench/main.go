@@ -5,7 +5,8 @@
 //	make cluster-up deploy
 //	CGO_ENABLED=0 go build -o /tmp/pullpass-agent ./cmd/pullpass-agent
 //	CGO_ENABLED=0 go build -o /tmp/pullpass-credential-provider ./cmd/pullpass-credential-provider
-//	go run ./agent/bench/cmd/agentbench -agent /tmp/pullpass-agent -plugin /tmp/pullpass-credential-provider -registries 1000
+//	CGO_ENABLED=0 go build -o /tmp/agentbench ./agent/bench/cmd/agentbench
+//	/tmp/agentbench -agent /tmp/pullpass-agent -plugin /tmp/pullpass-credential-provider -registries 1000
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/pullpass/pullpass/agent/bench"
@@ -25,15 +27,16 @@ func main() {
 	flag.StringVar(&cfg.AgentBin, "agent", "", "the built pullpass-agent")
 	flag.StringVar(&cfg.PluginBin, "plugin", "", "the built pullpass-credential-provider")
 	flag.IntVar(&cfg.Registries, "registries", 1000, "Cluster-scope registries to create")
-	flag.StringVar(&cfg.MetricsAddress, "metrics-address", "127.0.0.1:28083", "the agent's metrics address (loopback)")
-	flag.DurationVar(&cfg.Steady, "steady", time.Minute, "how long CPU is measured, idle and loaded")
+	flag.StringVar(&cfg.MetricsAddress, "metrics-address", "127.0.0.1:28183", "the agent's metrics address (loopback; not 28083, the harness's own agent's)")
+	flag.DurationVar(&cfg.Steady, "steady", 150*time.Second, "how long CPU is measured, idle and loaded, before memory is (past the runtime's forced GC every 2 min)")
+	flag.StringVar(&cfg.Namespace, "namespace", "pullpass", "pullpass's release namespace: the sources go there, the agent reads the node Secret its controller writes; empty without pullpass deployed (the benchmark writes the node Secret itself)")
 	flag.StringVar(&cfg.GOGC, "gogc", "50", "GOGC of the agent (the chart's agent.gcPercent; 100 is Go's default)")
 	flag.Parse()
 	if cfg.AgentBin == "" || cfg.PluginBin == "" {
 		fmt.Fprintln(os.Stderr, "agentbench: -agent and -plugin are required")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r, err := bench.Run(ctx, cfg)
 	if err != nil {
@@ -44,8 +47,17 @@ func main() {
 	mib := func(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
 	fmt.Printf("| agent | idle (baseline) | %d registries cached | ratio |\n|---|---|---|---|\n", cfg.Registries)
 	fmt.Printf("| RSS | %s | %s | %.2f |\n", mib(r.Idle.RSS), mib(r.Loaded.RSS), r.Loaded.RSS/r.Idle.RSS)
+	fmt.Printf("| RSS anonymous / file | %s / %s | %s / %s | |\n", mib(r.Idle.RSSAnon), mib(r.Idle.RSSFile), mib(r.Loaded.RSSAnon), mib(r.Loaded.RSSFile))
 	fmt.Printf("| Go heap in use | %s | %s | %.2f |\n", mib(r.Idle.Heap), mib(r.Loaded.Heap), r.Loaded.Heap/r.Idle.Heap)
-	fmt.Printf("| CPU over %s (millicores) | %.2f | %.2f | %.2f |\n", cfg.Steady, 1000*r.Idle.CPU, 1000*r.Loaded.CPU, r.Loaded.CPU/r.Idle.CPU)
+	fmt.Printf("| Go heap idle / released to the OS | %s / %s | %s / %s | |\n", mib(r.Idle.HeapIdle), mib(r.Idle.HeapReleased), mib(r.Loaded.HeapIdle), mib(r.Loaded.HeapReleased))
+	cpuRatio := "" // none against an idle agent that used no measurable CPU
+	if r.Idle.CPU > 0 {
+		cpuRatio = fmt.Sprintf("%.2f", r.Loaded.CPU/r.Idle.CPU)
+	}
+	fmt.Printf("| CPU over %s (millicores) | %.2f | %.2f | %s |\n", cfg.Steady, 1000*r.Idle.CPU, 1000*r.Loaded.CPU, cpuRatio)
 	fmt.Printf("| syncs over %s (registries resolved / %d) | %.1f | %.1f | |\n", cfg.Steady, cfg.Registries, r.Idle.Resolves/float64(cfg.Registries), r.Loaded.Resolves/float64(cfg.Registries))
-	fmt.Printf("\nall %d served from the cache %.1f s after the first was created; the last sync %.1f s after that\n", cfg.Registries, r.FillTime.Seconds(), r.SettleTime.Seconds()-10)
+	l := r.TimeToServe
+	fmt.Printf("\nper registry, from its creation to the node cache holding it: p50 %.2f s, p99 %.2f s, max %.2f s (%d served, %d never seen)\n",
+		l.P50.Seconds(), l.P99.Seconds(), l.Max.Seconds(), l.N, l.Missing)
+	fmt.Printf("all %d served from the cache %.1f s after the first was created; the last sync %.1f s after that\n", cfg.Registries, r.FillTime.Seconds(), r.SettleTime.Seconds()-10)
 }
