@@ -43,11 +43,6 @@ const kindDropIn = "/etc/kubernetes/image-credential-provider/config/pullpass.ya
 func kindNodes(t *testing.T, e *framework.Env) (all, workers []string) {
 	t.Helper()
 	framework.ProvedOn(t, framework.Kind, "the agent restarts kubelets through systemd, which runs kind's kubelets and not the harness's")
-	if os.Getenv("E2E_NOHANDS") != "true" {
-		// Not in make test yet (issue #27): each passed once, on a cluster of make kind-deploy;
-		// they join the suite once they have passed on the release install make test makes.
-		t.Skip("kubelet restarts on kind: opt-in for now, E2E_NOHANDS=true (issue #27)")
-	}
 	if _, err := os.Stat(framework.Script("node-exec.sh")); err != nil {
 		t.Fatalf("the cluster's scripts have no node-exec.sh: %v", err)
 	}
