@@ -86,53 +86,24 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.GOGC == "" {
 		cfg.GOGC = "50"
 	}
-	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	b, err := newBench(ctx, cfg)
 	if err != nil {
 		return Result{}, err
 	}
-	rc.QPS, rc.Burst = 200, 400
-	kube, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return Result{}, err
-	}
-	regs, err := registryclient.New(rc)
-	if err != nil {
-		return Result{}, err
-	}
-	prefix := "agentbench-" + rand.String(5)
-	ns, ownNS := cfg.Namespace, cfg.Namespace == ""
-	if ownNS {
-		ns = prefix
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			return Result{}, err
-		}
-	}
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		_ = forEach(cfg.Registries, func(i int) error {
-			name := fmt.Sprintf("%s-%d", prefix, i)
-			_ = kube.CoreV1().Secrets(ns).Delete(c, name, metav1.DeleteOptions{})
-			return regs.Delete(c, name, metav1.DeleteOptions{})
-		})
-		if ownNS {
-			_ = kube.CoreV1().Namespaces().Delete(c, ns, metav1.DeleteOptions{})
-		}
-	}()
-
+	defer b.cleanup()
 	dir, err := os.MkdirTemp("", "agentbench")
 	if err != nil {
 		return Result{}, err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	if ownNS {
-		stopWriter, err := writeNodeCredentials(ctx, kube, regs, ns, slog.New(slog.NewTextHandler(cfg.Out, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if b.ownNS {
+		stopWriter, err := writeNodeCredentials(ctx, b.kube, b.regs, b.ns, slog.New(slog.NewTextHandler(cfg.Out, &slog.HandlerOptions{Level: slog.LevelWarn})))
 		if err != nil {
 			return Result{}, err
 		}
 		defer stopWriter()
 	}
-	agent, err := startAgent(ctx, cfg, ns, dir)
+	agent, err := startAgent(ctx, cfg, b.ns, dir)
 	if err != nil {
 		return Result{}, err
 	}
@@ -146,28 +117,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if res.Idle, err = sample(ctx, agent.Process.Pid, metrics, cfg.Steady); err != nil {
 		return Result{}, err
 	}
-
-	clock := newServeClock()
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() { watchCache(watchCtx, cachePath(dir), 20*time.Millisecond, clock); close(watched) }()
 	start := time.Now()
-	if err := createRegistries(ctx, kube, regs, ns, prefix, cfg.Registries, clock); err != nil {
-		stopWatch()
-		return Result{}, fmt.Errorf("creating registries: %w", err)
+	if res.FillTime, res.TimeToServe, err = b.fill(ctx, cachePath(dir), metrics); err != nil {
+		return Result{}, err
 	}
-	if err := waitFor(ctx, 10*time.Minute, func() bool {
-		return metric(metrics, "pullpass_agent_cache_entries") >= float64(cfg.Registries)
-	}); err != nil {
-		stopWatch()
-		return Result{}, fmt.Errorf("the agent did not cache all registries: %w", err)
-	}
-	res.FillTime = time.Since(start)
-	// The cache file the metric counted may land a poll later.
-	_ = waitFor(ctx, 5*time.Second, func() bool { return clock.Latencies().N >= cfg.Registries })
-	stopWatch()
-	<-watched
-	res.TimeToServe = clock.Latencies()
 	// Steady means no sync for 10 s: the registries' first status writes (the keeper's) come
 	// in after the cache is full.
 	if err := settle(ctx, metrics, 10*time.Second, 5*time.Minute); err != nil {
@@ -176,6 +129,78 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.SettleTime = time.Since(start) - res.FillTime
 	res.Loaded, err = sample(ctx, agent.Process.Pid, metrics, cfg.Steady)
 	return res, err
+}
+
+// bench is one run's clients and where its objects go.
+type bench struct {
+	cfg        Config
+	kube       kubernetes.Interface
+	regs       *registryclient.Client
+	ns, prefix string
+	ownNS      bool // ns is the bench's own, made and deleted by it
+}
+
+func newBench(ctx context.Context, cfg Config) (*bench, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rc.QPS, rc.Burst = 200, 400
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	regs, err := registryclient.New(rc)
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{cfg: cfg, kube: kube, regs: regs, prefix: "agentbench-" + rand.String(5), ns: cfg.Namespace, ownNS: cfg.Namespace == ""}
+	if b.ownNS {
+		b.ns = b.prefix
+		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: b.ns}}, metav1.CreateOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// cleanup deletes the registries, their sources and the bench's own namespace.
+func (b *bench) cleanup() {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	_ = forEach(b.cfg.Registries, func(i int) error {
+		name := fmt.Sprintf("%s-%d", b.prefix, i)
+		_ = b.kube.CoreV1().Secrets(b.ns).Delete(c, name, metav1.DeleteOptions{})
+		return b.regs.Delete(c, name, metav1.DeleteOptions{})
+	})
+	if b.ownNS {
+		_ = b.kube.CoreV1().Namespaces().Delete(c, b.ns, metav1.DeleteOptions{})
+	}
+}
+
+// fill creates the registries and waits for the agent to cache them all, following its cache
+// file to time each registry from its creation to the cache holding it.
+func (b *bench) fill(ctx context.Context, cache, metrics string) (time.Duration, Latencies, error) {
+	clock := newServeClock()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { watchCache(watchCtx, cache, 20*time.Millisecond, clock); close(watched) }()
+	defer func() { stopWatch(); <-watched }()
+	start := time.Now()
+	if err := createRegistries(ctx, b.kube, b.regs, b.ns, b.prefix, b.cfg.Registries, clock); err != nil {
+		return 0, Latencies{}, fmt.Errorf("creating registries: %w", err)
+	}
+	if err := waitFor(ctx, 10*time.Minute, func() bool {
+		return metric(metrics, "pullpass_agent_cache_entries") >= float64(b.cfg.Registries)
+	}); err != nil {
+		return 0, Latencies{}, fmt.Errorf("the agent did not cache all registries: %w", err)
+	}
+	took := time.Since(start)
+	// The cache file the metric counted may land a poll later.
+	_ = waitFor(ctx, 5*time.Second, func() bool { return clock.Latencies().N >= b.cfg.Registries })
+	stopWatch()
+	<-watched
+	return took, clock.Latencies(), nil
 }
 
 // startAgent starts the agent in provider mode into dir, reading the node Secret of ns.

@@ -97,6 +97,57 @@ const pullpassNS = "pullpass"
 // Run runs the benchmark against the cluster of cfg, then cleans up (unless NoCleanup). A run
 // stopped early (ctx ended) returns the figures it has with the error.
 func Run(ctx context.Context, rc *rest.Config, c Config) (res Result, err error) {
+	c = c.withDefaults()
+	r, err := newRun(rc, c, &res)
+	if err != nil {
+		return Result{}, err
+	}
+	if !c.NoCleanup {
+		defer cleanup(r.kube, r.regs, c, r.total, r.names)
+	}
+	w, err := watchBinaries(ctx, r.kube, c)
+	if err != nil {
+		return res, err
+	}
+
+	// Both binaries idle: the baseline of their footprints.
+	r.logf("webhook and controller idle for %s", c.QuietPeriod)
+	if res.Idle, err = w.steady(ctx, c.QuietPeriod); err != nil {
+		return res, err
+	}
+	logSteady(r.logf, "idle", res.Idle)
+	pk := w.bin.watchPeaks(ctx, 10*time.Second, r.logf)
+	defer func() { res.PeakWebhook, res.PeakController, res.PeakScrapeErrors = pk.end() }()
+
+	if err := r.createRegistries(ctx); err != nil {
+		return res, err
+	}
+	if err := r.admitAll(ctx); err != nil {
+		return res, err
+	}
+
+	// The steady state: every pull secret in place, nothing changes; the keeper resyncs. First,
+	// so that a run stopped early has the memory at this size.
+	r.logf("webhook and controller at steady state for %s", c.QuietPeriod)
+	if res.Loaded, err = w.steady(ctx, c.QuietPeriod); err != nil {
+		return res, err
+	}
+	logSteady(r.logf, "steady", res.Loaded)
+
+	if err := r.rotateAll(ctx); err != nil {
+		return res, err
+	}
+
+	// Memory at the end, the rotation's garbage collected or not.
+	if res.EndWebhook, res.EndController, err = w.memory(ctx); err != nil {
+		return res, err
+	}
+	r.logf("at the end: webhook worst RSS %s, controller worst RSS %s", MiB(res.EndWebhook.Worst().RSS), MiB(res.EndController.Worst().RSS))
+	return res, nil
+}
+
+// withDefaults fills what c leaves unset.
+func (c Config) withDefaults() Config {
 	if c.Namespaces == 0 {
 		c.Namespaces = 1000
 	}
@@ -130,200 +181,197 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (res Result, err error)
 	if c.HostNetworkAddress == "" {
 		c.HostNetworkAddress = "127.0.0.1"
 	}
-	logf := func(f string, a ...any) {
-		if c.Log != nil {
-			fmt.Fprintf(c.Log, time.Now().Format("15:04:05 ")+f+"\n", a...)
-		}
-	}
+	return c
+}
+
+// run is one Run's clients, registries and figures, shared by its phases.
+type run struct {
+	c     Config
+	kube  kubernetes.Interface
+	regs  registryclient.Interface
+	names []string // the registries, filled by createRegistries
+	total int      // namespaces, opted-in and plain
+	res   *Result
+}
+
+func newRun(rc *rest.Config, c Config, res *Result) (*run, error) {
 	cfg := rest.CopyConfig(rc)
 	cfg.QPS, cfg.Burst = c.QPS, c.Burst
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	regs, err := registryclient.New(cfg)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	res.QuietPeriod = c.QuietPeriod
-	names := make([]string, c.Registries)
-	total := c.Namespaces + c.Namespaces/(c.PlainEvery-1) // opted-in and plain, interleaved
-	if !c.NoCleanup {
-		defer cleanup(kube, regs, c, total, names)
-	}
-	w, err := watchBinaries(ctx, kube, c)
-	if err != nil {
-		return res, err
-	}
+	return &run{c: c, kube: kube, regs: regs, res: res, names: make([]string, c.Registries),
+		total: c.Namespaces + c.Namespaces/(c.PlainEvery-1)}, nil // opted-in and plain, interleaved
+}
 
-	// Both binaries idle: the baseline of their footprints.
-	logf("webhook and controller idle for %s", c.QuietPeriod)
-	if res.Idle, err = w.steady(ctx, c.QuietPeriod); err != nil {
-		return res, err
+func (r *run) logf(f string, a ...any) {
+	if r.c.Log != nil {
+		fmt.Fprintf(r.c.Log, time.Now().Format("15:04:05 ")+f+"\n", a...)
 	}
-	logSteady(logf, "idle", res.Idle)
-	pk := w.bin.watchPeaks(ctx, 10*time.Second, logf)
-	defer func() { res.PeakWebhook, res.PeakController, res.PeakScrapeErrors = pk.end() }()
+}
 
-	// Registries and their sources.
-	for i := range names {
-		names[i] = fmt.Sprintf("scale-%d", i)
+// createRegistries creates the registries and their sources.
+func (r *run) createRegistries(ctx context.Context) error {
+	for i := range r.names {
+		r.names[i] = fmt.Sprintf("scale-%d", i)
 		host := fmt.Sprintf("scale-%d.pullpass-bench.invalid", i)
-		if err := setSource(ctx, kube, names[i], host, "password-1", true); err != nil {
-			return res, err
+		if err := setSource(ctx, r.kube, r.names[i], host, "password-1", true); err != nil {
+			return err
 		}
-		r := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: names[i]}, Spec: v1alpha1.RegistrySpec{
-			Hosts: []string{host}, Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: "src-" + names[i], Namespace: pullpassNS}}}}
-		if _, err := regs.Create(ctx, r, metav1.CreateOptions{}); err != nil {
-			return res, err
+		reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: r.names[i]}, Spec: v1alpha1.RegistrySpec{
+			Hosts: []string{host}, Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Name: "src-" + r.names[i], Namespace: pullpassNS}}}}
+		if _, err := r.regs.Create(ctx, reg, metav1.CreateOptions{}); err != nil {
+			return err
 		}
 	}
 	time.Sleep(2 * time.Second) // the webhook's informer catches up
+	return nil
+}
 
-	// Namespaces, each with one pod that uses every registry; every PlainEvery-th is not opted
-	// in. The pods never run: a scheduling gate keeps them Pending, unscheduled, with no event
-	// and no status (bound to a node that does not exist, the controller-manager's pod GC
-	// deleted them, and the controller's cache of pods was empty). Admission is what makes the
-	// pull secrets.
-	logf("creating %d opted-in and %d plain namespaces, one pod each", c.Namespaces, total-c.Namespaces)
+// admitAll creates the namespaces, each with one pod that uses every registry; every
+// PlainEvery-th is not opted in. The pods never run: a scheduling gate keeps them Pending,
+// unscheduled, with no event and no status (bound to a node that does not exist, the
+// controller-manager's pod GC deleted them, and the controller's cache of pods was empty).
+// Admission is what makes the pull secrets.
+func (r *run) admitAll(ctx context.Context) error {
+	c, res := r.c, r.res
+	r.logf("creating %d opted-in and %d plain namespaces, one pod each", c.Namespaces, r.total-c.Namespaces)
 	var admission, plain []time.Duration
 	var mu sync.Mutex
 	created, started := 0, time.Now()
-	err = parallel(ctx, c.Concurrency, total, func(i int) error {
+	err := parallel(ctx, c.Concurrency, r.total, func(i int) error {
 		ns, optedIn := namespaceName(i), !isPlain(i, c.PlainEvery)
-		meta := metav1.ObjectMeta{Name: ns, Labels: map[string]string{"pullpass.io/bench": "scale"}}
-		if optedIn {
-			meta.Annotations = map[string]string{"pullpass.io/inject": "enabled"}
-		}
-		if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: meta}, metav1.CreateOptions{}); err != nil {
+		got, d, err := r.admitOne(ctx, ns, optedIn)
+		if err != nil {
 			return err
 		}
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns}, Spec: corev1.PodSpec{
-			SchedulingGates: []corev1.PodSchedulingGate{{Name: "pullpass.io/bench"}}}}
-		for j := range names {
-			pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", j), Image: fmt.Sprintf("scale-%d.pullpass-bench.invalid/app:1", j)})
-		}
-		// The ServiceAccount admission plugin refuses a pod, before any webhook is called, until
-		// the controller-manager made the namespace's default ServiceAccount, which it may be
-		// slow to under this load: then the pod is created again once it is there, and timed so.
-		var (
-			p   *corev1.Pod
-			d   time.Duration
-			err error
-		)
-		for try := 0; ; try++ {
-			t0 := time.Now()
-			p, err = kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
-			d = time.Since(t0)
-			if err == nil {
-				break
-			}
-			if try == 3 || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "service account") {
-				return err
-			}
-			if err := defaultServiceAccount(ctx, kube, ns); err != nil {
-				return err
-			}
-		}
-		got := len(p.Spec.ImagePullSecrets)
 		mu.Lock()
 		defer mu.Unlock()
 		if created++; created%1000 == 0 {
-			logf("%d of %d namespaces and pods in %s", created, total, time.Since(started).Round(time.Second))
+			r.logf("%d of %d namespaces and pods in %s", created, r.total, time.Since(started).Round(time.Second))
 		}
 		switch {
 		case !optedIn && got != 0:
 			return fmt.Errorf("pod in plain namespace %s got %d pull secrets", ns, got)
 		case !optedIn:
 			plain = append(plain, d)
-		case got == len(names):
+		case got == len(r.names):
 			admission = append(admission, d)
 		case got == 0:
 			// The webhook did not answer in time, or failed: the API server admitted the pod
 			// as it was (failurePolicy Ignore). Counted, not fatal: it is what scale does.
 			res.FailedOpen++
 		default:
-			return fmt.Errorf("pod in %s got %d pull secrets, want %d", ns, got, len(names))
+			return fmt.Errorf("pod in %s got %d pull secrets, want %d", ns, got, len(r.names))
 		}
 		return nil
 	})
 	res.AdmissionP50, res.AdmissionP99 = percentiles(admission)
 	res.PlainAdmissionP50, res.PlainAdmissionP99 = percentiles(plain)
 	if err != nil {
-		return res, err
+		return err
 	}
-	if res.PullSecrets, err = countWith(ctx, kube, names, "password-1"); err != nil {
-		return res, err
+	if res.PullSecrets, err = countWith(ctx, r.kube, r.names, "password-1"); err != nil {
+		return err
 	}
-	logf("%d pull secrets in place; first pod p50 %s p99 %s, plain %s %s, %d failed open", res.PullSecrets,
+	r.logf("%d pull secrets in place; first pod p50 %s p99 %s, plain %s %s, %d failed open", res.PullSecrets,
 		res.AdmissionP50, res.AdmissionP99, res.PlainAdmissionP50, res.PlainAdmissionP99, res.FailedOpen)
+	return nil
+}
 
-	// The steady state: every pull secret in place, nothing changes; the keeper resyncs. First,
-	// so that a run stopped early has the memory at this size.
-	logf("webhook and controller at steady state for %s", c.QuietPeriod)
-	if res.Loaded, err = w.steady(ctx, c.QuietPeriod); err != nil {
-		return res, err
+// admitOne creates namespace ns and its pod, and returns how many pull secrets admission gave the
+// pod and how long its creation took.
+func (r *run) admitOne(ctx context.Context, ns string, optedIn bool) (int, time.Duration, error) {
+	meta := metav1.ObjectMeta{Name: ns, Labels: map[string]string{"pullpass.io/bench": "scale"}}
+	if optedIn {
+		meta.Annotations = map[string]string{"pullpass.io/inject": "enabled"}
 	}
-	logSteady(logf, "steady", res.Loaded)
+	if _, err := r.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: meta}, metav1.CreateOptions{}); err != nil {
+		return 0, 0, err
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns}, Spec: corev1.PodSpec{
+		SchedulingGates: []corev1.PodSchedulingGate{{Name: "pullpass.io/bench"}}}}
+	for j := range r.names {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", j), Image: fmt.Sprintf("scale-%d.pullpass-bench.invalid/app:1", j)})
+	}
+	// The ServiceAccount admission plugin refuses a pod, before any webhook is called, until the
+	// controller-manager made the namespace's default ServiceAccount, which it may be slow to
+	// under this load: then the pod is created again once it is there, and timed so.
+	for try := 0; ; try++ {
+		t0 := time.Now()
+		p, err := r.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		d := time.Since(t0)
+		if err == nil {
+			return len(p.Spec.ImagePullSecrets), d, nil
+		}
+		if try == 3 || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "service account") {
+			return 0, 0, err
+		}
+		if err := defaultServiceAccount(ctx, r.kube, ns); err != nil {
+			return 0, 0, err
+		}
+	}
+}
 
-	// Baseline, before: the same number of updates of plain Secrets, from one client, same limits.
+// rotateAll rotates every source at once and follows the pull secrets with one watch, between two
+// runs of the baseline: the same number of updates of plain Secrets, from one client, same limits.
+func (r *run) rotateAll(ctx context.Context) (err error) {
+	c, res := r.c, r.res
 	want := res.PullSecrets
-	logf("baseline: %d plain secret updates", want)
+	r.logf("baseline: %d plain secret updates", want)
 	if !c.BaselineOnce {
-		if res.BaselineBefore, err = baseline(ctx, kube, c, want, true); err != nil {
-			return res, err
+		if res.BaselineBefore, err = baseline(ctx, r.kube, c, want, true); err != nil {
+			return err
 		}
 		res.Baseline = res.BaselineBefore // until the one after
 	}
-
-	// Rotate every source at once, and follow the pull secrets with one watch.
-	rotated, err := watchRotation(ctx, kube, names, "password-2", want)
+	rotated, err := watchRotation(ctx, r.kube, r.names, "password-2", want)
 	if err != nil {
-		return res, err
+		return err
 	}
-	before, err := secretWrites(ctx, kube, "PUT")
+	before, err := secretWrites(ctx, r.kube, "PUT")
 	if err != nil {
-		return res, err
+		return err
 	}
 	t0 := time.Now()
-	for i, n := range names {
-		if err := setSource(ctx, kube, n, fmt.Sprintf("scale-%d.pullpass-bench.invalid", i), "password-2", false); err != nil {
-			return res, err
+	for i, n := range r.names {
+		if err := setSource(ctx, r.kube, n, fmt.Sprintf("scale-%d.pullpass-bench.invalid", i), "password-2", false); err != nil {
+			return err
 		}
 	}
 	select {
 	case err := <-rotated:
 		if err != nil {
-			return res, err
+			return err
 		}
 	case <-time.After(20 * time.Minute):
-		return res, fmt.Errorf("not all of %d pull secrets rotated after 20 minutes", want)
+		return fmt.Errorf("not all of %d pull secrets rotated after 20 minutes", want)
 	}
 	res.Converge = time.Since(t0)
-	after, err := secretWrites(ctx, kube, "PUT")
+	after, err := secretWrites(ctx, r.kube, "PUT")
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.ConvergeWrites = after - before - c.Registries // less the rotations themselves
-	logf("converged in %s with %d writes", res.Converge, res.ConvergeWrites)
+	r.logf("converged in %s with %d writes", res.Converge, res.ConvergeWrites)
 
 	// The baseline again, after: the mean of the two runs, before and after, is the baseline, so
 	// that load from elsewhere while the keeper ran weighs on both alike.
-	if res.BaselineAfter, err = baseline(ctx, kube, c, want, c.BaselineOnce); err != nil {
-		return res, err
+	if res.BaselineAfter, err = baseline(ctx, r.kube, c, want, c.BaselineOnce); err != nil {
+		return err
 	}
 	res.Baseline = res.BaselineAfter
 	if !c.BaselineOnce {
 		res.Baseline = (res.BaselineBefore + res.BaselineAfter) / 2
 	}
-	logf("baseline before %s, after %s", res.BaselineBefore, res.BaselineAfter)
-
-	// Memory at the end, the rotation's garbage collected or not.
-	if res.EndWebhook, res.EndController, err = w.memory(ctx); err != nil {
-		return res, err
-	}
-	logf("at the end: webhook worst RSS %s, controller worst RSS %s", MiB(res.EndWebhook.Worst().RSS), MiB(res.EndController.Worst().RSS))
-	return res, nil
+	r.logf("baseline before %s, after %s", res.BaselineBefore, res.BaselineAfter)
+	return nil
 }
 
 // logSteady logs a steady period's figures as soon as they are taken.

@@ -81,13 +81,12 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 	}
 	p := prom{promv1.NewAPI(pc)}
 
-	res := Result{Registries: c.Registries}
+	res := Result{Registries: c.Registries, Failing: c.Registries / 10} // every tenth source is missing
 	baseline, err := p.settledSamples(ctx)
 	if err != nil {
 		return res, err
 	}
 	logf("baseline: %v", baseline)
-	const rss = `process_resident_memory_bytes{job=~"pullpass-webhook|pullpass-agent"}`
 	baselineRSS, err := p.byTarget(ctx, rss)
 	if err != nil {
 		return res, err
@@ -95,59 +94,15 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 	created := time.Now()
 
 	defer cleanup(kube, regs, c.Registries)
-	err = parallel(ctx, 16, c.Registries, func(i int) error {
-		name := prefix + strconv.Itoa(i)
-		host := fmt.Sprintf("registry-%d.seriesbench.example.com", i)
-		if i%10 != 9 { // every tenth source is missing: SourceSecretMissing, refresh errors
-			data, err := dockerconfig.ForHost(host, "user", "password-"+strconv.Itoa(i)).Marshal()
-			if err != nil {
-				return err
-			}
-			if _, err := kube.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name},
-				Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: data}}, metav1.CreateOptions{}); err != nil {
-				return err
-			}
-		} else {
-			res.Failing++
-		}
-		_, err := regs.Create(ctx, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.RegistrySpec{
-			Hosts: []string{host}, Scope: v1alpha1.ScopeCluster,
-			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: namespace, Name: name}},
-		}}, metav1.CreateOptions{})
-		return err
-	})
-	if err != nil {
+	if err := createRegistries(ctx, kube, regs, c.Registries); err != nil {
 		return res, fmt.Errorf("creating registries: %w", err)
 	}
 	logf("created %d registries (%d failing); waiting for Prometheus to see them all", c.Registries, res.Failing)
-	n := strconv.Itoa(c.Registries)
-	for _, q := range []string{
-		`count(pullpass_credentials_ready` + selector + `) == ` + n,     // the keeper (webhook)
-		`count(pullpass_agent_registry_served` + selector + `) == ` + n, // the agent
-		`count(pullpass_credentials_refresh_errors_total` + selector + `) == ` + strconv.Itoa(res.Failing),
-	} {
-		if err := p.waitFor(ctx, 10*time.Minute, q); err != nil {
-			return res, err
-		}
-	}
-	loaded, err := p.settledSamples(ctx)
+	l, err := p.loaded(ctx, c.Registries, res.Failing, created)
 	if err != nil {
 		return res, err
 	}
-	perMax, err := p.byTarget(ctx, `max by (job, instance) (count by (job, instance, registry) (`+selector+`))`)
-	if err != nil {
-		return res, err
-	}
-	total, err := p.byTarget(ctx, `count by (job, instance) (`+selector+`)`)
-	if err != nil {
-		return res, err
-	}
-	window := strconv.Itoa(int(time.Since(created).Seconds())+10) + "s"
-	peakRSS, err := p.byTarget(ctx, `max_over_time(`+rss+`[`+window+`])`)
-	if err != nil {
-		return res, err
-	}
-	logf("loaded: %v; deleting", loaded)
+	logf("loaded: %v; deleting", l.samples)
 	cleanup(kube, regs, c.Registries)
 	if err := p.waitFor(ctx, 10*time.Minute, `absent(`+selector+`)`); err != nil {
 		return res, fmt.Errorf("series of deleted registries stay: %w", err)
@@ -157,14 +112,73 @@ func Run(ctx context.Context, rc *rest.Config, c Config) (Result, error) {
 		return res, err
 	}
 	for k, b := range baseline {
-		res.Targets = append(res.Targets, Target{Job: k[0], Instance: k[1], Baseline: b, Loaded: loaded[k], After: after[k],
-			MaxPerRegistry: perMax[k], MeanPerRegistry: float64(total[k]) / float64(c.Registries),
-			BaselineRSS: baselineRSS[k], PeakRSS: peakRSS[k]})
+		res.Targets = append(res.Targets, Target{Job: k[0], Instance: k[1], Baseline: b, Loaded: l.samples[k], After: after[k],
+			MaxPerRegistry: l.perMax[k], MeanPerRegistry: float64(l.total[k]) / float64(c.Registries),
+			BaselineRSS: baselineRSS[k], PeakRSS: l.peakRSS[k]})
 	}
 	sort.Slice(res.Targets, func(i, j int) bool {
 		return res.Targets[i].Job+res.Targets[i].Instance < res.Targets[j].Job+res.Targets[j].Instance
 	})
 	return res, nil
+}
+
+// rss is each pullpass process's resident memory.
+const rss = `process_resident_memory_bytes{job=~"pullpass-webhook|pullpass-agent"}`
+
+// createRegistries creates n Cluster-scope registries, each with its own source but every tenth,
+// whose source is missing (SourceSecretMissing, refresh errors).
+func createRegistries(ctx context.Context, kube kubernetes.Interface, regs registryclient.Interface, n int) error {
+	return parallel(ctx, 16, n, func(i int) error {
+		name := prefix + strconv.Itoa(i)
+		host := fmt.Sprintf("registry-%d.seriesbench.example.com", i)
+		if i%10 != 9 {
+			data, err := dockerconfig.ForHost(host, "user", "password-"+strconv.Itoa(i)).Marshal()
+			if err != nil {
+				return err
+			}
+			if _, err := kube.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name},
+				Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: data}}, metav1.CreateOptions{}); err != nil {
+				return err
+			}
+		}
+		_, err := regs.Create(ctx, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.RegistrySpec{
+			Hosts: []string{host}, Scope: v1alpha1.ScopeCluster,
+			Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: namespace, Name: name}},
+		}}, metav1.CreateOptions{})
+		return err
+	})
+}
+
+// loadedFigures are what Prometheus holds once every registry is seen, by target.
+type loadedFigures struct {
+	samples, perMax, total, peakRSS map[[2]string]int
+}
+
+// loaded waits for Prometheus to see every registry (failing of them with refresh errors) and
+// reads the targets' samples, series per registry and peak RSS since created.
+func (p prom) loaded(ctx context.Context, registries, failing int, created time.Time) (l loadedFigures, err error) {
+	n := strconv.Itoa(registries)
+	for _, q := range []string{
+		`count(pullpass_credentials_ready` + selector + `) == ` + n,     // the keeper (controller)
+		`count(pullpass_agent_registry_served` + selector + `) == ` + n, // the agent
+		`count(pullpass_credentials_refresh_errors_total` + selector + `) == ` + strconv.Itoa(failing),
+	} {
+		if err := p.waitFor(ctx, 10*time.Minute, q); err != nil {
+			return l, err
+		}
+	}
+	if l.samples, err = p.settledSamples(ctx); err != nil {
+		return l, err
+	}
+	if l.perMax, err = p.byTarget(ctx, `max by (job, instance) (count by (job, instance, registry) (`+selector+`))`); err != nil {
+		return l, err
+	}
+	if l.total, err = p.byTarget(ctx, `count by (job, instance) (`+selector+`)`); err != nil {
+		return l, err
+	}
+	window := strconv.Itoa(int(time.Since(created).Seconds())+10) + "s"
+	l.peakRSS, err = p.byTarget(ctx, `max_over_time(`+rss+`[`+window+`])`)
+	return l, err
 }
 
 type prom struct{ api promv1.API }
