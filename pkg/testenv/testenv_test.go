@@ -132,3 +132,16 @@ func TestPollUntilTheCheckHolds(t *testing.T) {
 		t.Fatalf("Until's error %v, want \"not ready\"", err)
 	}
 }
+
+// Clean-ups wait with Poll too: t.Context() is canceled by then, which must not end the wait.
+func TestPollWaitsInACleanup(t *testing.T) {
+	calls := 0
+	t.Run("inner", func(t *testing.T) {
+		t.Cleanup(func() {
+			testenv.Poll(t, time.Minute, time.Millisecond, testenv.Until("three calls", func() bool { calls++; return calls == 3 }))
+		})
+	})
+	if calls != 3 {
+		t.Fatalf("%d calls in the clean-up, want 3", calls)
+	}
+}
