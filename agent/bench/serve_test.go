@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pullpass/pullpass/agent/nodecache"
+	"github.com/pullpass/pullpass/pkg/testenv"
 )
 
 func TestServeClockLatencies(t *testing.T) {
@@ -77,9 +78,5 @@ func TestWatchCacheSeesEachWrite(t *testing.T) {
 
 func waitTest(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-	}
+	testenv.Poll(t, 10*time.Second, time.Millisecond, testenv.Until("served", cond))
 }
