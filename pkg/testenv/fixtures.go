@@ -2,8 +2,6 @@ package testenv
 
 import (
 	"net"
-	"strconv"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -52,16 +50,13 @@ func (e *Env) SecretWrites(t testing.TB) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	families, err := ParseMetrics(string(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var n float64
-	for _, l := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(l, "apiserver_request_total{") || !strings.Contains(l, `resource="secrets"`) ||
-			!strings.Contains(l, `subresource=""`) || !strings.Contains(l, `dry_run=""`) {
-			continue
-		}
-		if !strings.Contains(l, `verb="POST"`) && !strings.Contains(l, `verb="PUT"`) && !strings.Contains(l, `verb="PATCH"`) && !strings.Contains(l, `verb="APPLY"`) {
-			continue
-		}
-		v, _ := strconv.ParseFloat(l[strings.LastIndex(l, " ")+1:], 64)
+	for _, verb := range []string{"POST", "PUT", "PATCH", "APPLY"} {
+		v, _ := MetricValue(families, "apiserver_request_total", map[string]string{"verb": verb, "resource": "secrets", "subresource": "", "dry_run": ""})
 		n += v
 	}
 	return n

@@ -92,13 +92,11 @@ func (r *replica) admittedAhead(t *testing.T) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n float64
-	for _, l := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(l, "pullpass_webhook_pods_admitted_ahead_of_secret_total{") {
-			v, _ := strconv.ParseFloat(l[strings.LastIndex(l, " ")+1:], 64)
-			n += v
-		}
+	families, err := testenv.ParseMetrics(string(body))
+	if err != nil {
+		t.Fatal(err)
 	}
+	n, _ := testenv.MetricValue(families, "pullpass_webhook_pods_admitted_ahead_of_secret_total", nil)
 	return n
 }
 

@@ -239,34 +239,26 @@ func (r *replica) queueCounts() (map[string][3]float64, error) {
 	if err != nil {
 		return nil, err
 	}
+	families, err := testenv.ParseMetrics(text)
+	if err != nil {
+		return nil, err
+	}
+	// Adds, finished items (a histogram counts its observations) and depth, by the queue's name.
+	metrics := []string{"workqueue_adds_total", "workqueue_work_duration_seconds", "workqueue_depth"}
 	counts := map[string][3]float64{}
-	for _, l := range strings.Split(text, "\n") {
-		var metric, name string
-		var v float64
-		i := strings.Index(l, `{name="`)
-		if i < 0 {
-			continue
+	for _, metric := range metrics {
+		for _, m := range families[metric].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "name" {
+					counts[l.GetValue()] = [3]float64{}
+				}
+			}
 		}
-		metric = l[:i]
-		rest := l[i+len(`{name="`):]
-		j := strings.Index(rest, `"} `)
-		if j < 0 {
-			continue
-		}
-		name = rest[:j]
-		if _, err := fmt.Sscan(rest[j+3:], &v); err != nil {
-			continue
-		}
-		c := counts[name]
-		switch metric {
-		case "workqueue_adds_total":
-			c[0] = v
-		case "workqueue_work_duration_seconds_count":
-			c[1] = v
-		case "workqueue_depth":
-			c[2] = v
-		default:
-			continue
+	}
+	for name := range counts {
+		var c [3]float64
+		for i, metric := range metrics {
+			c[i], _ = testenv.MetricValue(families, metric, map[string]string{"name": name})
 		}
 		counts[name] = c
 	}
