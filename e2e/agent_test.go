@@ -282,11 +282,16 @@ func TestAgentLegacyModeServesThroughKubeletDockerConfig(t *testing.T) {
 	t.Cleanup(func() {
 		_ = e.Kube.CoreV1().Secrets(srcNS).Delete(context.Background(), "legacy-src", metav1.DeleteOptions{})
 	})
-	// The agent reads what it serves from the node Secret of its namespace only. The deployed
-	// controller writes the release namespace's; here the test writes it, as the controller would.
+	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "node-legacy"}, Spec: v1alpha1.RegistrySpec{
+		Hosts: []string{alias}, Scope: v1alpha1.ScopeCluster,
+		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: srcNS, Name: "legacy-src"}},
+	}}
+	// The agent reads what it serves, the registries' specs and credentials, from the node Secret
+	// of its namespace only. The deployed controller writes the release namespace's; here the test
+	// writes it, as the controller would.
 	if _, err := e.Kube.CoreV1().Secrets(srcNS).Create(framework.Context(t, time.Minute), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: nodesecret.Name, Labels: nodesecret.Labels()}, Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{"node-legacy": nodesecret.Encode(nodesecret.Entry{Username: e.RegistryUsername, Password: e.RegistryPassword,
+		Data: map[string][]byte{"node-legacy": nodesecret.Encode(nodesecret.Entry{Spec: &reg.Spec, Username: e.RegistryUsername, Password: e.RegistryPassword,
 			Source: nodesecret.SourceRef{Namespace: srcNS, Name: "legacy-src"}, Version: "e2e"})},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -294,10 +299,6 @@ func TestAgentLegacyModeServesThroughKubeletDockerConfig(t *testing.T) {
 	t.Cleanup(func() {
 		_ = e.Kube.CoreV1().Secrets(srcNS).Delete(context.Background(), nodesecret.Name, metav1.DeleteOptions{})
 	})
-	reg := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "node-legacy"}, Spec: v1alpha1.RegistrySpec{
-		Hosts: []string{alias}, Scope: v1alpha1.ScopeCluster,
-		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: srcNS, Name: "legacy-src"}},
-	}}
 	if _, err := e.Registries.Create(framework.Context(t, time.Minute), reg, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,6 @@ import (
 	"github.com/pullpass/pullpass/agent/satoken"
 	"github.com/pullpass/pullpass/pkg/credentials/ecr"
 	"github.com/pullpass/pullpass/pkg/kubeconfig"
-	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/slim"
 )
 
@@ -72,10 +71,9 @@ type nodeAgent struct {
 	log *slog.Logger
 	reg *prometheus.Registry
 
-	kube       kubernetes.Interface
-	registries *registrywatch.Watcher
-	nodeCreds  *nodecreds.Reader
-	daemonSet  *selfWatch // the agent's own DaemonSet: is pullpass being uninstalled?
+	kube      kubernetes.Interface
+	nodeCreds *nodecreds.Reader // the registries the node serves, with their credentials
+	daemonSet *selfWatch        // the agent's own DaemonSet: is pullpass being uninstalled?
 
 	// Token mode: namespace labels (which namespaces a registry's selector selects) and the
 	// issuer's keys (which tokens are the cluster's) reach the node.
@@ -92,21 +90,15 @@ type nodeAgent struct {
 	ref       *refresher.Refresher
 }
 
-// watch makes the informers: Registry objects, the node Secret the controller writes what nodes
-// serve into (by name: the only Secret the agent may read), and the agent's own DaemonSet.
+// watch makes the informers: the node Secret the controller writes what nodes serve into (by
+// name: the only Secret the agent may read; the agent watches no Registry), and the agent's own
+// DaemonSet.
 func (a *nodeAgent) watch() error {
 	clients, err := kubeconfig.NewClients(a.o.Kubeconfig, "pullpass-agent", a.o.KubeAPIQPS, a.o.KubeAPIBurst)
 	if err != nil {
 		return err
 	}
 	a.kube = clients.Kube
-	a.registries = registrywatch.New(clients.Registries, a.log.With("component", "registries"))
-	// Every node caches every Registry: only what the agent reads of each.
-	if err := a.registries.SetTransform(slim.NodeRegistry); err != nil {
-		return err
-	}
-	// The refresher lists them: no host table (the webhook's) to build at every event.
-	a.registries.ListOnly()
 	a.nodeCreds, err = nodecreds.New(nodecreds.Config{
 		Client: a.kube, Namespace: a.o.Namespace, Logger: a.log.With("component", "nodecreds"),
 		OnChange: func() { a.ref.Kick() },
@@ -197,7 +189,7 @@ func (a *nodeAgent) nodeWork() error {
 func (a *nodeAgent) refresher() error {
 	var err error
 	a.ref, err = refresher.New(refresher.Config{
-		Registries: a.registries,
+		Registries: a.nodeCreds,
 		Resolver:   nodecreds.NewResolver(a.nodeCreds, ecr.NewAPI, a.o.ECREndpoint),
 		CachePath:  a.o.CachePath,
 		Namespaces: a.namespaces,
@@ -208,17 +200,6 @@ func (a *nodeAgent) refresher() error {
 	if err != nil {
 		return err
 	}
-	changed := func(any) { a.ref.Kick() }
-	a.registries.AddHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: changed,
-		// Not on a status update: the keeper writes the status of every registry it resyncs.
-		UpdateFunc: func(old, cur any) {
-			if refresher.SpecChanged(old, cur) {
-				changed(cur)
-			}
-		},
-		DeleteFunc: changed,
-	})
 	if a.nsInformer != nil {
 		// A namespace's labels decide which grants it is in: a change reaches the node at once.
 		kick := func(any) { a.ref.Kick() }
@@ -238,7 +219,6 @@ func (a *nodeAgent) run(ctx context.Context) error {
 	runCtx, stopRunning := context.WithCancel(ctx)
 	defer stopRunning()
 	a.nodeCreds.Run(runCtx)
-	go a.registries.Run(runCtx)
 	if a.nsInformer != nil {
 		go a.nsInformer.RunWithContext(runCtx)
 		go a.keys.Run(runCtx)
@@ -302,11 +282,7 @@ func (a *nodeAgent) serve(ctx context.Context) (*http.Server, <-chan error) {
 // (its first sync makes the agent ready) and the node's own work: kubelet restarts, the startup
 // taint. refreshed closes when the refresher has stopped.
 func (a *nodeAgent) startWork(ctx, runCtx context.Context) (refreshed chan struct{}, work *sync.WaitGroup, _ error) {
-	synced := []cache.InformerSynced{a.registries.HasSynced}
-	if a.nsInformer != nil {
-		synced = append(synced, a.nsInformer.HasSynced)
-	}
-	if !cache.WaitForCacheSync(runCtx.Done(), synced...) {
+	if a.nsInformer != nil && !cache.WaitForCacheSync(runCtx.Done(), a.nsInformer.HasSynced) {
 		return nil, nil, ctx.Err()
 	}
 	// A node Secret not readable within a few seconds keeps the last good credentials in the

@@ -46,21 +46,21 @@ func create[T any](t *testing.T, f func(context.Context, T, metav1.CreateOptions
 	}
 }
 
-// agentRBAC grants what the chart grants, the node Secrets' Role as the chart renders it; it
-// returns a func that revokes it all.
+// agentRBAC grants what the chart grants, its ClusterRole and the node Secrets' Role as the chart
+// renders them; it returns a func that revokes it all.
 func agentRBAC(t *testing.T, env *testenv.Env) (revoke func()) {
 	t.Helper()
 	rb, subj := env.Kube.RbacV1(), []rbacv1.Subject{{Kind: "User", Name: agentUser}}
 	suffix := "-" + t.Name()[len(t.Name())-8:]
 	create(t, rb.ClusterRoles().Create, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "agent" + suffix},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"pullpass.io"}, Resources: []string{"registries"}, Verbs: []string{"get", "list", "watch"}}}})
+		Rules: chartRules(t, "ClusterRole/pullpass-agent")})
 	create(t, rb.ClusterRoleBindings().Create, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "agent" + suffix},
 		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "agent" + suffix}, Subjects: subj})
 	create(t, rb.Roles(ns).Create, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "agent" + suffix},
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"daemonsets"}, ResourceNames: []string{agentName}, Verbs: []string{"get", "list", "watch"}}}})
 	create(t, rb.RoleBindings(ns).Create, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "agent" + suffix},
 		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "agent" + suffix}, Subjects: subj})
-	create(t, rb.Roles(ns).Create, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "nodecreds" + suffix}, Rules: chartNodeCredentialsRules(t)})
+	create(t, rb.Roles(ns).Create, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "nodecreds" + suffix}, Rules: chartRules(t, "Role/pullpass-agent-node-credentials")})
 	create(t, rb.RoleBindings(ns).Create, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "nodecreds" + suffix},
 		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "nodecreds" + suffix}, Subjects: subj})
 	revoke = func() {

@@ -23,12 +23,16 @@ import (
 	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/nodesecret"
+	"github.com/pullpass/pullpass/pkg/registryclient"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
 	"github.com/pullpass/pullpass/pkg/testenv"
 	"github.com/pullpass/pullpass/webhook/nodecreds"
 )
 
-var chartRules = sync.OnceValues(func() ([]rbacv1.PolicyRule, error) {
+// chartAgentRules are the rules of the chart's RBAC for the agents, rendered by `helm template`
+// (helm pinned in hack/build-tools.sh) at the chart's defaults: the ClusterRole pullpass-agent and
+// the Role of the node Secrets.
+var chartAgentRules = sync.OnceValues(func() (map[string][]rbacv1.PolicyRule, error) {
 	const root = "../.."
 	out, err := exec.Command(filepath.Join(root, "hack/build-tools.sh"), "helm").Output()
 	if err != nil {
@@ -42,24 +46,31 @@ var chartRules = sync.OnceValues(func() ([]rbacv1.PolicyRule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("helm template: %w\n%s", err, stderr.String())
 	}
+	rules := map[string][]rbacv1.PolicyRule{}
 	for _, doc := range bytes.Split(manifests, []byte("\n---\n")) {
-		var role rbacv1.Role
-		if err := yaml.Unmarshal(doc, &role); err == nil && role.Kind == "Role" && role.Name == "pullpass-agent-node-credentials" {
-			return role.Rules, nil
+		var role rbacv1.Role // a ClusterRole's rules read the same
+		if err := yaml.Unmarshal(doc, &role); err != nil {
+			continue
+		}
+		if key := role.Kind + "/" + role.Name; key == "ClusterRole/pullpass-agent" || key == "Role/pullpass-agent-node-credentials" {
+			rules[key] = role.Rules
 		}
 	}
-	return nil, fmt.Errorf("no Role pullpass-agent-node-credentials in the chart")
+	if len(rules) != 2 {
+		return nil, fmt.Errorf("the chart renders %d of the agents' ClusterRole pullpass-agent and Role pullpass-agent-node-credentials", len(rules))
+	}
+	return rules, nil
 })
 
-// chartNodeCredentialsRules are the rules of the chart's Role for the agents' Secrets, rendered
-// by `helm template` (helm pinned in hack/build-tools.sh).
-func chartNodeCredentialsRules(t *testing.T) []rbacv1.PolicyRule {
+// chartRules are the rules of one of the chart's agent roles ("ClusterRole/pullpass-agent",
+// "Role/pullpass-agent-node-credentials").
+func chartRules(t *testing.T, key string) []rbacv1.PolicyRule {
 	t.Helper()
-	rules, err := chartRules()
+	rules, err := chartAgentRules()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rules
+	return rules[key]
 }
 
 // apiSecrets reads sources from the API server, as the controller's caches do.
@@ -221,5 +232,13 @@ func TestAgentReadsOnlyTheNodeSecret(t *testing.T) {
 	}
 	if _, err := kube.CoreV1().Secrets("default").List(t.Context(), metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the agent's list of another namespace's secrets: %v, want forbidden", err)
+	}
+	// The node Secret carries the registries' specs: the agent reads no Registry.
+	regs, err := registryclient.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := regs.List(t.Context(), metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the agent's list of Registries: %v, want forbidden", err)
 	}
 }

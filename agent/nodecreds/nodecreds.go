@@ -1,8 +1,10 @@
 // Package nodecreds reads what the node agent serves from the node Secret the controller writes
-// (pkg/nodesecret, webhook/nodecreds): one informer per shard name, each narrowed to its name by
-// a field selector, which is all the agents' Role allows. The node Secret not listed yet, or not
-// written yet, is "not readable" (the refresher keeps the last good credentials), never "gone":
-// only a registry missing from a node Secret that is there takes its credentials off the node.
+// (pkg/nodesecret, webhook/nodecreds): the node-served registries, their specs and credentials.
+// One informer per shard name, each narrowed to its name by a field selector, which is all the
+// agents' Role allows; the agent watches no Registry. The node Secret not listed yet, or not
+// written yet, or written by an older controller (no specs), is "not readable" (the refresher
+// keeps the last good credentials), never "gone": only a registry missing from a node Secret
+// that is there takes its credentials off the node.
 package nodecreds
 
 import (
@@ -11,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,6 +65,8 @@ type index struct {
 	byRegistry map[string]nodesecret.Entry
 	bad        map[string]error // entries that do not decode
 	awsKeys    map[nodesecret.SourceRef]nodesecret.Entry
+	registries []*v1alpha1.Registry // the entries' registries, by name
+	noSpec     int                  // entries an older controller wrote
 }
 
 // New returns a Reader; Run runs it.
@@ -183,10 +188,31 @@ func (r *Reader) current() (index, error) {
 			if e.AWS != nil {
 				idx.awsKeys[e.Source] = e
 			}
+			if e.Spec == nil {
+				idx.noSpec++
+				continue
+			}
+			idx.registries = append(idx.registries, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: e.Generation}, Spec: *e.Spec})
 		}
 	}
+	slices.SortFunc(idx.registries, func(a, b *v1alpha1.Registry) int { return strings.Compare(a.Name, b.Name) })
 	r.versions, r.index = versions, idx
 	return idx, nil
+}
+
+// List returns the registries the node serves, as the node Secret says: each one's name,
+// generation and spec. Not readable (see NotReadableError) until the node Secret is listed and
+// written by a controller that writes specs.
+func (r *Reader) List() ([]*v1alpha1.Registry, error) {
+	idx, err := r.current()
+	if err != nil {
+		return nil, err
+	}
+	if idx.noSpec > 0 {
+		return nil, &NotReadableError{Namespace: r.cfg.Namespace, Name: nodesecret.Name,
+			Err: fmt.Errorf("%d entries were written by an older controller, without the registries' specs: waiting for this version's", idx.noSpec)}
+	}
+	return idx.registries, nil
 }
 
 // Entry returns a registry's entry. An entry written for another source than the registry names
@@ -201,7 +227,7 @@ func (r *Reader) Entry(reg *v1alpha1.Registry) (nodesecret.Entry, error) {
 		return nodesecret.Entry{}, err
 	}
 	e, ok := idx.byRegistry[reg.Name]
-	if !ok {
+	if !ok || !e.HasCredentials() {
 		return nodesecret.Entry{}, ErrNoEntry
 	}
 	if refs := reg.Spec.Auth.SecretRefs(); len(refs) != 1 || refs[0].Namespace != e.Source.Namespace || refs[0].Name != e.Source.Name {

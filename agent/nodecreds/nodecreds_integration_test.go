@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -174,4 +175,62 @@ func TestAWSKeysAsTheirSource(t *testing.T) {
 	if _, err := r.Secret(t.Context(), "elsewhere", "keys"); !errors.As(err, &nsErr) {
 		t.Fatalf("Secret(elsewhere/keys) = %v, want a namespace refusal", err)
 	}
+}
+
+// The registries the node serves are the node Secret's entries, with their specs, across shards:
+// one with no credentials is listed (the agent reports it unserved) and has ErrNoEntry; a node
+// Secret written by an older controller (entries without specs) is not readable, not empty.
+func TestListIsTheNodeSecretsRegistries(t *testing.T) {
+	app, far, gone := staticRegistry("app", "app-src"), staticRegistry("far", "far-src"), staticRegistry("gone", "gone-src")
+	r, client := started(t, nodeSecret(nodesecret.Name, map[string]nodesecret.Entry{
+		"app":  {Spec: &app.Spec, Generation: 1, Username: "u", Password: "p", Source: nodesecret.SourceRef{Namespace: ns, Name: "app-src"}},
+		"gone": {Spec: &gone.Spec, Generation: 1}}),
+		nodeSecret(nodesecret.ShardName(1), map[string]nodesecret.Entry{
+			"far": {Spec: &far.Spec, Generation: 1, Username: "f", Password: "q", Source: nodesecret.SourceRef{Namespace: ns, Name: "far-src"}}}))
+	regs, err := r.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, reg := range regs {
+		names = append(names, reg.Name)
+		if reg.Generation != 1 || len(reg.Spec.Hosts) != 1 || reg.Spec.Hosts[0] != reg.Name+".example.com" {
+			t.Errorf("listed %s at generation %d for %v, want generation 1 for %s.example.com", reg.Name, reg.Generation, reg.Spec.Hosts, reg.Name)
+		}
+	}
+	if !slices.Equal(names, []string{"app", "far", "gone"}) {
+		t.Fatalf("List() = %v, want app, far and gone", names)
+	}
+	x := resolver(r)
+	for _, reg := range regs {
+		c, err := x.Resolve(t.Context(), reg)
+		switch reg.Name {
+		case "gone":
+			if !errors.Is(err, nodecreds.ErrNoEntry) || credentials.Unavailable(err) {
+				t.Errorf("Resolve(gone) = %v, want ErrNoEntry", err)
+			}
+		default:
+			if err != nil || c.Username == "" {
+				t.Errorf("Resolve(%s) = %v, %v", reg.Name, c, err)
+			}
+		}
+	}
+	s, err := client.CoreV1().Secrets(ns).Get(t.Context(), nodesecret.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Data["old"] = nodesecret.Encode(nodesecret.Entry{Username: "o", Password: "p", Source: nodesecret.SourceRef{Namespace: ns, Name: "old-src"}})
+	if _, err := client.CoreV1().Secrets(ns).Update(t.Context(), s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Poll(t, 10*time.Second, 20*time.Millisecond, func() error {
+		_, err := r.List()
+		switch {
+		case err == nil:
+			return errors.New("List() with an entry of an older controller succeeded, want not readable")
+		case !credentials.Unavailable(err):
+			return fmt.Errorf("List() with an entry of an older controller: %w, want not readable", err)
+		}
+		return nil
+	})
 }

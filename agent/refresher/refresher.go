@@ -40,9 +40,10 @@ type Namespaces interface {
 	List() []*corev1.Namespace
 }
 
-// Registries lists the cached Registry objects.
+// Registries lists the registries the node serves (agent/nodecreds: from the node Secret). An
+// error says they cannot be listed now, never that there are none: the cache keeps what it holds.
 type Registries interface {
-	List() []*v1alpha1.Registry
+	List() ([]*v1alpha1.Registry, error)
 }
 
 // Resolver gets a registry's credentials (credentials.Resolver).
@@ -191,11 +192,15 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 	for _, e := range r.last {
 		previous[e.Registry] = e
 	}
+	listed, err := r.cfg.Registries.List()
+	if err != nil {
+		return r.hold(ctx, now, err)
+	}
 	next := now.Add(r.cfg.Resync)
 	var entries []nodecache.Entry
 	served := map[string]bool{}
 	var regs []*v1alpha1.Registry
-	for _, reg := range r.cfg.Registries.List() {
+	for _, reg := range listed {
 		if !nodeaccess.ServedByNode(reg) {
 			continue
 		}
@@ -259,6 +264,7 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 		}
 	}
 	r.known = served
+	r.failingSince.Forget(func(name string) bool { return served[name] })
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Registry < entries[j].Registry })
 	sort.Slice(grants, func(i, j int) bool { return grants[i].Registry < grants[j].Registry })
 	// The metrics say what the files hold, once they hold it.
@@ -269,8 +275,14 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 		r.cfg.Logger.Error("writing the grants file", "path", nodegrant.Path(r.cfg.CachePath), "err", err)
 		return now.Add(5 * time.Second)
 	}
+	return r.commit(ctx, entries, now, next, grantsChanged)
+}
+
+// commit writes the cache when entries changed (or it is not there) and hands them to the sinks
+// when it did, when they do not have them yet, or when resink says so (the grants changed).
+func (r *Refresher) commit(ctx context.Context, entries []nodecache.Entry, now, next time.Time, resink bool) time.Time {
 	if r.written() && slices.EqualFunc(entries, r.last, equalEntry) {
-		if !r.sunk || grantsChanged {
+		if !r.sunk || resink {
 			return r.sink(ctx, entries, next)
 		}
 		return next
@@ -284,6 +296,41 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 	r.last = entries
 	r.cfg.Logger.Info("credential cache written", "path", r.cfg.CachePath, "registries", names(entries))
 	return r.sink(ctx, entries, next)
+}
+
+// hold keeps what the cache holds while the registries cannot be listed (the node Secret not
+// readable yet: a new node's agent before its first list, a controller not elected yet): each
+// entry while it is valid and within KeepLastGood of the first failure, as a source that cannot
+// be read. The grants file stays as it is.
+func (r *Refresher) hold(ctx context.Context, now time.Time, why error) time.Time {
+	next := now.Add(r.cfg.Resync)
+	var entries []nodecache.Entry
+	for _, e := range r.last {
+		since := r.failingSince.Record(e.Registry, now)
+		until := since.Add(r.cfg.KeepLastGood)
+		if !now.Before(until) || (!e.ExpiresAt.IsZero() && !e.ExpiresAt.After(now)) {
+			r.cfg.Logger.Error("no credentials for registry: the registries cannot be listed", "registry", e.Registry, "failingSince", since, "err", why)
+			continue
+		}
+		entries = append(entries, e)
+		next = earliest(next, until, e.ExpiresAt)
+	}
+	if len(r.last) > 0 {
+		r.cfg.Logger.Warn("the registries cannot be listed; serving the last good credentials", "registries", len(entries), "err", why)
+	}
+	next = r.commit(ctx, entries, now, next, false)
+	r.cfg.Metrics.Entries(len(r.last))
+	return next
+}
+
+// earliest is the earliest of t and the non-zero times of others.
+func earliest(t time.Time, others ...time.Time) time.Time {
+	for _, o := range others {
+		if !o.IsZero() && o.Before(t) {
+			t = o
+		}
+	}
+	return t
 }
 
 // record sets the served metrics from what the files hold.
@@ -485,19 +532,4 @@ func names(entries []nodecache.Entry) []string {
 		out[i] = e.Registry
 	}
 	return out
-}
-
-// SpecChanged reports whether an update of a Registry can change what the node serves: not when
-// only its status changed. The keeper writes the status of every registry it resyncs, and each
-// write used to start a sync of every registry on every node: with 1,000 registries, 1,000 syncs
-// of 1,000 registries each.
-func SpecChanged(old, cur any) bool {
-	o, ok1 := old.(*v1alpha1.Registry)
-	n, ok2 := cur.(*v1alpha1.Registry)
-	if !ok1 || !ok2 {
-		return true
-	}
-	// The API server bumps generation on every spec change of a resource with a status
-	// subresource; a deletion sets the timestamp without one.
-	return o.Generation != n.Generation || o.Generation == 0 || !o.DeletionTimestamp.Equal(n.DeletionTimestamp)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -25,7 +26,20 @@ import (
 
 type registries []*v1alpha1.Registry
 
-func (r *registries) List() []*v1alpha1.Registry { return *r }
+func (r *registries) List() ([]*v1alpha1.Registry, error) { return *r, nil }
+
+// listing lists regs, or answers err when it is set (the node Secret not readable).
+type listing struct {
+	regs *registries
+	err  *error
+}
+
+func (l listing) List() ([]*v1alpha1.Registry, error) {
+	if *l.err != nil {
+		return nil, *l.err
+	}
+	return l.regs.List()
+}
 
 // resolver answers from a map: credentials, or an error.
 type resolver struct {
@@ -77,13 +91,14 @@ func registry(name string, scope v1alpha1.Scope, hosts ...string) *v1alpha1.Regi
 }
 
 type fixture struct {
-	regs  registries
-	res   *resolver
-	m     *metrics
-	sink  *sink
-	now   time.Time
-	cache string
-	r     *refresher.Refresher
+	regs    registries
+	listErr error
+	res     *resolver
+	m       *metrics
+	sink    *sink
+	now     time.Time
+	cache   string
+	r       *refresher.Refresher
 }
 
 func newFixture(t *testing.T, cache string) *fixture {
@@ -93,7 +108,7 @@ func newFixture(t *testing.T, cache string) *fixture {
 	if f.cache == "" {
 		f.cache = filepath.Join(t.TempDir(), "credentials.json")
 	}
-	r, err := refresher.New(refresher.Config{Registries: &f.regs, Resolver: f.res, CachePath: f.cache, Metrics: f.m,
+	r, err := refresher.New(refresher.Config{Registries: listing{&f.regs, &f.listErr}, Resolver: f.res, CachePath: f.cache, Metrics: f.m,
 		Sinks: []refresher.Sink{f.sink}, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +205,7 @@ func TestStaleTokenIsServedAndCounted(t *testing.T) {
 	// The resolver itself returns the last good token with a StaleError.
 	f.res.errs["ecr"] = nil
 	stale := &staleResolver{resolver: f.res}
-	r, _ := refresher.New(refresher.Config{Registries: &f.regs, Resolver: stale, CachePath: f.cache, Metrics: f.m, Now: func() time.Time { return f.now }})
+	r, _ := refresher.New(refresher.Config{Registries: listing{&f.regs, &f.listErr}, Resolver: stale, CachePath: f.cache, Metrics: f.m, Now: func() time.Time { return f.now }})
 	r.Sync(context.Background())
 	if got := f.cached(t)["ecr"]; got.Password != "token-1" {
 		t.Fatalf("stale token not served: %v", got)
@@ -301,34 +316,6 @@ func TestScopeChangeTakesCredentialsOff(t *testing.T) {
 	}
 }
 
-func TestSpecChanged(t *testing.T) {
-	reg := func(gen int64, status string, deleting bool) *v1alpha1.Registry {
-		r := &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: "r", Generation: gen}, Spec: v1alpha1.RegistrySpec{Hosts: []string{"a.io"}}}
-		r.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionReady, Reason: status}}
-		if deleting {
-			now := metav1.Now()
-			r.DeletionTimestamp = &now
-		}
-		return r
-	}
-	tests := []struct {
-		name     string
-		old, cur any
-		want     bool
-	}{
-		{"status only", reg(3, "A", false), reg(3, "B", false), false},
-		{"spec", reg(3, "A", false), reg(4, "A", false), true},
-		{"deletion", reg(3, "A", false), reg(3, "A", true), true},
-		{"no generation (no status subresource): every update counts", reg(0, "A", false), reg(0, "B", false), true},
-		{"not registries", "x", "y", true},
-	}
-	for _, tt := range tests {
-		if got := refresher.SpecChanged(tt.old, tt.cur); got != tt.want {
-			t.Errorf("%s: %t, want %t", tt.name, got, tt.want)
-		}
-	}
-}
-
 // The node cache holds canonical host patterns: the plugin answers the kubelet with them as keys
 // and the installer writes them as matchImages, so Docker Hub written as its legacy URL is served
 // under docker.io, the key the kubelet matches Docker Hub images with.
@@ -339,5 +326,57 @@ func TestCacheHoldsCanonicalHosts(t *testing.T) {
 	f.r.Sync(context.Background())
 	if got := f.cached(t)["hub"].Hosts; !slices.Equal(got, []string{"docker.io", "localhost:5443"}) {
 		t.Fatalf("cached hosts %v, want [docker.io localhost:5443]", got)
+	}
+}
+
+// While the registries cannot be listed (the node Secret not readable), the cache keeps what it
+// holds: each entry until it expires, and at most KeepLastGood (1 h) from the first failure;
+// the grants file is not touched. Listed again, the registries are served as they are.
+func TestUnlistableRegistriesKeepTheCacheForABoundedTime(t *testing.T) {
+	f := newFixture(t, "")
+	f.regs = registries{registry("a", v1alpha1.ScopeCluster, "a.example.com"), registry("b", v1alpha1.ScopeCluster, "b.example.com")}
+	f.res.creds["a"] = userpass.Credentials{Username: "u", Password: "pa"}
+	f.res.creds["b"] = userpass.Credentials{Username: "u", Password: "pb", ExpiresAt: f.now.Add(30 * time.Minute)}
+	f.r.Sync(context.Background())
+	f.listErr = errors.New("node secret pullpass/pullpass-node-credentials is not readable yet")
+	steps := []struct {
+		after time.Duration
+		want  []string
+	}{{0, []string{"a", "b"}}, {29 * time.Minute, []string{"a", "b"}}, {time.Minute, []string{"a"}}, {29 * time.Minute, []string{"a"}}, {time.Minute, nil}}
+	for _, step := range steps {
+		f.now = f.now.Add(step.after)
+		next := f.r.Sync(context.Background())
+		if got := slices.Sorted(maps.Keys(f.cached(t))); !slices.Equal(got, step.want) {
+			t.Fatalf("at %s the cache holds %v, want %v", f.now.Format(time.TimeOnly), got, step.want)
+		}
+		if len(step.want) > 0 && next.After(f.now.Add(30*time.Minute)) {
+			t.Errorf("at %s the next sync is at %s: past what the cache holds expires", f.now.Format(time.TimeOnly), next.Format(time.TimeOnly))
+		}
+	}
+	f.listErr = nil
+	f.res.creds["b"] = userpass.Credentials{Username: "u", Password: "pb2"}
+	f.r.Sync(context.Background())
+	if got := f.cached(t); got["a"].Password != "pa" || got["b"].Password != "pb2" {
+		t.Fatalf("listed again the cache holds %v, want a and b as resolved", got)
+	}
+}
+
+// An agent that restarts while the registries cannot be listed serves what it wrote before,
+// and is ready: a node keeps pulling while the controller is not elected yet.
+func TestRestartWithUnlistableRegistriesServesTheCache(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "credentials.json")
+	before := newFixture(t, cache)
+	before.regs = registries{registry("a", v1alpha1.ScopeCluster, "a.example.com")}
+	before.res.creds["a"] = userpass.Credentials{Username: "u", Password: "pa"}
+	before.r.Sync(context.Background())
+
+	f := newFixture(t, cache)
+	f.listErr = errors.New("node secret pullpass/pullpass-node-credentials is not readable yet")
+	f.r.Sync(context.Background())
+	if got := f.cached(t)["a"]; got.Password != "pa" || !f.r.Synced() {
+		t.Fatalf("after a restart the cache holds %v (synced %t), want a's last good credentials", got, f.r.Synced())
+	}
+	if len(f.sink.calls) != 1 || len(f.sink.calls[0]) != 1 || f.sink.calls[0][0].Registry != "a" {
+		t.Fatalf("sinks got %v, want a's entry once", f.sink.calls)
 	}
 }

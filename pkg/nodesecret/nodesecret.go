@@ -1,7 +1,9 @@
 // Package nodesecret is the format of the Secret through which the controller hands the node
 // agents what they serve (webhook/nodecreds writes it, agent/nodecreds reads it): one key per
-// node-served registry, its name, holding the registry's resolved static credentials or the AWS
-// keys its agent fetches ECR tokens with. It lives in pullpass's namespace under fixed names
+// node-served registry, its name, holding the registry's spec and its resolved static credentials
+// or the AWS keys its agent fetches ECR tokens with. The agents read nothing else: no Registry
+// informer on every node, decoding each status write of the controller (one per registry and
+// resync, to every node). It lives in pullpass's namespace under fixed names
 // (Name, then Name-1 ... when one Secret would pass the API server's size limit), so the agents'
 // Role names exactly those and nothing else: no Registry can give the nodes another Secret.
 package nodesecret
@@ -11,6 +13,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/secrets"
 )
 
@@ -18,8 +21,9 @@ import (
 const Name = "pullpass-node-credentials"
 
 // MaxShards is how many Secrets the entries may be spread over. At the default shard budget
-// (webhook/nodecreds, 768 KiB) that is 3 MiB: about 15,000 registries with a username and a
-// token, or 1,300 with a GCR JSON key each.
+// (webhook/nodecreds, 768 KiB) that is 3 MiB: about 10,000 registries of one host with a username
+// and a token (an entry of about 310 bytes, 140 of them the spec), or 1,300 with a GCR JSON key
+// each.
 const MaxShards = 4
 
 // RoleNodeCredentials is the pullpass.io/role label value of the node Secrets.
@@ -47,8 +51,13 @@ func Labels() map[string]string {
 	return map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRole: RoleNodeCredentials}
 }
 
-// Entry is one registry's part of the node Secret.
+// Entry is one registry's part of the node Secret: every node-served registry has one, with no
+// credentials when its source gives none (the agent reports it unserved) or when its agents fetch
+// ECR tokens with the node's own identity.
 type Entry struct {
+	// Spec is the Registry's spec at Generation: what the agent serves the credentials for.
+	// Entries an older controller wrote have none.
+	Spec *v1alpha1.RegistrySpec `json:"spec,omitempty"`
 	// Username and Password are the static credentials (secretRef, dockerHub), resolved for the
 	// registry's hosts.
 	Username string `json:"username,omitempty"`
@@ -57,14 +66,16 @@ type Entry struct {
 	// its tokens with them.
 	AWS *AWSKeys `json:"aws,omitempty"`
 	// Source is the Secret these came from, and Version its resourceVersion: it changes
-	// whenever the credentials do.
+	// whenever the credentials do. Empty: no credentials.
 	Source  SourceRef `json:"source"`
 	Version string    `json:"version,omitempty"`
 	// Generation is the Registry's metadata.generation the entry was resolved for (its hosts
-	// choose the credentials of a docker config): an agent that sees another one waits for the
-	// controller to catch up.
+	// choose the credentials of a docker config).
 	Generation int64 `json:"generation,omitempty"`
 }
+
+// HasCredentials reports whether the entry holds credentials (static ones or AWS keys).
+func (e Entry) HasCredentials() bool { return e.Source.Name != "" }
 
 // SourceRef names a source Secret.
 type SourceRef struct {
@@ -81,12 +92,12 @@ type AWSKeys struct {
 
 // String never prints a secret.
 func (e Entry) String() string {
-	return fmt.Sprintf("{username:%q password:<redacted> aws:%t source:%s/%s version:%q}", e.Username, e.AWS != nil, e.Source.Namespace, e.Source.Name, e.Version)
+	return fmt.Sprintf("{spec:%t username:%q password:<redacted> aws:%t source:%s/%s version:%q}", e.Spec != nil, e.Username, e.AWS != nil, e.Source.Namespace, e.Source.Name, e.Version)
 }
 
 // Encode is an entry's value in the Secret.
 func Encode(e Entry) []byte {
-	b, _ := json.Marshal(e) // strings only: it cannot fail
+	b, _ := json.Marshal(e) // strings, and a spec the API server decoded: it cannot fail
 	return b
 }
 

@@ -27,8 +27,6 @@ type Watcher struct {
 	rebuilt cache.ResourceEventHandlerRegistration
 	table   atomic.Pointer[registrytable.Table]
 	log     *slog.Logger
-	// listOnly: no table is built (ListOnly).
-	listOnly bool
 }
 
 // New watches Registry objects through client.
@@ -54,23 +52,13 @@ func New(client registryclient.Interface, log *slog.Logger) *Watcher {
 	return t
 }
 
-// SetTransform trims each Registry before the informer caches it (slim.NodeRegistry on the
-// nodes); it must be called before Run.
-func (t *Watcher) SetTransform(f cache.TransformFunc) error { return t.informer.SetTransform(f) }
-
-// ListOnly keeps the Registry objects without the table, for a reader that lists and gets them
-// only: the node agent resolves each registry it lists. The table (about 1 KiB per registry) is
-// then never built, nor rebuilt at every event: at 1,000 registries the keeper's status write of
-// each one it resyncs rebuilt it 1,000 times. Table returns nil. It must be called before Run.
-func (t *Watcher) ListOnly() { t.listOnly = true }
-
 // Run runs the informer until ctx ends.
 func (t *Watcher) Run(ctx context.Context) { t.informer.RunWithContext(ctx) }
 
 // HasSynced reports whether the first list is in, and in the table.
 func (t *Watcher) HasSynced() bool { return t.rebuilt.HasSynced() }
 
-// Table returns the current table, or nil before the first sync (and always with ListOnly).
+// Table returns the current table, or nil before the first sync.
 func (t *Watcher) Table() *registrytable.Table {
 	if !t.HasSynced() {
 		return nil
@@ -107,9 +95,6 @@ func (t *Watcher) AddHandler(h cache.ResourceEventHandler) {
 }
 
 func (t *Watcher) rebuild() {
-	if t.listOnly {
-		return
-	}
 	items := t.informer.GetStore().List()
 	regs := make([]*v1alpha1.Registry, 0, len(items))
 	for _, o := range items {

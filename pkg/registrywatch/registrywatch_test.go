@@ -13,7 +13,6 @@ import (
 
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/registrywatch"
-	"github.com/pullpass/pullpass/pkg/slim"
 	"github.com/pullpass/pullpass/pkg/testenv"
 )
 
@@ -31,16 +30,10 @@ func registry(name string, hosts ...string) *v1alpha1.Registry {
 	}
 }
 
-// startWatcher runs a Watcher against the control plane until the test ends, synced; setup, when
-// given, configures it before it runs.
-func startWatcher(t *testing.T, env *testenv.Env, setup ...func(*registrywatch.Watcher) error) *registrywatch.Watcher {
+// startWatcher runs a Watcher against the control plane until the test ends, synced.
+func startWatcher(t *testing.T, env *testenv.Env) *registrywatch.Watcher {
 	t.Helper()
 	w := registrywatch.New(env.Registries, slog.New(slog.NewTextHandler(t.Output(), nil)))
-	for _, f := range setup {
-		if err := f(w); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
@@ -148,50 +141,5 @@ func TestTableAtStart(t *testing.T) {
 		servedBy(w, "x.at-start-b.example.com/app", "at-start-b"),
 	); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// A watcher with the nodes' transform caches each Registry without what the agent never reads,
-// and still serves it.
-func TestTransformTrimsTheCache(t *testing.T) {
-	env := controlPlane.Env(t)
-	reg := registry("trimmed", "trimmed.example.com")
-	reg.Annotations = map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}"}
-	env.CreateRegistry(t, reg)
-	w := startWatcher(t, env, func(w *registrywatch.Watcher) error { return w.SetTransform(slim.NodeRegistry) })
-	if err := servedBy(w, "trimmed.example.com/app", "trimmed"); err != nil {
-		t.Fatal(err)
-	}
-	got, ok := w.Get("trimmed")
-	if !ok {
-		t.Fatal("trimmed is not in the cache")
-	}
-	if got.Annotations != nil || got.ManagedFields != nil || got.Generation == 0 || got.ResourceVersion == "" {
-		t.Fatalf("cached %+v: want no annotations nor managedFields, its generation and resourceVersion", got.ObjectMeta)
-	}
-}
-
-// A list-only watcher lists and gets registries as they change, and builds no table.
-func TestListOnlyBuildsNoTable(t *testing.T) {
-	env := controlPlane.Env(t)
-	reg := env.CreateRegistry(t, registry("list-only", "list-only.example.com"))
-	w := startWatcher(t, env, func(w *registrywatch.Watcher) error { w.ListOnly(); return nil })
-	if got, ok := w.Get("list-only"); !ok || got.Spec.Hosts[0] != "list-only.example.com" {
-		t.Fatalf("Get(list-only) = %v, %t", got, ok)
-	}
-	reg.Spec.Hosts = []string{"list-only-new.example.com"}
-	if _, err := env.Registries.Update(t.Context(), reg, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		for _, r := range w.List() {
-			if r.Name == "list-only" && r.Spec.Hosts[0] == "list-only-new.example.com" {
-				return nil
-			}
-		}
-		return errors.New("the update has not reached the list")
-	})
-	if tb := w.Table(); tb != nil {
-		t.Fatalf("Table() = %v, want none", tb)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/slim"
 )
 
@@ -115,41 +114,5 @@ func TestMapsShareEqualMapsOnly(t *testing.T) {
 	}
 	if got := tab.Intern(nil); got != nil {
 		t.Fatal("nil map interned")
-	}
-}
-
-func TestNodeRegistryKeepsWhatTheAgentReads(t *testing.T) {
-	now := metav1.Now()
-	spec := v1alpha1.RegistrySpec{Hosts: []string{"registry.example.com"}, Scope: v1alpha1.ScopeCluster,
-		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: "pullpass", Name: "creds"}}}
-	reg := &v1alpha1.Registry{
-		ObjectMeta: metav1.ObjectMeta{Name: "r", UID: "u1", ResourceVersion: "7", Generation: 3, DeletionTimestamp: &now,
-			Labels:          map[string]string{"team": "a"},
-			Annotations:     map[string]string{"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("x", 4096)},
-			Finalizers:      []string{"pullpass.io/cleanup"},
-			OwnerReferences: []metav1.OwnerReference{{Name: "owner"}},
-			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kubectl"}, {Manager: "pullpass-controller", Subresource: "status"}}},
-		Spec:   *spec.DeepCopy(),
-		Status: v1alpha1.RegistryStatus{ObservedGeneration: 3, Conditions: []metav1.Condition{{Type: "Ready", Message: strings.Repeat("y", 512)}}},
-	}
-	out, err := slim.NodeRegistry(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := &v1alpha1.Registry{
-		ObjectMeta: metav1.ObjectMeta{Name: "r", UID: "u1", ResourceVersion: "7", Generation: 3, DeletionTimestamp: &now,
-			Labels: map[string]string{"team": "a"}, Finalizers: []string{"pullpass.io/cleanup"}},
-		Spec: spec,
-	}
-	if got := out.(*v1alpha1.Registry); !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %+v\nwant %+v", got, want)
-	}
-	tomb := cache.DeletedFinalStateUnknown{Key: "r", Obj: reg}
-	if out, err := slim.NodeRegistry(tomb); err != nil || out != any(tomb) {
-		t.Fatalf("tombstone: %v, %v", out, err)
-	}
-	// It trims in place: nothing is allocated per Registry.
-	if n := testing.AllocsPerRun(100, func() { _, _ = slim.NodeRegistry(reg) }); n != 0 {
-		t.Fatalf("%v allocations per Registry, want 0", n)
 	}
 }

@@ -17,8 +17,8 @@ import (
 
 // The leader writes what the nodes serve into the node Secret, following Registries and their
 // sources: a Cluster-scope registry's credentials appear, a rotation follows at once (the source
-// informer kicks a write), a deleted source withdraws them. (What is never written, such as the
-// webhook's TLS Secret, is the writer's unit tests'.)
+// informer kicks a write), a deleted source withdraws them (the entry keeps the registry's
+// spec). (What is never written, such as the webhook's TLS Secret, is the writer's unit tests'.)
 func TestLeaderWritesTheNodeSecret(t *testing.T) {
 	env := controlPlane.Env(t)
 	env.EnsureNamespace(t, ns)
@@ -63,12 +63,19 @@ func TestLeaderWritesTheNodeSecret(t *testing.T) {
 	if err := env.Kube.CoreV1().Secrets(ns).Delete(t.Context(), "nodecreds-src", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The registry stays in the node Secret, with its spec and no credentials: the agents report
+	// it unserved.
 	testenv.Eventually(t, 10*time.Second, func() error {
-		_, ok, err := entry()
-		if err == nil && ok {
-			err = errors.New("entry still there")
+		e, ok, err := entry()
+		switch {
+		case err != nil:
+			return err
+		case !ok || e.Spec == nil:
+			return errors.New("no entry with the registry's spec")
+		case e.HasCredentials() || e.Password != "":
+			return errors.New("credentials still there")
 		}
-		return err
+		return nil
 	})
 	metrics, err := r.scrape()
 	if err != nil {

@@ -1,8 +1,9 @@
 // Package nodecreds writes what the node agents serve into pullpass's own node Secret
-// (pkg/nodesecret): each node-served registry's resolved static credentials, or the AWS keys its
-// agents fetch ECR tokens with. The controller's leader runs it. The agents then read that one
-// Secret (a few shards past the API server's size limit) by name, under a Role the chart fixes:
-// no Role is rewritten per source, and no Registry can give the nodes any other Secret.
+// (pkg/nodesecret): each node-served registry's spec with its resolved static credentials, or the
+// AWS keys its agents fetch ECR tokens with. The controller's leader runs it. The agents then read
+// that one Secret (a few shards past the API server's size limit) by name, under a Role the chart
+// fixes, and nothing else: no Role is rewritten per source, no Registry can give the nodes any
+// other Secret, and the nodes do not watch the Registries.
 //
 // A source that cannot be read now keeps its last good entry for KeepLastGood (as the keeper
 // keeps pull secrets); a source that says something else (gone, emptied, moved where nodes may
@@ -203,9 +204,7 @@ func (w *Writer) Sync(ctx context.Context) error {
 			continue
 		}
 		served[reg.Name] = true
-		if v, ok := w.entry(ctx, reg, previous[reg.Name]); ok {
-			entries[reg.Name] = v
-		}
+		entries[reg.Name] = w.entry(ctx, reg, previous[reg.Name])
 	}
 	w.forgetUnserved(served)
 	shards, dropped := w.shard(entries)
@@ -240,38 +239,57 @@ func (w *Writer) read(ctx context.Context) ([]*corev1.Secret, error) {
 	return out, nil
 }
 
-// entry is a registry's encoded entry, if it has one: resolved now, or the previous one while the
-// source cannot be read (for KeepLastGood). An ECR registry without keys has none: its agents
-// fetch tokens with the node's own identity.
-func (w *Writer) entry(ctx context.Context, reg *v1alpha1.Registry, prev []byte) ([]byte, bool) {
+// entry is a registry's encoded entry: its spec, with the credentials resolved now, or the
+// previous entry while the source cannot be read (for KeepLastGood), or none. An ECR registry
+// without keys has none: its agents fetch tokens with the node's own identity.
+func (w *Writer) entry(ctx context.Context, reg *v1alpha1.Registry, prev []byte) []byte {
+	bare := nodesecret.Entry{Spec: &reg.Spec, Generation: reg.Generation}
 	a := reg.Spec.Auth
 	if a.ECR != nil && a.ECR.AccessKeySecretRef == nil {
-		return nil, false
+		return nodesecret.Encode(bare)
 	}
 	e, err := w.resolve(ctx, reg)
 	switch {
 	case err == nil:
 		w.failingSince.Record(reg.Name, time.Time{})
-		e.Generation = reg.Generation
-		return nodesecret.Encode(e), true
+		e.Spec, e.Generation = bare.Spec, bare.Generation
+		return nodesecret.Encode(e)
 	case credentials.Unavailable(err):
 		since := w.failingSince.Record(reg.Name, w.cfg.Now())
-		if prev != nil && w.cfg.Now().Sub(since) < w.cfg.KeepLastGood {
+		if kept, ok := lastGood(reg, prev); ok && w.cfg.Now().Sub(since) < w.cfg.KeepLastGood {
 			w.cfg.Logger.Warn("source unavailable; the nodes keep the last good credentials", "registry", reg.Name,
 				"failingSince", since, "until", since.Add(w.cfg.KeepLastGood), "err", err)
-			return prev, true
+			return kept
 		}
 		w.cfg.Logger.Error("no credentials for the nodes", "registry", reg.Name, "failingSince", since, "err", err)
 	default:
 		w.failingSince.Record(reg.Name, time.Time{})
-		if prev != nil {
+		if _, had := lastGood(reg, prev); had {
 			w.cfg.Logger.Warn("source no longer gives credentials; withdrawing them from the nodes", "registry", reg.Name, "err", err)
 		} else {
 			// Every sync says it again: the keeper's status of the Registry says it once.
 			w.cfg.Logger.Debug("no credentials for the nodes", "registry", reg.Name, "err", err)
 		}
 	}
-	return nil, false
+	return nodesecret.Encode(bare)
+}
+
+// lastGood is the previous entry kept while a source cannot be read, if it has credentials: as it
+// was, its spec the one its credentials were resolved for; one an older controller wrote without
+// a spec gets the current one.
+func lastGood(reg *v1alpha1.Registry, prev []byte) ([]byte, bool) {
+	if prev == nil {
+		return nil, false
+	}
+	e, err := nodesecret.Decode(reg.Name, prev)
+	if err != nil || !e.HasCredentials() {
+		return nil, false
+	}
+	if e.Spec == nil {
+		e.Spec, e.Generation = &reg.Spec, reg.Generation
+		return nodesecret.Encode(e), true
+	}
+	return prev, true
 }
 
 // errNotNodeSource says a Registry's source is not where the nodes may be served from.

@@ -193,8 +193,9 @@ func TestStaticCredentialsFollowTheSource(t *testing.T) {
 	f.srcs.set("app-src", "u", "p1", 1)
 	*f.regs = append(*f.regs, clusterRegistry("app", ns, "app-src"))
 	got := f.sync(t)
-	if e := got["app"]; e.Username != "u" || e.Password != "p1" || e.Source.Name != "app-src" || e.Version != "secret/1" || e.Generation != 3 {
-		t.Fatalf("entry = %v (password %q), want u/p1 from app-src", e, e.Password)
+	if e := got["app"]; e.Username != "u" || e.Password != "p1" || e.Source.Name != "app-src" || e.Version != "secret/1" || e.Generation != 3 ||
+		e.Spec == nil || !slices.Equal(e.Spec.Hosts, []string{"app.example.com"}) || e.Spec.Scope != v1alpha1.ScopeCluster {
+		t.Fatalf("entry = %v (password %q, spec %+v), want u/p1 from app-src for the Registry's spec at generation 3", e, e.Password, e.Spec)
 	}
 	f.srcs.set("app-src", "u", "p2", 2)
 	if e := f.sync(t)["app"]; e.Password != "p2" {
@@ -202,14 +203,15 @@ func TestStaticCredentialsFollowTheSource(t *testing.T) {
 	}
 	f.srcs.secrets[ns+"/app-src"].Data = map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}
 	f.srcs.secrets[ns+"/app-src"].ResourceVersion = "3"
-	if e, ok := f.sync(t)["app"]; ok {
-		t.Fatalf("an emptied source still has entry %v", e)
+	// The registry stays listed for the nodes (they report it unserved), with no credentials.
+	if e, ok := f.sync(t)["app"]; !ok || e.HasCredentials() || e.Password != "" || e.Spec == nil {
+		t.Fatalf("an emptied source's entry is %v (listed %t), want its spec and no credentials", e, ok)
 	}
 	f.srcs.set("app-src", "u", "p3", 4)
 	f.sync(t)
 	delete(f.srcs.secrets, ns+"/app-src")
-	if e, ok := f.sync(t)["app"]; ok {
-		t.Fatalf("a deleted source still has entry %v", e)
+	if e := f.sync(t)["app"]; e.HasCredentials() || e.Password != "" || e.Spec == nil {
+		t.Fatalf("a deleted source's entry is %v, want its spec and no credentials", e)
 	}
 }
 
@@ -227,14 +229,49 @@ func TestUnreadableSourceKeepsLastGoodForABoundedTime(t *testing.T) {
 		}
 	}
 	f.now = f.now.Add(time.Minute)
-	if e, ok := f.sync(t)["app"]; ok {
+	if e := f.sync(t)["app"]; e.HasCredentials() || e.Password != "" {
 		t.Fatalf("an hour into the failure the entry is still %v", e)
 	}
 }
 
-// Only what nodes may serve is written: sources in pullpass's namespace that are not its own;
-// Namespaced registries delivered by pull secrets, and ECR registries on the node's identity,
-// have no entry.
+// A spec change while the source cannot be read keeps the last good entry as it was: its
+// credentials with the spec they were resolved for (a docker config's hosts chose them).
+func TestLastGoodKeepsItsOwnSpec(t *testing.T) {
+	f := newFixture(t)
+	f.srcs.set("app-src", "u", "p1", 1)
+	reg := clusterRegistry("app", ns, "app-src")
+	*f.regs = append(*f.regs, reg)
+	f.sync(t)
+	f.srcs.err = apierrors.NewServiceUnavailable("etcd is slow")
+	reg.Spec.Hosts, reg.Generation = []string{"other.example.com"}, 4
+	if e := f.sync(t)["app"]; e.Password != "p1" || e.Generation != 3 || !slices.Equal(e.Spec.Hosts, []string{"app.example.com"}) {
+		t.Fatalf("entry = %v, generation %d, spec %+v; want the last good one at generation 3, for app.example.com", e, e.Generation, e.Spec)
+	}
+	f.srcs.err = nil
+	f.srcs.secrets[ns+"/app-src"].Data[corev1.DockerConfigJsonKey], _ = dockerconfig.ForHost("other.example.com", "u", "p2").Marshal()
+	if e := f.sync(t)["app"]; e.Password != "p2" || e.Generation != 4 || !slices.Equal(e.Spec.Hosts, []string{"other.example.com"}) {
+		t.Fatalf("entry = %v, generation %d, spec %+v; want p2 at generation 4, for other.example.com", e, e.Generation, e.Spec)
+	}
+}
+
+// An entry an older controller wrote (no spec) is kept while the source cannot be read, with the
+// Registry's spec: agents that need one are not left with nothing to serve.
+func TestLastGoodFromAnOlderControllerGetsTheSpec(t *testing.T) {
+	f := newFixture(t)
+	old := nodesecret.Encode(nodesecret.Entry{Username: "u", Password: "p0", Source: nodesecret.SourceRef{Namespace: ns, Name: "app-src"}, Version: "1"})
+	f.store.put(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: nodesecret.Name, Labels: nodesecret.Labels()},
+		Data: map[string][]byte{"app": old}})
+	*f.regs = append(*f.regs, clusterRegistry("app", ns, "app-src"))
+	f.srcs.err = apierrors.NewServiceUnavailable("etcd is slow")
+	if e := f.sync(t)["app"]; e.Password != "p0" || e.Spec == nil || e.Generation != 3 {
+		t.Fatalf("entry = %v, spec %+v, generation %d; want the older entry with the Registry's spec", e, e.Spec, e.Generation)
+	}
+}
+
+// Only what nodes may serve is written: credentials from sources in pullpass's namespace that are
+// not its own; Namespaced registries delivered by pull secrets have no entry; ECR registries on
+// the node's identity, and registries whose source the nodes may not be served from, have their
+// spec and no credentials.
 func TestOnlyNodeSourcesAreWritten(t *testing.T) {
 	f := newFixture(t)
 	f.srcs.set("webhook-tls", "u", "p", 1)
@@ -248,8 +285,14 @@ func TestOnlyNodeSourcesAreWritten(t *testing.T) {
 		Auth: v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{}}}}
 	*f.regs = append(*f.regs, clusterRegistry("tls", ns, "webhook-tls"), clusterRegistry("own", ns, "pullpass-webhook-tls"),
 		clusterRegistry("elsewhere", "other", "elsewhere"), namespaced, nodeIdentity, clusterRegistry("ok", ns, "ok-src"))
-	if got := slices.Sorted(maps.Keys(f.sync(t))); !slices.Equal(got, []string{"ok"}) {
-		t.Fatalf("entries for %v, want only ok", got)
+	got := f.sync(t)
+	if names := slices.Sorted(maps.Keys(got)); !slices.Equal(names, []string{"ecr", "elsewhere", "ok", "tls"}) {
+		t.Fatalf("entries for %v, want every valid Cluster-scope registry", names)
+	}
+	for name, e := range got {
+		if e.Spec == nil || e.HasCredentials() != (name == "ok") || (name != "ok" && (e.Password != "" || e.AWS != nil)) {
+			t.Errorf("entry of %s = %v; want its spec, with credentials for ok alone", name, e)
+		}
 	}
 }
 
@@ -270,7 +313,7 @@ func TestECRKeysAreWritten(t *testing.T) {
 // Past ShardBytes the entries go on in the next shard; an entry that moves between shards is
 // never missing from all of them, and a shard no longer needed is deleted.
 func TestShards(t *testing.T) {
-	f := newFixture(t, func(c *nodecreds.Config) { c.ShardBytes = 600 })
+	f := newFixture(t, func(c *nodecreds.Config) { c.ShardBytes = 900 })
 	want := map[string]bool{}
 	f.store.check = func(secs map[string]*corev1.Secret) {
 		got := entries(secs)
@@ -289,15 +332,15 @@ func TestShards(t *testing.T) {
 		t.Fatalf("%d entries, want 8", len(got))
 	}
 	if len(f.store.secrets) < 2 {
-		t.Fatalf("%d shards for 8 entries of ~130 bytes in 600-byte shards", len(f.store.secrets))
+		t.Fatalf("%d shards for 8 entries of ~230 bytes in 900-byte shards", len(f.store.secrets))
 	}
 	for _, s := range f.store.secrets {
 		size := 0
 		for k, v := range s.Data {
 			size += len(k) + len(v)
 		}
-		if size > 600 {
-			t.Errorf("shard %s holds %d bytes, over 600", s.Name, size)
+		if size > 900 {
+			t.Errorf("shard %s holds %d bytes, over 900", s.Name, size)
 		}
 	}
 	for i := range 8 {
@@ -314,7 +357,7 @@ func TestShards(t *testing.T) {
 		t.Fatalf("entries %v, want r0 and r1", slices.Sorted(maps.Keys(got)))
 	}
 	if len(f.store.secrets) != 2 {
-		t.Fatalf("%d shards for r0 (~550 bytes) and r1 (~100), want 2", len(f.store.secrets))
+		t.Fatalf("%d shards for r0 (~750 bytes) and r1 (~230), want 2", len(f.store.secrets))
 	}
 	*f.regs = (*f.regs)[1:]
 	want = map[string]bool{"r1": true}
