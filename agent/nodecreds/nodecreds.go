@@ -31,7 +31,6 @@ import (
 	"github.com/pullpass/pullpass/pkg/credentials"
 	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 	"github.com/pullpass/pullpass/pkg/nodesecret"
-	"github.com/pullpass/pullpass/pkg/slim"
 )
 
 // Config configures a Reader.
@@ -60,13 +59,51 @@ type shard struct {
 	lastErr  error // why the last list or watch failed
 }
 
-// index is the node Secrets' entries, decoded.
+// index is the node Secrets' entries, decoded, over the shards that are there.
 type index struct {
-	byRegistry map[string]nodesecret.Entry
-	bad        map[string]error // entries that do not decode
-	awsKeys    map[nodesecret.SourceRef]nodesecret.Entry
-	registries []*v1alpha1.Registry // the entries' registries, by name
-	noSpec     int                  // entries an older controller wrote
+	shards  []*decodedShard
+	awsKeys map[nodesecret.SourceRef]nodesecret.Entry
+	noSpec  int // entries an older controller wrote
+}
+
+// entry is a registry's entry, or why it does not decode.
+func (idx index) entry(name string) (nodesecret.Entry, bool, error) {
+	for _, s := range idx.shards {
+		if err := s.bad[name]; err != nil {
+			return nodesecret.Entry{}, false, err
+		}
+		if e, ok := s.entries[name]; ok {
+			return e, true, nil
+		}
+	}
+	return nodesecret.Entry{}, false, nil
+}
+
+// decodedShard is what the informer of a shard stores: its entries decoded, not its raw bytes
+// (the node agent holds what it serves once).
+type decodedShard struct {
+	metav1.ObjectMeta // name, namespace and resourceVersion only
+	entries           map[string]nodesecret.Entry
+	bad               map[string]error // entries that do not decode
+}
+
+// decodeShard is the shards' informers' transform.
+func decodeShard(obj any) (any, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil // a tombstone, or a shard decoded already
+	}
+	d := &decodedShard{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name, ResourceVersion: s.ResourceVersion},
+		entries: make(map[string]nodesecret.Entry, len(s.Data)), bad: map[string]error{}}
+	for name, v := range s.Data {
+		e, err := nodesecret.Decode(name, v)
+		if err != nil {
+			d.bad[name] = err
+			continue
+		}
+		d.entries[name] = e
+	}
+	return d, nil
 }
 
 // New returns a Reader; Run runs it.
@@ -85,7 +122,7 @@ func New(cfg Config) (*Reader, error) {
 	list := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) }
 	for _, name := range nodesecret.ShardNames() {
 		s := &shard{name: name, informer: cache.NewSharedIndexInformer(OneByName(name, list, api.Watch), &corev1.Secret{}, 10*time.Minute, cache.Indexers{})}
-		_ = s.informer.SetTransform(slim.DropManagedFields)
+		_ = s.informer.SetTransform(decodeShard)
 		changed := func(any) { cfg.OnChange() }
 		_, _ = s.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: changed, UpdateFunc: func(_, n any) { changed(n) }, DeleteFunc: changed})
 		_ = s.informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
@@ -147,7 +184,7 @@ var ErrNoEntry = errors.New("the node secret holds no credentials for it: its so
 // current returns the decoded entries of the node Secrets as they are now.
 func (r *Reader) current() (index, error) {
 	versions := make([]string, len(r.shards))
-	objs := make([]*corev1.Secret, len(r.shards))
+	objs := make([]*decodedShard, len(r.shards))
 	for i, s := range r.shards {
 		if !s.informer.HasSynced() {
 			s.mu.Lock()
@@ -165,7 +202,7 @@ func (r *Reader) current() (index, error) {
 			}
 			continue
 		}
-		objs[i] = obj.(*corev1.Secret)
+		objs[i] = obj.(*decodedShard)
 		versions[i] = objs[i].ResourceVersion
 	}
 	r.mu.Lock()
@@ -173,29 +210,21 @@ func (r *Reader) current() (index, error) {
 	if r.versions != nil && slices.Equal(r.versions, versions) {
 		return r.index, nil
 	}
-	idx := index{byRegistry: map[string]nodesecret.Entry{}, bad: map[string]error{}, awsKeys: map[nodesecret.SourceRef]nodesecret.Entry{}}
+	idx := index{awsKeys: map[nodesecret.SourceRef]nodesecret.Entry{}}
 	for _, s := range objs {
 		if s == nil {
 			continue
 		}
-		for name, v := range s.Data {
-			e, err := nodesecret.Decode(name, v)
-			if err != nil {
-				idx.bad[name] = err
-				continue
-			}
-			idx.byRegistry[name] = e
+		idx.shards = append(idx.shards, s)
+		for _, e := range s.entries {
 			if e.AWS != nil {
 				idx.awsKeys[e.Source] = e
 			}
 			if e.Spec == nil {
 				idx.noSpec++
-				continue
 			}
-			idx.registries = append(idx.registries, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: e.Generation}, Spec: *e.Spec})
 		}
 	}
-	slices.SortFunc(idx.registries, func(a, b *v1alpha1.Registry) int { return strings.Compare(a.Name, b.Name) })
 	r.versions, r.index = versions, idx
 	return idx, nil
 }
@@ -212,7 +241,20 @@ func (r *Reader) List() ([]*v1alpha1.Registry, error) {
 		return nil, &NotReadableError{Namespace: r.cfg.Namespace, Name: nodesecret.Name,
 			Err: fmt.Errorf("%d entries were written by an older controller, without the registries' specs: waiting for this version's", idx.noSpec)}
 	}
-	return idx.registries, nil
+	// Made at each call (a sync's), not kept: the entries hold the specs already. An entry
+	// moving between shards is briefly in two: listed once.
+	var regs []*v1alpha1.Registry
+	seen := map[string]bool{}
+	for _, s := range idx.shards {
+		for name, e := range s.entries {
+			if !seen[name] {
+				seen[name] = true
+				regs = append(regs, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: e.Generation}, Spec: *e.Spec})
+			}
+		}
+	}
+	slices.SortFunc(regs, func(a, b *v1alpha1.Registry) int { return strings.Compare(a.Name, b.Name) })
+	return regs, nil
 }
 
 // Entry returns a registry's entry. An entry written for another source than the registry names
@@ -223,10 +265,10 @@ func (r *Reader) Entry(reg *v1alpha1.Registry) (nodesecret.Entry, error) {
 	if err != nil {
 		return nodesecret.Entry{}, err
 	}
-	if err := idx.bad[reg.Name]; err != nil {
+	e, ok, err := idx.entry(reg.Name)
+	if err != nil {
 		return nodesecret.Entry{}, err
 	}
-	e, ok := idx.byRegistry[reg.Name]
 	if !ok || !e.HasCredentials() {
 		return nodesecret.Entry{}, ErrNoEntry
 	}
