@@ -351,8 +351,17 @@ func TestAgentLegacyModeServesThroughKubeletDockerConfig(t *testing.T) {
 	pod := e.CreatePod(t, e.Pod(ns, framework.PodOptions{Image: strings.Replace(e.Image, e.Registry, alias, 1)}))
 	e.WaitRunning(t, ns, pod.Name)
 
-	// The registry goes: its entry goes, the foreign one stays.
+	// The registry goes, and with it its entry of the node Secret (as the controller writes it):
+	// its config.json entry goes, the foreign one stays.
 	if err := e.Registries.Delete(framework.Context(t, time.Minute), reg.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nodeSecret, err := e.Kube.CoreV1().Secrets(srcNS).Get(framework.Context(t, time.Minute), nodesecret.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(nodeSecret.Data, reg.Name)
+	if _, err := e.Kube.CoreV1().Secrets(srcNS).Update(framework.Context(t, time.Minute), nodeSecret, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Minute, "the registry out of config.json", func() bool {
