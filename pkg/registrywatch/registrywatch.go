@@ -1,5 +1,6 @@
 // Package registrywatch keeps the Registry objects and the registry table built from them in
-// memory, fed by an informer; the webhook and the node agent both read it.
+// memory, fed by an informer; the webhook and the controller read it (the node agents read the
+// node credentials Secret instead).
 package registrywatch
 
 import (
