@@ -291,7 +291,7 @@ func TestAgentLegacyModeServesThroughKubeletDockerConfig(t *testing.T) {
 	// writes it, as the controller would.
 	if _, err := e.Kube.CoreV1().Secrets(srcNS).Create(framework.Context(t, time.Minute), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: nodesecret.Name, Labels: nodesecret.Labels()}, Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{"node-legacy": nodesecret.Encode(nodesecret.Entry{Spec: &reg.Spec, Username: e.RegistryUsername, Password: e.RegistryPassword,
+		Data: map[string][]byte{nodesecret.FormatKey: []byte(nodesecret.FormatVersion), "node-legacy": nodesecret.Encode(nodesecret.Entry{Spec: &reg.Spec, Username: e.RegistryUsername, Password: e.RegistryPassword,
 			Source: nodesecret.SourceRef{Namespace: srcNS, Name: "legacy-src"}, Version: "e2e"})},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -50,6 +50,9 @@ type Reader struct {
 	mu       sync.Mutex
 	versions []string // the shards' resourceVersions index was built from
 	index    index
+	// listable is the last index List could list from (its shards are the informers' own):
+	// while the node Secret cannot be read, the registries the node served stay known.
+	listable *index
 }
 
 type shard struct {
@@ -63,7 +66,8 @@ type shard struct {
 type index struct {
 	shards  []*decodedShard
 	awsKeys map[nodesecret.SourceRef]nodesecret.Entry
-	noSpec  int // entries an older controller wrote
+	noSpec  int  // entries an older controller wrote
+	format  bool // the first shard says its format is this version's
 }
 
 // entry is a registry's entry, or why it does not decode.
@@ -82,9 +86,18 @@ func (idx index) entry(name string) (nodesecret.Entry, bool, error) {
 // decodedShard is what the informer of a shard stores: its entries decoded, not its raw bytes
 // (the node agent holds what it serves once).
 type decodedShard struct {
+	metav1.TypeMeta
 	metav1.ObjectMeta // name, namespace and resourceVersion only
 	entries           map[string]nodesecret.Entry
 	bad               map[string]error // entries that do not decode
+	format            string           // nodesecret.FormatKey's value
+}
+
+// DeepCopyObject makes it a runtime.Object for whatever in client-go asks one of a store's
+// objects; a decoded shard is never changed once made, so a shallow copy is a deep one.
+func (d *decodedShard) DeepCopyObject() runtime.Object {
+	c := *d
+	return &c
 }
 
 // decodeShard is the shards' informers' transform.
@@ -96,6 +109,10 @@ func decodeShard(obj any) (any, error) {
 	d := &decodedShard{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name, ResourceVersion: s.ResourceVersion},
 		entries: make(map[string]nodesecret.Entry, len(s.Data)), bad: map[string]error{}}
 	for name, v := range s.Data {
+		if name == nodesecret.FormatKey {
+			d.format = string(v)
+			continue
+		}
 		e, err := nodesecret.Decode(name, v)
 		if err != nil {
 			d.bad[name] = err
@@ -210,14 +227,15 @@ func (r *Reader) current() (index, error) {
 	if r.versions != nil && slices.Equal(r.versions, versions) {
 		return r.index, nil
 	}
-	idx := index{awsKeys: map[nodesecret.SourceRef]nodesecret.Entry{}}
+	idx := index{awsKeys: map[nodesecret.SourceRef]nodesecret.Entry{}, format: objs[0].format == nodesecret.FormatVersion}
 	for _, s := range objs {
 		if s == nil {
 			continue
 		}
 		idx.shards = append(idx.shards, s)
 		for _, e := range s.entries {
-			if e.AWS != nil {
+			// An entry moving between shards is briefly in two: the first wins, as in entry.
+			if _, seen := idx.awsKeys[e.Source]; e.AWS != nil && !seen {
 				idx.awsKeys[e.Source] = e
 			}
 			if e.Spec == nil {
@@ -230,31 +248,46 @@ func (r *Reader) current() (index, error) {
 }
 
 // List returns the registries the node serves, as the node Secret says: each one's name,
-// generation and spec. Not readable (see NotReadableError) until the node Secret is listed and
-// written by a controller that writes specs.
+// generation and spec. The node Secret not listed yet, not written yet, or written by an older
+// controller is not readable (see NotReadableError): List then returns that error with the
+// registries of the last node Secret it could list, if any, so that a node keeps serving them
+// as sources that cannot be read (each for KeepLastGood).
 func (r *Reader) List() ([]*v1alpha1.Registry, error) {
 	idx, err := r.current()
+	if err == nil && (!idx.format || idx.noSpec > 0) {
+		err = &NotReadableError{Namespace: r.cfg.Namespace, Name: nodesecret.Name,
+			Err: errors.New("written by an older controller, without the registries' specs: waiting for this version's")}
+	}
+	r.mu.Lock()
+	if err == nil {
+		r.listable = &idx
+	}
+	last := r.listable
+	r.mu.Unlock()
 	if err != nil {
-		return nil, err
+		if last == nil {
+			return nil, err
+		}
+		return last.registries(), err
 	}
-	if idx.noSpec > 0 {
-		return nil, &NotReadableError{Namespace: r.cfg.Namespace, Name: nodesecret.Name,
-			Err: fmt.Errorf("%d entries were written by an older controller, without the registries' specs: waiting for this version's", idx.noSpec)}
-	}
-	// Made at each call (a sync's), not kept: the entries hold the specs already. An entry
-	// moving between shards is briefly in two: listed once.
+	return idx.registries(), nil
+}
+
+// registries are the index's registries, made at each call (a sync's), not kept: the entries
+// hold the specs already. An entry moving between shards is briefly in two: listed once.
+func (idx *index) registries() []*v1alpha1.Registry {
 	var regs []*v1alpha1.Registry
 	seen := map[string]bool{}
 	for _, s := range idx.shards {
 		for name, e := range s.entries {
-			if !seen[name] {
+			if !seen[name] && e.Spec != nil {
 				seen[name] = true
 				regs = append(regs, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: e.Generation}, Spec: *e.Spec})
 			}
 		}
 	}
 	slices.SortFunc(regs, func(a, b *v1alpha1.Registry) int { return strings.Compare(a.Name, b.Name) })
-	return regs, nil
+	return regs
 }
 
 // Entry returns a registry's entry. An entry written for another source than the registry names

@@ -37,8 +37,12 @@ func staticRegistry(name, src string) *v1alpha1.Registry {
 		Auth: v1alpha1.RegistryAuth{SecretRef: &v1alpha1.SecretReference{Namespace: ns, Name: src}}}}
 }
 
+// nodeSecret is a shard as the controller writes it (the first says its format).
 func nodeSecret(name string, entries map[string]nodesecret.Entry) *corev1.Secret {
 	data := map[string][]byte{}
+	if name == nodesecret.Name {
+		data[nodesecret.FormatKey] = []byte(nodesecret.FormatVersion)
+	}
 	for k, e := range entries {
 		data[k] = nodesecret.Encode(e)
 	}
@@ -224,12 +228,42 @@ func TestListIsTheNodeSecretsRegistries(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Poll(t, 10*time.Second, 20*time.Millisecond, func() error {
-		_, err := r.List()
+		last, err := r.List()
 		switch {
 		case err == nil:
 			return errors.New("List() with an entry of an older controller succeeded, want not readable")
 		case !credentials.Unavailable(err):
 			return fmt.Errorf("List() with an entry of an older controller: %w, want not readable", err)
+		case len(last) != 3:
+			return fmt.Errorf("List() with an entry of an older controller gave %d registries, want the 3 last listed", len(last))
+		}
+		return nil
+	})
+}
+
+// A node Secret an older controller wrote with no entry at all (no format key) is not readable,
+// not "no registries": the node keeps what it serves until this version's controller writes.
+func TestEmptyNodeSecretOfAnOlderControllerIsNotReadable(t *testing.T) {
+	old := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: nodesecret.Name, Labels: nodesecret.Labels()}}
+	r, client := started(t, old)
+	if regs, err := r.List(); !credentials.Unavailable(err) || regs != nil {
+		t.Fatalf("List() = %v, %v; want not readable and no registries", regs, err)
+	}
+	s, err := client.CoreV1().Secrets(ns).Get(t.Context(), nodesecret.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Data = map[string][]byte{nodesecret.FormatKey: []byte(nodesecret.FormatVersion)}
+	if _, err := client.CoreV1().Secrets(ns).Update(t.Context(), s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Poll(t, 10*time.Second, 20*time.Millisecond, func() error {
+		regs, err := r.List()
+		if err != nil {
+			return fmt.Errorf("List(): %w; want no registries", err)
+		}
+		if len(regs) != 0 {
+			return fmt.Errorf("List() = %v; want no registries", regs)
 		}
 		return nil
 	})

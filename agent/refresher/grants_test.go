@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullpass/pullpass/agent/nodecache"
@@ -142,3 +143,76 @@ func TestNoGrantsWithoutNamespaces(t *testing.T) {
 		t.Fatalf("a grants file was written: %v", err)
 	}
 }
+
+// An agent restarted while the registries cannot be listed keeps its grants as the file holds
+// them: their hosts stay with the sinks (the kubelet's matchImages), their credentials until
+// KeepLastGood has passed; an ECR grant (the service accounts' own roles) stays.
+func TestRestartWithUnlistableRegistriesKeepsTheGrants(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "credentials.json")
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	var listErr error
+	regs := registries{nodeDelivered(registry("team", v1alpha1.ScopeNamespaced, "ghcr.io/team"), nil),
+		nodeDelivered(registry("ecr-roles", v1alpha1.ScopeNamespaced, "123456789012.dkr.ecr.eu-west-1.amazonaws.com"), nil)}
+	regs[1].Spec.Auth = v1alpha1.RegistryAuth{ECR: &v1alpha1.ECRSource{}}
+	res := &resolver{creds: map[string]userpass.Credentials{"team": {Username: "u", Password: "p"}},
+		errs: map[string]error{"ecr-roles": errors.New("no credentials of the node's own")}}
+	start := func() (*refresher.Refresher, *sink) {
+		s := &sink{}
+		r, err := refresher.New(refresher.Config{Registries: listing{&regs, &listErr}, Resolver: res, CachePath: cache, Namespaces: namespaces{"a": nil},
+			Sinks: []refresher.Sink{s}, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, s
+	}
+	r, _ := start()
+	r.Sync(context.Background())
+	if g := grants(t, cache); g["team"].Password != "p" || g["ecr-roles"].ECR == nil {
+		t.Fatalf("grants %v, want team's and ecr-roles'", g)
+	}
+
+	listErr = errors.New("node secret pullpass/pullpass-node-credentials is not readable yet")
+	r, s := start()
+	r.Sync(context.Background())
+	if g := grants(t, cache); g["team"].Password != "p" || g["ecr-roles"].ECR == nil {
+		t.Fatalf("after a restart the grants are %v, want them as they were", g)
+	}
+	var hosts []string
+	for _, e := range s.calls[len(s.calls)-1] {
+		hosts = append(hosts, e.Hosts...)
+	}
+	if !slices.Contains(hosts, "ghcr.io/team") || !slices.Contains(hosts, "123456789012.dkr.ecr.eu-west-1.amazonaws.com") {
+		t.Fatalf("the sinks got hosts %v, want the grants' too", hosts)
+	}
+	now = now.Add(time.Hour)
+	r.Sync(context.Background())
+	if g := grants(t, cache); g["team"].Password != "" || g["ecr-roles"].ECR == nil {
+		t.Fatalf("an hour on the grants are %v, want team's credentials gone and ecr-roles' grant kept", g)
+	}
+}
+
+// Listed again after the node Secret became unreadable, the registries last listed are resolved
+// as sources that cannot be read: each keeps its last good credentials.
+func TestRegistriesLastListedKeepTheirCredentials(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "credentials.json")
+	regs := []*v1alpha1.Registry{registry("a", v1alpha1.ScopeCluster, "a.example.com")}
+	var listErr error
+	res := &resolver{creds: map[string]userpass.Credentials{"a": {Username: "u", Password: "pa"}}, errs: map[string]error{}}
+	r, err := refresher.New(refresher.Config{Registries: listFunc(func() ([]*v1alpha1.Registry, error) { return regs, listErr }),
+		Resolver: res, CachePath: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Sync(context.Background())
+	listErr = errors.New("node secret pullpass/pullpass-node-credentials is not readable yet")
+	res.errs["a"] = apierrors.NewServiceUnavailable("not readable")
+	r.Sync(context.Background())
+	if file, err := nodecache.Read(cache); err != nil || len(file.Entries) != 1 || file.Entries[0].Password != "pa" {
+		t.Fatalf("cache %v, %v; want a's last good credentials", file.Entries, err)
+	}
+}
+
+// listFunc lists what it returns.
+type listFunc func() ([]*v1alpha1.Registry, error)
+
+func (f listFunc) List() ([]*v1alpha1.Registry, error) { return f() }

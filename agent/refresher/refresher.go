@@ -41,7 +41,8 @@ type Namespaces interface {
 }
 
 // Registries lists the registries the node serves (agent/nodecreds: from the node Secret). An
-// error says they cannot be listed now, never that there are none: the cache keeps what it holds.
+// error says they cannot be listed now, never that there are none: with it come the registries
+// last listed (served as sources that cannot be read), or none (the cache keeps what it holds).
 type Registries interface {
 	List() ([]*v1alpha1.Registry, error)
 }
@@ -187,14 +188,24 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 		} else if !errors.Is(err, nodecache.ErrNoCache) {
 			r.cfg.Logger.Warn("the cache could not be read; it will be rewritten", "err", err)
 		}
+		// The grants too: their hosts stay in the kubelet's config while nothing can be listed.
+		if r.cfg.Namespaces != nil {
+			if f, err := nodegrant.Read(nodegrant.Path(r.cfg.CachePath)); err == nil {
+				r.grants = f.Grants
+			}
+		}
 	}
 	previous := map[string]nodecache.Entry{}
 	for _, e := range r.last {
 		previous[e.Registry] = e
 	}
 	listed, err := r.cfg.Registries.List()
-	if err != nil {
+	switch {
+	case err != nil && listed == nil:
 		return r.hold(ctx, now, err)
+	case err != nil:
+		// Each resolution says "not readable" too: the last good credentials stay, bounded.
+		r.cfg.Logger.Warn("the registries cannot be listed; serving those last listed", "registries", len(listed), "err", err)
 	}
 	next := now.Add(r.cfg.Resync)
 	var entries []nodecache.Entry
@@ -298,27 +309,51 @@ func (r *Refresher) commit(ctx context.Context, entries []nodecache.Entry, now, 
 	return r.sink(ctx, entries, next)
 }
 
-// hold keeps what the cache holds while the registries cannot be listed (the node Secret not
-// readable yet: a new node's agent before its first list, a controller not elected yet): each
-// entry while it is valid and within KeepLastGood of the first failure, as a source that cannot
-// be read. The grants file stays as it is.
+// hold keeps what the cache and the grants file hold while the registries cannot be listed and
+// never were since the agent started (a restarted agent before the node Secret is readable, a
+// controller not elected yet): each entry, and each grant's credentials, while valid and within
+// KeepLastGood of the first failure, as a source that cannot be read. A grant's namespaces stay
+// as they were until the registries are listed.
 func (r *Refresher) hold(ctx context.Context, now time.Time, why error) time.Time {
 	next := now.Add(r.cfg.Resync)
+	kept := func(registry string, expiresAt time.Time) bool {
+		since := r.failingSince.Record(registry, now)
+		until := since.Add(r.cfg.KeepLastGood)
+		if !now.Before(until) || (!expiresAt.IsZero() && !expiresAt.After(now)) {
+			return false
+		}
+		next = earliest(next, until, expiresAt)
+		return true
+	}
 	var entries []nodecache.Entry
 	for _, e := range r.last {
-		since := r.failingSince.Record(e.Registry, now)
-		until := since.Add(r.cfg.KeepLastGood)
-		if !now.Before(until) || (!e.ExpiresAt.IsZero() && !e.ExpiresAt.After(now)) {
-			r.cfg.Logger.Error("no credentials for registry: the registries cannot be listed", "registry", e.Registry, "failingSince", since, "err", why)
+		if !kept(e.Registry, e.ExpiresAt) {
+			r.cfg.Logger.Error("no credentials for registry: the registries cannot be listed", "registry", e.Registry, "err", why)
+			r.cfg.Metrics.Served(e.Registry, false, time.Time{})
 			continue
 		}
 		entries = append(entries, e)
-		next = earliest(next, until, e.ExpiresAt)
 	}
-	if len(r.last) > 0 {
-		r.cfg.Logger.Warn("the registries cannot be listed; serving the last good credentials", "registries", len(entries), "err", why)
+	var grants []nodegrant.Grant
+	for _, g := range r.grants {
+		if g.Password != "" && !kept(g.Registry, g.ExpiresAt) {
+			g.Username, g.Password, g.ExpiresAt = "", "", time.Time{}
+			r.cfg.Metrics.Served(g.Registry, false, time.Time{})
+		}
+		if g.Password != "" || g.ECR != nil {
+			grants = append(grants, g)
+		}
 	}
-	next = r.commit(ctx, entries, now, next, false)
+	if len(r.last) > 0 || len(r.grants) > 0 {
+		r.cfg.Logger.Warn("the registries cannot be listed; serving the last good credentials", "registries", len(entries)+len(grants), "err", why)
+	}
+	grantsChanged, err := r.writeGrants(grants, now)
+	if err != nil {
+		r.cfg.Metrics.CacheWrite(err)
+		r.cfg.Logger.Error("writing the grants file", "path", nodegrant.Path(r.cfg.CachePath), "err", err)
+		return now.Add(5 * time.Second)
+	}
+	next = r.commit(ctx, entries, now, next, grantsChanged)
 	r.cfg.Metrics.Entries(len(r.last))
 	return next
 }

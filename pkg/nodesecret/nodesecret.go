@@ -26,6 +26,15 @@ const Name = "pullpass-node-credentials"
 // each.
 const MaxShards = 4
 
+// FormatKey is the key of the first shard that says which format its entries are in (no
+// Registry is named with an underscore): an agent that finds it missing reads the Secret as an
+// older controller's, not as "no registries", even when it holds no entry. FormatVersion is
+// this one's: entries with the registries' specs.
+const (
+	FormatKey     = "_format"
+	FormatVersion = "2"
+)
+
 // RoleNodeCredentials is the pullpass.io/role label value of the node Secrets.
 const RoleNodeCredentials = "node-credentials"
 

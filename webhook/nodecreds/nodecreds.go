@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"slices"
 	"time"
 
@@ -274,9 +275,11 @@ func (w *Writer) entry(ctx context.Context, reg *v1alpha1.Registry, prev []byte)
 	return nodesecret.Encode(bare)
 }
 
-// lastGood is the previous entry kept while a source cannot be read, if it has credentials: as it
-// was, its spec the one its credentials were resolved for; one an older controller wrote without
-// a spec gets the current one.
+// lastGood is the previous entry kept while a source cannot be read, if it has credentials. Its
+// credentials were resolved for its spec's hosts and source (a docker config's hosts chose them):
+// with the same hosts and source the entry takes the current spec (a narrower namespace selector
+// reaches the nodes at once); with others it stays as it was. One an older controller wrote
+// without a spec is kept only for the generation it was resolved for.
 func lastGood(reg *v1alpha1.Registry, prev []byte) ([]byte, bool) {
 	if prev == nil {
 		return nil, false
@@ -285,7 +288,10 @@ func lastGood(reg *v1alpha1.Registry, prev []byte) ([]byte, bool) {
 	if err != nil || !e.HasCredentials() {
 		return nil, false
 	}
-	if e.Spec == nil {
+	switch {
+	case e.Spec == nil && e.Generation != 0 && e.Generation != reg.Generation:
+		return nil, false
+	case e.Spec == nil || (slices.Equal(e.Spec.Hosts, reg.Spec.Hosts) && reflect.DeepEqual(e.Spec.Auth, reg.Spec.Auth)):
 		e.Spec, e.Generation = &reg.Spec, reg.Generation
 		return nodesecret.Encode(e), true
 	}
@@ -351,11 +357,17 @@ func (w *Writer) forgetUnserved(served map[string]bool) {
 // each (at least one, empty when there are none: the agents tell "nothing served" from "not
 // written yet" by it). It returns the registries that fit in no shard.
 func (w *Writer) shard(entries map[string][]byte) ([]map[string][]byte, []string) {
-	shards := []map[string][]byte{{}}
-	size := 0
+	// The first shard says the entries' format: an agent reads a shard without it as an older
+	// controller's, not as "no registries".
+	shards := []map[string][]byte{{nodesecret.FormatKey: []byte(nodesecret.FormatVersion)}}
+	size := len(nodesecret.FormatKey) + len(nodesecret.FormatVersion)
 	var dropped []string
 	for _, name := range slices.Sorted(maps.Keys(entries)) {
 		n := len(name) + len(entries[name])
+		if n > w.cfg.ShardBytes {
+			dropped = append(dropped, name) // fits in no shard (a huge namespace selector): not the others' loss
+			continue
+		}
 		if size+n > w.cfg.ShardBytes && len(shards[len(shards)-1]) > 0 {
 			if len(shards) == nodesecret.MaxShards {
 				dropped = append(dropped, name)

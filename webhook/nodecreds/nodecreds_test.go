@@ -87,6 +87,9 @@ func entries(secs map[string]*corev1.Secret) map[string]nodesecret.Entry {
 	out := map[string]nodesecret.Entry{}
 	for _, s := range secs {
 		for k, v := range s.Data {
+			if k == nodesecret.FormatKey {
+				continue
+			}
 			e, err := nodesecret.Decode(k, v)
 			if err != nil {
 				panic(err)
@@ -176,8 +179,8 @@ func TestEmptyNodeSecretIsWritten(t *testing.T) {
 	if !ok {
 		t.Fatal("no node secret written")
 	}
-	if len(s.Data) != 0 || s.Type != corev1.SecretTypeOpaque || !maps.Equal(s.Labels, nodesecret.Labels()) {
-		t.Fatalf("node secret = type %s labels %v, %d keys; want an empty Opaque pullpass secret", s.Type, s.Labels, len(s.Data))
+	if len(s.Data) != 1 || string(s.Data[nodesecret.FormatKey]) != nodesecret.FormatVersion || s.Type != corev1.SecretTypeOpaque || !maps.Equal(s.Labels, nodesecret.Labels()) {
+		t.Fatalf("node secret = type %s labels %v, %d keys; want an Opaque pullpass secret with its format alone", s.Type, s.Labels, len(s.Data))
 	}
 	writes := f.store.writes
 	f.sync(t)
@@ -234,8 +237,10 @@ func TestUnreadableSourceKeepsLastGoodForABoundedTime(t *testing.T) {
 	}
 }
 
-// A spec change while the source cannot be read keeps the last good entry as it was: its
-// credentials with the spec they were resolved for (a docker config's hosts chose them).
+// A spec change while the source cannot be read: with the same hosts and source the last good
+// credentials take the new spec (a narrower namespace selector reaches the nodes at once); with
+// other hosts the entry stays as it was, its credentials with the spec they were resolved for (a
+// docker config's hosts chose them).
 func TestLastGoodKeepsItsOwnSpec(t *testing.T) {
 	f := newFixture(t)
 	f.srcs.set("app-src", "u", "p1", 1)
@@ -243,22 +248,37 @@ func TestLastGoodKeepsItsOwnSpec(t *testing.T) {
 	*f.regs = append(*f.regs, reg)
 	f.sync(t)
 	f.srcs.err = apierrors.NewServiceUnavailable("etcd is slow")
-	reg.Spec.Hosts, reg.Generation = []string{"other.example.com"}, 4
-	if e := f.sync(t)["app"]; e.Password != "p1" || e.Generation != 3 || !slices.Equal(e.Spec.Hosts, []string{"app.example.com"}) {
-		t.Fatalf("entry = %v, generation %d, spec %+v; want the last good one at generation 3, for app.example.com", e, e.Generation, e.Spec)
+	reg.Spec.Scope, reg.Spec.Delivery, reg.Generation = v1alpha1.ScopeNamespaced, v1alpha1.DeliveryNode, 4
+	reg.Spec.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}
+	if e := f.sync(t)["app"]; e.Password != "p1" || e.Generation != 4 || e.Spec.NamespaceSelector == nil {
+		t.Fatalf("entry = %v, generation %d, spec %+v; want p1 with the narrower spec of generation 4", e, e.Generation, e.Spec)
+	}
+	reg.Spec.Hosts, reg.Generation = []string{"other.example.com"}, 5
+	if e := f.sync(t)["app"]; e.Password != "p1" || e.Generation != 4 || !slices.Equal(e.Spec.Hosts, []string{"app.example.com"}) {
+		t.Fatalf("entry = %v, generation %d, spec %+v; want the last good one at generation 4, for app.example.com", e, e.Generation, e.Spec)
 	}
 	f.srcs.err = nil
 	f.srcs.secrets[ns+"/app-src"].Data[corev1.DockerConfigJsonKey], _ = dockerconfig.ForHost("other.example.com", "u", "p2").Marshal()
-	if e := f.sync(t)["app"]; e.Password != "p2" || e.Generation != 4 || !slices.Equal(e.Spec.Hosts, []string{"other.example.com"}) {
-		t.Fatalf("entry = %v, generation %d, spec %+v; want p2 at generation 4, for other.example.com", e, e.Generation, e.Spec)
+	if e := f.sync(t)["app"]; e.Password != "p2" || e.Generation != 5 || !slices.Equal(e.Spec.Hosts, []string{"other.example.com"}) {
+		t.Fatalf("entry = %v, generation %d, spec %+v; want p2 at generation 5, for other.example.com", e, e.Generation, e.Spec)
 	}
 }
 
 // An entry an older controller wrote (no spec) is kept while the source cannot be read, with the
-// Registry's spec: agents that need one are not left with nothing to serve.
+// Registry's spec, if it was resolved for the Registry's generation (its hosts): agents that need
+// a spec are not left with nothing to serve, nor given credentials chosen for other hosts.
 func TestLastGoodFromAnOlderControllerGetsTheSpec(t *testing.T) {
 	f := newFixture(t)
-	old := nodesecret.Encode(nodesecret.Entry{Username: "u", Password: "p0", Source: nodesecret.SourceRef{Namespace: ns, Name: "app-src"}, Version: "1"})
+	other := nodesecret.Encode(nodesecret.Entry{Username: "u", Password: "p0", Source: nodesecret.SourceRef{Namespace: ns, Name: "other-src"}, Version: "1", Generation: 2})
+	f.store.put(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: nodesecret.Name, Labels: nodesecret.Labels()},
+		Data: map[string][]byte{"other": other}})
+	*f.regs = append(*f.regs, clusterRegistry("other", ns, "other-src")) // generation 3
+	f.srcs.err = apierrors.NewServiceUnavailable("etcd is slow")
+	if e := f.sync(t)["other"]; e.HasCredentials() || e.Password != "" {
+		t.Fatalf("entry = %v; an older controller's entry of generation 2 kept for generation 3", e)
+	}
+	f = newFixture(t)
+	old := nodesecret.Encode(nodesecret.Entry{Username: "u", Password: "p0", Source: nodesecret.SourceRef{Namespace: ns, Name: "app-src"}, Version: "1", Generation: 3})
 	f.store.put(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: nodesecret.Name, Labels: nodesecret.Labels()},
 		Data: map[string][]byte{"app": old}})
 	*f.regs = append(*f.regs, clusterRegistry("app", ns, "app-src"))
@@ -370,7 +390,7 @@ func TestShards(t *testing.T) {
 // More than every shard holds: the first ones are served, the others not, and the sync says so
 // in the log (never the credentials).
 func TestPastEveryShard(t *testing.T) {
-	f := newFixture(t, func(c *nodecreds.Config) { c.ShardBytes = 150 })
+	f := newFixture(t, func(c *nodecreds.Config) { c.ShardBytes = 300 })
 	for i := range nodesecret.MaxShards + 2 {
 		name := fmt.Sprintf("r%d", i)
 		f.srcs.set(name+"-src", "u", "p", 1)
@@ -379,6 +399,35 @@ func TestPastEveryShard(t *testing.T) {
 	if got := f.sync(t); len(got) != nodesecret.MaxShards {
 		t.Fatalf("%d entries, want %d (one per shard)", len(got), nodesecret.MaxShards)
 	}
+}
+
+// An entry larger than a shard (a Registry with a huge namespace selector) is the only one not
+// served: the others are written.
+func TestOversizeEntryAloneIsDropped(t *testing.T) {
+	for _, tc := range []struct {
+		shardBytes int
+		want       []string
+	}{{0, []string{"a", "b", "huge"}}, {2048, []string{"a", "b"}}} {
+		f := newFixture(t, func(c *nodecreds.Config) { c.ShardBytes = tc.shardBytes })
+		for _, name := range []string{"a", "b", "huge"} {
+			f.srcs.set(name+"-src", "u", "p", 1)
+			*f.regs = append(*f.regs, clusterRegistry(name, ns, name+"-src"))
+		}
+		(*f.regs)[2].Spec.NamespaceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "team",
+			Operator: metav1.LabelSelectorOpIn, Values: teams(40)}}}
+		if got := slices.Sorted(maps.Keys(f.sync(t))); !slices.Equal(got, tc.want) {
+			t.Fatalf("shards of %d bytes: entries %v, want %v", tc.shardBytes, got, tc.want)
+		}
+	}
+}
+
+// teams are n label values of 60 characters.
+func teams(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("team-%055d", i)
+	}
+	return out
 }
 
 // A Secret of that name that is not pullpass's is never written over.
