@@ -111,6 +111,10 @@ func TestAgentServesClusterRegistryWithNoPullSecret(t *testing.T) {
 	if got := framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_refreshes_total", map[string]string{"registry": "node-wide", "result": "success"}); got < 1 {
 		t.Fatalf("refreshes{success} = %v", got)
 	}
+	// It served it from a sync of the node Secret as listed.
+	if got := framework.Metric(t, e.AgentMetricsURL(t, ep), "pullpass_agent_syncs_total", map[string]string{"registries": "listed"}); got < 1 {
+		t.Fatalf("syncs{registries=listed} = %v", got)
+	}
 	// The agent logged the registry (it did: cache written) and never its password.
 	agents, err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).List(framework.Context(t, time.Minute), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
 	if err != nil || len(agents.Items) == 0 {

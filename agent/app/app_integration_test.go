@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -127,6 +129,25 @@ func startAgent(t *testing.T, env *testenv.Env, mutate ...func(*Options)) *agent
 	return a
 }
 
+// metric is the sum of a metric's samples with these labels on the agent's /metrics.
+func (a *agent) metric(name string, labels map[string]string) (float64, error) {
+	resp, err := http.Get("http://" + a.opts.MetricsAddress + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	text, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	families, err := testenv.ParseMetrics(string(text))
+	if err != nil {
+		return 0, err
+	}
+	v, _ := testenv.MetricValue(families, name, labels)
+	return v, nil
+}
+
 func (a *agent) serves(registry string) error {
 	f, err := nodecache.Read(a.opts.CachePath)
 	if err != nil {
@@ -216,17 +237,41 @@ func TestUninstallDuringSyncLeavesNothing(t *testing.T) {
 	if err := env.Kube.AppsV1().DaemonSets(ns).Delete(t.Context(), agentName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // the watch sees it, as the agent's pod would get SIGTERM after
-	a.shutdown(t)
-	for range 2 {
-		if _, err := os.Stat(a.opts.CachePath); !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("the node cache is there after the uninstall (%v)", err)
+	a.shutdown(t) // the agent sees the deletion by its watch or, at the latest, by its last read
+	// Nothing of the sync may run on to write after the clean-up: once no goroutine is in the
+	// refresher (one that ran on would write first), the node must still be clean.
+	testenv.Poll(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := goroutinesIn("github.com/pullpass/pullpass/agent/refresher."); n > 0 {
+			return fmt.Errorf("%d goroutines still in the refresher", n)
 		}
-		if entries, _ := os.ReadDir(a.opts.ProviderConfig); len(entries) != 0 {
-			t.Fatalf("the kubelet config entry is there after the uninstall: %v", entries)
-		}
-		time.Sleep(6 * time.Second) // longer than the hanging call
+		return nil
+	})
+	if _, err := os.Stat(a.opts.CachePath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the node cache is there after the uninstall (%v)", err)
 	}
+	if entries, _ := os.ReadDir(a.opts.ProviderConfig); len(entries) != 0 {
+		t.Fatalf("the kubelet config entry is there after the uninstall: %v", entries)
+	}
+}
+
+// goroutinesIn counts the goroutines with a frame of a function whose name starts with prefix.
+func goroutinesIn(prefix string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte(prefix)) {
+			count++
+		}
+	}
+	return count
 }
 
 // The API server refuses the agent (its RBAC gone, a token problem) when it stops: that proves

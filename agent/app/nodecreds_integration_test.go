@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pullpass/pullpass/agent/nodecache"
+	"github.com/pullpass/pullpass/agent/refresher"
 	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
 	"github.com/pullpass/pullpass/pkg/nodesecret"
 	"github.com/pullpass/pullpass/pkg/registryclient"
@@ -183,12 +185,17 @@ func TestMissingNodeSecretKeepsTheLastGood(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The agent resyncs on the deletion: give it a few seconds.
-	for range 30 {
-		if err := a.serves("kept"); err != nil {
-			t.Fatalf("the node Secret missing withdrew the credentials: %v", err)
+	// The agent resyncs on the deletion: once a sync without the node Secret has written what
+	// it would, the node still serves.
+	testenv.Poll(t, 30*time.Second, 20*time.Millisecond, func() error {
+		n, err := a.metric("pullpass_agent_syncs_total", map[string]string{"registries": refresher.SyncLastListed})
+		if err == nil && n < 1 {
+			err = errors.New("no sync of the last listed registries yet")
 		}
-		time.Sleep(100 * time.Millisecond)
+		return err
+	})
+	if err := a.serves("kept"); err != nil {
+		t.Fatalf("the node Secret missing withdrew the credentials: %v", err)
 	}
 	startWriter(t, env) // the next leader
 	a.servesPassword(t, "kept", "p")

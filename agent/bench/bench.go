@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,9 +43,11 @@ type Config struct {
 	PluginBin      string // the built pullpass-credential-provider
 	Registries     int
 	MetricsAddress string
-	// Steady is how long CPU is measured, idle and loaded, before memory is (default 150 s):
-	// longer than the 2 minutes within which the Go runtime forces a GC, so that the garbage of
-	// the fill is collected and the pages it freed returned (the scavenger), as on a node at rest.
+	// Steady is how long CPU is measured, idle and loaded (default 5 min), RSS over its last
+	// minute: past two of the forced GCs the Go runtime runs every 2 minutes, so that the garbage
+	// of the fill is collected and the pages it freed returned (the scavenger), as on a node at
+	// rest. At 150 s the RSS was still falling (2026-12-07: its median over the period's last
+	// minute stood above its last reading).
 	Steady time.Duration
 	// GOGC of the agent: the chart's agent.gcPercent ("50") unless set; "100" is Go's default.
 	GOGC string
@@ -81,7 +84,7 @@ type Result struct {
 // Run runs the benchmark and removes what it created.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Steady == 0 {
-		cfg.Steady = 150 * time.Second
+		cfg.Steady = 5 * time.Minute
 	}
 	if cfg.GOGC == "" {
 		cfg.GOGC = "50"
@@ -252,19 +255,51 @@ func settle(ctx context.Context, metrics string, quiet, limit time.Duration) err
 	})
 }
 
-// sample watches the agent for d: its CPU over it, its memory at the end.
+// sample watches the agent for d: its CPU over it; its RSS over the last minute of it (at most
+// half of it), read from /proc every 2 s, each figure the median of its readings, and its Go
+// heap from one scrape of its /metrics at the end (a scrape every 2 s would itself be what the
+// agent spends its CPU and heap on). One RSS reading lands anywhere in the Go runtime's
+// collection and scavenging cycles: the same agent's RSS moved by 1.5 MiB between runs.
 func sample(ctx context.Context, pid int, metrics string, d time.Duration) (Sample, error) {
 	c0, r0, t0 := cpuSeconds(pid), metricSum(metrics, "pullpass_agent_refreshes_total{"), time.Now()
+	window := min(time.Minute, d/2)
 	select {
 	case <-ctx.Done():
 		return Sample{}, ctx.Err()
-	case <-time.After(d):
+	case <-time.After(d - window):
 	}
-	cpu := (cpuSeconds(pid) - c0) / time.Since(t0).Seconds()
-	return Sample{RSS: status(pid, "VmRSS:"), RSSAnon: status(pid, "RssAnon:"), RSSFile: status(pid, "RssFile:"),
-		Heap: metric(metrics, "go_memstats_heap_inuse_bytes"), HeapIdle: metric(metrics, "go_memstats_heap_idle_bytes"),
-		HeapReleased: metric(metrics, "go_memstats_heap_released_bytes"), CPU: cpu,
-		Resolves: metricSum(metrics, "pullpass_agent_refreshes_total{") - r0}, nil
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	var readings []Sample
+	for {
+		readings = append(readings, Sample{RSS: status(pid, "VmRSS:"), RSSAnon: status(pid, "RssAnon:"), RSSFile: status(pid, "RssFile:")})
+		if time.Since(t0) >= d {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return Sample{}, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	s := Sample{CPU: (cpuSeconds(pid) - c0) / time.Since(t0).Seconds(),
+		RSS:     median(readings, func(x Sample) float64 { return x.RSS }),
+		RSSAnon: median(readings, func(x Sample) float64 { return x.RSSAnon }),
+		RSSFile: median(readings, func(x Sample) float64 { return x.RSSFile }),
+		Heap:    metric(metrics, "go_memstats_heap_inuse_bytes"), HeapIdle: metric(metrics, "go_memstats_heap_idle_bytes"),
+		HeapReleased: metric(metrics, "go_memstats_heap_released_bytes")}
+	s.Resolves = metricSum(metrics, "pullpass_agent_refreshes_total{") - r0
+	return s, nil
+}
+
+// median is the median of one figure of the readings (the upper one of an even count).
+func median(readings []Sample, of func(Sample) float64) float64 {
+	vs := make([]float64, len(readings))
+	for i, r := range readings {
+		vs[i] = of(r)
+	}
+	slices.Sort(vs)
+	return vs[len(vs)/2]
 }
 
 // cpuSeconds reads the user and system time a process used, from /proc/PID/stat.

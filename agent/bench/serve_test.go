@@ -80,3 +80,22 @@ func waitTest(t *testing.T, cond func() bool) {
 	t.Helper()
 	testenv.Poll(t, 10*time.Second, time.Millisecond, testenv.Until("served", cond))
 }
+
+func TestMedianOfReadings(t *testing.T) {
+	rss := func(vs ...float64) []Sample {
+		out := make([]Sample, len(vs))
+		for i, v := range vs {
+			out[i].RSS = v
+		}
+		return out
+	}
+	of := func(s Sample) float64 { return s.RSS }
+	for _, tc := range []struct {
+		in   []Sample
+		want float64
+	}{{rss(3), 3}, {rss(5, 1, 9), 5}, {rss(4, 1, 9, 2), 4}} {
+		if got := median(tc.in, of); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}

@@ -2,7 +2,7 @@
 // (pkg/nodesecret, webhook/nodecreds): the node-served registries, their specs and credentials.
 // One informer per shard name, each narrowed to its name by a field selector, which is all the
 // agents' Role allows; the agent watches no Registry. The node Secret not listed yet, or not
-// written yet, or written by an older controller (no specs), is "not readable" (the refresher
+// written yet, or written by an older controller (no format key), is "not readable" (the refresher
 // keeps the last good credentials), never "gone": only a registry missing from a node Secret
 // that is there takes its credentials off the node.
 package nodecreds
@@ -62,63 +62,56 @@ type shard struct {
 	lastErr  error // why the last list or watch failed
 }
 
-// index is the node Secrets' entries, decoded, over the shards that are there.
+// index is the node Secrets' entries over the shards that are there, as bytes: each is decoded
+// when asked for, a registry's once a sync (its credentials) and all of them for List, and the
+// AWS keys once a write of the Secret. Decoded and kept, the entries (their specs, strings,
+// maps) held several times the heap of their bytes, on every node (docs/benchmarks.md).
 type index struct {
-	shards  []*decodedShard
+	shards  []*rawShard
 	awsKeys map[nodesecret.SourceRef]nodesecret.Entry
-	noSpec  int  // entries an older controller wrote
-	format  bool // the first shard says its format is this version's
+	// format: the first shard says its format is this version's. An older controller's writer
+	// rewrites every shard's data from its own entries, so its write drops the key too.
+	format bool
 }
 
-// entry is a registry's entry, or why it does not decode.
+// entry is a registry's entry, or why it does not decode. An entry moving between shards is
+// briefly in two: the first wins.
 func (idx index) entry(name string) (nodesecret.Entry, bool, error) {
 	for _, s := range idx.shards {
-		if err := s.bad[name]; err != nil {
-			return nodesecret.Entry{}, false, err
-		}
-		if e, ok := s.entries[name]; ok {
-			return e, true, nil
+		if v, ok := s.entries[name]; ok {
+			e, err := nodesecret.Decode(name, v)
+			return e, err == nil, err
 		}
 	}
 	return nodesecret.Entry{}, false, nil
 }
 
-// decodedShard is what the informer of a shard stores: its entries decoded, not its raw bytes
-// (the node agent holds what it serves once).
-type decodedShard struct {
+// rawShard is what the informer of a shard stores: its entries' bytes, as the Secret held them,
+// and nothing else of it (no managed fields, no annotations).
+type rawShard struct {
 	metav1.TypeMeta
 	metav1.ObjectMeta // name, namespace and resourceVersion only
-	entries           map[string]nodesecret.Entry
-	bad               map[string]error // entries that do not decode
-	format            string           // nodesecret.FormatKey's value
+	entries           map[string][]byte
+	format            string // nodesecret.FormatKey's value
 }
 
 // DeepCopyObject makes it a runtime.Object for whatever in client-go asks one of a store's
-// objects; a decoded shard is never changed once made, so a shallow copy is a deep one.
-func (d *decodedShard) DeepCopyObject() runtime.Object {
+// objects; a shard is never changed once made, so a shallow copy is a deep one.
+func (d *rawShard) DeepCopyObject() runtime.Object {
 	c := *d
 	return &c
 }
 
-// decodeShard is the shards' informers' transform.
-func decodeShard(obj any) (any, error) {
+// stripShard is the shards' informers' transform.
+func stripShard(obj any) (any, error) {
 	s, ok := obj.(*corev1.Secret)
 	if !ok {
-		return obj, nil // a tombstone, or a shard decoded already
+		return obj, nil // a tombstone, or a shard stripped already
 	}
-	d := &decodedShard{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name, ResourceVersion: s.ResourceVersion},
-		entries: make(map[string]nodesecret.Entry, len(s.Data)), bad: map[string]error{}}
-	for name, v := range s.Data {
-		if name == nodesecret.FormatKey {
-			d.format = string(v)
-			continue
-		}
-		e, err := nodesecret.Decode(name, v)
-		if err != nil {
-			d.bad[name] = err
-			continue
-		}
-		d.entries[name] = e
+	d := &rawShard{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name, ResourceVersion: s.ResourceVersion}, entries: s.Data}
+	if v, ok := d.entries[nodesecret.FormatKey]; ok {
+		d.format = string(v)
+		delete(d.entries, nodesecret.FormatKey) // the transform owns the Secret it was given
 	}
 	return d, nil
 }
@@ -137,9 +130,16 @@ func New(cfg Config) (*Reader, error) {
 	r := &Reader{cfg: cfg}
 	api := cfg.Client.CoreV1().Secrets(cfg.Namespace)
 	list := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) }
+	watch := func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
+		w, err := api.Watch(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		return releaseAfterLargeRewrite(w, largeShard), nil
+	}
 	for _, name := range nodesecret.ShardNames() {
-		s := &shard{name: name, informer: cache.NewSharedIndexInformer(OneByName(name, list, api.Watch), &corev1.Secret{}, 10*time.Minute, cache.Indexers{})}
-		_ = s.informer.SetTransform(decodeShard)
+		s := &shard{name: name, informer: cache.NewSharedIndexInformer(OneByName(name, list, watch), &corev1.Secret{}, 10*time.Minute, cache.Indexers{})}
+		_ = s.informer.SetTransform(stripShard)
 		changed := func(any) { cfg.OnChange() }
 		_, _ = s.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: changed, UpdateFunc: func(_, n any) { changed(n) }, DeleteFunc: changed})
 		_ = s.informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
@@ -198,10 +198,10 @@ func (e *NotReadableError) Unavailable() bool { return true }
 // not one nodes are served from (the controller's log and the Registry's status say which).
 var ErrNoEntry = errors.New("the node secret holds no credentials for it: its source is gone, empty, or not one the nodes are served from")
 
-// current returns the decoded entries of the node Secrets as they are now.
+// current returns the node Secrets' entries as they are now.
 func (r *Reader) current() (index, error) {
 	versions := make([]string, len(r.shards))
-	objs := make([]*decodedShard, len(r.shards))
+	objs := make([]*rawShard, len(r.shards))
 	for i, s := range r.shards {
 		if !s.informer.HasSynced() {
 			s.mu.Lock()
@@ -219,7 +219,7 @@ func (r *Reader) current() (index, error) {
 			}
 			continue
 		}
-		objs[i] = obj.(*decodedShard)
+		objs[i] = obj.(*rawShard)
 		versions[i] = objs[i].ResourceVersion
 	}
 	r.mu.Lock()
@@ -233,13 +233,12 @@ func (r *Reader) current() (index, error) {
 			continue
 		}
 		idx.shards = append(idx.shards, s)
-		for _, e := range s.entries {
+		for name, v := range s.entries {
 			// An entry moving between shards is briefly in two: the first wins, as in entry.
-			if _, seen := idx.awsKeys[e.Source]; e.AWS != nil && !seen {
-				idx.awsKeys[e.Source] = e
-			}
-			if e.Spec == nil {
-				idx.noSpec++
+			if e, err := nodesecret.Decode(name, v); err == nil && e.AWS != nil {
+				if _, seen := idx.awsKeys[e.Source]; !seen {
+					idx.awsKeys[e.Source] = e
+				}
 			}
 		}
 	}
@@ -254,7 +253,7 @@ func (r *Reader) current() (index, error) {
 // as sources that cannot be read (each for KeepLastGood).
 func (r *Reader) List() ([]*v1alpha1.Registry, error) {
 	idx, err := r.current()
-	if err == nil && (!idx.format || idx.noSpec > 0) {
+	if err == nil && !idx.format {
 		err = &NotReadableError{Namespace: r.cfg.Namespace, Name: nodesecret.Name,
 			Err: errors.New("written by an older controller, without the registries' specs: waiting for this version's")}
 	}
@@ -273,15 +272,19 @@ func (r *Reader) List() ([]*v1alpha1.Registry, error) {
 	return idx.registries(), nil
 }
 
-// registries are the index's registries, made at each call (a sync's), not kept: the entries
-// hold the specs already. An entry moving between shards is briefly in two: listed once.
+// registries are the index's registries, decoded at each call (a sync's), not kept. An entry
+// moving between shards is briefly in two: listed once. One that does not decode is left out
+// (the controller wrote it: it never does).
 func (idx *index) registries() []*v1alpha1.Registry {
 	var regs []*v1alpha1.Registry
 	seen := map[string]bool{}
 	for _, s := range idx.shards {
-		for name, e := range s.entries {
-			if !seen[name] && e.Spec != nil {
-				seen[name] = true
+		for name, v := range s.entries {
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			if e, err := nodesecret.Decode(name, v); err == nil && e.Spec != nil {
 				regs = append(regs, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: e.Generation}, Spec: *e.Spec})
 			}
 		}
@@ -364,6 +367,63 @@ func (x *Resolver) NextRefresh(name string) time.Time { return x.ecr.NextRefresh
 
 // Forget drops what is cached for a registry no longer served.
 func (x *Resolver) Forget(name string) { x.ecr.Forget(name) }
+
+// largeShard is the size of a shard's data past which its watch is released after a rewrite.
+const largeShard = 64 << 10
+
+// releaseAfterLargeRewrite ends a watch once it has delivered a rewrite of a shard of at least
+// large bytes, and the informer's reflector watches again from that event's resourceVersion (no
+// list), on a new stream. Why: a watch stream's decoder keeps a buffer as large as the largest
+// event it decoded (client-go never shrinks it) for the watch's life, 5 to 10 minutes, after
+// which it would go anyway: at 1,000 registries, another 0.6 MiB held on every node besides the
+// shard itself. Only Modified events: a watch-list's initial events (Added) must reach the
+// bookmark that ends them on the same stream, and a shard is created once.
+func releaseAfterLargeRewrite(inner watchapi.Interface, large int) watchapi.Interface {
+	w := &releasingWatch{inner: inner, out: make(chan watchapi.Event), stop: make(chan struct{})}
+	go w.run(large)
+	return w
+}
+
+type releasingWatch struct {
+	inner watchapi.Interface
+	out   chan watchapi.Event
+	stop  chan struct{}
+	once  sync.Once
+}
+
+func (w *releasingWatch) run(large int) {
+	defer close(w.out)
+	defer w.inner.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case ev, ok := <-w.inner.ResultChan():
+			if !ok {
+				return
+			}
+			select {
+			case w.out <- ev:
+			case <-w.stop:
+				return
+			}
+			if s, ok := ev.Object.(*corev1.Secret); ok && ev.Type == watchapi.Modified && dataSize(s) >= large {
+				return
+			}
+		}
+	}
+}
+
+func (w *releasingWatch) Stop()                             { w.once.Do(func() { close(w.stop) }) }
+func (w *releasingWatch) ResultChan() <-chan watchapi.Event { return w.out }
+
+func dataSize(s *corev1.Secret) int {
+	n := 0
+	for k, v := range s.Data {
+		n += len(k) + len(v)
+	}
+	return n
+}
 
 // OneByName lists and watches the one object of this name: a list or watch narrowed to one name
 // is what a Role with resourceNames allows.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,7 +184,8 @@ func TestAWSKeysAsTheirSource(t *testing.T) {
 
 // The registries the node serves are the node Secret's entries, with their specs, across shards:
 // one with no credentials is listed (the agent reports it unserved) and has ErrNoEntry; a node
-// Secret written by an older controller (entries without specs) is not readable, not empty.
+// Secret written by an older controller (no format key, entries without specs) is not readable,
+// not empty.
 func TestListIsTheNodeSecretsRegistries(t *testing.T) {
 	app, far, gone := staticRegistry("app", "app-src"), staticRegistry("far", "far-src"), staticRegistry("gone", "gone-src")
 	r, client := started(t, nodeSecret(nodesecret.Name, map[string]nodesecret.Entry{
@@ -223,6 +225,9 @@ func TestListIsTheNodeSecretsRegistries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An older controller, elected during a roll, rewrites the shard from its own entries: no
+	// format key, no specs.
+	delete(s.Data, nodesecret.FormatKey)
 	s.Data["old"] = nodesecret.Encode(nodesecret.Entry{Username: "o", Password: "p", Source: nodesecret.SourceRef{Namespace: ns, Name: "old-src"}})
 	if _, err := client.CoreV1().Secrets(ns).Update(t.Context(), s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
@@ -264,6 +269,59 @@ func TestEmptyNodeSecretOfAnOlderControllerIsNotReadable(t *testing.T) {
 		}
 		if len(regs) != 0 {
 			return fmt.Errorf("List() = %v; want no registries", regs)
+		}
+		return nil
+	})
+}
+
+// A shard past 64 KiB is watched again after each rewrite, on a new stream (whose decoder does
+// not keep the size of that rewrite): the reader follows every rewrite still, and the API server
+// saw the watches end.
+func TestReaderFollowsRewritesOfALargeShard(t *testing.T) {
+	entries := map[string]nodesecret.Entry{}
+	for i := range 300 {
+		reg := staticRegistry(fmt.Sprintf("r%03d", i), fmt.Sprintf("r%03d-src", i))
+		entries[reg.Name] = nodesecret.Entry{Spec: &reg.Spec, Generation: 1, Username: "u", Password: strings.Repeat("p", 200),
+			Source: nodesecret.SourceRef{Namespace: ns, Name: reg.Name + "-src"}}
+	}
+	r, client := started(t, nodeSecret(nodesecret.Name, entries))
+	env := controlPlane.Env(t)
+	watchesEnded := func() float64 {
+		body, err := env.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		families, err := testenv.ParseMetrics(string(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := testenv.MetricValue(families, "apiserver_request_total", map[string]string{"verb": "WATCH", "resource": "secrets"})
+		return n
+	}
+	before := watchesEnded()
+	x := resolver(r)
+	for round := range 3 {
+		s, err := client.CoreV1().Secrets(ns).Get(t.Context(), nodesecret.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := entries["r000"]
+		e.Password = fmt.Sprintf("round-%d", round)
+		s.Data["r000"] = nodesecret.Encode(e)
+		if _, err := client.CoreV1().Secrets(ns).Update(t.Context(), s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Poll(t, 10*time.Second, 20*time.Millisecond, func() error {
+			c, err := x.Resolve(t.Context(), staticRegistry("r000", "r000-src"))
+			if err == nil && c.Password != e.Password {
+				err = fmt.Errorf("password %q, want %q", c.Password, e.Password)
+			}
+			return err
+		})
+	}
+	testenv.Poll(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if n := watchesEnded() - before; n < 3 {
+			return fmt.Errorf("%v watches of secrets ended after 3 large rewrites, want 3 at least", n)
 		}
 		return nil
 	})

@@ -14,6 +14,13 @@ const (
 	ResultError   = "error"
 )
 
+// Where a sync's registries came from (the registries label of pullpass_agent_syncs_total).
+const (
+	SyncListed     = "listed"      // the node Secret, read
+	SyncLastListed = "last_listed" // the node Secret not readable: the registries it last listed
+	SyncHeld       = "held"        // not readable since the agent started: the cache and grants held
+)
+
 // Metrics records what the refresher does.
 type Metrics interface {
 	Refresh(registry, result string)
@@ -23,6 +30,8 @@ type Metrics interface {
 	Forget(registry string)
 	Entries(n int)
 	CacheWrite(err error)
+	// Synced records a finished sync (after its writes) by where its registries came from.
+	Synced(registries string)
 }
 
 // NopMetrics records nothing.
@@ -33,6 +42,7 @@ func (NopMetrics) Served(string, bool, time.Time) {}
 func (NopMetrics) Forget(string)                  {}
 func (NopMetrics) Entries(int)                    {}
 func (NopMetrics) CacheWrite(error)               {}
+func (NopMetrics) Synced(string)                  {}
 
 var _ Metrics = NopMetrics{}
 
@@ -45,6 +55,7 @@ type PrometheusMetrics struct {
 	entries     prometheus.Gauge
 	writes      *prometheus.CounterVec
 	lastWritten prometheus.Gauge
+	syncs       *prometheus.CounterVec
 }
 
 var _ Metrics = (*PrometheusMetrics)(nil)
@@ -76,14 +87,21 @@ func NewPrometheusMetrics(reg prometheus.Registerer) (*PrometheusMetrics, error)
 			Name: "pullpass_agent_cache_last_write_timestamp_seconds",
 			Help: "When the node credential cache was last written (Unix time).",
 		}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullpass_agent_syncs_total",
+			Help: "Finished syncs of the node cache, by where their registries came from: listed (the node Secret), last_listed (the node Secret not readable: the registries last listed, each kept at most an hour), held (not readable since the agent started: the cache held as it is).",
+		}, []string{"registries"}),
 	}
-	for _, c := range []prometheus.Collector{m.perRegistry, m.entries, m.writes, m.lastWritten} {
+	for _, c := range []prometheus.Collector{m.perRegistry, m.entries, m.writes, m.lastWritten, m.syncs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	m.writes.WithLabelValues("success")
 	m.writes.WithLabelValues("error")
+	for _, from := range []string{SyncListed, SyncLastListed, SyncHeld} {
+		m.syncs.WithLabelValues(from)
+	}
 	return m, nil
 }
 
@@ -185,6 +203,8 @@ func (m *PrometheusMetrics) CacheWrite(err error) {
 	m.writes.WithLabelValues("success").Inc()
 	m.lastWritten.SetToCurrentTime()
 }
+
+func (m *PrometheusMetrics) Synced(registries string) { m.syncs.WithLabelValues(registries).Inc() }
 
 func b2f(b bool) float64 {
 	if b {

@@ -1,6 +1,8 @@
 package refresher_test
 
 import (
+	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pullpass/pullpass/agent/refresher"
+	"github.com/pullpass/pullpass/pkg/apis/pullpass/v1alpha1"
+	"github.com/pullpass/pullpass/pkg/credentials/userpass"
 )
 
 // The per-registry series say what they said as client_golang vectors: a counter per result
@@ -69,5 +73,42 @@ func TestPrometheusMetricsRecordWithoutAllocating(t *testing.T) {
 		m.Served("a", true, exp)
 	}); n != 0 {
 		t.Fatalf("%v allocations per registry recorded, want 0", n)
+	}
+}
+
+// Each finished sync is counted by where its registries came from: nothing listed since the
+// agent started (the cache held), the node Secret, or the registries last listed from it while
+// it cannot be read (as nodecreds.Reader.List answers).
+func TestSyncsAreCountedByWhereTheirRegistriesCameFrom(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m, err := refresher.NewPrometheusMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []*v1alpha1.Registry
+	var listErr error
+	res := &resolver{creds: map[string]userpass.Credentials{"node": {Username: "u", Password: "p"}}, errs: map[string]error{}}
+	r, err := refresher.New(refresher.Config{Registries: listFunc(func() ([]*v1alpha1.Registry, error) { return listed, listErr }),
+		Resolver: res, CachePath: filepath.Join(t.TempDir(), "credentials.json"), Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notReadable := errors.New("node secret pullpass/pullpass-node-credentials is not readable yet")
+	listErr = notReadable
+	r.Sync(t.Context())
+	listed, listErr = []*v1alpha1.Registry{registry("node", v1alpha1.ScopeCluster, "node.example.com")}, nil
+	r.Sync(t.Context())
+	listErr = notReadable
+	r.Sync(t.Context())
+	r.Sync(t.Context())
+	want := `
+# HELP pullpass_agent_syncs_total Finished syncs of the node cache, by where their registries came from: listed (the node Secret), last_listed (the node Secret not readable: the registries last listed, each kept at most an hour), held (not readable since the agent started: the cache held as it is).
+# TYPE pullpass_agent_syncs_total counter
+pullpass_agent_syncs_total{registries="held"} 1
+pullpass_agent_syncs_total{registries="last_listed"} 2
+pullpass_agent_syncs_total{registries="listed"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "pullpass_agent_syncs_total"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -200,11 +200,15 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 		previous[e.Registry] = e
 	}
 	listed, err := r.cfg.Registries.List()
+	from := SyncListed
+	defer func() { r.cfg.Metrics.Synced(from) }() // after the files and the metrics (record)
 	switch {
 	case err != nil && listed == nil:
+		from = SyncHeld
 		return r.hold(ctx, now, err)
 	case err != nil:
 		// Each resolution says "not readable" too: the last good credentials stay, bounded.
+		from = SyncLastListed
 		r.cfg.Logger.Warn("the registries cannot be listed; serving those last listed", "registries", len(listed), "err", err)
 	}
 	next := now.Add(r.cfg.Resync)
@@ -317,13 +321,11 @@ func (r *Refresher) commit(ctx context.Context, entries []nodecache.Entry, now, 
 func (r *Refresher) hold(ctx context.Context, now time.Time, why error) time.Time {
 	next := now.Add(r.cfg.Resync)
 	kept := func(registry string, expiresAt time.Time) bool {
-		since := r.failingSince.Record(registry, now)
-		until := since.Add(r.cfg.KeepLastGood)
-		if !now.Before(until) || (!expiresAt.IsZero() && !expiresAt.After(now)) {
-			return false
+		_, until, ok := r.keepLastGood(registry, expiresAt, now)
+		if ok {
+			next = earliest(next, until, expiresAt)
 		}
-		next = earliest(next, until, expiresAt)
-		return true
+		return ok
 	}
 	var entries []nodecache.Entry
 	for _, e := range r.last {
@@ -525,12 +527,11 @@ func (r *Refresher) resolve(ctx context.Context, reg *v1alpha1.Registry, prev no
 			}
 			return nodecache.Entry{}, false
 		}
-		since := r.failingSince.Record(reg.Name, now)
-		keep := prev.Registry != "" && (prev.ExpiresAt.IsZero() || prev.ExpiresAt.After(now)) && now.Sub(since) < r.cfg.KeepLastGood
-		if keep {
+		since, until, keep := r.keepLastGood(reg.Name, prev.ExpiresAt, now)
+		if keep && prev.Registry != "" {
 			prev.Hosts = cacheHosts(reg)
 			r.cfg.Logger.Warn("source unavailable; serving the last good credentials", "registry", reg.Name, "expiresAt", prev.ExpiresAt,
-				"failingSince", since, "until", since.Add(r.cfg.KeepLastGood), "err", err)
+				"failingSince", since, "until", until, "err", err)
 			return prev, true
 		}
 		r.cfg.Logger.Error("no credentials for registry", "registry", reg.Name, "failingSince", since, "err", err)
@@ -538,6 +539,15 @@ func (r *Refresher) resolve(ctx context.Context, reg *v1alpha1.Registry, prev no
 	}
 	r.failingSince.Record(reg.Name, time.Time{})
 	return nodecache.Entry{Registry: reg.Name, Hosts: cacheHosts(reg), Username: c.Username, Password: c.Password, ExpiresAt: c.ExpiresAt}, true
+}
+
+// keepLastGood records that a registry's source cannot be read now, and says whether its last good
+// credentials (expiring at expiresAt; zero: never) are still served: while they are valid and
+// within KeepLastGood of the first failure, until then. The one rule of resolve and hold.
+func (r *Refresher) keepLastGood(registry string, expiresAt, now time.Time) (since, until time.Time, ok bool) {
+	since = r.failingSince.Record(registry, now)
+	until = since.Add(r.cfg.KeepLastGood)
+	return since, until, now.Before(until) && (expiresAt.IsZero() || expiresAt.After(now))
 }
 
 // cacheHosts are a registry's host patterns in their canonical form ("https://index.docker.io/v1/"
