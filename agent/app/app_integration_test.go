@@ -208,9 +208,11 @@ func setup(t *testing.T, registry string, ecrEndpoint string) (_ *testenv.Env, _
 // pullpass is uninstalled while a sync is under way (an ECR call hanging): the agent stops the
 // sync and waits for it before it cleans the node, so nothing writes the cache back afterwards.
 func TestUninstallDuringSyncLeavesNothing(t *testing.T) {
-	var hanging atomic.Int32
+	var hanging, inFlight atomic.Int32
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hanging.Add(1)
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
 		select {
 		case <-r.Context().Done():
 		case <-time.After(5 * time.Second):
@@ -238,9 +240,13 @@ func TestUninstallDuringSyncLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.shutdown(t) // the agent sees the deletion by its watch or, at the latest, by its last read
-	// Nothing of the sync may run on to write after the clean-up: once no goroutine is in the
-	// refresher (one that ran on would write first), the node must still be clean.
+	// Nothing of the sync may run on to write after the clean-up: once the hanging call has
+	// ended at the server and no goroutine is in the refresher (one that ran on would write
+	// first), the node must still be clean.
 	testenv.Poll(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := inFlight.Load(); n > 0 {
+			return fmt.Errorf("%d ECR calls still under way", n)
+		}
 		if n := goroutinesIn("github.com/pullpass/pullpass/agent/refresher."); n > 0 {
 			return fmt.Errorf("%d goroutines still in the refresher", n)
 		}

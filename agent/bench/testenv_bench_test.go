@@ -17,7 +17,7 @@ import (
 // sitting), and PULLPASS_BENCH_STEADY the steady period (Config.Steady). One iteration is one run,
 // about twice the steady period:
 //
-//	go test -run '^$' -bench AgentAt1000Registries -benchtime 1x -timeout 30m ./agent/bench/
+//	go test -run '^$' -bench AgentAt1000Registries -benchtime 1x -timeout 40m ./agent/bench/
 func BenchmarkAgentAt1000Registries(b *testing.B) {
 	agent, plugin := os.Getenv("PULLPASS_BENCH_AGENT"), os.Getenv("PULLPASS_BENCH_PLUGIN")
 	for _, bin := range []struct {

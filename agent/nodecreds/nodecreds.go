@@ -2,9 +2,9 @@
 // (pkg/nodesecret, webhook/nodecreds): the node-served registries, their specs and credentials.
 // One informer per shard name, each narrowed to its name by a field selector, which is all the
 // agents' Role allows; the agent watches no Registry. The node Secret not listed yet, or not
-// written yet, or written by an older controller (no format key), is "not readable" (the refresher
-// keeps the last good credentials), never "gone": only a registry missing from a node Secret
-// that is there takes its credentials off the node.
+// written yet, or written by an older controller (no format key, entries without specs), is "not
+// readable" (the refresher keeps the last good credentials), never "gone": only a registry
+// missing from a node Secret that is there takes its credentials off the node.
 package nodecreds
 
 import (
@@ -63,15 +63,18 @@ type shard struct {
 }
 
 // index is the node Secrets' entries over the shards that are there, as bytes: each is decoded
-// when asked for, a registry's once a sync (its credentials) and all of them for List, and the
-// AWS keys once a write of the Secret. Decoded and kept, the entries (their specs, strings,
+// when asked for: a registry's once a sync (its credentials), all of them for List, and all of
+// them once a write of the Secret (the AWS keys, the entries of an older controller). Decoded and kept, the entries (their specs, strings,
 // maps) held several times the heap of their bytes, on every node (docs/benchmarks.md).
 type index struct {
 	shards  []*rawShard
 	awsKeys map[nodesecret.SourceRef]nodesecret.Entry
-	// format: the first shard says its format is this version's. An older controller's writer
-	// rewrites every shard's data from its own entries, so its write drops the key too.
+	// format: the first shard says its format is this version's (an older controller's writer
+	// rewrites a shard's data from its own entries: its write drops the key). noSpec counts
+	// entries without a spec all the same: during the first write of this version's controller,
+	// shard 0 is rewritten before the others, which still hold the older entries.
 	format bool
+	noSpec int
 }
 
 // entry is a registry's entry, or why it does not decode. An entry moving between shards is
@@ -234,11 +237,16 @@ func (r *Reader) current() (index, error) {
 		}
 		idx.shards = append(idx.shards, s)
 		for name, v := range s.entries {
+			e, err := nodesecret.Decode(name, v)
+			if err != nil {
+				continue // Entry says why
+			}
+			if e.Spec == nil {
+				idx.noSpec++
+			}
 			// An entry moving between shards is briefly in two: the first wins, as in entry.
-			if e, err := nodesecret.Decode(name, v); err == nil && e.AWS != nil {
-				if _, seen := idx.awsKeys[e.Source]; !seen {
-					idx.awsKeys[e.Source] = e
-				}
+			if _, seen := idx.awsKeys[e.Source]; e.AWS != nil && !seen {
+				idx.awsKeys[e.Source] = e
 			}
 		}
 	}
@@ -253,7 +261,7 @@ func (r *Reader) current() (index, error) {
 // as sources that cannot be read (each for KeepLastGood).
 func (r *Reader) List() ([]*v1alpha1.Registry, error) {
 	idx, err := r.current()
-	if err == nil && !idx.format {
+	if err == nil && (!idx.format || idx.noSpec > 0) {
 		err = &NotReadableError{Namespace: r.cfg.Namespace, Name: nodesecret.Name,
 			Err: errors.New("written by an older controller, without the registries' specs: waiting for this version's")}
 	}
@@ -376,7 +384,8 @@ const largeShard = 64 << 10
 // list), on a new stream. Why: a watch stream's decoder keeps a buffer as large as the largest
 // event it decoded (client-go never shrinks it) for the watch's life, 5 to 10 minutes, after
 // which it would go anyway: at 1,000 registries, another 0.6 MiB held on every node besides the
-// shard itself. Only Modified events: a watch-list's initial events (Added) must reach the
+// shard itself. The cost, one watch request per node and rewrite, is small beside the rewrite
+// each node receives. Only Modified events: a watch-list's initial events (Added) must reach the
 // bookmark that ends them on the same stream, and a shard is created once.
 func releaseAfterLargeRewrite(inner watchapi.Interface, large int) watchapi.Interface {
 	w := &releasingWatch{inner: inner, out: make(chan watchapi.Event), stop: make(chan struct{})}
@@ -402,12 +411,15 @@ func (w *releasingWatch) run(large int) {
 			if !ok {
 				return
 			}
+			// Sized before it is delivered: the informer's transform then owns the Secret.
+			s, isSecret := ev.Object.(*corev1.Secret)
+			release := isSecret && ev.Type == watchapi.Modified && dataSize(s) >= large
 			select {
 			case w.out <- ev:
 			case <-w.stop:
 				return
 			}
-			if s, ok := ev.Object.(*corev1.Secret); ok && ev.Type == watchapi.Modified && dataSize(s) >= large {
+			if release {
 				return
 			}
 		}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pullpass/pullpass/agent/nodecreds"
@@ -54,9 +57,13 @@ func nodeSecret(name string, entries map[string]nodesecret.Entry) *corev1.Secret
 // ends, synced.
 func started(t *testing.T, objs ...*corev1.Secret) (*nodecreds.Reader, kubernetes.Interface) {
 	t.Helper()
-	env := controlPlane.Env(t)
-	env.EnsureNamespace(t, ns)
-	client := env.Kube
+	return startedWith(t, controlPlane.Env(t).Kube, objs...)
+}
+
+// startedWith is started with the reader's own client.
+func startedWith(t *testing.T, client kubernetes.Interface, objs ...*corev1.Secret) (*nodecreds.Reader, kubernetes.Interface) {
+	t.Helper()
+	controlPlane.Env(t).EnsureNamespace(t, ns)
 	for _, name := range nodesecret.ShardNames() {
 		_ = client.CoreV1().Secrets(ns).Delete(t.Context(), name, metav1.DeleteOptions{})
 	}
@@ -275,8 +282,8 @@ func TestEmptyNodeSecretOfAnOlderControllerIsNotReadable(t *testing.T) {
 }
 
 // A shard past 64 KiB is watched again after each rewrite, on a new stream (whose decoder does
-// not keep the size of that rewrite): the reader follows every rewrite still, and the API server
-// saw the watches end.
+// not keep the size of that rewrite): the reader follows every rewrite still, and opened a watch
+// of the shard again after each.
 func TestReaderFollowsRewritesOfALargeShard(t *testing.T) {
 	entries := map[string]nodesecret.Entry{}
 	for i := range 300 {
@@ -284,21 +291,24 @@ func TestReaderFollowsRewritesOfALargeShard(t *testing.T) {
 		entries[reg.Name] = nodesecret.Entry{Spec: &reg.Spec, Generation: 1, Username: "u", Password: strings.Repeat("p", 200),
 			Source: nodesecret.SourceRef{Namespace: ns, Name: reg.Name + "-src"}}
 	}
-	r, client := started(t, nodeSecret(nodesecret.Name, entries))
 	env := controlPlane.Env(t)
-	watchesEnded := func() float64 {
-		body, err := env.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		families, err := testenv.ParseMetrics(string(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, _ := testenv.MetricValue(families, "apiserver_request_total", map[string]string{"verb": "WATCH", "resource": "secrets"})
-		return n
+	var watches atomic.Int32 // the reader's watch requests of the first shard
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			q := req.URL.Query()
+			if q.Get("watch") == "true" && strings.Contains(q.Get("fieldSelector"), "="+nodesecret.Name) && !strings.Contains(q.Get("fieldSelector"), nodesecret.Name+"-") {
+				watches.Add(1)
+			}
+			return rt.RoundTrip(req)
+		})
+	})
+	counted, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	before := watchesEnded()
+	r, client := startedWith(t, counted, nodeSecret(nodesecret.Name, entries))
+	before := watches.Load()
 	x := resolver(r)
 	for round := range 3 {
 		s, err := client.CoreV1().Secrets(ns).Get(t.Context(), nodesecret.Name, metav1.GetOptions{})
@@ -319,10 +329,28 @@ func TestReaderFollowsRewritesOfALargeShard(t *testing.T) {
 			return err
 		})
 	}
-	testenv.Poll(t, 10*time.Second, 50*time.Millisecond, func() error {
-		if n := watchesEnded() - before; n < 3 {
-			return fmt.Errorf("%v watches of secrets ended after 3 large rewrites, want 3 at least", n)
+	testenv.Poll(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if n := watches.Load() - before; n < 3 {
+			return fmt.Errorf("the reader watched the shard again %d times after 3 large rewrites, want 3", n)
 		}
 		return nil
 	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// During the first write of this version's controller, shard 0 is rewritten before the others,
+// which still hold an older controller's entries (no spec): not readable, not "those registries
+// are gone".
+func TestShardOfAnOlderControllerIsNotReadable(t *testing.T) {
+	app := staticRegistry("app", "app-src")
+	r, _ := started(t, nodeSecret(nodesecret.Name, map[string]nodesecret.Entry{
+		"app": {Spec: &app.Spec, Generation: 1, Username: "u", Password: "p", Source: nodesecret.SourceRef{Namespace: ns, Name: "app-src"}}}),
+		nodeSecret(nodesecret.ShardName(1), map[string]nodesecret.Entry{
+			"old": {Username: "o", Password: "q", Source: nodesecret.SourceRef{Namespace: ns, Name: "old-src"}}}))
+	if regs, err := r.List(); !credentials.Unavailable(err) {
+		t.Fatalf("List() = %v, %v; want not readable", regs, err)
+	}
 }
