@@ -64,8 +64,9 @@ type shard struct {
 
 // index is the node Secrets' entries over the shards that are there, as bytes: each is decoded
 // when asked for: a registry's once a sync (its credentials), all of them for List, and all of
-// them once a write of the Secret (the AWS keys, the entries of an older controller). Decoded and kept, the entries (their specs, strings,
-// maps) held several times the heap of their bytes, on every node (docs/benchmarks.md).
+// them once a write of the Secret (the AWS keys, the entries of an older controller). Decoded
+// and kept, the entries (their specs, strings, maps) held several times the heap of their
+// bytes, on every node (docs/benchmarks.md).
 type index struct {
 	shards  []*rawShard
 	awsKeys map[nodesecret.SourceRef]nodesecret.Entry
