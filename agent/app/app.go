@@ -24,6 +24,7 @@ import (
 	"github.com/pullpass/pullpass/agent/issuer"
 	"github.com/pullpass/pullpass/agent/kubeletrestart"
 	"github.com/pullpass/pullpass/agent/legacy"
+	"github.com/pullpass/pullpass/agent/memrelease"
 	"github.com/pullpass/pullpass/agent/nodecache"
 	"github.com/pullpass/pullpass/agent/nodecreds"
 	"github.com/pullpass/pullpass/agent/nodegrant"
@@ -88,6 +89,7 @@ type nodeAgent struct {
 	metrics   *refresher.PrometheusMetrics
 	restarter *kubeletrestart.Restarter
 	ref       *refresher.Refresher
+	memory    *memrelease.Releaser // gives a burst of syncs' memory back to the OS
 }
 
 // watch makes the informers: the node Secret the controller writes what nodes serve into (by
@@ -188,6 +190,7 @@ func (a *nodeAgent) nodeWork() error {
 // refresher makes the refresher and what wakes it.
 func (a *nodeAgent) refresher() error {
 	var err error
+	a.memory = memrelease.New(memrelease.Config{})
 	a.ref, err = refresher.New(refresher.Config{
 		Registries: a.nodeCreds,
 		Resolver:   nodecreds.NewResolver(a.nodeCreds, ecr.NewAPI, a.o.ECREndpoint),
@@ -195,6 +198,7 @@ func (a *nodeAgent) refresher() error {
 		Namespaces: a.namespaces,
 		Sinks:      a.sinkList,
 		Metrics:    a.metrics,
+		AfterSync:  a.memory.Done,
 		Logger:     a.log.With("component", "refresher"),
 	})
 	if err != nil {
@@ -252,7 +256,7 @@ func (a *nodeAgent) run(ctx context.Context) error {
 // their failures arrive on the channel.
 func (a *nodeAgent) serve(ctx context.Context) (*http.Server, <-chan error) {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	mux.Handle("/metrics", a.memory.After(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg})))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.ref.Synced() {
@@ -293,7 +297,7 @@ func (a *nodeAgent) startWork(ctx, runCtx context.Context) (refreshed chan struc
 	}
 	syncDone()
 	refreshed = make(chan struct{})
-	go func() { a.ref.Run(runCtx); close(refreshed) }()
+	go func() { a.ref.Run(runCtx); a.memory.Stop(); close(refreshed) }()
 	work = &sync.WaitGroup{}
 	if a.restarter != nil {
 		work.Go(func() { a.restarter.Run(runCtx, 10*time.Second) })

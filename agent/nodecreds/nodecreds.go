@@ -19,6 +19,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -48,7 +49,8 @@ type Reader struct {
 	shards []*shard
 
 	mu       sync.Mutex
-	versions []string // the shards' resourceVersions index was built from
+	versions [nodesecret.MaxShards]string // the shards' resourceVersions index was built from
+	built    bool                         // index was built, from versions
 	index    index
 	// listable is the last index List could list from (its shards are the informers' own):
 	// while the node Secret cannot be read, the registries the node served stay known.
@@ -57,13 +59,14 @@ type Reader struct {
 
 type shard struct {
 	name     string
+	key      string // namespace/name, its key in the informer's store
 	informer cache.SharedIndexInformer
 	mu       sync.Mutex
 	lastErr  error // why the last list or watch failed
 }
 
 // index is the node Secrets' entries over the shards that are there, as bytes: each is decoded
-// when asked for: a registry's once a sync (its credentials), all of them for List, and all of
+// when asked for: a registry's credentials once a sync, all specs for List, and all of
 // them once a write of the Secret (the AWS keys, the entries of an older controller). Decoded
 // and kept, the entries (their specs, strings, maps) held several times the heap of their
 // bytes, on every node (docs/benchmarks.md).
@@ -83,7 +86,7 @@ type index struct {
 func (idx index) entry(name string) (nodesecret.Entry, bool, error) {
 	for _, s := range idx.shards {
 		if v, ok := s.entries[name]; ok {
-			e, err := nodesecret.Decode(name, v)
+			e, err := nodesecret.DecodeCredentials(name, v)
 			return e, err == nil, err
 		}
 	}
@@ -142,10 +145,14 @@ func New(cfg Config) (*Reader, error) {
 		return releaseAfterLargeRewrite(w, largeShard), nil
 	}
 	for _, name := range nodesecret.ShardNames() {
-		s := &shard{name: name, informer: cache.NewSharedIndexInformer(OneByName(name, list, watch), &corev1.Secret{}, 10*time.Minute, cache.Indexers{})}
+		s := &shard{name: name, key: cfg.Namespace + "/" + name, informer: cache.NewSharedIndexInformer(OneByName(name, list, watch), &corev1.Secret{}, 10*time.Minute, cache.Indexers{})}
 		_ = s.informer.SetTransform(stripShard)
 		changed := func(any) { cfg.OnChange() }
-		_, _ = s.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: changed, UpdateFunc: func(_, n any) { changed(n) }, DeleteFunc: changed})
+		_, _ = s.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: changed, DeleteFunc: changed, UpdateFunc: func(o, n any) {
+			if rewritten(o, n) {
+				changed(n)
+			}
+		}})
 		_ = s.informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 			s.setErr(err)
 			cfg.Logger.Warn("cannot watch the node secret", "secret", cfg.Namespace+"/"+name, "err", err)
@@ -153,6 +160,22 @@ func New(cfg Config) (*Reader, error) {
 		r.shards = append(r.shards, s)
 	}
 	return r, nil
+}
+
+// rewritten tells an update of a shard from the informer's resync (every 10 minutes), which
+// is no change: a sync for it would decode every entry on every node for nothing (the
+// refresher resyncs on its own clock). An object without a resourceVersion counts as changed.
+func rewritten(old, updated any) bool {
+	o, n := resourceVersion(old), resourceVersion(updated)
+	return o == "" || o != n
+}
+
+// resourceVersion is an informer object's resourceVersion ("" if it has none).
+func resourceVersion(obj any) string {
+	if m, err := meta.Accessor(obj); err == nil {
+		return m.GetResourceVersion()
+	}
+	return ""
 }
 
 func (s *shard) setErr(err error) {
@@ -204,8 +227,9 @@ var ErrNoEntry = errors.New("the node secret holds no credentials for it: its so
 
 // current returns the node Secrets' entries as they are now.
 func (r *Reader) current() (index, error) {
-	versions := make([]string, len(r.shards))
-	objs := make([]*rawShard, len(r.shards))
+	// Arrays, not slices: current runs for every registry of every sync.
+	var versions [nodesecret.MaxShards]string
+	var objs [nodesecret.MaxShards]*rawShard
 	for i, s := range r.shards {
 		if !s.informer.HasSynced() {
 			s.mu.Lock()
@@ -213,7 +237,7 @@ func (r *Reader) current() (index, error) {
 			s.mu.Unlock()
 			return index{}, &NotReadableError{Namespace: r.cfg.Namespace, Name: s.name, Err: err}
 		}
-		obj, exists, err := s.informer.GetStore().GetByKey(r.cfg.Namespace + "/" + s.name)
+		obj, exists, err := s.informer.GetStore().GetByKey(s.key)
 		if err != nil {
 			return index{}, &NotReadableError{Namespace: r.cfg.Namespace, Name: s.name, Err: err}
 		}
@@ -228,7 +252,7 @@ func (r *Reader) current() (index, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.versions != nil && slices.Equal(r.versions, versions) {
+	if r.built && r.versions == versions {
 		return r.index, nil
 	}
 	idx := index{awsKeys: map[nodesecret.SourceRef]nodesecret.Entry{}, format: objs[0].format == nodesecret.FormatVersion}
@@ -251,7 +275,7 @@ func (r *Reader) current() (index, error) {
 			}
 		}
 	}
-	r.versions, r.index = versions, idx
+	r.versions, r.index, r.built = versions, idx, true
 	return idx, nil
 }
 
@@ -293,8 +317,8 @@ func (idx *index) registries() []*v1alpha1.Registry {
 				continue
 			}
 			seen[name] = true
-			if e, err := nodesecret.Decode(name, v); err == nil && e.Spec != nil {
-				regs = append(regs, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: e.Generation}, Spec: *e.Spec})
+			if spec, generation, err := nodesecret.DecodeSpec(name, v); err == nil && spec != nil {
+				regs = append(regs, &v1alpha1.Registry{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: generation}, Spec: *spec})
 			}
 		}
 	}

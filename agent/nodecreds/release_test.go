@@ -67,3 +67,19 @@ func TestReleasingWatchStops(t *testing.T) {
 		t.Fatal("the stream under the watch is not stopped")
 	}
 }
+
+// The informer's resync hands the same shard again: no sync for it.
+func TestResyncIsNoRewrite(t *testing.T) {
+	shard := func(rv string) any {
+		s, _ := stripShard(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "pullpass", Name: "n", ResourceVersion: rv}})
+		return s
+	}
+	for _, c := range []struct {
+		old, updated any
+		want         bool
+	}{{shard("7"), shard("7"), false}, {shard("7"), shard("8"), true}, {shard(""), shard(""), true}, {"not an object", shard("7"), true}} {
+		if got := rewritten(c.old, c.updated); got != c.want {
+			t.Fatalf("rewritten(%v, %v) = %v, want %v", c.old, c.updated, got, c.want)
+		}
+	}
+}

@@ -84,8 +84,11 @@ type Config struct {
 	// Parallelism is how many registries are resolved at once (default 8).
 	Parallelism int
 	Metrics     Metrics
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// AfterSync, when set, is called by Run after each sync (the agent gives the memory of a
+	// burst of syncs back: agent/memrelease).
+	AfterSync func()
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Refresher fills the cache.
@@ -93,6 +96,9 @@ type Refresher struct {
 	cfg  Config
 	kick chan struct{}
 	last []nodecache.Entry // what the cache holds
+	// cacheFile is the cache file as last written or read here: a sync that changes nothing
+	// checks it is still that file (not removed or edited by hand) without reading it.
+	cacheFile os.FileInfo
 	// grants is what the grants file holds; grantsWritten whether it was written.
 	grants        []nodegrant.Grant
 	grantsWritten bool
@@ -158,6 +164,9 @@ func (r *Refresher) Run(ctx context.Context) {
 		case <-timer.C:
 		}
 		next := r.Sync(ctx)
+		if r.cfg.AfterSync != nil {
+			r.cfg.AfterSync()
+		}
 		wait := max(next.Sub(r.cfg.Now()), time.Second) // a floor: a token due "now" is not fetched in a loop
 		if !timer.Stop() {
 			select {
@@ -185,6 +194,7 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 		// last good credentials.
 		if f, err := nodecache.Read(r.cfg.CachePath); err == nil {
 			r.last = f.Entries
+			r.cacheFile = r.statCache()
 		} else if !errors.Is(err, nodecache.ErrNoCache) {
 			r.cfg.Logger.Warn("the cache could not be read; it will be rewritten", "err", err)
 		}
@@ -195,9 +205,9 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 			}
 		}
 	}
-	previous := map[string]nodecache.Entry{}
-	for _, e := range r.last {
-		previous[e.Registry] = e
+	previous := make(map[string]int, len(r.last)) // index in r.last
+	for i, e := range r.last {
+		previous[e.Registry] = i
 	}
 	listed, err := r.cfg.Registries.List()
 	from := SyncListed
@@ -230,19 +240,23 @@ func (r *Refresher) Sync(ctx context.Context) time.Time {
 		served[reg.Name] = true
 		regs = append(regs, reg)
 	}
-	// Resolved in parallel: one slow source (an ECR endpoint timing out) does not hold up the
-	// others.
+	// Resolved by Parallelism workers: one slow source (an ECR endpoint timing out) does not
+	// hold up the others. Workers, not a goroutine per registry: at 1,000 registries those were
+	// a fifth of a sync's CPU, growing their stacks.
 	results := make([]nodecache.Entry, len(regs))
 	oks := make([]bool, len(regs))
-	sem := make(chan struct{}, r.cfg.Parallelism)
+	var taken atomic.Int64
 	var wg sync.WaitGroup
-	for n, reg := range regs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			results[n], oks[n] = r.resolve(ctx, reg, previous[reg.Name], now)
-		}()
+	for range min(r.cfg.Parallelism, len(regs)) {
+		wg.Go(func() {
+			for n := int(taken.Add(1) - 1); n < len(regs); n = int(taken.Add(1) - 1) {
+				var prev nodecache.Entry
+				if i, ok := previous[regs[n].Name]; ok {
+					prev = r.last[i]
+				}
+				results[n], oks[n] = r.resolve(ctx, regs[n], prev, now)
+			}
+		})
 	}
 	wg.Wait()
 	var grants []nodegrant.Grant
@@ -308,7 +322,7 @@ func (r *Refresher) commit(ctx context.Context, entries []nodecache.Entry, now, 
 		return now.Add(5 * time.Second)
 	}
 	r.cfg.Metrics.CacheWrite(nil)
-	r.last = entries
+	r.last, r.cacheFile = entries, r.statCache()
 	r.cfg.Logger.Info("credential cache written", "path", r.cfg.CachePath, "registries", names(entries))
 	return r.sink(ctx, entries, next)
 }
@@ -372,18 +386,18 @@ func earliest(t time.Time, others ...time.Time) time.Time {
 
 // record sets the served metrics from what the files hold.
 func (r *Refresher) record(regs []*v1alpha1.Registry) {
-	inCache := map[string]nodecache.Entry{}
+	expiresAt := make(map[string]time.Time, len(r.last)+len(r.grants)) // of each registry in a file
 	for _, e := range r.last {
-		inCache[e.Registry] = e
+		expiresAt[e.Registry] = e.ExpiresAt
 	}
 	for _, g := range r.grants {
 		if g.Password != "" || g.ECR != nil {
-			inCache[g.Registry] = nodecache.Entry{Registry: g.Registry, ExpiresAt: g.ExpiresAt}
+			expiresAt[g.Registry] = g.ExpiresAt
 		}
 	}
 	for _, reg := range regs {
-		e, ok := inCache[reg.Name]
-		r.cfg.Metrics.Served(reg.Name, ok, e.ExpiresAt)
+		at, ok := expiresAt[reg.Name]
+		r.cfg.Metrics.Served(reg.Name, ok, at)
 	}
 	r.cfg.Metrics.Entries(len(r.last))
 }
@@ -496,10 +510,21 @@ func grantNames(grants []nodegrant.Grant) []string {
 	return out
 }
 
-// written reports whether the cache file is there (it may have been removed by hand).
+// written reports whether the cache file is still the one last written or read here: not
+// removed, replaced or edited by hand (its inode, size and modification time).
 func (r *Refresher) written() bool {
-	_, err := nodecache.Read(r.cfg.CachePath)
-	return err == nil
+	now := r.statCache()
+	return now != nil && r.cacheFile != nil && os.SameFile(now, r.cacheFile) &&
+		now.Size() == r.cacheFile.Size() && now.ModTime().Equal(r.cacheFile.ModTime())
+}
+
+// statCache is the cache file's FileInfo, nil if it is not there.
+func (r *Refresher) statCache() os.FileInfo {
+	fi, err := os.Stat(r.cfg.CachePath)
+	if err != nil {
+		return nil
+	}
+	return fi
 }
 
 // resolve gets one registry's entry. On failure it keeps the previous entry while that is still

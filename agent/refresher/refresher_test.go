@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -378,5 +379,97 @@ func TestRestartWithUnlistableRegistriesServesTheCache(t *testing.T) {
 	}
 	if len(f.sink.calls) != 1 || len(f.sink.calls[0]) != 1 || f.sink.calls[0][0].Registry != "a" {
 		t.Fatalf("sinks got %v, want a's entry once", f.sink.calls)
+	}
+}
+
+// A sync that changes nothing does not read the cache back (at 1,000 registries that was a
+// tenth of its allocations), yet a cache removed, replaced or edited by hand is written again.
+func TestCacheChangedByHandIsWrittenAgain(t *testing.T) {
+	f := newFixture(t, "")
+	f.regs = registries{registry("node", v1alpha1.ScopeCluster, "node.example.com")}
+	f.res.creds["node"] = userpass.Credentials{Username: "u", Password: "p"}
+	f.r.Sync(context.Background())
+	for _, change := range []struct {
+		what string
+		do   func() error
+	}{
+		{"removed", func() error { return os.Remove(f.cache) }},
+		{"edited in place", func() error { return os.WriteFile(f.cache, []byte(`{"version":1,"entries":[]}`), 0o600) }},
+		{"replaced", func() error {
+			tmp := f.cache + ".by-hand"
+			if err := os.WriteFile(tmp, []byte(`{"version":1,"entries":[]}`), 0o600); err != nil {
+				return err
+			}
+			return os.Rename(tmp, f.cache)
+		}},
+	} {
+		writes := f.m.writes
+		if err := change.do(); err != nil {
+			t.Fatal(err)
+		}
+		f.r.Sync(context.Background())
+		if got := f.cached(t)["node"]; got.Password != "p" || f.m.writes != writes+1 {
+			t.Fatalf("cache %s: entry %v after a sync, %d writes; want it written again", change.what, got, f.m.writes-writes)
+		}
+	}
+	writes := f.m.writes
+	f.r.Sync(context.Background())
+	if f.m.writes != writes {
+		t.Fatal("an unchanged cache was written again")
+	}
+}
+
+// blockingResolver resolves "slow" only once released, and counts the resolutions at once.
+type blockingResolver struct {
+	resolver
+	release       chan struct{}
+	mu            sync.Mutex
+	running, most int
+	done          chan string
+}
+
+func (b *blockingResolver) Resolve(ctx context.Context, reg *v1alpha1.Registry) (userpass.Credentials, error) {
+	b.mu.Lock()
+	b.running++
+	b.most = max(b.most, b.running)
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.running--
+		b.mu.Unlock()
+		b.done <- reg.Name
+	}()
+	if reg.Name == "slow" {
+		<-b.release
+	}
+	return userpass.Credentials{Username: "u", Password: "p-" + reg.Name}, nil
+}
+
+func TestSlowSourceDoesNotHoldUpTheOthers(t *testing.T) {
+	const n, parallelism = 12, 3
+	res := &blockingResolver{release: make(chan struct{}), done: make(chan string, n)}
+	regs := registries{registry("slow", v1alpha1.ScopeCluster, "slow.example.com")}
+	for i := range n - 1 {
+		name := fmt.Sprintf("r%02d", i)
+		regs = append(regs, registry(name, v1alpha1.ScopeCluster, name+".example.com"))
+	}
+	r, err := refresher.New(refresher.Config{Registries: &regs, Resolver: res, CachePath: filepath.Join(t.TempDir(), "c.json"), Parallelism: parallelism})
+	if err != nil {
+		t.Fatal(err)
+	}
+	synced := make(chan struct{})
+	go func() { r.Sync(context.Background()); close(synced) }()
+	for range n - 1 { // every other registry resolves while the slow one hangs
+		if name := <-res.done; name == "slow" {
+			t.Fatal("the slow source was resolved before its release")
+		}
+	}
+	close(res.release)
+	<-synced
+	if res.most > parallelism {
+		t.Fatalf("%d resolutions at once, want at most %d", res.most, parallelism)
+	}
+	if len(res.done) != 1 {
+		t.Fatalf("%d resolutions left after the sync, want the slow one", len(res.done))
 	}
 }

@@ -114,7 +114,43 @@ func Encode(e Entry) []byte {
 func Decode(registry string, b []byte) (Entry, error) {
 	var e Entry
 	if err := json.Unmarshal(b, &e); err != nil {
-		return Entry{}, fmt.Errorf("node secret entry of registry %s is not valid JSON", registry)
+		return Entry{}, invalid(registry)
 	}
 	return e, nil
 }
+
+// DecodeCredentials reads an entry's value but its spec (Spec is nil): what an agent's sync asks
+// of each registry, whose spec it has already (DecodeSpec). The spec is skipped, not decoded.
+func DecodeCredentials(registry string, b []byte) (Entry, error) {
+	type plain Entry // Entry's fields, under which "spec" is shadowed
+	var v struct {
+		plain
+		Spec skipped `json:"spec"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return Entry{}, invalid(registry)
+	}
+	return Entry(v.plain), nil
+}
+
+// DecodeSpec reads an entry's spec (nil: an older controller's entry) and generation, and
+// skips the rest (no credential is copied out).
+func DecodeSpec(registry string, b []byte) (*v1alpha1.RegistrySpec, int64, error) {
+	var v struct {
+		Spec       *v1alpha1.RegistrySpec `json:"spec"`
+		Generation int64                  `json:"generation"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, 0, invalid(registry)
+	}
+	return v.Spec, v.Generation, nil
+}
+
+func invalid(registry string) error {
+	return fmt.Errorf("node secret entry of registry %s is not valid JSON", registry)
+}
+
+// skipped takes a value and keeps nothing of it (encoding/json checked it is JSON).
+type skipped struct{}
+
+func (*skipped) UnmarshalJSON([]byte) error { return nil }

@@ -30,6 +30,7 @@ func main() {
 	flag.StringVar(&cfg.MetricsAddress, "metrics-address", "127.0.0.1:28183", "the agent's metrics address (loopback; not 28083, the harness's own agent's)")
 	flag.DurationVar(&cfg.Steady, "steady", 5*time.Minute, "how long CPU is measured, idle and loaded, RSS over its last minute (past two of the runtime's forced GCs, every 2 min)")
 	flag.StringVar(&cfg.Namespace, "namespace", "pullpass", "pullpass's release namespace: the sources go there, the agent reads the node Secret its controller writes; empty without pullpass deployed (the benchmark writes the node Secret itself)")
+	flag.DurationVar(&cfg.Scrape, "scrape", 0, "scrape the agent's metrics at this interval through the steady periods, as a Prometheus does (0: none)")
 	flag.StringVar(&cfg.GOGC, "gogc", "50", "GOGC of the agent (the chart's agent.gcPercent; 100 is Go's default)")
 	flag.Parse()
 	if cfg.AgentBin == "" || cfg.PluginBin == "" {
