@@ -89,7 +89,7 @@ type nodeAgent struct {
 	metrics   *refresher.PrometheusMetrics
 	restarter *kubeletrestart.Restarter
 	ref       *refresher.Refresher
-	memory    *memrelease.Releaser // gives a burst of syncs' memory back to the OS
+	memory    *memrelease.Releaser // gives the memory of a burst of syncs or scrapes back to the OS
 }
 
 // watch makes the informers: the node Secret the controller writes what nodes serve into (by

@@ -262,7 +262,7 @@ func settle(ctx context.Context, metrics string, quiet, limit time.Duration) err
 // sample watches the agent for d: its CPU over it; its RSS over the last minute of it (at most
 // half of it), read from /proc every 2 s, each figure the median of its readings, and its Go
 // heap from one scrape of its /metrics at the end (a scrape every 2 s would itself be what the
-// agent spends its CPU and heap on), with scrapes every scrape if set. One RSS reading lands
+// agent spends its CPU and heap on), and its metrics scraped every scrapeEvery if set. One RSS reading lands
 // anywhere in the Go runtime's collection and scavenging cycles: the same agent's RSS moved by
 // 1.5 MiB between runs.
 func sample(ctx context.Context, pid int, metrics string, d, scrapeEvery time.Duration) (Sample, error) {

@@ -82,8 +82,9 @@ func BenchmarkSyncAtRest(b *testing.B) {
 
 // A sync at rest at 1,000 registries allocates at most this: 63,139 before the cuts of
 // 2026-12-07 (decoding each entry whole twice, reading the cache back, a goroutine per
-// registry), 45,117 after (BenchmarkSyncAtRest).
-const syncAllocBudget = 48_000
+// registry), 45,117 after (BenchmarkSyncAtRest). The margin is for the process's other
+// goroutines (client-go's watch), which AllocsPerRun counts too.
+const syncAllocBudget = 50_000
 
 func TestSyncAtRestAllocationBudget(t *testing.T) {
 	r := syncAt(t, 1000)

@@ -23,7 +23,8 @@ type Config struct {
 	Above uint64
 	// Quiet is how long after the last Done a release waits (default 10 s): a burst of syncs
 	// (registries created one after another) ends with one release, not one a sync. Work that
-	// never pauses for Quiet is released from at least every MaxWait (default 1 min).
+	// never pauses for Quiet is released from at least every MaxWait (default 1 min, never
+	// under Quiet).
 	Quiet, MaxWait time.Duration
 	// Free releases (default debug.FreeOSMemory), Allocated says how many bytes the process
 	// has allocated since it started (default runtime/metrics' /gc/heap/allocs:bytes): tests
@@ -39,6 +40,7 @@ type Releaser struct {
 
 	mu       sync.Mutex
 	pending  bool      // a release is due when timer fires
+	stopped  bool      // no release any more (the agent is stopping)
 	since    time.Time // the first Done the pending release is for
 	released uint64    // Allocated at the last release
 }
@@ -51,8 +53,8 @@ func New(cfg Config) *Releaser {
 	if cfg.Quiet == 0 {
 		cfg.Quiet = 10 * time.Second
 	}
-	if cfg.MaxWait == 0 {
-		cfg.MaxWait = time.Minute
+	if cfg.MaxWait < cfg.Quiet {
+		cfg.MaxWait = max(time.Minute, cfg.Quiet)
 	}
 	if cfg.Free == nil {
 		cfg.Free = debug.FreeOSMemory
@@ -72,6 +74,8 @@ func (r *Releaser) Done() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
+	case r.stopped:
+		return
 	case !r.pending && r.cfg.Allocated()-r.released < r.cfg.Above:
 		return
 	case !r.pending:
@@ -93,23 +97,22 @@ func (r *Releaser) After(h http.Handler) http.Handler {
 
 func (r *Releaser) release() {
 	r.mu.Lock()
-	due := r.pending
-	r.pending = false
-	r.mu.Unlock()
-	if !due {
-		return
+	due := r.pending && !r.stopped
+	if due {
+		// Counted before Free: what work done meanwhile allocates is for the next release.
+		r.pending, r.released = false, r.cfg.Allocated()
 	}
-	r.cfg.Free()
-	r.mu.Lock()
-	r.released = r.cfg.Allocated()
 	r.mu.Unlock()
+	if due {
+		r.cfg.Free()
+	}
 }
 
-// Stop cancels a release to come.
+// Stop cancels a release to come, and any after it.
 func (r *Releaser) Stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.pending = false
+	r.pending, r.stopped = false, true
 	r.timer.Stop()
 }
 

@@ -76,6 +76,14 @@ func TestStopCancelsTheReleaseToCome(t *testing.T) {
 		if n := p.freed.Load(); n != 0 {
 			t.Fatalf("released %d times after Stop", n)
 		}
+		// Work after Stop (a scrape while the agent shuts down) brings no release.
+		p.allocated.Add(5000)
+		r.Done()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if n := p.freed.Load(); n != 0 {
+			t.Fatalf("released %d times for work after Stop", n)
+		}
 	})
 }
 

@@ -511,11 +511,12 @@ func grantNames(grants []nodegrant.Grant) []string {
 }
 
 // written reports whether the cache file is still the one last written or read here: not
-// removed, replaced or edited by hand (its inode, size and modification time).
+// removed, replaced or edited by hand (its inode, size, modification and status change times).
 func (r *Refresher) written() bool {
 	now := r.statCache()
 	return now != nil && r.cacheFile != nil && os.SameFile(now, r.cacheFile) &&
-		now.Size() == r.cacheFile.Size() && now.ModTime().Equal(r.cacheFile.ModTime())
+		now.Size() == r.cacheFile.Size() && now.ModTime().Equal(r.cacheFile.ModTime()) &&
+		changeTime(now) == changeTime(r.cacheFile)
 }
 
 // statCache is the cache file's FileInfo, nil if it is not there.

@@ -1,6 +1,7 @@
 package refresher_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -389,6 +390,14 @@ func TestCacheChangedByHandIsWrittenAgain(t *testing.T) {
 	f.regs = registries{registry("node", v1alpha1.ScopeCluster, "node.example.com")}
 	f.res.creds["node"] = userpass.Credentials{Username: "u", Password: "p"}
 	f.r.Sync(context.Background())
+	// sameSize is the cache with its password changed to another of the same length.
+	sameSize := func() []byte {
+		b, err := os.ReadFile(f.cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Replace(b, []byte(`"password":"p"`), []byte(`"password":"x"`), 1)
+	}
 	for _, change := range []struct {
 		what string
 		do   func() error
@@ -401,6 +410,24 @@ func TestCacheChangedByHandIsWrittenAgain(t *testing.T) {
 				return err
 			}
 			return os.Rename(tmp, f.cache)
+		}},
+		{"edited in place, same size", func() error { return os.WriteFile(f.cache, sameSize(), 0o600) }},
+		{"replaced, same size", func() error {
+			tmp := f.cache + ".by-hand"
+			if err := os.WriteFile(tmp, sameSize(), 0o600); err != nil {
+				return err
+			}
+			return os.Rename(tmp, f.cache)
+		}},
+		{"edited in place, same size, modification time set back", func() error {
+			fi, err := os.Stat(f.cache)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(f.cache, sameSize(), 0o600); err != nil {
+				return err
+			}
+			return os.Chtimes(f.cache, fi.ModTime(), fi.ModTime())
 		}},
 	} {
 		writes := f.m.writes
@@ -459,9 +486,16 @@ func TestSlowSourceDoesNotHoldUpTheOthers(t *testing.T) {
 	}
 	synced := make(chan struct{})
 	go func() { r.Sync(context.Background()); close(synced) }()
-	for range n - 1 { // every other registry resolves while the slow one hangs
-		if name := <-res.done; name == "slow" {
-			t.Fatal("the slow source was resolved before its release")
+	deadline := time.After(time.Minute) // a pool that waited for the slow one would hang here
+	for range n - 1 {                   // every other registry resolves while the slow one hangs
+		select {
+		case name := <-res.done:
+			if name == "slow" {
+				t.Fatal("the slow source was resolved before its release")
+			}
+		case <-deadline:
+			close(res.release)
+			t.Fatal("the other registries were not resolved while the slow source hung")
 		}
 	}
 	close(res.release)

@@ -41,9 +41,9 @@ func TestDecodeHalvesMakeTheEntry(t *testing.T) {
 	}
 }
 
-// Malformed entries: an error that names the registry and never quotes the value.
+// Entries that are not JSON: an error that names the registry and never quotes the value.
 func TestDecodeErrorsNeverQuoteTheValue(t *testing.T) {
-	for _, b := range []string{`{"password":"s3cret-password"`, `{"password":"s3cret-password","spec":{"hosts":5}`, `s3cret-password`} {
+	for _, b := range []string{`{"password":"s3cret-password"`, `{"password":"s3cret-password","spec":{"hosts":5}`, `s3cret-password`} { // not JSON, truncated
 		_, err1 := Decode("r", []byte(b))
 		_, err2 := DecodeCredentials("r", []byte(b))
 		_, _, err3 := DecodeSpec("r", []byte(b))
@@ -52,6 +52,21 @@ func TestDecodeErrorsNeverQuoteTheValue(t *testing.T) {
 				t.Fatalf("%q: error %v; want one naming the registry, without the value", b, err)
 			}
 		}
+	}
+}
+
+// A spec of the wrong shape fails the whole entry and its spec (List leaves the registry out),
+// not its credentials: DecodeCredentials skips the spec unread.
+func TestMisshapenSpecFailsTheSpecOnly(t *testing.T) {
+	b := []byte(`{"spec":{"hosts":5},"username":"u","password":"s3cret-password","source":{"namespace":"a","name":"b"}}`)
+	if _, err := Decode("r", b); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("Decode: %v; want an error without the value", err)
+	}
+	if _, _, err := DecodeSpec("r", b); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("DecodeSpec: %v; want an error without the value", err)
+	}
+	if e, err := DecodeCredentials("r", b); err != nil || e.Password != "s3cret-password" || e.Spec != nil {
+		t.Fatalf("DecodeCredentials = %v, %v; want the credentials", e, err)
 	}
 }
 
