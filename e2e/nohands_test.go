@@ -344,6 +344,15 @@ func TestNoHandsNewNodeServesByItself(t *testing.T) {
 	if err := e.Kube.CoreV1().Pods(framework.PullpassNamespace).Delete(framework.Context(t, time.Minute), old.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		// What the new agent judged (installer, kubelet restart, taint), for a failure seen
+		// once in ten runs (2026-12-07): the pod pulled before the node served.
+		if t.Failed() {
+			p := agentPod(t, e, node)
+			t.Logf("kubelet on %s started %s (the test restarted it at %s); agent %s log:\n%s", node, kubeletStart(t, node), before, p.Name,
+				e.Logs(t, framework.PullpassNamespace, p.Name, ""))
+		}
+	})
 
 	// Created now, scheduled once the taint is gone.
 	pod := e.CreatePod(t, pinned(e.Pod(ns, framework.PodOptions{Name: "first-try"}), false))
